@@ -1,0 +1,26 @@
+//! The pure protocol core of chatd: keys and addresses, PQXDH session setup, the Double Ratchet,
+//! session records and pickles, padding, sealed envelopes, safety numbers and the relay wire
+//! codec.
+//!
+//! This crate does no I/O: no sockets, no files, no clocks and no global RNG. Every function
+//! that needs randomness takes an `&mut impl Rng`, every function that needs the time takes it
+//! as an argument. `protocol/SPEC.md` is the normative description of every byte this crate
+//! produces; `protocol/testdata/` holds vectors that pin it.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod crypto;
+
+/// Renders the first bytes of a public value as hex for `Debug` output (never used on secrets).
+pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(19);
+    for b in bytes.iter().take(8) {
+        let _ = write!(out, "{b:02x}");
+    }
+    if bytes.len() > 8 {
+        out.push_str("..");
+    }
+    out
+}

@@ -1,0 +1,1 @@
+//! Integration tests of the `protocol` crate: vectors, properties and limits.

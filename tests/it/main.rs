@@ -1,0 +1,1 @@
+//! Whole-system and tidy tests for the workspace.
