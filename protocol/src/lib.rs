@@ -11,6 +11,8 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod identity;
+pub mod prekeys;
 
 /// Renders the first bytes of a public value as hex for `Debug` output (never used on secrets).
 pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
