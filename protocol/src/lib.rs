@@ -13,6 +13,7 @@ pub mod codec;
 pub mod crypto;
 pub mod identity;
 pub mod prekeys;
+pub mod ratchet;
 
 /// Renders the first bytes of a public value as hex for `Debug` output (never used on secrets).
 pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
