@@ -12,6 +12,7 @@
 pub mod codec;
 pub mod crypto;
 pub mod identity;
+pub mod pqxdh;
 pub mod prekeys;
 pub mod ratchet;
 
