@@ -11,10 +11,13 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod envelope;
 pub mod identity;
+pub mod pickle;
 pub mod pqxdh;
 pub mod prekeys;
 pub mod ratchet;
+pub mod session;
 
 /// Renders the first bytes of a public value as hex for `Debug` output (never used on secrets).
 pub(crate) fn hex_prefix(bytes: &[u8]) -> String {

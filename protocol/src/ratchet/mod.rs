@@ -29,6 +29,7 @@ use crate::crypto::Rng;
 use crate::crypto::aead::{self, AEAD_TAG_LEN};
 use crate::crypto::x25519::{X25519Error, X25519PublicKey, X25519Secret};
 use crate::identity::{decode_x25519, encode_x25519};
+use crate::padding::{self, PaddingError, PlaintextTooLong};
 
 /// The most message keys a single chain may skip in one step (per received message).
 pub const MAX_SKIP: u32 = 1000;
@@ -45,6 +46,9 @@ pub enum EncryptError {
     /// The peer's ratchet key is not contributory.
     #[error(transparent)]
     Dh(#[from] X25519Error),
+    /// The plaintext is longer than padding allows.
+    #[error(transparent)]
+    TooLong(#[from] PlaintextTooLong),
 }
 
 /// Why a message was rejected. In every case the ratchet state is unchanged.
@@ -63,9 +67,12 @@ pub enum DecryptError {
     /// The header's ratchet key is not contributory.
     #[error(transparent)]
     Dh(#[from] X25519Error),
-    /// The responder's session has no chain yet for a message that is not the first one.
+    /// The message index space is exhausted.
     #[error("message index space exhausted")]
     ChainExhausted,
+    /// The message authenticated but its padding is malformed: a faulty or malicious peer.
+    #[error("malformed padding: {0}")]
+    Padding(#[from] PaddingError),
 }
 
 /// One session's Double Ratchet state.
@@ -152,12 +159,13 @@ impl RatchetState {
         self.receiving.is_some()
     }
 
-    /// Encrypts `plaintext` (already padded by the caller) as the next message.
+    /// Pads (SPEC.md section 7) and encrypts `plaintext` as the next message.
     pub fn encrypt(
         &mut self,
         plaintext: &[u8],
         rng: &mut (impl Rng + ?Sized),
     ) -> Result<RatchetMessage, EncryptError> {
+        padding::padded_len(plaintext.len())?;
         if self.sending.is_none() {
             self.start_sending_chain(rng)?;
         }
@@ -170,7 +178,8 @@ impl RatchetState {
             previous_chain_len: self.previous_sending_len,
             index: message_key.index,
         };
-        let ciphertext = seal(&self.ad, &header, &message_key, plaintext);
+        let mut ciphertext = padding::pad(plaintext)?;
+        seal(&self.ad, &header, &message_key, &mut ciphertext);
         self.sending = Some(next);
         Ok(RatchetMessage { header, ciphertext })
     }
@@ -187,7 +196,8 @@ impl RatchetState {
         Ok(())
     }
 
-    /// Decrypts a message, returning the (still padded) plaintext.
+    /// Decrypts and unpads a message. Nothing changes unless both the tag and the padding
+    /// check out.
     pub fn decrypt(&mut self, message: &RatchetMessage) -> Result<Vec<u8>, DecryptError> {
         let header = &message.header;
         let ratchet = header.ratchet_key.as_bytes();
@@ -271,21 +281,24 @@ fn advance(
     }
 }
 
-fn seal(ad: &[u8], header: &Header, key: &MessageKey, plaintext: &[u8]) -> Vec<u8> {
+/// Encrypts the padded plaintext in `buffer` in place and appends the tag.
+fn seal(ad: &[u8], header: &Header, key: &MessageKey, buffer: &mut Vec<u8>) {
     let expanded = key.aead_key_nonce();
     let aad = associated_data(ad, header);
-    let mut out = Vec::with_capacity(plaintext.len() + AEAD_TAG_LEN);
-    out.extend_from_slice(plaintext);
-    let tag = aead::seal_in_place(&expanded.key, &expanded.nonce, &aad, &mut out);
-    out.extend_from_slice(&tag);
-    out
+    buffer.reserve_exact(AEAD_TAG_LEN);
+    let tag = aead::seal_in_place(&expanded.key, &expanded.nonce, &aad, buffer);
+    buffer.extend_from_slice(&tag);
 }
 
+/// Authenticates, decrypts and unpads; the caller commits state only on `Ok`.
 fn open(ad: &[u8], message: &RatchetMessage, key: &MessageKey) -> Result<Vec<u8>, DecryptError> {
     let expanded = key.aead_key_nonce();
     let aad = associated_data(ad, &message.header);
-    aead::open(&expanded.key, &expanded.nonce, &aad, &message.ciphertext)
-        .map_err(|_| DecryptError::Authentication)
+    let mut padded = aead::open(&expanded.key, &expanded.nonce, &aad, &message.ciphertext)
+        .map_err(|_| DecryptError::Authentication)?;
+    let len = padding::unpad(&padded)?.len();
+    padded.truncate(len);
+    Ok(padded)
 }
 
 /// Message associated data: session associated data || encoded header.
