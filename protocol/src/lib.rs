@@ -9,8 +9,11 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod codec;
 pub mod crypto;
+pub mod padding;
+pub mod safety;
 
 /// Renders the first bytes of a public value as hex for `Debug` output (never used on secrets).
 pub(crate) fn hex_prefix(bytes: &[u8]) -> String {
