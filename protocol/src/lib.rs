@@ -9,14 +9,17 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![warn(missing_docs)]
 
+pub mod address;
 pub mod codec;
 pub mod crypto;
 pub mod envelope;
 pub mod identity;
+pub mod padding;
 pub mod pickle;
 pub mod pqxdh;
 pub mod prekeys;
 pub mod ratchet;
+pub mod safety;
 pub mod session;
 
 /// Renders the first bytes of a public value as hex for `Debug` output (never used on secrets).

@@ -1,3 +1,4 @@
 //! Integration tests of the `protocol` crate: vectors, properties and limits.
 
+mod identity_vectors;
 mod published;
