@@ -1,1 +1,3 @@
 //! Whole-system and tidy tests for the workspace.
+
+mod tidy;
