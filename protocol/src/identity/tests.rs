@@ -21,6 +21,7 @@ fn certificate_round_trips_and_verifies() {
     let mut rng = rng();
     let (identity, local) = device(&mut rng);
     let bytes = local.cert.certificate().to_bytes();
+    assert_eq!(bytes.len(), 174, "SPEC.md section 2.2 gives the length");
     let parsed = DeviceCertificate::from_bytes(&bytes).unwrap();
     let verified = parsed.verify().unwrap();
     assert_eq!(verified.identity(), identity.public_key());

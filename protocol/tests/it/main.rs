@@ -2,3 +2,4 @@
 
 mod identity_vectors;
 mod published;
+mod secret_debug;
