@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod crypto;
+pub mod frames;
 pub mod identity;
 pub mod prekeys;
 

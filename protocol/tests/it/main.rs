@@ -1,1 +1,3 @@
 //! Integration tests of the `protocol` crate: vectors, properties and limits.
+
+mod frames;
