@@ -13,6 +13,7 @@ pub mod address;
 pub mod codec;
 pub mod crypto;
 pub mod envelope;
+pub mod frames;
 pub mod identity;
 pub mod padding;
 pub mod pickle;

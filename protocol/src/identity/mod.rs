@@ -111,6 +111,12 @@ impl IdentityKeyPair {
         self.public
     }
 
+    /// Signs `message` with the identity key. Callers must prefix a context string of their own
+    /// (`chatd/v1/...\0`) so that no signature can be replayed in another role.
+    pub(crate) fn sign(&self, message: &[u8]) -> Signature {
+        self.secret.sign(message)
+    }
+
     /// Certifies a device's keys for this account.
     pub fn certify(&self, device: &DeviceKeyPair, created_at: u64) -> DeviceCertificate {
         let mut cert = DeviceCertificate {

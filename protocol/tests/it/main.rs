@@ -1,5 +1,6 @@
 //! Integration tests of the `protocol` crate: vectors, properties and limits.
 
+mod frames;
 mod identity_vectors;
 mod published;
 mod secret_debug;

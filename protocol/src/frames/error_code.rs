@@ -1,0 +1,180 @@
+//! The relay's error codes (SPEC.md section 11).
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+use std::fmt;
+
+use crate::codec::DecodeError;
+
+/// Why the relay refused a frame or a request, carried as a `u16` in `Error` frames.
+///
+/// Values not assigned here decode as [`ErrorCode::Unknown`], so a newer relay can add codes
+/// without breaking older clients. Each code says whether the relay closes the connection after
+/// sending it ([`ErrorCode::is_fatal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 1: the frame did not decode, or is not allowed in this state (a second `Auth`, a
+    /// server frame sent by a client). Fatal.
+    BadFrame,
+    /// 2: the frame's version byte is not one the relay speaks. Fatal.
+    UnsupportedVersion,
+    /// 3: a request arrived before authentication completed. Fatal.
+    AuthRequired,
+    /// 4: the certificate chain or the challenge signature did not verify. Fatal.
+    AuthFailed,
+    /// 5: a rate limit was hit; the request was not performed and may be retried later.
+    RateLimited,
+    /// 6: the frame is longer than the relay accepts. Fatal.
+    FrameTooLarge,
+    /// 7: a recipient's mailbox is at its quota; no envelope of the `Send` was stored.
+    MailboxFull,
+    /// 8: the identity, device or handle named in the request is not known to the relay.
+    NotFound,
+    /// 9: the device has no signed prekey or no KEM prekey to build a bundle from.
+    NoPrekeys,
+    /// 10: the handle is held by another identity.
+    HandleTaken,
+    /// 11: a handle claim or release was refused: bad signature, `issued_at` outside the
+    /// relay's window or older than the current record, identity not the authenticated one, or
+    /// a reserved name.
+    HandleInvalid,
+    /// 12: the relay's connection cap (total, per address or per device) is reached. Fatal.
+    TooManyConnections,
+    /// 13: the relay failed internally; the request may be retried.
+    Internal,
+    /// 14: a published prekey's signature does not verify under the device's signing key, or
+    /// the publish would exceed the relay's per-device prekey store.
+    InvalidPrekeys,
+    /// 15: the authentication or idle timeout expired. Fatal.
+    Timeout,
+    /// A value this implementation does not know; treat it like `Internal` unless it is
+    /// followed by the connection closing.
+    Unknown(u16),
+}
+
+impl ErrorCode {
+    /// Every assigned code, in value order.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::BadFrame,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::AuthRequired,
+        ErrorCode::AuthFailed,
+        ErrorCode::RateLimited,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::MailboxFull,
+        ErrorCode::NotFound,
+        ErrorCode::NoPrekeys,
+        ErrorCode::HandleTaken,
+        ErrorCode::HandleInvalid,
+        ErrorCode::TooManyConnections,
+        ErrorCode::Internal,
+        ErrorCode::InvalidPrekeys,
+        ErrorCode::Timeout,
+    ];
+
+    /// The code for a wire value; unassigned values become [`ErrorCode::Unknown`].
+    pub fn from_u16(value: u16) -> Self {
+        match value {
+            1 => Self::BadFrame,
+            2 => Self::UnsupportedVersion,
+            3 => Self::AuthRequired,
+            4 => Self::AuthFailed,
+            5 => Self::RateLimited,
+            6 => Self::FrameTooLarge,
+            7 => Self::MailboxFull,
+            8 => Self::NotFound,
+            9 => Self::NoPrekeys,
+            10 => Self::HandleTaken,
+            11 => Self::HandleInvalid,
+            12 => Self::TooManyConnections,
+            13 => Self::Internal,
+            14 => Self::InvalidPrekeys,
+            15 => Self::Timeout,
+            other => Self::Unknown(other),
+        }
+    }
+
+    /// The wire value. `Unknown(v)` is `v` (which should be an unassigned value: an
+    /// `Unknown` holding an assigned value decodes as that code).
+    pub fn to_u16(self) -> u16 {
+        match self {
+            Self::BadFrame => 1,
+            Self::UnsupportedVersion => 2,
+            Self::AuthRequired => 3,
+            Self::AuthFailed => 4,
+            Self::RateLimited => 5,
+            Self::FrameTooLarge => 6,
+            Self::MailboxFull => 7,
+            Self::NotFound => 8,
+            Self::NoPrekeys => 9,
+            Self::HandleTaken => 10,
+            Self::HandleInvalid => 11,
+            Self::TooManyConnections => 12,
+            Self::Internal => 13,
+            Self::InvalidPrekeys => 14,
+            Self::Timeout => 15,
+            Self::Unknown(value) => value,
+        }
+    }
+
+    /// The stable snake_case name used in SPEC.md and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BadFrame => "bad_frame",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::AuthRequired => "auth_required",
+            Self::AuthFailed => "auth_failed",
+            Self::RateLimited => "rate_limited",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::MailboxFull => "mailbox_full",
+            Self::NotFound => "not_found",
+            Self::NoPrekeys => "no_prekeys",
+            Self::HandleTaken => "handle_taken",
+            Self::HandleInvalid => "handle_invalid",
+            Self::TooManyConnections => "too_many_connections",
+            Self::Internal => "internal",
+            Self::InvalidPrekeys => "invalid_prekeys",
+            Self::Timeout => "timeout",
+            Self::Unknown(_) => "unknown",
+        }
+    }
+
+    /// True if the relay closes the connection right after sending this code.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            Self::BadFrame
+                | Self::UnsupportedVersion
+                | Self::AuthRequired
+                | Self::AuthFailed
+                | Self::FrameTooLarge
+                | Self::TooManyConnections
+                | Self::Timeout
+        )
+    }
+
+    /// The code a relay answers an undecodable client frame with: `unsupported_version` when
+    /// the frame's own version byte is wrong, `frame_too_large` when the frame exceeds
+    /// [`super::MAX_FRAME_LEN`], `bad_frame` otherwise.
+    pub fn for_decode_error(error: &DecodeError) -> Self {
+        match error {
+            DecodeError::UnsupportedVersion {
+                what: super::FRAME_WHAT,
+                ..
+            } => Self::UnsupportedVersion,
+            DecodeError::TooLong {
+                what: super::FRAME_WHAT,
+                ..
+            } => Self::FrameTooLarge,
+            _ => Self::BadFrame,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown(value) => write!(f, "unknown error code {value}"),
+            other => write!(f, "{} ({})", other.name(), other.to_u16()),
+        }
+    }
+}

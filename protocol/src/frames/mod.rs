@@ -1,0 +1,1003 @@
+//! The relay wire protocol: the frames a device and a relay exchange over one WebSocket, and
+//! their byte codec (SPEC.md sections 10 and 11).
+//!
+//! Every frame is one binary WebSocket message, `version u8 (= 1) || type u8 || body`.
+//! [`ClientFrame`] is what a device sends, [`ServerFrame`] what a relay sends; both implement
+//! [`Encode`] and [`Decode`]. Requests carry a [`RequestId`] the client picks and the relay
+//! echoes in the reply (or in an `Error`).
+//!
+//! Decoding is total and bounded: a frame longer than [`MAX_FRAME_LEN`] is refused before any
+//! parsing, every count and length is checked against its limit and against the bytes that
+//! remain before anything is reserved, and trailing bytes are an error. The encoding is
+//! canonical: a byte string that decodes re-encodes to exactly itself.
+//!
+//! The relay sees only what it routes: identity keys, device ids, prekeys, handles and opaque
+//! payloads. What a payload contains is the business of the sealed envelope layer.
+#![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+
+mod auth;
+mod error_code;
+mod handle;
+mod ids;
+
+use std::borrow::Cow;
+
+pub use auth::{
+    AUTH_NONCE_LEN, AuthError, AuthProof, MAX_RELAY_ID_LEN, RelayId, auth_signed_bytes, verify_auth,
+};
+pub use error_code::ErrorCode;
+pub use handle::{HANDLE_MAX_LEN, HANDLE_MIN_LEN, Handle, HandleClaim, HandleError, HandleRelease};
+pub use ids::{ENVELOPE_ID_LEN, EnvelopeId, RequestId};
+
+use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
+use crate::crypto::kem::KEM_PUBLIC_LEN;
+use crate::identity::{DeviceCertificate, DeviceId, IdentityKey};
+use crate::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
+use ids::{decode_optional_request_id, encode_optional_request_id};
+
+/// The version byte every frame starts with.
+pub const FRAME_VERSION: u8 = 1;
+
+/// Longest envelope payload (`Send` and `Deliver`), in bytes: 256 KiB.
+pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;
+/// Most envelopes in one `Send` (and ids in its `SendAck`).
+pub const MAX_ENVELOPES_PER_SEND: usize = 64;
+/// Most payload bytes, summed over its envelopes, in one `Send`: 1 MiB.
+pub const MAX_SEND_PAYLOAD_TOTAL: usize = 1024 * 1024;
+/// Most envelope ids in one `Ack`.
+pub const MAX_ACK_IDS: usize = 1024;
+/// Most KEM prekeys in one `PublishPrekeys`.
+pub const MAX_KEM_PREKEYS_PER_PUBLISH: usize = 100;
+/// Most one-time X25519 prekeys in one `PublishPrekeys`.
+pub const MAX_ONE_TIME_PREKEYS_PER_PUBLISH: usize = 1000;
+/// Most device certificates in one `Devices` reply.
+pub const MAX_DEVICES_PER_LIST: usize = 64;
+/// Longest `Error` message, in bytes of UTF-8.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+/// Longest frame, in bytes: 1 MiB + 4 KiB. Every frame within the limits above fits (the
+/// largest is a full `Send`, 1,051,144 bytes); a decoder refuses anything longer unread.
+pub const MAX_FRAME_LEN: usize = 1024 * 1024 + 4 * 1024;
+
+/// The `what` of frame-level decode errors (version, length, type).
+pub(crate) const FRAME_WHAT: &str = "frame";
+
+/// Type bytes (SPEC.md section 10.1). 0x01-0x0f: either direction; 0x10-0x7f: client to
+/// relay; 0x80-0xff: relay to client.
+mod frame_type {
+    pub(super) const PING: u8 = 0x01;
+    pub(super) const PONG: u8 = 0x02;
+    pub(super) const AUTH: u8 = 0x10;
+    pub(super) const PUBLISH_PREKEYS: u8 = 0x11;
+    pub(super) const FETCH_BUNDLE: u8 = 0x12;
+    pub(super) const LIST_DEVICES: u8 = 0x13;
+    pub(super) const SEND: u8 = 0x14;
+    pub(super) const ACK: u8 = 0x15;
+    pub(super) const CLAIM_HANDLE: u8 = 0x16;
+    pub(super) const LOOKUP_HANDLE: u8 = 0x17;
+    pub(super) const RELEASE_HANDLE: u8 = 0x18;
+    pub(super) const CHALLENGE: u8 = 0x80;
+    pub(super) const AUTH_OK: u8 = 0x81;
+    pub(super) const BUNDLE: u8 = 0x82;
+    pub(super) const DEVICES: u8 = 0x83;
+    pub(super) const PREKEY_COUNT: u8 = 0x84;
+    pub(super) const SEND_ACK: u8 = 0x85;
+    pub(super) const DELIVER: u8 = 0x86;
+    pub(super) const HANDLE_RECORD: u8 = 0x87;
+    pub(super) const DONE: u8 = 0x88;
+    pub(super) const ERROR: u8 = 0x89;
+}
+
+/// Encoded sizes of the structures frames carry, for the limits and the allocation checks.
+mod wire_len {
+    use super::*;
+
+    pub(super) const HEADER: usize = 2;
+    pub(super) const REQUEST_ID: usize = 4;
+    pub(super) const COUNT: usize = 2;
+    pub(super) const SIGNATURE: usize = 64;
+    /// `DeviceCertificate`: version, identity, device id, signing key, `EncodeEC(dh)`,
+    /// created_at, signature.
+    pub(super) const CERTIFICATE: usize = 1 + 32 + 4 + 32 + 33 + 8 + SIGNATURE;
+    /// `SignedPrekey`: id, `EncodeEC(key)`, created_at, signature.
+    pub(super) const SIGNED_PREKEY: usize = 4 + 33 + 8 + SIGNATURE;
+    /// `KemPrekey`: id, last-resort flag, `EncodeKEM(key)`, signature.
+    pub(super) const KEM_PREKEY: usize = 4 + 1 + 1 + KEM_PUBLIC_LEN + SIGNATURE;
+    /// `OneTimePrekey`: id, `EncodeEC(key)`.
+    pub(super) const ONE_TIME_PREKEY: usize = 4 + 33;
+    /// `PrekeyBundle` with a one-time prekey.
+    pub(super) const BUNDLE: usize =
+        1 + CERTIFICATE + SIGNED_PREKEY + KEM_PREKEY + 1 + ONE_TIME_PREKEY;
+    /// `OutgoingEnvelope` without its payload: identity, device id, payload length.
+    pub(super) const ENVELOPE_OVERHEAD: usize = 32 + 4 + 4;
+    /// A handle claim or release with the longest handle.
+    pub(super) const HANDLE_STATEMENT: usize = 2 + HANDLE_MAX_LEN + 32 + 8 + SIGNATURE;
+
+    pub(super) const MAX_AUTH: usize = HEADER + CERTIFICATE + SIGNATURE;
+    pub(super) const MAX_PUBLISH: usize = HEADER
+        + REQUEST_ID
+        + 1
+        + SIGNED_PREKEY
+        + COUNT
+        + MAX_KEM_PREKEYS_PER_PUBLISH * KEM_PREKEY
+        + COUNT
+        + MAX_ONE_TIME_PREKEYS_PER_PUBLISH * ONE_TIME_PREKEY;
+    pub(super) const MAX_SEND: usize = HEADER
+        + REQUEST_ID
+        + COUNT
+        + MAX_ENVELOPES_PER_SEND * ENVELOPE_OVERHEAD
+        + MAX_SEND_PAYLOAD_TOTAL;
+    pub(super) const MAX_ACK: usize = HEADER + COUNT + MAX_ACK_IDS * ENVELOPE_ID_LEN;
+    pub(super) const MAX_CLAIM: usize = HEADER + REQUEST_ID + HANDLE_STATEMENT;
+    pub(super) const MAX_CHALLENGE: usize = HEADER + 2 + MAX_RELAY_ID_LEN + AUTH_NONCE_LEN + 8;
+    pub(super) const MAX_BUNDLE: usize = HEADER + REQUEST_ID + BUNDLE;
+    pub(super) const MAX_DEVICES: usize =
+        HEADER + REQUEST_ID + COUNT + MAX_DEVICES_PER_LIST * CERTIFICATE;
+    pub(super) const MAX_SEND_ACK: usize =
+        HEADER + REQUEST_ID + COUNT + MAX_ENVELOPES_PER_SEND * ENVELOPE_ID_LEN;
+    pub(super) const MAX_DELIVER: usize = HEADER + ENVELOPE_ID_LEN + 8 + 4 + MAX_PAYLOAD_LEN;
+    pub(super) const MAX_HANDLE_RECORD: usize = HEADER + REQUEST_ID + 1 + HANDLE_STATEMENT;
+    pub(super) const MAX_ERROR: usize = HEADER + REQUEST_ID + 2 + 2 + MAX_ERROR_MESSAGE_LEN;
+
+    // Every frame within the per-field limits fits in MAX_FRAME_LEN (checked at compile time).
+    const _: () = {
+        assert!(MAX_AUTH <= MAX_FRAME_LEN);
+        assert!(MAX_PUBLISH <= MAX_FRAME_LEN);
+        assert!(MAX_SEND <= MAX_FRAME_LEN);
+        assert!(MAX_ACK <= MAX_FRAME_LEN);
+        assert!(MAX_CLAIM <= MAX_FRAME_LEN);
+        assert!(MAX_CHALLENGE <= MAX_FRAME_LEN);
+        assert!(MAX_BUNDLE <= MAX_FRAME_LEN);
+        assert!(MAX_DEVICES <= MAX_FRAME_LEN);
+        assert!(MAX_SEND_ACK <= MAX_FRAME_LEN);
+        assert!(MAX_DELIVER <= MAX_FRAME_LEN);
+        assert!(MAX_HANDLE_RECORD <= MAX_FRAME_LEN);
+        assert!(MAX_ERROR <= MAX_FRAME_LEN);
+        assert!(MAX_SEND == 1_051_144);
+    };
+}
+
+/// Why a frame built in memory breaks a protocol limit (API misuse, as opposed to a peer's
+/// malformed bytes, which are a [`DecodeError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A count or length is outside the range the field allows.
+    #[error("{what} is {len}, outside the allowed {min}..={max}")]
+    OutOfRange {
+        /// The field.
+        what: &'static str,
+        /// The count or length found.
+        len: usize,
+        /// The smallest allowed.
+        min: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+}
+
+fn check_range(what: &'static str, len: usize, min: usize, max: usize) -> Result<(), FrameError> {
+    if (min..=max).contains(&len) {
+        Ok(())
+    } else {
+        Err(FrameError::OutOfRange {
+            what,
+            len,
+            min,
+            max,
+        })
+    }
+}
+
+/// One envelope in a `Send`: the recipient device's mailbox and the sealed payload, which the
+/// relay stores and forwards without looking inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEnvelope {
+    /// The recipient's identity key.
+    pub recipient_identity: IdentityKey,
+    /// The recipient device.
+    pub recipient_device: DeviceId,
+    /// The sealed envelope, 1 to [`MAX_PAYLOAD_LEN`] bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Encode for OutgoingEnvelope {
+    fn encode(&self, w: &mut Writer) {
+        self.recipient_identity.encode(w);
+        self.recipient_device.encode(w);
+        w.bytes32(&self.payload);
+    }
+}
+
+impl Decode for OutgoingEnvelope {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            recipient_identity: IdentityKey::decode(r)?,
+            recipient_device: DeviceId::decode(r)?,
+            payload: decode_payload(r)?,
+        })
+    }
+}
+
+/// A frame a device sends to the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // Frames live briefly, one at a time; boxing buys nothing.
+pub enum ClientFrame {
+    /// `0x01`: asks the relay for a `Pong` with the same nonce.
+    Ping {
+        /// Echoed in the `Pong`.
+        nonce: u64,
+    },
+    /// `0x02`: answers a relay's `Ping`.
+    Pong {
+        /// The `Ping`'s nonce.
+        nonce: u64,
+    },
+    /// `0x10`: answers the relay's `Challenge`; must be the first frame a device sends.
+    Auth(AuthProof),
+    /// `0x11`: stores prekeys for the authenticated device; answered with `PrekeyCount`.
+    /// A publish with nothing in it just asks for the counts.
+    PublishPrekeys {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// A new current signed prekey, replacing the previous one.
+        signed_prekey: Option<SignedPrekey>,
+        /// KEM prekeys to add (at most [`MAX_KEM_PREKEYS_PER_PUBLISH`]); a last-resort one
+        /// replaces the previous last-resort key.
+        kem_prekeys: Vec<KemPrekey>,
+        /// One-time X25519 prekeys to add (at most [`MAX_ONE_TIME_PREKEYS_PER_PUBLISH`]).
+        one_time_prekeys: Vec<OneTimePrekey>,
+    },
+    /// `0x12`: asks for a prekey bundle of one device, consuming one of its one-time prekeys;
+    /// answered with `Bundle`.
+    FetchBundle {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The account.
+        identity: IdentityKey,
+        /// The device.
+        device_id: DeviceId,
+    },
+    /// `0x13`: asks for the certificates of an account's devices; answered with `Devices`.
+    ListDevices {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The account.
+        identity: IdentityKey,
+    },
+    /// `0x14`: hands the relay envelopes to store in device mailboxes; answered with `SendAck`
+    /// once all of them are durable, or with an `Error` and none stored.
+    Send {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// 1 to [`MAX_ENVELOPES_PER_SEND`] envelopes, at most [`MAX_SEND_PAYLOAD_TOTAL`]
+        /// payload bytes in all.
+        envelopes: Vec<OutgoingEnvelope>,
+    },
+    /// `0x15`: tells the relay these delivered envelopes are safely stored by the device and
+    /// may be deleted. Not answered.
+    Ack {
+        /// 1 to [`MAX_ACK_IDS`] ids.
+        envelope_ids: Vec<EnvelopeId>,
+    },
+    /// `0x16`: claims a handle for the authenticated identity; answered with `Done`.
+    ClaimHandle {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The signed claim.
+        claim: HandleClaim,
+    },
+    /// `0x17`: asks who holds a handle; answered with `HandleRecord`.
+    LookupHandle {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The handle.
+        handle: Handle,
+    },
+    /// `0x18`: gives up a handle the authenticated identity holds; answered with `Done`.
+    ReleaseHandle {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The signed release.
+        release: HandleRelease,
+    },
+}
+
+impl ClientFrame {
+    /// The frame's type byte.
+    pub fn type_byte(&self) -> u8 {
+        use frame_type::*;
+        match self {
+            Self::Ping { .. } => PING,
+            Self::Pong { .. } => PONG,
+            Self::Auth(_) => AUTH,
+            Self::PublishPrekeys { .. } => PUBLISH_PREKEYS,
+            Self::FetchBundle { .. } => FETCH_BUNDLE,
+            Self::ListDevices { .. } => LIST_DEVICES,
+            Self::Send { .. } => SEND,
+            Self::Ack { .. } => ACK,
+            Self::ClaimHandle { .. } => CLAIM_HANDLE,
+            Self::LookupHandle { .. } => LOOKUP_HANDLE,
+            Self::ReleaseHandle { .. } => RELEASE_HANDLE,
+        }
+    }
+
+    /// The frame type's snake_case name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ping { .. } => "ping",
+            Self::Pong { .. } => "pong",
+            Self::Auth(_) => "auth",
+            Self::PublishPrekeys { .. } => "publish_prekeys",
+            Self::FetchBundle { .. } => "fetch_bundle",
+            Self::ListDevices { .. } => "list_devices",
+            Self::Send { .. } => "send",
+            Self::Ack { .. } => "ack",
+            Self::ClaimHandle { .. } => "claim_handle",
+            Self::LookupHandle { .. } => "lookup_handle",
+            Self::ReleaseHandle { .. } => "release_handle",
+        }
+    }
+
+    /// The request id of a request frame; `None` for `Ping`, `Pong`, `Auth` and `Ack`.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Self::Ping { .. } | Self::Pong { .. } | Self::Auth(_) | Self::Ack { .. } => None,
+            Self::PublishPrekeys { request_id, .. }
+            | Self::FetchBundle { request_id, .. }
+            | Self::ListDevices { request_id, .. }
+            | Self::Send { request_id, .. }
+            | Self::ClaimHandle { request_id, .. }
+            | Self::LookupHandle { request_id, .. }
+            | Self::ReleaseHandle { request_id, .. } => Some(*request_id),
+        }
+    }
+
+    /// Checks the counts and lengths the types alone do not bound. A frame that passes
+    /// encodes to at most [`MAX_FRAME_LEN`] bytes and decodes back to itself; one that fails
+    /// would be refused by the relay.
+    pub fn check_limits(&self) -> Result<(), FrameError> {
+        match self {
+            Self::PublishPrekeys {
+                kem_prekeys,
+                one_time_prekeys,
+                ..
+            } => {
+                check_range(
+                    "KEM prekey count",
+                    kem_prekeys.len(),
+                    0,
+                    MAX_KEM_PREKEYS_PER_PUBLISH,
+                )?;
+                check_range(
+                    "one-time prekey count",
+                    one_time_prekeys.len(),
+                    0,
+                    MAX_ONE_TIME_PREKEYS_PER_PUBLISH,
+                )
+            }
+            Self::Send { envelopes, .. } => {
+                check_range("envelope count", envelopes.len(), 1, MAX_ENVELOPES_PER_SEND)?;
+                let mut total = 0usize;
+                for envelope in envelopes {
+                    check_range("payload length", envelope.payload.len(), 1, MAX_PAYLOAD_LEN)?;
+                    total = total.saturating_add(envelope.payload.len());
+                }
+                check_range("send payload total", total, 1, MAX_SEND_PAYLOAD_TOTAL)
+            }
+            Self::Ack { envelope_ids } => {
+                check_range("ack id count", envelope_ids.len(), 1, MAX_ACK_IDS)
+            }
+            Self::Ping { .. }
+            | Self::Pong { .. }
+            | Self::Auth(_)
+            | Self::FetchBundle { .. }
+            | Self::ListDevices { .. }
+            | Self::ClaimHandle { .. }
+            | Self::LookupHandle { .. }
+            | Self::ReleaseHandle { .. } => Ok(()),
+        }
+    }
+}
+
+impl Encode for ClientFrame {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(FRAME_VERSION);
+        w.u8(self.type_byte());
+        match self {
+            Self::Ping { nonce } | Self::Pong { nonce } => w.u64(*nonce),
+            Self::Auth(proof) => {
+                proof.certificate.encode(w);
+                w.raw(&proof.signature.0);
+            }
+            Self::PublishPrekeys {
+                request_id,
+                signed_prekey,
+                kem_prekeys,
+                one_time_prekeys,
+            } => {
+                request_id.encode(w);
+                w.option(signed_prekey.as_ref());
+                w.list(kem_prekeys);
+                w.list(one_time_prekeys);
+            }
+            Self::FetchBundle {
+                request_id,
+                identity,
+                device_id,
+            } => {
+                request_id.encode(w);
+                identity.encode(w);
+                device_id.encode(w);
+            }
+            Self::ListDevices {
+                request_id,
+                identity,
+            } => {
+                request_id.encode(w);
+                identity.encode(w);
+            }
+            Self::Send {
+                request_id,
+                envelopes,
+            } => {
+                request_id.encode(w);
+                w.list(envelopes);
+            }
+            Self::Ack { envelope_ids } => w.list(envelope_ids),
+            Self::ClaimHandle { request_id, claim } => {
+                request_id.encode(w);
+                claim.encode(w);
+            }
+            Self::LookupHandle { request_id, handle } => {
+                request_id.encode(w);
+                handle.encode(w);
+            }
+            Self::ReleaseHandle {
+                request_id,
+                release,
+            } => {
+                request_id.encode(w);
+                release.encode(w);
+            }
+        }
+    }
+}
+
+impl Decode for ClientFrame {
+    /// Reads one frame. Prefer [`Decode::from_bytes`], which also enforces
+    /// [`MAX_FRAME_LEN`] before reading anything.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        use frame_type::*;
+        r.version(FRAME_WHAT, FRAME_VERSION)?;
+        let tag = r.u8()?;
+        Ok(match tag {
+            PING => Self::Ping { nonce: r.u64()? },
+            PONG => Self::Pong { nonce: r.u64()? },
+            AUTH => Self::Auth(AuthProof {
+                certificate: DeviceCertificate::decode(r)?,
+                signature: crate::crypto::ed25519::Signature(r.array()?),
+            }),
+            PUBLISH_PREKEYS => Self::PublishPrekeys {
+                request_id: RequestId::decode(r)?,
+                signed_prekey: r.option("signed prekey presence")?,
+                kem_prekeys: read_list(
+                    r,
+                    "KEM prekey list",
+                    0,
+                    MAX_KEM_PREKEYS_PER_PUBLISH,
+                    wire_len::KEM_PREKEY,
+                    KemPrekey::decode,
+                )?,
+                one_time_prekeys: read_list(
+                    r,
+                    "one-time prekey list",
+                    0,
+                    MAX_ONE_TIME_PREKEYS_PER_PUBLISH,
+                    wire_len::ONE_TIME_PREKEY,
+                    OneTimePrekey::decode,
+                )?,
+            },
+            FETCH_BUNDLE => Self::FetchBundle {
+                request_id: RequestId::decode(r)?,
+                identity: IdentityKey::decode(r)?,
+                device_id: DeviceId::decode(r)?,
+            },
+            LIST_DEVICES => Self::ListDevices {
+                request_id: RequestId::decode(r)?,
+                identity: IdentityKey::decode(r)?,
+            },
+            SEND => {
+                let request_id = RequestId::decode(r)?;
+                let mut total = 0usize;
+                let envelopes = read_list(
+                    r,
+                    "envelope list",
+                    1,
+                    MAX_ENVELOPES_PER_SEND,
+                    wire_len::ENVELOPE_OVERHEAD,
+                    |r| {
+                        let envelope = OutgoingEnvelope::decode(r)?;
+                        total = total.saturating_add(envelope.payload.len());
+                        if total > MAX_SEND_PAYLOAD_TOTAL {
+                            return Err(DecodeError::TooLong {
+                                what: "send payload total",
+                                len: total,
+                                max: MAX_SEND_PAYLOAD_TOTAL,
+                            });
+                        }
+                        Ok(envelope)
+                    },
+                )?;
+                Self::Send {
+                    request_id,
+                    envelopes,
+                }
+            }
+            ACK => Self::Ack {
+                envelope_ids: read_list(
+                    r,
+                    "ack id list",
+                    1,
+                    MAX_ACK_IDS,
+                    ENVELOPE_ID_LEN,
+                    EnvelopeId::decode,
+                )?,
+            },
+            CLAIM_HANDLE => Self::ClaimHandle {
+                request_id: RequestId::decode(r)?,
+                claim: HandleClaim::decode(r)?,
+            },
+            LOOKUP_HANDLE => Self::LookupHandle {
+                request_id: RequestId::decode(r)?,
+                handle: Handle::decode(r)?,
+            },
+            RELEASE_HANDLE => Self::ReleaseHandle {
+                request_id: RequestId::decode(r)?,
+                release: HandleRelease::decode(r)?,
+            },
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "client frame type",
+                    tag,
+                });
+            }
+        })
+    }
+
+    /// Decodes one whole frame, refusing one longer than [`MAX_FRAME_LEN`] before reading it.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode_frame(bytes)
+    }
+}
+
+/// A frame the relay sends to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // Frames live briefly, one at a time; boxing buys nothing.
+pub enum ServerFrame {
+    /// `0x01`: asks the device for a `Pong` with the same nonce.
+    Ping {
+        /// Echoed in the `Pong`.
+        nonce: u64,
+    },
+    /// `0x02`: answers a device's `Ping`.
+    Pong {
+        /// The `Ping`'s nonce.
+        nonce: u64,
+    },
+    /// `0x80`: the first frame on every connection; the device answers with `Auth`.
+    Challenge {
+        /// The relay's canonical URL, which the device checks and signs.
+        relay_id: RelayId,
+        /// Fresh random bytes, used for this connection only.
+        nonce: [u8; AUTH_NONCE_LEN],
+        /// The relay's clock, seconds since the Unix epoch (informational).
+        server_time: u64,
+    },
+    /// `0x81`: the `Auth` verified; requests may follow.
+    AuthOk {
+        /// The relay's clock, seconds since the Unix epoch.
+        server_time: u64,
+    },
+    /// `0x82`: answers `FetchBundle`.
+    Bundle {
+        /// The request's id.
+        request_id: RequestId,
+        /// The device's bundle, which the client verifies before use.
+        bundle: PrekeyBundle,
+    },
+    /// `0x83`: answers `ListDevices` (an unknown identity has no devices).
+    Devices {
+        /// The request's id.
+        request_id: RequestId,
+        /// At most [`MAX_DEVICES_PER_LIST`] certificates, which the client verifies.
+        devices: Vec<DeviceCertificate>,
+    },
+    /// `0x84`: answers `PublishPrekeys` with what the relay now holds for the device.
+    PrekeyCount {
+        /// The request's id.
+        request_id: RequestId,
+        /// One-time X25519 prekeys left.
+        one_time: u32,
+        /// One-time (not last-resort) KEM prekeys left.
+        kem_one_time: u32,
+    },
+    /// `0x85`: answers `Send` once every envelope is durable.
+    SendAck {
+        /// The request's id.
+        request_id: RequestId,
+        /// The id assigned to each envelope, in the order they were sent.
+        envelope_ids: Vec<EnvelopeId>,
+    },
+    /// `0x86`: an envelope from the device's mailbox, pushed until acknowledged.
+    Deliver {
+        /// Acknowledge with this id.
+        envelope_id: EnvelopeId,
+        /// When the relay stored it, seconds since the Unix epoch.
+        received_at: u64,
+        /// The sealed envelope, 1 to [`MAX_PAYLOAD_LEN`] bytes.
+        payload: Vec<u8>,
+    },
+    /// `0x87`: answers `LookupHandle`.
+    HandleRecord {
+        /// The request's id.
+        request_id: RequestId,
+        /// The current claim, or `None` if nobody holds the handle. The client verifies it and
+        /// checks it names the handle asked for.
+        claim: Option<HandleClaim>,
+    },
+    /// `0x88`: the request succeeded and has nothing else to say.
+    Done {
+        /// The request's id.
+        request_id: RequestId,
+    },
+    /// `0x89`: a request failed, or the relay is about to close the connection.
+    Error {
+        /// The failed request, or `None` (0 on the wire) for connection-level errors.
+        request_id: Option<RequestId>,
+        /// What went wrong.
+        code: ErrorCode,
+        /// A short explanation for humans, never a secret. Encoding replaces control
+        /// characters with spaces and cuts it to [`MAX_ERROR_MESSAGE_LEN`] bytes.
+        message: String,
+    },
+}
+
+impl ServerFrame {
+    /// The frame's type byte.
+    pub fn type_byte(&self) -> u8 {
+        use frame_type::*;
+        match self {
+            Self::Ping { .. } => PING,
+            Self::Pong { .. } => PONG,
+            Self::Challenge { .. } => CHALLENGE,
+            Self::AuthOk { .. } => AUTH_OK,
+            Self::Bundle { .. } => BUNDLE,
+            Self::Devices { .. } => DEVICES,
+            Self::PrekeyCount { .. } => PREKEY_COUNT,
+            Self::SendAck { .. } => SEND_ACK,
+            Self::Deliver { .. } => DELIVER,
+            Self::HandleRecord { .. } => HANDLE_RECORD,
+            Self::Done { .. } => DONE,
+            Self::Error { .. } => ERROR,
+        }
+    }
+
+    /// The frame type's snake_case name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Ping { .. } => "ping",
+            Self::Pong { .. } => "pong",
+            Self::Challenge { .. } => "challenge",
+            Self::AuthOk { .. } => "auth_ok",
+            Self::Bundle { .. } => "bundle",
+            Self::Devices { .. } => "devices",
+            Self::PrekeyCount { .. } => "prekey_count",
+            Self::SendAck { .. } => "send_ack",
+            Self::Deliver { .. } => "deliver",
+            Self::HandleRecord { .. } => "handle_record",
+            Self::Done { .. } => "done",
+            Self::Error { .. } => "error",
+        }
+    }
+
+    /// The request a reply answers; `None` for unsolicited frames and connection-level errors.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Self::Ping { .. }
+            | Self::Pong { .. }
+            | Self::Challenge { .. }
+            | Self::AuthOk { .. }
+            | Self::Deliver { .. } => None,
+            Self::Bundle { request_id, .. }
+            | Self::Devices { request_id, .. }
+            | Self::PrekeyCount { request_id, .. }
+            | Self::SendAck { request_id, .. }
+            | Self::HandleRecord { request_id, .. }
+            | Self::Done { request_id } => Some(*request_id),
+            Self::Error { request_id, .. } => *request_id,
+        }
+    }
+
+    /// An `Error` frame.
+    pub fn error(
+        request_id: Option<RequestId>,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Error {
+            request_id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Checks the counts and lengths the types alone do not bound (see
+    /// [`ClientFrame::check_limits`]). An over-long `Error` message is not an error: encoding
+    /// cuts it.
+    pub fn check_limits(&self) -> Result<(), FrameError> {
+        match self {
+            Self::Devices { devices, .. } => {
+                check_range("device count", devices.len(), 0, MAX_DEVICES_PER_LIST)
+            }
+            Self::SendAck { envelope_ids, .. } => check_range(
+                "send ack id count",
+                envelope_ids.len(),
+                1,
+                MAX_ENVELOPES_PER_SEND,
+            ),
+            Self::Deliver { payload, .. } => {
+                check_range("payload length", payload.len(), 1, MAX_PAYLOAD_LEN)
+            }
+            Self::Ping { .. }
+            | Self::Pong { .. }
+            | Self::Challenge { .. }
+            | Self::AuthOk { .. }
+            | Self::Bundle { .. }
+            | Self::PrekeyCount { .. }
+            | Self::HandleRecord { .. }
+            | Self::Done { .. }
+            | Self::Error { .. } => Ok(()),
+        }
+    }
+}
+
+impl Encode for ServerFrame {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(FRAME_VERSION);
+        w.u8(self.type_byte());
+        match self {
+            Self::Ping { nonce } | Self::Pong { nonce } => w.u64(*nonce),
+            Self::Challenge {
+                relay_id,
+                nonce,
+                server_time,
+            } => {
+                relay_id.encode(w);
+                w.raw(nonce);
+                w.u64(*server_time);
+            }
+            Self::AuthOk { server_time } => w.u64(*server_time),
+            Self::Bundle { request_id, bundle } => {
+                request_id.encode(w);
+                bundle.encode(w);
+            }
+            Self::Devices {
+                request_id,
+                devices,
+            } => {
+                request_id.encode(w);
+                w.list(devices);
+            }
+            Self::PrekeyCount {
+                request_id,
+                one_time,
+                kem_one_time,
+            } => {
+                request_id.encode(w);
+                w.u32(*one_time);
+                w.u32(*kem_one_time);
+            }
+            Self::SendAck {
+                request_id,
+                envelope_ids,
+            } => {
+                request_id.encode(w);
+                w.list(envelope_ids);
+            }
+            Self::Deliver {
+                envelope_id,
+                received_at,
+                payload,
+            } => {
+                envelope_id.encode(w);
+                w.u64(*received_at);
+                w.bytes32(payload);
+            }
+            Self::HandleRecord { request_id, claim } => {
+                request_id.encode(w);
+                w.option(claim.as_ref());
+            }
+            Self::Done { request_id } => request_id.encode(w),
+            Self::Error {
+                request_id,
+                code,
+                message,
+            } => {
+                encode_optional_request_id(w, *request_id);
+                w.u16(code.to_u16());
+                w.str16(&clean_message(message));
+            }
+        }
+    }
+}
+
+impl Decode for ServerFrame {
+    /// Reads one frame. Prefer [`Decode::from_bytes`], which also enforces
+    /// [`MAX_FRAME_LEN`] before reading anything.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        use frame_type::*;
+        r.version(FRAME_WHAT, FRAME_VERSION)?;
+        let tag = r.u8()?;
+        Ok(match tag {
+            PING => Self::Ping { nonce: r.u64()? },
+            PONG => Self::Pong { nonce: r.u64()? },
+            CHALLENGE => Self::Challenge {
+                relay_id: RelayId::decode(r)?,
+                nonce: r.array()?,
+                server_time: r.u64()?,
+            },
+            AUTH_OK => Self::AuthOk {
+                server_time: r.u64()?,
+            },
+            BUNDLE => Self::Bundle {
+                request_id: RequestId::decode(r)?,
+                bundle: PrekeyBundle::decode(r)?,
+            },
+            DEVICES => Self::Devices {
+                request_id: RequestId::decode(r)?,
+                devices: read_list(
+                    r,
+                    "device list",
+                    0,
+                    MAX_DEVICES_PER_LIST,
+                    wire_len::CERTIFICATE,
+                    DeviceCertificate::decode,
+                )?,
+            },
+            PREKEY_COUNT => Self::PrekeyCount {
+                request_id: RequestId::decode(r)?,
+                one_time: r.u32()?,
+                kem_one_time: r.u32()?,
+            },
+            SEND_ACK => Self::SendAck {
+                request_id: RequestId::decode(r)?,
+                envelope_ids: read_list(
+                    r,
+                    "send ack id list",
+                    1,
+                    MAX_ENVELOPES_PER_SEND,
+                    ENVELOPE_ID_LEN,
+                    EnvelopeId::decode,
+                )?,
+            },
+            DELIVER => Self::Deliver {
+                envelope_id: EnvelopeId::decode(r)?,
+                received_at: r.u64()?,
+                payload: decode_payload(r)?,
+            },
+            HANDLE_RECORD => Self::HandleRecord {
+                request_id: RequestId::decode(r)?,
+                claim: r.option("handle claim presence")?,
+            },
+            DONE => Self::Done {
+                request_id: RequestId::decode(r)?,
+            },
+            ERROR => {
+                let request_id = decode_optional_request_id(r)?;
+                let code = ErrorCode::from_u16(r.u16()?);
+                let message = r.str16("error message", MAX_ERROR_MESSAGE_LEN)?;
+                if message.chars().any(char::is_control) {
+                    return Err(DecodeError::Invalid("error message"));
+                }
+                Self::Error {
+                    request_id,
+                    code,
+                    message: message.to_owned(),
+                }
+            }
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "server frame type",
+                    tag,
+                });
+            }
+        })
+    }
+
+    /// Decodes one whole frame, refusing one longer than [`MAX_FRAME_LEN`] before reading it.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode_frame(bytes)
+    }
+}
+
+/// The shared entry point of both frame decoders: length cap, then the frame, then no
+/// trailing bytes.
+fn decode_frame<T: Decode>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(DecodeError::TooLong {
+            what: FRAME_WHAT,
+            len: bytes.len(),
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let mut r = Reader::new(bytes);
+    let frame = T::decode(&mut r)?;
+    r.finish()?;
+    Ok(frame)
+}
+
+/// Reads a `u16` count and that many items.
+///
+/// The count must be within `min..=max`, and the input must still hold `count` items of at
+/// least `min_item_len` bytes each (the shortest encoding the item's layout allows, valid or
+/// not) before any capacity is reserved: a lying count fails as truncated without allocating.
+fn read_list<'a, T>(
+    r: &mut Reader<'a>,
+    what: &'static str,
+    min: usize,
+    max: usize,
+    min_item_len: usize,
+    mut item: impl FnMut(&mut Reader<'a>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let count = usize::from(r.u16()?);
+    if count > max {
+        return Err(DecodeError::TooLong {
+            what,
+            len: count,
+            max,
+        });
+    }
+    if count < min {
+        return Err(DecodeError::Invalid(what));
+    }
+    let needed = count.saturating_mul(min_item_len);
+    if needed > r.remaining() {
+        return Err(DecodeError::Truncated {
+            needed: needed.saturating_sub(r.remaining()),
+        });
+    }
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        items.push(item(r)?);
+    }
+    Ok(items)
+}
+
+/// Reads an envelope payload: `bytes32`, 1 to [`MAX_PAYLOAD_LEN`] bytes.
+fn decode_payload(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let payload = r.bytes32("payload", MAX_PAYLOAD_LEN)?;
+    if payload.is_empty() {
+        return Err(DecodeError::Invalid("empty payload"));
+    }
+    Ok(payload.to_vec())
+}
+
+/// An error message as it goes on the wire: control characters become spaces (a relay must
+/// not be able to drive a terminal), and the text is cut at a character boundary to
+/// [`MAX_ERROR_MESSAGE_LEN`] bytes.
+fn clean_message(message: &str) -> Cow<'_, str> {
+    if message.len() <= MAX_ERROR_MESSAGE_LEN && !message.chars().any(char::is_control) {
+        return Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(MAX_ERROR_MESSAGE_LEN.min(message.len()));
+    for c in message.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len().saturating_add(c.len_utf8()) > MAX_ERROR_MESSAGE_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1245 @@
+//! Relay frames: round trips of every frame type, decoding arbitrary and mutated bytes,
+//! allocation bounds, and the `testdata/frames.json` vectors.
+//!
+//! This module installs the binary's global allocator, a pass-through to the system allocator
+//! that can count the bytes one thread requests; it counts nothing unless a test asks.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::strategy::ValueTree;
+use protocol::codec::{Decode, DecodeError, Encode};
+use protocol::frames::*;
+use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair, LocalDevice};
+use protocol::prekeys::{
+    KemPrekey, KemPrekeySecret, OneTimePrekey, OneTimePrekeySecret, PrekeyBundle, SignedPrekey,
+    SignedPrekeySecret,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+// ---- Allocation counting --------------------------------------------------------------------
+
+#[allow(unsafe_code)] // A GlobalAlloc impl is unsafe by definition; it only forwards to System.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ACTIVE: Cell<bool> = const { Cell::new(false) };
+        static BYTES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn note(size: usize) {
+        let _ = ACTIVE.try_with(|active| {
+            if active.get() {
+                let _ = BYTES.try_with(|bytes| bytes.set(bytes.get().saturating_add(size)));
+            }
+        });
+    }
+
+    /// Forwards to [`System`], adding each request's size to a per-thread counter while a
+    /// [`measure`] call is running on that thread.
+    pub struct Counting;
+
+    // SAFETY: every method forwards to `System` with the caller's arguments unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Runs `f` and returns its result with the total bytes it asked the allocator for
+    /// (never subtracting frees, so transient buffers count too).
+    pub fn measure<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        BYTES.with(|b| b.set(0));
+        ACTIVE.with(|a| a.set(true));
+        let out = f();
+        ACTIVE.with(|a| a.set(false));
+        (out, BYTES.with(Cell::get))
+    }
+}
+
+/// The decoder's allocation budget: the decoded values' in-memory form is larger than their
+/// wire form (an Ed25519 key is 32 bytes on the wire and a decompressed point in memory, an
+/// ML-KEM key carries its NTT form), but never by more than this factor, plus a fixed slack.
+const ALLOC_FACTOR: usize = 8;
+const ALLOC_SLACK: usize = 1024;
+
+fn assert_alloc_bounded(input: &[u8], allocated: usize) {
+    assert!(
+        allocated <= ALLOC_FACTOR * input.len() + ALLOC_SLACK,
+        "decoding {} bytes allocated {allocated}",
+        input.len()
+    );
+}
+
+/// Decodes with both decoders, checking the allocation bound and canonicity: whatever
+/// decodes re-encodes to exactly the input.
+fn decode_both(bytes: &[u8]) {
+    let (client, allocated) = counting::measure(|| ClientFrame::from_bytes(bytes));
+    assert_alloc_bounded(bytes, allocated);
+    if let Ok(frame) = client {
+        assert_eq!(
+            frame.to_bytes(),
+            bytes,
+            "non-canonical client frame accepted"
+        );
+        frame.check_limits().unwrap();
+    }
+    let (server, allocated) = counting::measure(|| ServerFrame::from_bytes(bytes));
+    assert_alloc_bounded(bytes, allocated);
+    if let Ok(frame) = server {
+        assert_eq!(
+            frame.to_bytes(),
+            bytes,
+            "non-canonical server frame accepted"
+        );
+        frame.check_limits().unwrap();
+    }
+}
+
+// ---- A pool of real keys, generated once ----------------------------------------------------
+
+struct Pool {
+    identities: Vec<IdentityKeyPair>,
+    devices: Vec<LocalDevice>,
+    signed_prekeys: Vec<SignedPrekey>,
+    kem_prekeys: Vec<KemPrekey>,
+    one_time_prekeys: Vec<OneTimePrekey>,
+}
+
+static POOL: LazyLock<Pool> = LazyLock::new(|| {
+    let mut rng = ChaCha20Rng::from_seed([0x5e; 32]);
+    let identities: Vec<_> = (0..3)
+        .map(|_| IdentityKeyPair::generate(&mut rng))
+        .collect();
+    let mut devices = Vec::new();
+    for identity in &identities {
+        for id in 1..=2 {
+            let keys = DeviceKeyPair::generate(DeviceId::new(id).unwrap(), &mut rng);
+            devices.push(LocalDevice::new(
+                identity,
+                keys,
+                1_700_000_000 + u64::from(id),
+            ));
+        }
+    }
+    let signer = devices[0].keys.signing().clone();
+    let signed_prekeys = (0..4)
+        .map(|i| SignedPrekeySecret::generate(i, 1_700_000_000, &signer, &mut rng).1)
+        .collect();
+    // ML-KEM key generation is the slow part: four keys serve every case.
+    let kem_prekeys = (0..4)
+        .map(|i| KemPrekeySecret::generate(100 + i, i == 3, &signer, &mut rng).1)
+        .collect();
+    let one_time_prekeys = (0..8)
+        .map(|i| OneTimePrekeySecret::generate(200 + i, &mut rng).1)
+        .collect();
+    Pool {
+        identities,
+        devices,
+        signed_prekeys,
+        kem_prekeys,
+        one_time_prekeys,
+    }
+});
+
+fn pool() -> &'static Pool {
+    &POOL
+}
+
+// ---- Strategies -----------------------------------------------------------------------------
+
+fn request_id() -> impl Strategy<Value = RequestId> {
+    (1..=u32::MAX).prop_map(|id| RequestId::new(id).unwrap())
+}
+
+fn device() -> impl Strategy<Value = &'static LocalDevice> {
+    (0..6usize).prop_map(|i| &pool().devices[i])
+}
+
+fn identity() -> impl Strategy<Value = &'static IdentityKeyPair> {
+    (0..3usize).prop_map(|i| &pool().identities[i])
+}
+
+fn device_id() -> impl Strategy<Value = DeviceId> {
+    (1..=u32::MAX).prop_map(|id| DeviceId::new(id).unwrap())
+}
+
+fn signed_prekey() -> impl Strategy<Value = SignedPrekey> {
+    (0..4usize).prop_map(|i| pool().signed_prekeys[i].clone())
+}
+
+fn kem_prekey() -> impl Strategy<Value = KemPrekey> {
+    (0..4usize).prop_map(|i| pool().kem_prekeys[i].clone())
+}
+
+fn one_time_prekey() -> impl Strategy<Value = OneTimePrekey> {
+    (0..8usize).prop_map(|i| pool().one_time_prekeys[i].clone())
+}
+
+fn handle() -> impl Strategy<Value = Handle> {
+    "[a-z][a-z0-9_.]{2,31}".prop_map(|text| Handle::parse(&text).unwrap())
+}
+
+fn relay_id() -> impl Strategy<Value = RelayId> {
+    prop_oneof![
+        Just(RelayId::new("wss://relay.example/v1").unwrap()),
+        vec(any::<u8>(), 1..=MAX_RELAY_ID_LEN).prop_map(|b| RelayId::new(b).unwrap()),
+    ]
+}
+
+fn envelope_id() -> impl Strategy<Value = EnvelopeId> {
+    any::<[u8; 16]>().prop_map(EnvelopeId::from_bytes)
+}
+
+fn payload() -> impl Strategy<Value = Vec<u8>> {
+    vec(any::<u8>(), 1..1500)
+}
+
+fn handle_claim() -> impl Strategy<Value = HandleClaim> {
+    (identity(), handle(), any::<u64>())
+        .prop_map(|(identity, handle, at)| HandleClaim::sign(identity, handle, at))
+}
+
+fn handle_release() -> impl Strategy<Value = HandleRelease> {
+    (identity(), handle(), any::<u64>())
+        .prop_map(|(identity, handle, at)| HandleRelease::sign(identity, handle, at))
+}
+
+fn bundle() -> impl Strategy<Value = PrekeyBundle> {
+    (
+        device(),
+        signed_prekey(),
+        kem_prekey(),
+        proptest::option::of(one_time_prekey()),
+    )
+        .prop_map(|(device, spk, kem, otk)| PrekeyBundle {
+            device: device.cert.certificate().clone(),
+            signed_prekey: spk,
+            kem_prekey: kem,
+            one_time_prekey: otk,
+        })
+}
+
+fn error_code() -> impl Strategy<Value = ErrorCode> {
+    prop_oneof![
+        proptest::sample::select(ErrorCode::ALL.to_vec()),
+        Just(ErrorCode::Unknown(0)),
+        (16..=u16::MAX).prop_map(ErrorCode::Unknown),
+    ]
+}
+
+fn client_frame() -> impl Strategy<Value = ClientFrame> {
+    prop_oneof![
+        any::<u64>().prop_map(|nonce| ClientFrame::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| ClientFrame::Pong { nonce }),
+        (device(), relay_id(), any::<[u8; 32]>()).prop_map(|(d, relay, nonce)| {
+            ClientFrame::Auth(AuthProof::sign(
+                d.keys.signing(),
+                d.cert.certificate(),
+                &relay,
+                &nonce,
+            ))
+        }),
+        (
+            request_id(),
+            proptest::option::of(signed_prekey()),
+            vec(kem_prekey(), 0..4),
+            vec(one_time_prekey(), 0..40),
+        )
+            .prop_map(
+                |(request_id, spk, kems, otks)| ClientFrame::PublishPrekeys {
+                    request_id,
+                    signed_prekey: spk,
+                    kem_prekeys: kems,
+                    one_time_prekeys: otks,
+                }
+            ),
+        (request_id(), identity(), device_id()).prop_map(|(request_id, i, device_id)| {
+            ClientFrame::FetchBundle {
+                request_id,
+                identity: i.public_key(),
+                device_id,
+            }
+        }),
+        (request_id(), identity()).prop_map(|(request_id, i)| ClientFrame::ListDevices {
+            request_id,
+            identity: i.public_key(),
+        }),
+        (
+            request_id(),
+            vec((identity(), device_id(), payload()), 1..8)
+        )
+            .prop_map(|(request_id, envelopes)| ClientFrame::Send {
+                request_id,
+                envelopes: envelopes
+                    .into_iter()
+                    .map(|(i, device, payload)| OutgoingEnvelope {
+                        recipient_identity: i.public_key(),
+                        recipient_device: device,
+                        payload,
+                    })
+                    .collect(),
+            }),
+        vec(envelope_id(), 1..50).prop_map(|envelope_ids| ClientFrame::Ack { envelope_ids }),
+        (request_id(), handle_claim())
+            .prop_map(|(request_id, claim)| ClientFrame::ClaimHandle { request_id, claim }),
+        (request_id(), handle())
+            .prop_map(|(request_id, handle)| ClientFrame::LookupHandle { request_id, handle }),
+        (request_id(), handle_release()).prop_map(|(request_id, release)| {
+            ClientFrame::ReleaseHandle {
+                request_id,
+                release,
+            }
+        }),
+    ]
+}
+
+fn server_frame() -> impl Strategy<Value = ServerFrame> {
+    prop_oneof![
+        any::<u64>().prop_map(|nonce| ServerFrame::Ping { nonce }),
+        any::<u64>().prop_map(|nonce| ServerFrame::Pong { nonce }),
+        (relay_id(), any::<[u8; 32]>(), any::<u64>()).prop_map(|(relay_id, nonce, server_time)| {
+            ServerFrame::Challenge {
+                relay_id,
+                nonce,
+                server_time,
+            }
+        }),
+        any::<u64>().prop_map(|server_time| ServerFrame::AuthOk { server_time }),
+        (request_id(), bundle())
+            .prop_map(|(request_id, bundle)| ServerFrame::Bundle { request_id, bundle }),
+        (request_id(), vec(device(), 0..8)).prop_map(|(request_id, devices)| {
+            ServerFrame::Devices {
+                request_id,
+                devices: devices
+                    .into_iter()
+                    .map(|d| d.cert.certificate().clone())
+                    .collect(),
+            }
+        }),
+        (request_id(), any::<u32>(), any::<u32>()).prop_map(
+            |(request_id, one_time, kem_one_time)| ServerFrame::PrekeyCount {
+                request_id,
+                one_time,
+                kem_one_time,
+            }
+        ),
+        (request_id(), vec(envelope_id(), 1..=MAX_ENVELOPES_PER_SEND)).prop_map(
+            |(request_id, envelope_ids)| ServerFrame::SendAck {
+                request_id,
+                envelope_ids,
+            }
+        ),
+        (envelope_id(), any::<u64>(), payload()).prop_map(|(envelope_id, received_at, payload)| {
+            ServerFrame::Deliver {
+                envelope_id,
+                received_at,
+                payload,
+            }
+        }),
+        (request_id(), proptest::option::of(handle_claim()))
+            .prop_map(|(request_id, claim)| ServerFrame::HandleRecord { request_id, claim }),
+        request_id().prop_map(|request_id| ServerFrame::Done { request_id }),
+        (
+            proptest::option::of(request_id()),
+            error_code(),
+            "[^\\p{Cc}]{0,60}"
+        )
+            .prop_map(|(request_id, code, message)| ServerFrame::Error {
+                request_id,
+                code,
+                message,
+            }),
+    ]
+}
+
+/// Ways to damage a valid frame.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(Index, u8),
+    Truncate(Index),
+    Extend(Vec<u8>),
+    Insert(Index, Vec<u8>),
+    Remove(Index, usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        4 => (any::<Index>(), 1..=u8::MAX).prop_map(|(at, mask)| Mutation::Flip(at, mask)),
+        1 => any::<Index>().prop_map(Mutation::Truncate),
+        1 => vec(any::<u8>(), 1..16).prop_map(Mutation::Extend),
+        1 => (any::<Index>(), vec(any::<u8>(), 1..8)).prop_map(|(at, b)| Mutation::Insert(at, b)),
+        1 => (any::<Index>(), 1..8usize).prop_map(|(at, n)| Mutation::Remove(at, n)),
+    ]
+}
+
+fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        if bytes.is_empty() {
+            break;
+        }
+        match m {
+            Mutation::Flip(at, mask) => {
+                let i = at.index(bytes.len());
+                bytes[i] ^= mask;
+            }
+            Mutation::Truncate(at) => bytes.truncate(at.index(bytes.len())),
+            Mutation::Extend(more) => bytes.extend_from_slice(more),
+            Mutation::Insert(at, more) => {
+                let i = at.index(bytes.len());
+                bytes.splice(i..i, more.iter().copied());
+            }
+            Mutation::Remove(at, n) => {
+                let i = at.index(bytes.len());
+                let end = (i + n).min(bytes.len());
+                bytes.drain(i..end);
+            }
+        }
+    }
+    bytes
+}
+
+const CLIENT_TYPES: [u8; 11] = [
+    0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
+];
+const SERVER_TYPES: [u8; 12] = [
+    0x01, 0x02, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn client_frames_round_trip(frame in client_frame()) {
+        frame.check_limits().unwrap();
+        let bytes = frame.to_bytes();
+        prop_assert!(bytes.len() <= MAX_FRAME_LEN);
+        prop_assert_eq!(bytes[0], FRAME_VERSION);
+        prop_assert_eq!(bytes[1], frame.type_byte());
+        let (decoded, allocated) = counting::measure(|| ClientFrame::from_bytes(&bytes));
+        assert_alloc_bounded(&bytes, allocated);
+        prop_assert_eq!(decoded.unwrap(), frame);
+    }
+
+    #[test]
+    fn server_frames_round_trip(frame in server_frame()) {
+        frame.check_limits().unwrap();
+        let bytes = frame.to_bytes();
+        prop_assert!(bytes.len() <= MAX_FRAME_LEN);
+        prop_assert_eq!(bytes[0], FRAME_VERSION);
+        prop_assert_eq!(bytes[1], frame.type_byte());
+        let (decoded, allocated) = counting::measure(|| ServerFrame::from_bytes(&bytes));
+        assert_alloc_bounded(&bytes, allocated);
+        prop_assert_eq!(decoded.unwrap(), frame);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..600)) {
+        decode_both(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bodies_behind_a_valid_header_never_panic(
+        ty in proptest::sample::select(
+            CLIENT_TYPES.iter().chain(&SERVER_TYPES).copied().collect::<Vec<u8>>()
+        ),
+        body in vec(any::<u8>(), 0..600),
+    ) {
+        let mut bytes = vec![FRAME_VERSION, ty];
+        bytes.extend_from_slice(&body);
+        decode_both(&bytes);
+    }
+
+    #[test]
+    fn mutated_client_frames_never_panic(
+        frame in client_frame(),
+        mutations in vec(mutation(), 1..4),
+    ) {
+        decode_both(&mutate(frame.to_bytes(), &mutations));
+    }
+
+    #[test]
+    fn mutated_server_frames_never_panic(
+        frame in server_frame(),
+        mutations in vec(mutation(), 1..4),
+    ) {
+        decode_both(&mutate(frame.to_bytes(), &mutations));
+    }
+}
+
+#[test]
+fn every_truncation_of_every_frame_type_is_refused_as_truncated() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen = BTreeSet::new();
+    // Every cut of short frames; a few hundred evenly spread cuts of long ones.
+    let cuts = |len: usize| (0..len).step_by((len / 300).max(1)).chain([len - 1]);
+    for _ in 0..200 {
+        let frame = client_frame().new_tree(&mut runner).unwrap().current();
+        seen.insert(frame.type_byte());
+        let bytes = frame.to_bytes();
+        for len in cuts(bytes.len()) {
+            let err = ClientFrame::from_bytes(&bytes[..len]).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::Truncated { .. }),
+                "{} cut to {len}: {err:?}",
+                frame.name()
+            );
+        }
+    }
+    for _ in 0..200 {
+        let frame = server_frame().new_tree(&mut runner).unwrap().current();
+        seen.insert(frame.type_byte());
+        let bytes = frame.to_bytes();
+        for len in cuts(bytes.len()) {
+            let err = ServerFrame::from_bytes(&bytes[..len]).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::Truncated { .. }),
+                "{} cut to {len}: {err:?}",
+                frame.name()
+            );
+        }
+    }
+    assert_eq!(seen.len(), 21, "every type byte exercised: {seen:x?}");
+}
+
+#[test]
+fn the_largest_frames_decode_within_the_allocation_bound() {
+    let pool = pool();
+    let publish = ClientFrame::PublishPrekeys {
+        request_id: RequestId::new(1).unwrap(),
+        signed_prekey: Some(pool.signed_prekeys[0].clone()),
+        kem_prekeys: vec![pool.kem_prekeys[0].clone(); MAX_KEM_PREKEYS_PER_PUBLISH],
+        one_time_prekeys: vec![pool.one_time_prekeys[0].clone(); MAX_ONE_TIME_PREKEYS_PER_PUBLISH],
+    };
+    // Many small envelopes: the most in-memory overhead per wire byte.
+    let small_send = ClientFrame::Send {
+        request_id: RequestId::new(2).unwrap(),
+        envelopes: (0..MAX_ENVELOPES_PER_SEND)
+            .map(|_| OutgoingEnvelope {
+                recipient_identity: pool.identities[0].public_key(),
+                recipient_device: DeviceId::new(1).unwrap(),
+                payload: vec![1],
+            })
+            .collect(),
+    };
+    let big_send = ClientFrame::Send {
+        request_id: RequestId::new(3).unwrap(),
+        envelopes: (0..MAX_ENVELOPES_PER_SEND)
+            .map(|_| OutgoingEnvelope {
+                recipient_identity: pool.identities[1].public_key(),
+                recipient_device: DeviceId::new(2).unwrap(),
+                payload: vec![2; MAX_SEND_PAYLOAD_TOTAL / MAX_ENVELOPES_PER_SEND],
+            })
+            .collect(),
+    };
+    let ack = ClientFrame::Ack {
+        envelope_ids: vec![EnvelopeId::from_bytes([9; 16]); MAX_ACK_IDS],
+    };
+    for frame in [publish, small_send, big_send, ack] {
+        let bytes = frame.to_bytes();
+        let (decoded, allocated) = counting::measure(|| ClientFrame::from_bytes(&bytes));
+        assert_eq!(decoded.unwrap(), frame);
+        assert_alloc_bounded(&bytes, allocated);
+        eprintln!(
+            "{}: {} bytes decoded with {allocated} bytes allocated",
+            frame.name(),
+            bytes.len()
+        );
+    }
+    let devices = ServerFrame::Devices {
+        request_id: RequestId::new(4).unwrap(),
+        devices: vec![pool.devices[0].cert.certificate().clone(); MAX_DEVICES_PER_LIST],
+    };
+    let bundle = ServerFrame::Bundle {
+        request_id: RequestId::new(5).unwrap(),
+        bundle: PrekeyBundle {
+            device: pool.devices[1].cert.certificate().clone(),
+            signed_prekey: pool.signed_prekeys[1].clone(),
+            kem_prekey: pool.kem_prekeys[1].clone(),
+            one_time_prekey: Some(pool.one_time_prekeys[1].clone()),
+        },
+    };
+    for frame in [devices, bundle] {
+        let bytes = frame.to_bytes();
+        let (decoded, allocated) = counting::measure(|| ServerFrame::from_bytes(&bytes));
+        assert_eq!(decoded.unwrap(), frame);
+        assert_alloc_bounded(&bytes, allocated);
+        eprintln!(
+            "{}: {} bytes decoded with {allocated} bytes allocated",
+            frame.name(),
+            bytes.len()
+        );
+    }
+}
+
+// ---- Vectors --------------------------------------------------------------------------------
+//
+// `testdata/frames.json` holds, for every frame type, the inputs a frame is built from (key
+// seeds, not keys, so another implementation derives the keys itself) and the frame's exact
+// encoding. Inputs are drawn from ChaCha20 seeded with SHA-256 of the vector's name; with
+// `CHATD_REGENERATE_VECTORS=1` this test rewrites the file, otherwise the file is authoritative
+// and must equal what the code produces.
+
+const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/frames.json");
+
+const VECTOR_NAMES: [&str; 27] = [
+    "client/ping",
+    "client/pong",
+    "client/auth",
+    "client/publish_prekeys",
+    "client/publish_prekeys_empty",
+    "client/fetch_bundle",
+    "client/list_devices",
+    "client/send",
+    "client/ack",
+    "client/claim_handle",
+    "client/lookup_handle",
+    "client/release_handle",
+    "server/ping",
+    "server/pong",
+    "server/challenge",
+    "server/auth_ok",
+    "server/bundle",
+    "server/bundle_without_one_time_prekey",
+    "server/devices",
+    "server/prekey_count",
+    "server/send_ack",
+    "server/deliver",
+    "server/handle_record",
+    "server/handle_record_empty",
+    "server/done",
+    "server/error",
+    "server/error_unassigned_code",
+];
+
+/// A frame of either direction.
+#[derive(Debug, PartialEq)]
+enum AnyFrame {
+    Client(ClientFrame),
+    Server(ServerFrame),
+}
+
+impl AnyFrame {
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Client(f) => f.to_bytes(),
+            Self::Server(f) => f.to_bytes(),
+        }
+    }
+
+    fn decode(name: &str, bytes: &[u8]) -> Result<Self, DecodeError> {
+        if name.starts_with("client/") {
+            ClientFrame::from_bytes(bytes).map(Self::Client)
+        } else {
+            ServerFrame::from_bytes(bytes).map(Self::Server)
+        }
+    }
+}
+
+/// An RNG that hands out exactly the given bytes: it feeds a recorded seed to the `generate`
+/// functions, which draw their key material from an RNG.
+struct Replay<'a>(&'a [u8]);
+
+impl rand_core::TryRng for Replay<'_> {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        let (head, tail) = self.0.split_at(dst.len());
+        dst.copy_from_slice(head);
+        self.0 = tail;
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for Replay<'_> {}
+
+fn replay<T>(seed: &[u8], f: impl FnOnce(&mut Replay<'_>) -> T) -> T {
+    let mut rng = Replay(seed);
+    let out = f(&mut rng);
+    assert!(rng.0.is_empty(), "generator did not draw the whole seed");
+    out
+}
+
+// Input generation (only ever from the per-vector ChaCha20 stream).
+
+fn hex_bytes<const N: usize>(rng: &mut ChaCha20Rng) -> Value {
+    let mut b = [0u8; N];
+    rng.fill_bytes(&mut b);
+    json!(hex::encode(b))
+}
+
+/// A u64 below 2^53, so the JSON number is exact in every JSON implementation.
+fn small_u64(rng: &mut ChaCha20Rng) -> Value {
+    json!(rng.next_u64() >> 11)
+}
+
+fn request_id_input(rng: &mut ChaCha20Rng) -> Value {
+    json!(rng.next_u32() | 1)
+}
+
+fn device_input(rng: &mut ChaCha20Rng, identity_seed: &Value, device_id: u32) -> Value {
+    json!({
+        "identity_seed": identity_seed,
+        "device_id": device_id,
+        "signing_seed": hex_bytes::<32>(rng),
+        "dh_secret": hex_bytes::<32>(rng),
+        "created_at": 1_700_000_000 + u64::from(rng.next_u32() % 1_000_000),
+    })
+}
+
+fn signed_prekey_input(rng: &mut ChaCha20Rng) -> Value {
+    json!({
+        "id": rng.next_u32(),
+        "secret": hex_bytes::<32>(rng),
+        "created_at": 1_700_000_000 + u64::from(rng.next_u32() % 1_000_000),
+    })
+}
+
+fn kem_prekey_input(rng: &mut ChaCha20Rng, last_resort: bool) -> Value {
+    json!({ "id": rng.next_u32(), "last_resort": last_resort, "seed": hex_bytes::<64>(rng) })
+}
+
+fn one_time_prekey_input(rng: &mut ChaCha20Rng) -> Value {
+    json!({ "id": rng.next_u32(), "secret": hex_bytes::<32>(rng) })
+}
+
+fn payload_input(rng: &mut ChaCha20Rng) -> Value {
+    let mut b = vec![0u8; 16 + (rng.next_u32() % 48) as usize];
+    rng.fill_bytes(&mut b);
+    json!(hex::encode(b))
+}
+
+fn claim_input(rng: &mut ChaCha20Rng, handle: &str) -> Value {
+    json!({
+        "identity_seed": hex_bytes::<32>(rng),
+        "handle": handle,
+        "issued_at": 1_700_000_000 + u64::from(rng.next_u32() % 1_000_000),
+    })
+}
+
+fn generate_inputs(name: &str) -> Value {
+    let seed: [u8; 32] = sha2::Sha256::digest(name.as_bytes()).into();
+    let rng = &mut ChaCha20Rng::from_seed(seed);
+    match name {
+        "client/ping" | "client/pong" | "server/ping" | "server/pong" => {
+            json!({ "nonce": small_u64(rng) })
+        }
+        "client/auth" => {
+            let identity_seed = hex_bytes::<32>(rng);
+            json!({
+                "device": device_input(rng, &identity_seed, 1),
+                "relay_id": "wss://relay.example/v1",
+                "nonce": hex_bytes::<32>(rng),
+            })
+        }
+        "client/publish_prekeys" => {
+            let identity_seed = hex_bytes::<32>(rng);
+            json!({
+                "request_id": request_id_input(rng),
+                "device": device_input(rng, &identity_seed, 2),
+                "signed_prekey": signed_prekey_input(rng),
+                "kem_prekeys": [kem_prekey_input(rng, false), kem_prekey_input(rng, true)],
+                "one_time_prekeys": [one_time_prekey_input(rng), one_time_prekey_input(rng)],
+            })
+        }
+        "client/publish_prekeys_empty" => json!({ "request_id": request_id_input(rng) }),
+        "client/fetch_bundle" => json!({
+            "request_id": request_id_input(rng),
+            "identity_seed": hex_bytes::<32>(rng),
+            "device_id": 1 + rng.next_u32() % 16,
+        }),
+        "client/list_devices" => json!({
+            "request_id": request_id_input(rng),
+            "identity_seed": hex_bytes::<32>(rng),
+        }),
+        "client/send" => {
+            let request_id = request_id_input(rng);
+            let envelopes: Vec<Value> = (1..=2)
+                .map(|device_id| {
+                    json!({
+                        "identity_seed": hex_bytes::<32>(rng),
+                        "device_id": device_id,
+                        "payload": payload_input(rng),
+                    })
+                })
+                .collect();
+            json!({ "request_id": request_id, "envelopes": envelopes })
+        }
+        "client/ack" => json!({
+            "envelope_ids": [hex_bytes::<16>(rng), hex_bytes::<16>(rng), hex_bytes::<16>(rng)],
+        }),
+        "client/claim_handle" | "client/release_handle" => json!({
+            "request_id": request_id_input(rng),
+            "statement": claim_input(rng, "alice.example"),
+        }),
+        "client/lookup_handle" => json!({
+            "request_id": request_id_input(rng),
+            "handle": "bob_42",
+        }),
+        "server/challenge" => json!({
+            "relay_id": "wss://relay.example/v1",
+            "nonce": hex_bytes::<32>(rng),
+            "server_time": 1_700_000_000 + u64::from(rng.next_u32() % 1_000_000),
+        }),
+        "server/auth_ok" => json!({
+            "server_time": 1_700_000_000 + u64::from(rng.next_u32() % 1_000_000),
+        }),
+        "server/bundle" | "server/bundle_without_one_time_prekey" => {
+            let request_id = request_id_input(rng);
+            let identity_seed = hex_bytes::<32>(rng);
+            let with_otk = name == "server/bundle";
+            json!({
+                "request_id": request_id,
+                "device": device_input(rng, &identity_seed, 3),
+                "signed_prekey": signed_prekey_input(rng),
+                "kem_prekey": kem_prekey_input(rng, false),
+                "one_time_prekey": if with_otk { one_time_prekey_input(rng) } else { Value::Null },
+            })
+        }
+        "server/devices" => {
+            let request_id = request_id_input(rng);
+            let identity_seed = hex_bytes::<32>(rng);
+            json!({
+                "request_id": request_id,
+                "devices": [
+                    device_input(rng, &identity_seed, 1),
+                    device_input(rng, &identity_seed, 2),
+                ],
+            })
+        }
+        "server/prekey_count" => json!({
+            "request_id": request_id_input(rng),
+            "one_time": rng.next_u32() % 1000,
+            "kem_one_time": rng.next_u32() % 100,
+        }),
+        "server/send_ack" => json!({
+            "request_id": request_id_input(rng),
+            "envelope_ids": [hex_bytes::<16>(rng), hex_bytes::<16>(rng)],
+        }),
+        "server/deliver" => json!({
+            "envelope_id": hex_bytes::<16>(rng),
+            "received_at": 1_700_000_000 + u64::from(rng.next_u32() % 1_000_000),
+            "payload": payload_input(rng),
+        }),
+        "server/handle_record" => json!({
+            "request_id": request_id_input(rng),
+            "claim": claim_input(rng, "carol"),
+        }),
+        "server/handle_record_empty" => json!({
+            "request_id": request_id_input(rng),
+            "claim": Value::Null,
+        }),
+        "server/done" => json!({ "request_id": request_id_input(rng) }),
+        "server/error" => json!({
+            "request_id": request_id_input(rng),
+            "code": ErrorCode::MailboxFull.to_u16(),
+            "message": "mailbox full: 10000 envelopes",
+        }),
+        "server/error_unassigned_code" => json!({
+            "request_id": 0,
+            "code": 0xbeef,
+            "message": "unassigned codes survive — and so does UTF-8",
+        }),
+        other => panic!("no generator for vector {other}"),
+    }
+}
+
+// Frame building (only ever from the recorded inputs).
+
+fn bytes_of(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().expect("hex string")).expect("valid hex")
+}
+
+fn array_of<const N: usize>(v: &Value) -> [u8; N] {
+    bytes_of(v).try_into().expect("right length")
+}
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64().expect("integer")
+}
+
+fn u32_of(v: &Value) -> u32 {
+    u32::try_from(u64_of(v)).expect("u32")
+}
+
+fn request_id_of(v: &Value) -> RequestId {
+    RequestId::new(u32_of(v)).expect("nonzero request id")
+}
+
+fn identity_of(v: &Value) -> IdentityKeyPair {
+    IdentityKeyPair::from_seed(&array_of(v))
+}
+
+fn device_of(v: &Value) -> LocalDevice {
+    let identity = identity_of(&v["identity_seed"]);
+    let keys = DeviceKeyPair::from_seeds(
+        DeviceId::new(u32_of(&v["device_id"])).unwrap(),
+        &array_of(&v["signing_seed"]),
+        &array_of(&v["dh_secret"]),
+    );
+    LocalDevice::new(&identity, keys, u64_of(&v["created_at"]))
+}
+
+fn signed_prekey_of(v: &Value, device: &LocalDevice) -> SignedPrekey {
+    replay(&bytes_of(&v["secret"]), |rng| {
+        SignedPrekeySecret::generate(
+            u32_of(&v["id"]),
+            u64_of(&v["created_at"]),
+            device.keys.signing(),
+            rng,
+        )
+        .1
+    })
+}
+
+fn kem_prekey_of(v: &Value, device: &LocalDevice) -> KemPrekey {
+    replay(&bytes_of(&v["seed"]), |rng| {
+        KemPrekeySecret::generate(
+            u32_of(&v["id"]),
+            v["last_resort"].as_bool().expect("bool"),
+            device.keys.signing(),
+            rng,
+        )
+        .1
+    })
+}
+
+fn one_time_prekey_of(v: &Value) -> OneTimePrekey {
+    replay(&bytes_of(&v["secret"]), |rng| {
+        OneTimePrekeySecret::generate(u32_of(&v["id"]), rng).1
+    })
+}
+
+fn handle_of(v: &Value) -> Handle {
+    Handle::parse(v.as_str().expect("string")).expect("valid handle")
+}
+
+fn relay_id_of(v: &Value) -> RelayId {
+    RelayId::new(v.as_str().expect("string").as_bytes()).unwrap()
+}
+
+fn build(name: &str, i: &Value) -> AnyFrame {
+    use AnyFrame::{Client, Server};
+    match name {
+        "client/ping" => Client(ClientFrame::Ping {
+            nonce: u64_of(&i["nonce"]),
+        }),
+        "client/pong" => Client(ClientFrame::Pong {
+            nonce: u64_of(&i["nonce"]),
+        }),
+        "client/auth" => {
+            let device = device_of(&i["device"]);
+            Client(ClientFrame::Auth(AuthProof::sign(
+                device.keys.signing(),
+                device.cert.certificate(),
+                &relay_id_of(&i["relay_id"]),
+                &array_of(&i["nonce"]),
+            )))
+        }
+        "client/publish_prekeys" => {
+            let device = device_of(&i["device"]);
+            Client(ClientFrame::PublishPrekeys {
+                request_id: request_id_of(&i["request_id"]),
+                signed_prekey: Some(signed_prekey_of(&i["signed_prekey"], &device)),
+                kem_prekeys: i["kem_prekeys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| kem_prekey_of(k, &device))
+                    .collect(),
+                one_time_prekeys: i["one_time_prekeys"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(one_time_prekey_of)
+                    .collect(),
+            })
+        }
+        "client/publish_prekeys_empty" => Client(ClientFrame::PublishPrekeys {
+            request_id: request_id_of(&i["request_id"]),
+            signed_prekey: None,
+            kem_prekeys: Vec::new(),
+            one_time_prekeys: Vec::new(),
+        }),
+        "client/fetch_bundle" => Client(ClientFrame::FetchBundle {
+            request_id: request_id_of(&i["request_id"]),
+            identity: identity_of(&i["identity_seed"]).public_key(),
+            device_id: DeviceId::new(u32_of(&i["device_id"])).unwrap(),
+        }),
+        "client/list_devices" => Client(ClientFrame::ListDevices {
+            request_id: request_id_of(&i["request_id"]),
+            identity: identity_of(&i["identity_seed"]).public_key(),
+        }),
+        "client/send" => Client(ClientFrame::Send {
+            request_id: request_id_of(&i["request_id"]),
+            envelopes: i["envelopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| OutgoingEnvelope {
+                    recipient_identity: identity_of(&e["identity_seed"]).public_key(),
+                    recipient_device: DeviceId::new(u32_of(&e["device_id"])).unwrap(),
+                    payload: bytes_of(&e["payload"]),
+                })
+                .collect(),
+        }),
+        "client/ack" => Client(ClientFrame::Ack {
+            envelope_ids: i["envelope_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| EnvelopeId::from_bytes(array_of(id)))
+                .collect(),
+        }),
+        "client/claim_handle" => {
+            let s = &i["statement"];
+            Client(ClientFrame::ClaimHandle {
+                request_id: request_id_of(&i["request_id"]),
+                claim: HandleClaim::sign(
+                    &identity_of(&s["identity_seed"]),
+                    handle_of(&s["handle"]),
+                    u64_of(&s["issued_at"]),
+                ),
+            })
+        }
+        "client/lookup_handle" => Client(ClientFrame::LookupHandle {
+            request_id: request_id_of(&i["request_id"]),
+            handle: handle_of(&i["handle"]),
+        }),
+        "client/release_handle" => {
+            let s = &i["statement"];
+            Client(ClientFrame::ReleaseHandle {
+                request_id: request_id_of(&i["request_id"]),
+                release: HandleRelease::sign(
+                    &identity_of(&s["identity_seed"]),
+                    handle_of(&s["handle"]),
+                    u64_of(&s["issued_at"]),
+                ),
+            })
+        }
+        "server/ping" => Server(ServerFrame::Ping {
+            nonce: u64_of(&i["nonce"]),
+        }),
+        "server/pong" => Server(ServerFrame::Pong {
+            nonce: u64_of(&i["nonce"]),
+        }),
+        "server/challenge" => Server(ServerFrame::Challenge {
+            relay_id: relay_id_of(&i["relay_id"]),
+            nonce: array_of(&i["nonce"]),
+            server_time: u64_of(&i["server_time"]),
+        }),
+        "server/auth_ok" => Server(ServerFrame::AuthOk {
+            server_time: u64_of(&i["server_time"]),
+        }),
+        "server/bundle" | "server/bundle_without_one_time_prekey" => {
+            let device = device_of(&i["device"]);
+            let otk = &i["one_time_prekey"];
+            Server(ServerFrame::Bundle {
+                request_id: request_id_of(&i["request_id"]),
+                bundle: PrekeyBundle {
+                    device: device.cert.certificate().clone(),
+                    signed_prekey: signed_prekey_of(&i["signed_prekey"], &device),
+                    kem_prekey: kem_prekey_of(&i["kem_prekey"], &device),
+                    one_time_prekey: (!otk.is_null()).then(|| one_time_prekey_of(otk)),
+                },
+            })
+        }
+        "server/devices" => Server(ServerFrame::Devices {
+            request_id: request_id_of(&i["request_id"]),
+            devices: i["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| device_of(d).cert.certificate().clone())
+                .collect(),
+        }),
+        "server/prekey_count" => Server(ServerFrame::PrekeyCount {
+            request_id: request_id_of(&i["request_id"]),
+            one_time: u32_of(&i["one_time"]),
+            kem_one_time: u32_of(&i["kem_one_time"]),
+        }),
+        "server/send_ack" => Server(ServerFrame::SendAck {
+            request_id: request_id_of(&i["request_id"]),
+            envelope_ids: i["envelope_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| EnvelopeId::from_bytes(array_of(id)))
+                .collect(),
+        }),
+        "server/deliver" => Server(ServerFrame::Deliver {
+            envelope_id: EnvelopeId::from_bytes(array_of(&i["envelope_id"])),
+            received_at: u64_of(&i["received_at"]),
+            payload: bytes_of(&i["payload"]),
+        }),
+        "server/handle_record" | "server/handle_record_empty" => {
+            let c = &i["claim"];
+            Server(ServerFrame::HandleRecord {
+                request_id: request_id_of(&i["request_id"]),
+                claim: (!c.is_null()).then(|| {
+                    HandleClaim::sign(
+                        &identity_of(&c["identity_seed"]),
+                        handle_of(&c["handle"]),
+                        u64_of(&c["issued_at"]),
+                    )
+                }),
+            })
+        }
+        "server/done" => Server(ServerFrame::Done {
+            request_id: request_id_of(&i["request_id"]),
+        }),
+        "server/error" | "server/error_unassigned_code" => Server(ServerFrame::Error {
+            request_id: RequestId::new(u32_of(&i["request_id"])),
+            code: ErrorCode::from_u16(u16::try_from(u64_of(&i["code"])).unwrap()),
+            message: i["message"].as_str().unwrap().to_owned(),
+        }),
+        other => panic!("no builder for vector {other}"),
+    }
+}
+
+/// The layout of `testdata/frames.json`.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct VectorFile {
+    description: String,
+    vectors: Vec<Vector>,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Vector {
+    name: String,
+    inputs: Value,
+    hex: String,
+}
+
+fn generate_vectors() -> VectorFile {
+    let vectors = VECTOR_NAMES
+        .iter()
+        .map(|name| {
+            let inputs = generate_inputs(name);
+            let hex = hex::encode(build(name, &inputs).to_bytes());
+            Vector {
+                name: (*name).to_owned(),
+                inputs,
+                hex,
+            }
+        })
+        .collect();
+    VectorFile {
+        description: "chatd relay frames (protocol/SPEC.md section 10). Each vector builds one \
+            frame from `inputs` and gives its exact encoding. Keys come from seeds: identity and \
+            device signing keys are Ed25519 seeds (RFC 8032), `dh_secret` and prekey `secret`s \
+            are X25519 scalars (RFC 7748, clamped when used), KEM `seed`s are ML-KEM-1024 \
+            `d || z` seeds (FIPS 203 KeyGen_internal). A device certificate is signed by the \
+            identity key with `created_at`; signed and KEM prekeys by the device signing key; \
+            handle claims and releases by the identity key (`statement`). Byte strings are hex; \
+            integers are below 2^53. Names starting `client/` decode as client frames, `server/` \
+            as relay frames."
+            .to_owned(),
+        vectors,
+    }
+}
+
+#[test]
+fn frame_vectors() {
+    let generated = generate_vectors();
+    if std::env::var("CHATD_REGENERATE_VECTORS").as_deref() == Ok("1") {
+        let mut text = serde_json::to_string_pretty(&generated).unwrap();
+        text.push('\n');
+        std::fs::create_dir_all(std::path::Path::new(VECTORS_PATH).parent().unwrap()).unwrap();
+        std::fs::write(VECTORS_PATH, text).unwrap();
+    }
+    let text = std::fs::read_to_string(VECTORS_PATH)
+        .expect("testdata/frames.json (run with CHATD_REGENERATE_VECTORS=1 to create it)");
+    let file: VectorFile = serde_json::from_str(&text).unwrap();
+
+    let mut client_types = BTreeSet::new();
+    let mut server_types = BTreeSet::new();
+    for v in &file.vectors {
+        let name = v.name.as_str();
+        let expected = hex::decode(&v.hex).unwrap();
+        // Re-encode from the recorded inputs.
+        let frame = build(name, &v.inputs);
+        assert_eq!(
+            hex::encode(frame.to_bytes()),
+            v.hex,
+            "{name}: encoding differs"
+        );
+        // Decode the recorded bytes.
+        let decoded = AnyFrame::decode(name, &expected).unwrap();
+        assert_eq!(decoded, frame, "{name}: decoding differs");
+        // Signed contents verify, so the vectors pin signatures that mean something.
+        match &decoded {
+            AnyFrame::Client(ClientFrame::Auth(proof)) => {
+                let i = &v.inputs;
+                proof
+                    .verify(&relay_id_of(&i["relay_id"]), &array_of(&i["nonce"]))
+                    .unwrap();
+            }
+            AnyFrame::Client(ClientFrame::ClaimHandle { claim, .. }) => claim.verify().unwrap(),
+            AnyFrame::Client(ClientFrame::ReleaseHandle { release, .. }) => {
+                release.verify().unwrap()
+            }
+            AnyFrame::Server(ServerFrame::Bundle { bundle, .. }) => {
+                bundle.verify(None).unwrap();
+            }
+            AnyFrame::Server(ServerFrame::Devices { devices, .. }) => {
+                for d in devices {
+                    d.verify().unwrap();
+                }
+            }
+            AnyFrame::Server(ServerFrame::HandleRecord {
+                claim: Some(claim), ..
+            }) => claim.verify().unwrap(),
+            _ => {}
+        }
+        match decoded {
+            AnyFrame::Client(f) => client_types.insert(f.type_byte()),
+            AnyFrame::Server(f) => server_types.insert(f.type_byte()),
+        };
+    }
+    assert_eq!(client_types, CLIENT_TYPES.into_iter().collect());
+    assert_eq!(server_types, SERVER_TYPES.into_iter().collect());
+    assert_eq!(
+        file, generated,
+        "testdata/frames.json is not what the generator produces; if the change is \
+         intended, regenerate with CHATD_REGENERATE_VECTORS=1"
+    );
+}
