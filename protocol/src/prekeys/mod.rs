@@ -11,7 +11,7 @@ use std::fmt;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::Rng;
-use crate::crypto::ed25519::{Ed25519Error, Ed25519Secret, Signature};
+use crate::crypto::ed25519::{Ed25519Error, Ed25519PublicKey, Ed25519Secret, Signature};
 use crate::crypto::kem::{KEM_PUBLIC_LEN, KemPublicKey, KemSecret};
 use crate::crypto::x25519::{X25519PublicKey, X25519Secret};
 use crate::identity::{
@@ -58,6 +58,16 @@ pub struct SignedPrekey {
 }
 
 impl SignedPrekey {
+    /// Checks the signature under a device signing key (the relay does this on publish).
+    pub fn verify(&self, device_signing_key: &Ed25519PublicKey) -> Result<(), BundleError> {
+        device_signing_key
+            .verify(
+                &Self::signed_bytes(self.id, &self.key, self.created_at),
+                &self.signature,
+            )
+            .map_err(|_: Ed25519Error| BundleError::SignedPrekeySignature)
+    }
+
     fn signed_bytes(id: PrekeyId, key: &X25519PublicKey, created_at: u64) -> Vec<u8> {
         let mut w = Writer::with_capacity(CONTEXT_SIGNED_PREKEY.len() + 45);
         w.raw(CONTEXT_SIGNED_PREKEY);
@@ -103,6 +113,16 @@ pub struct KemPrekey {
 }
 
 impl KemPrekey {
+    /// Checks the signature under a device signing key (the relay does this on publish).
+    pub fn verify(&self, device_signing_key: &Ed25519PublicKey) -> Result<(), BundleError> {
+        device_signing_key
+            .verify(
+                &Self::signed_bytes(self.id, self.last_resort, &self.key),
+                &self.signature,
+            )
+            .map_err(|_: Ed25519Error| BundleError::KemPrekeySignature)
+    }
+
     fn signed_bytes(id: PrekeyId, last_resort: bool, key: &KemPublicKey) -> Vec<u8> {
         let mut w = Writer::with_capacity(CONTEXT_KEM_PREKEY.len() + 6 + KEM_PUBLIC_LEN);
         w.raw(CONTEXT_KEM_PREKEY);
@@ -205,26 +225,12 @@ impl PrekeyBundle {
         {
             return Err(BundleError::WrongIdentity);
         }
-        let spk = &self.signed_prekey;
-        device
-            .signing_key()
-            .verify(
-                &SignedPrekey::signed_bytes(spk.id, &spk.key, spk.created_at),
-                &spk.signature,
-            )
-            .map_err(|_: Ed25519Error| BundleError::SignedPrekeySignature)?;
-        let kem = &self.kem_prekey;
-        device
-            .signing_key()
-            .verify(
-                &KemPrekey::signed_bytes(kem.id, kem.last_resort, &kem.key),
-                &kem.signature,
-            )
-            .map_err(|_: Ed25519Error| BundleError::KemPrekeySignature)?;
+        self.signed_prekey.verify(device.signing_key())?;
+        self.kem_prekey.verify(device.signing_key())?;
         Ok(VerifiedBundle {
             device,
-            signed_prekey: spk.clone(),
-            kem_prekey: kem.clone(),
+            signed_prekey: self.signed_prekey.clone(),
+            kem_prekey: self.kem_prekey.clone(),
             one_time_prekey: self.one_time_prekey.clone(),
         })
     }
