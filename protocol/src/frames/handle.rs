@@ -3,6 +3,7 @@
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
@@ -115,50 +116,88 @@ fn signed_bytes(
     w.into_bytes()
 }
 
-/// A statement, signed by an identity key, binding a handle to that identity at a time.
+/// What a handle statement says; fixes its signature context. Implemented by [`Claim`] and
+/// [`Release`] only.
+pub trait StatementKind: fmt::Debug + Clone + PartialEq + Eq + private::Sealed {
+    /// The signature context (SPEC.md section 10.6).
+    const CONTEXT: &'static [u8];
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::Claim {}
+    impl Sealed for super::Release {}
+}
+
+/// Marker: the statement claims a handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim;
+
+/// Marker: the statement gives a handle up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release;
+
+impl StatementKind for Claim {
+    const CONTEXT: &'static [u8] = CONTEXT_HANDLE_CLAIM;
+}
+
+impl StatementKind for Release {
+    const CONTEXT: &'static [u8] = CONTEXT_HANDLE_RELEASE;
+}
+
+/// A statement, signed by an identity key, about a handle and that identity at a time.
+/// Claims and releases share this layout, `str16(handle) || identity[32] || u64 || [64]`, and
+/// differ only in the signature context, so one can never pass for the other.
 ///
 /// Claims are not bound to a relay; the relay stops third parties from replaying a claim by
 /// accepting one only from a connection authenticated as a device of `identity`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandleClaim {
-    /// The claimed handle.
+pub struct HandleStatement<K: StatementKind> {
+    /// The handle.
     pub handle: Handle,
-    /// The identity claiming it.
+    /// The identity making the statement.
     pub identity: IdentityKey,
-    /// When the claim was made, seconds since the Unix epoch.
+    /// When the statement was made, seconds since the Unix epoch.
     pub issued_at: u64,
     /// The identity key's signature over
-    /// `"chatd/v1/handle-claim\0" || str16(handle) || identity || u64(issued_at)`.
+    /// `context || str16(handle) || identity || u64(issued_at)`.
     pub signature: Signature,
+    kind: PhantomData<K>,
 }
 
-impl HandleClaim {
-    /// Signs a claim of `handle` by `identity`.
+/// A claim of a handle: context `"chatd/v1/handle-claim\0"`.
+pub type HandleClaim = HandleStatement<Claim>;
+/// A release of a handle: context `"chatd/v1/handle-release\0"`.
+pub type HandleRelease = HandleStatement<Release>;
+
+impl<K: StatementKind> HandleStatement<K> {
+    /// Signs a statement about `handle` by `identity`.
     pub fn sign(identity: &IdentityKeyPair, handle: Handle, issued_at: u64) -> Self {
         let public = identity.public_key();
-        let signature = identity.sign(&signed_bytes(
-            CONTEXT_HANDLE_CLAIM,
-            &handle,
-            &public,
-            issued_at,
-        ));
+        let signature = identity.sign(&signed_bytes(K::CONTEXT, &handle, &public, issued_at));
+        Self::from_parts(handle, public, issued_at, signature)
+    }
+
+    /// Assembles a statement from its fields, unverified (as a decoder does).
+    pub fn from_parts(
+        handle: Handle,
+        identity: IdentityKey,
+        issued_at: u64,
+        signature: Signature,
+    ) -> Self {
         Self {
             handle,
-            identity: public,
+            identity,
             issued_at,
             signature,
+            kind: PhantomData,
         }
     }
 
-    /// Checks the signature under the claim's own identity key. A client that looked a handle
-    /// up also checks that `handle` is the one it asked for.
+    /// Checks the signature under the statement's own identity key. A client that looked a
+    /// handle up also checks that `handle` is the one it asked for.
     pub fn verify(&self) -> Result<(), HandleError> {
-        let message = signed_bytes(
-            CONTEXT_HANDLE_CLAIM,
-            &self.handle,
-            &self.identity,
-            self.issued_at,
-        );
+        let message = signed_bytes(K::CONTEXT, &self.handle, &self.identity, self.issued_at);
         self.identity
             .ed25519()
             .verify(&message, &self.signature)
@@ -166,122 +205,22 @@ impl HandleClaim {
     }
 }
 
-/// A statement, signed by an identity key, giving up a handle it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandleRelease {
-    /// The handle given up.
-    pub handle: Handle,
-    /// The identity that holds it.
-    pub identity: IdentityKey,
-    /// When the release was made, seconds since the Unix epoch.
-    pub issued_at: u64,
-    /// The identity key's signature over
-    /// `"chatd/v1/handle-release\0" || str16(handle) || identity || u64(issued_at)`.
-    pub signature: Signature,
-}
-
-impl HandleRelease {
-    /// Signs a release of `handle` by `identity`.
-    pub fn sign(identity: &IdentityKeyPair, handle: Handle, issued_at: u64) -> Self {
-        let public = identity.public_key();
-        let signature = identity.sign(&signed_bytes(
-            CONTEXT_HANDLE_RELEASE,
-            &handle,
-            &public,
-            issued_at,
-        ));
-        Self {
-            handle,
-            identity: public,
-            issued_at,
-            signature,
-        }
-    }
-
-    /// Checks the signature under the release's own identity key.
-    pub fn verify(&self) -> Result<(), HandleError> {
-        let message = signed_bytes(
-            CONTEXT_HANDLE_RELEASE,
-            &self.handle,
-            &self.identity,
-            self.issued_at,
-        );
-        self.identity
-            .ed25519()
-            .verify(&message, &self.signature)
-            .map_err(|_| HandleError::BadSignature)
-    }
-}
-
-/// Claims and releases share one layout: `str16(handle) || identity[32] || u64 || [64]`.
-fn encode_statement(
-    w: &mut Writer,
-    handle: &Handle,
-    identity: &IdentityKey,
-    issued_at: u64,
-    signature: &Signature,
-) {
-    handle.encode(w);
-    identity.encode(w);
-    w.u64(issued_at);
-    w.raw(&signature.0);
-}
-
-type Statement = (Handle, IdentityKey, u64, Signature);
-
-fn decode_statement(r: &mut Reader<'_>) -> Result<Statement, DecodeError> {
-    Ok((
-        Handle::decode(r)?,
-        IdentityKey::decode(r)?,
-        r.u64()?,
-        Signature(r.array()?),
-    ))
-}
-
-impl Encode for HandleClaim {
+impl<K: StatementKind> Encode for HandleStatement<K> {
     fn encode(&self, w: &mut Writer) {
-        encode_statement(
-            w,
-            &self.handle,
-            &self.identity,
-            self.issued_at,
-            &self.signature,
-        );
+        self.handle.encode(w);
+        self.identity.encode(w);
+        w.u64(self.issued_at);
+        w.raw(&self.signature.0);
     }
 }
 
-impl Decode for HandleClaim {
+impl<K: StatementKind> Decode for HandleStatement<K> {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (handle, identity, issued_at, signature) = decode_statement(r)?;
-        Ok(Self {
-            handle,
-            identity,
-            issued_at,
-            signature,
-        })
-    }
-}
-
-impl Encode for HandleRelease {
-    fn encode(&self, w: &mut Writer) {
-        encode_statement(
-            w,
-            &self.handle,
-            &self.identity,
-            self.issued_at,
-            &self.signature,
-        );
-    }
-}
-
-impl Decode for HandleRelease {
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (handle, identity, issued_at, signature) = decode_statement(r)?;
-        Ok(Self {
-            handle,
-            identity,
-            issued_at,
-            signature,
-        })
+        Ok(Self::from_parts(
+            Handle::decode(r)?,
+            IdentityKey::decode(r)?,
+            r.u64()?,
+            Signature(r.array()?),
+        ))
     }
 }

@@ -26,7 +26,10 @@ pub use auth::{
     AUTH_NONCE_LEN, AuthError, AuthProof, MAX_RELAY_ID_LEN, RelayId, auth_signed_bytes, verify_auth,
 };
 pub use error_code::ErrorCode;
-pub use handle::{HANDLE_MAX_LEN, HANDLE_MIN_LEN, Handle, HandleClaim, HandleError, HandleRelease};
+pub use handle::{
+    Claim, HANDLE_MAX_LEN, HANDLE_MIN_LEN, Handle, HandleClaim, HandleError, HandleRelease,
+    HandleStatement, Release, StatementKind,
+};
 pub use ids::{ENVELOPE_ID_LEN, EnvelopeId, RequestId};
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};

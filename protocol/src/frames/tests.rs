@@ -320,19 +320,19 @@ fn claims_and_releases_are_not_interchangeable() {
     let release = HandleRelease::sign(&identity, handle("bob"), 10);
     release.verify().unwrap();
     assert_ne!(claim.signature, release.signature);
-    let as_release = HandleRelease {
-        handle: claim.handle.clone(),
-        identity: claim.identity,
-        issued_at: claim.issued_at,
-        signature: claim.signature,
-    };
+    let as_release = HandleRelease::from_parts(
+        claim.handle.clone(),
+        claim.identity,
+        claim.issued_at,
+        claim.signature,
+    );
     assert_eq!(as_release.verify(), Err(HandleError::BadSignature));
-    let as_claim = HandleClaim {
-        handle: release.handle.clone(),
-        identity: release.identity,
-        issued_at: release.issued_at,
-        signature: release.signature,
-    };
+    let as_claim = HandleClaim::from_parts(
+        release.handle.clone(),
+        release.identity,
+        release.issued_at,
+        release.signature,
+    );
     assert_eq!(as_claim.verify(), Err(HandleError::BadSignature));
     client_round_trip(&ClientFrame::ReleaseHandle {
         request_id: rid(9),
