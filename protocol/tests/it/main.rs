@@ -1,4 +1,5 @@
 //! Integration tests of the `protocol` crate: vectors, properties and limits.
 
 mod identity_vectors;
+mod properties;
 mod published;
