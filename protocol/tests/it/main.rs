@@ -2,4 +2,5 @@
 
 mod identity_vectors;
 mod properties;
+mod protocol_vectors;
 mod published;
