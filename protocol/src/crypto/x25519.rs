@@ -96,6 +96,29 @@ impl X25519PublicKey {
     pub fn to_bytes(self) -> [u8; X25519_LEN] {
         self.0
     }
+
+    /// Whether the encoding is canonical: as a little-endian integer it is below
+    /// p = 2^255 - 19 (so in particular its top bit is clear).
+    ///
+    /// X25519 ignores the top bit and reduces the rest modulo p, so a non-canonical encoding
+    /// gives the same Diffie-Hellman results as a canonical one with other bytes. Where a key's
+    /// bytes identify something (a PQXDH base key names a session and keys the replay guard),
+    /// only the canonical encoding may be accepted.
+    pub fn is_canonical(&self) -> bool {
+        const P: [u8; X25519_LEN] = {
+            let mut p = [0xff; X25519_LEN];
+            p[0] = 0xed;
+            p[X25519_LEN - 1] = 0x7f;
+            p
+        };
+        // Compare from the most significant byte down; equal to p is not canonical.
+        self.0
+            .iter()
+            .rev()
+            .zip(P.iter().rev())
+            .find(|(ours, p)| ours != p)
+            .is_some_and(|(ours, p)| ours < p)
+    }
 }
 
 impl fmt::Debug for X25519PublicKey {

@@ -69,7 +69,8 @@ pub enum HandshakeError {
 pub struct InitialHeader {
     /// The initiator's device certificate.
     pub initiator: DeviceCertificate,
-    /// `EK_A`, the initiator's ephemeral key; also the session's identifier.
+    /// `EK_A`, the initiator's ephemeral key; also the session's identifier. The decoder
+    /// accepts only its canonical encoding (see [`X25519PublicKey::is_canonical`]).
     pub base_key: X25519PublicKey,
     /// The responder's signed prekey that was used.
     pub signed_prekey_id: PrekeyId,
@@ -116,6 +117,13 @@ impl Decode for InitialHeader {
         r.version("initial header", PROTOCOL_VERSION)?;
         let initiator = DeviceCertificate::decode(r)?;
         let base_key = decode_x25519(r, "base key")?;
+        // The base key identifies the session and keys the replay guard, but X25519 ignores its
+        // top bit: a copy of an initial message with that bit flipped would give the same
+        // session key under a "new" base key and slip past both. Only the canonical encoding
+        // (which every X25519 implementation produces) is accepted.
+        if !base_key.is_canonical() {
+            return Err(DecodeError::Invalid("base key"));
+        }
         let signed_prekey_id = r.u32()?;
         let one_time_prekey_id = match r.u8()? {
             0 => None,

@@ -198,3 +198,27 @@ fn session_with_oneself_is_refused() {
         HandshakeError::SelfSession
     );
 }
+
+#[test]
+fn base_key_must_be_canonical() {
+    let canonical = |bytes: [u8; 32]| X25519PublicKey::from_bytes(bytes).unwrap().is_canonical();
+    let mut below_p = [0xff; 32];
+    below_p[0] = 0xeb;
+    below_p[31] = 0x7f;
+    let mut above_p = below_p;
+    above_p[0] = 0xef;
+    assert!(canonical(below_p), "p - 2");
+    assert!(!canonical(above_p), "p + 2");
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = responder(&mut rng, false);
+    let init = initiate(&alice, &bob.bundle.verify(None).unwrap(), &mut rng).unwrap();
+    assert!(init.header.base_key.is_canonical());
+    let mut bytes = init.header.to_bytes();
+    // Version, certificate, key type byte, then the key; its last byte holds the top bit.
+    bytes[1 + 174 + 1 + 31] ^= 0x80;
+    assert_eq!(
+        InitialHeader::from_bytes(&bytes),
+        Err(DecodeError::Invalid("base key"))
+    );
+}

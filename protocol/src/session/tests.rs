@@ -322,3 +322,33 @@ fn session_messages_round_trip_through_the_codec() {
         }
     );
 }
+
+#[test]
+fn replayed_initial_message_with_a_non_canonical_base_key_is_refused() {
+    // X25519 ignores the top bit of a u-coordinate (RFC 7748 section 5), so flipping it in the
+    // base key gives the same DH outputs and the same session key. The copy must not pass as a
+    // new session: the replay guard and the session lookup key on the base key's bytes.
+    let mut rng = rng(8);
+    let alice = Peer::new(&mut rng, 1);
+    let mut bob = Peer::new(&mut rng, 2);
+    let mut a = SessionRecord::new();
+    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng)
+        .unwrap();
+    let m = a.encrypt(b"once", &mut rng).unwrap();
+    let mut b = SessionRecord::new();
+    assert_eq!(bob.receive(&mut b, alice.me(), &m).unwrap(), b"once");
+    let mut bytes = m.to_bytes();
+    // Message type, header version, the 174-byte certificate, then `EncodeEC(base key)`: the
+    // last of those bytes is the key's most significant one.
+    let top_byte = 1 + 1 + 174 + 33 - 1;
+    bytes[top_byte] ^= 0x80;
+    match SessionMessage::from_bytes(&bytes) {
+        Err(e) => assert_eq!(e, DecodeError::Invalid("base key")),
+        Ok(replayed) => {
+            for record in [&mut SessionRecord::new(), &mut b] {
+                let result = bob.receive(record, alice.me(), &replayed);
+                assert!(result.is_err(), "replay accepted: {result:?}");
+            }
+        }
+    }
+}

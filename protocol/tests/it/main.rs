@@ -2,5 +2,7 @@
 
 mod frames;
 mod identity_vectors;
+mod properties;
+mod protocol_vectors;
 mod published;
 mod secret_debug;
