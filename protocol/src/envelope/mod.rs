@@ -60,7 +60,19 @@ pub enum ContentKind {
     /// A read receipt: the body lists the 16-byte ids of read messages.
     ReadReceipt,
     /// A kind this version does not know; carried so newer peers can extend the protocol.
-    Other(u8),
+    Other(UnknownKind),
+}
+
+/// A content kind byte this version does not define (4 to 255). Only decoding makes one, so
+/// `ContentKind::Other` can never hold a byte that means a known kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnknownKind(u8);
+
+impl UnknownKind {
+    /// The wire byte.
+    pub fn get(self) -> u8 {
+        self.0
+    }
 }
 
 impl ContentKind {
@@ -70,7 +82,7 @@ impl ContentKind {
             Self::Text => 1,
             Self::DeliveryReceipt => 2,
             Self::ReadReceipt => 3,
-            Self::Other(b) => b,
+            Self::Other(UnknownKind(b)) => b,
         }
     }
 
@@ -81,7 +93,7 @@ impl ContentKind {
             1 => Self::Text,
             2 => Self::DeliveryReceipt,
             3 => Self::ReadReceipt,
-            other => Self::Other(other),
+            other => Self::Other(UnknownKind(other)),
         })
     }
 }

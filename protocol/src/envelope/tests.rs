@@ -82,10 +82,14 @@ fn content_round_trips_and_rejects_bad_input() {
     let content = Content {
         message_id: [1; 16],
         timestamp_ms: 42,
-        kind: ContentKind::Other(200),
+        kind: ContentKind::from_byte(200).unwrap(),
         body: vec![0; 100],
     };
     assert_eq!(Content::from_bytes(&content.to_bytes()).unwrap(), content);
+    for byte in 1..=255u8 {
+        assert_eq!(ContentKind::from_byte(byte).unwrap().to_byte(), byte);
+    }
+    assert!(matches!(ContentKind::from_byte(4), Ok(ContentKind::Other(k)) if k.get() == 4));
     let mut zero_kind = content.to_bytes();
     zero_kind[25] = 0;
     assert_eq!(

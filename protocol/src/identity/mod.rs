@@ -308,7 +308,14 @@ impl Decode for DeviceCertificate {
     }
 }
 
-/// Reads `EncodeEC(key)`: the X25519 type byte and 32 bytes, refusing small-order keys.
+/// Reads `EncodeEC(key)`: the X25519 type byte and 32 bytes, refusing small-order keys and
+/// non-canonical encodings.
+///
+/// X25519 ignores the top bit and reduces `u` modulo p, so several byte strings act as the same
+/// key. Where key bytes identify something (a PQXDH base key names a session and keys the
+/// replay guard, a ratchet key selects a chain) a second encoding of the same key would slip
+/// past those checks, so every key inside our structures must be canonical, which every X25519
+/// implementation produces (SPEC.md section 1).
 pub(crate) fn decode_x25519(
     r: &mut Reader<'_>,
     what: &'static str,
@@ -317,7 +324,11 @@ pub(crate) fn decode_x25519(
     if tag != KEY_TYPE_X25519 {
         return Err(DecodeError::UnknownTag { what, tag });
     }
-    X25519PublicKey::from_bytes(r.array()?).map_err(|_| DecodeError::Invalid(what))
+    let key = X25519PublicKey::from_bytes(r.array()?).map_err(|_| DecodeError::Invalid(what))?;
+    if !key.is_canonical() {
+        return Err(DecodeError::Invalid(what));
+    }
+    Ok(key)
 }
 
 /// Writes `EncodeEC(key)`.

@@ -80,3 +80,18 @@ fn debug_prints_no_secret() {
     }
     insta::assert_snapshot!(text);
 }
+
+#[test]
+fn non_canonical_x25519_keys_are_refused_in_structures() {
+    let mut rng = rng();
+    let (_, local) = device(&mut rng);
+    let bytes = local.cert.certificate().to_bytes();
+    // The DH key's last byte sits before created_at (8) and the signature (64).
+    let top = bytes.len() - 64 - 8 - 1;
+    let mut flipped = bytes.clone();
+    flipped[top] ^= 0x80;
+    assert_eq!(
+        DeviceCertificate::from_bytes(&flipped),
+        Err(DecodeError::Invalid("device DH key"))
+    );
+}

@@ -116,14 +116,9 @@ impl Decode for InitialHeader {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.version("initial header", PROTOCOL_VERSION)?;
         let initiator = DeviceCertificate::decode(r)?;
+        // Canonical only (checked by `decode_x25519`): the base key names the session and keys
+        // the replay guard, and a second encoding of the same key would slip past both.
         let base_key = decode_x25519(r, "base key")?;
-        // The base key identifies the session and keys the replay guard, but X25519 ignores its
-        // top bit: a copy of an initial message with that bit flipped would give the same
-        // session key under a "new" base key and slip past both. Only the canonical encoding
-        // (which every X25519 implementation produces) is accepted.
-        if !base_key.is_canonical() {
-            return Err(DecodeError::Invalid("base key"));
-        }
         let signed_prekey_id = r.u32()?;
         let one_time_prekey_id = match r.u8()? {
             0 => None,
