@@ -57,11 +57,17 @@ pub enum PickleError {
     Decode(#[from] crate::codec::DecodeError),
 }
 
-fn derive(key: &PickleKey, salt: &[u8; SALT_LEN], kind: &str) -> Zeroizing<[u8; AEAD_KEY_LEN + AEAD_NONCE_LEN]> {
+fn derive(
+    key: &PickleKey,
+    salt: &[u8; SALT_LEN],
+    kind: &str,
+) -> Zeroizing<[u8; AEAD_KEY_LEN + AEAD_NONCE_LEN]> {
     hkdf_sha256(Some(salt), &[&key.0], &[LABEL, kind.as_bytes()])
 }
 
-fn split(okm: &[u8; AEAD_KEY_LEN + AEAD_NONCE_LEN]) -> (Zeroizing<[u8; AEAD_KEY_LEN]>, [u8; AEAD_NONCE_LEN]) {
+fn split(
+    okm: &[u8; AEAD_KEY_LEN + AEAD_NONCE_LEN],
+) -> (Zeroizing<[u8; AEAD_KEY_LEN]>, [u8; AEAD_NONCE_LEN]) {
     let mut key = Zeroizing::new([0u8; AEAD_KEY_LEN]);
     let mut nonce = [0u8; AEAD_NONCE_LEN];
     key.copy_from_slice(&okm[..AEAD_KEY_LEN]);
@@ -74,7 +80,12 @@ fn aad(kind: &str) -> Vec<u8> {
 }
 
 /// Seals `plaintext` as a pickle of `kind`.
-pub fn seal(kind: &str, key: &PickleKey, plaintext: &[u8], rng: &mut (impl Rng + ?Sized)) -> Vec<u8> {
+pub fn seal(
+    kind: &str,
+    key: &PickleKey,
+    plaintext: &[u8],
+    rng: &mut (impl Rng + ?Sized),
+) -> Vec<u8> {
     let salt = random_array::<SALT_LEN>(rng);
     let (aead_key, nonce) = split(&derive(key, &salt, kind));
     let mut out = Vec::with_capacity(1 + SALT_LEN + plaintext.len() + AEAD_TAG_LEN);

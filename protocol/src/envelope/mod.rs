@@ -166,7 +166,11 @@ fn seal_keys(
     (key, nonce)
 }
 
-fn seal_aad(recipient_identity: &IdentityKey, recipient_device: DeviceId, ephemeral: &X25519PublicKey) -> Vec<u8> {
+fn seal_aad(
+    recipient_identity: &IdentityKey,
+    recipient_device: DeviceId,
+    ephemeral: &X25519PublicKey,
+) -> Vec<u8> {
     let mut w = Writer::with_capacity(1 + 32 + 4 + 32);
     w.u8(PROTOCOL_VERSION);
     recipient_identity.encode(&mut w);
@@ -196,7 +200,11 @@ pub fn seal(
     sender.cert.identity().encode(&mut inner);
     sender.cert.device_id().encode(&mut inner);
     message.encode(&mut inner);
-    let aad = seal_aad(&recipient.identity(), recipient.device_id(), &ephemeral_public);
+    let aad = seal_aad(
+        &recipient.identity(),
+        recipient.device_id(),
+        &ephemeral_public,
+    );
     let mut out = Vec::with_capacity(SEAL_OVERHEAD + inner.as_bytes().len());
     out.push(PROTOCOL_VERSION);
     out.extend_from_slice(ephemeral_public.as_bytes());
@@ -224,7 +232,8 @@ pub fn open(local: &LocalDevice, payload: &[u8]) -> Result<Unsealed, EnvelopeErr
         local.cert.dh_key(),
     );
     let aad = seal_aad(&local.cert.identity(), local.cert.device_id(), &ephemeral);
-    let inner = aead::open(&key, &nonce, &aad, r.rest()).map_err(|_| EnvelopeError::Authentication)?;
+    let inner =
+        aead::open(&key, &nonce, &aad, r.rest()).map_err(|_| EnvelopeError::Authentication)?;
     let mut r = Reader::new(&inner);
     let sender_identity = IdentityKey::decode(&mut r)?;
     let sender_device = DeviceId::decode(&mut r)?;

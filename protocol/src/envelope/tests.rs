@@ -10,7 +10,11 @@ use crate::session::SessionRecord;
 
 fn device(rng: &mut ChaCha20Rng, id: u32) -> LocalDevice {
     let identity = IdentityKeyPair::generate(rng);
-    LocalDevice::new(&identity, DeviceKeyPair::generate(DeviceId::new(id).unwrap(), rng), 0)
+    LocalDevice::new(
+        &identity,
+        DeviceKeyPair::generate(DeviceId::new(id).unwrap(), rng),
+        0,
+    )
 }
 
 fn message(rng: &mut ChaCha20Rng, alice: &LocalDevice, bob: &LocalDevice) -> SessionMessage {
@@ -23,7 +27,9 @@ fn message(rng: &mut ChaCha20Rng, alice: &LocalDevice, bob: &LocalDevice) -> Ses
         one_time_prekey: None,
     };
     let mut record = SessionRecord::new();
-    record.initiate(alice, &bundle.verify(None).unwrap(), rng).unwrap();
+    record
+        .initiate(alice, &bundle.verify(None).unwrap(), rng)
+        .unwrap();
     let content = Content {
         message_id: [7; 16],
         timestamp_ms: 1_700_000_000_000,
@@ -57,7 +63,10 @@ fn only_the_recipient_device_opens_it_and_every_byte_is_authenticated() {
     let carol = device(&mut rng, 3);
     let msg = message(&mut rng, &alice, &bob);
     let payload = seal(&alice, &bob.cert, &msg, &mut rng).unwrap();
-    assert_eq!(open(&carol, &payload).unwrap_err(), EnvelopeError::Authentication);
+    assert_eq!(
+        open(&carol, &payload).unwrap_err(),
+        EnvelopeError::Authentication
+    );
     for i in 0..payload.len() {
         let mut bad = payload.clone();
         bad[i] ^= 0x80;
@@ -79,7 +88,10 @@ fn content_round_trips_and_rejects_bad_input() {
     assert_eq!(Content::from_bytes(&content.to_bytes()).unwrap(), content);
     let mut zero_kind = content.to_bytes();
     zero_kind[25] = 0;
-    assert_eq!(Content::from_bytes(&zero_kind).unwrap_err(), DecodeError::Invalid("content kind 0"));
+    assert_eq!(
+        Content::from_bytes(&zero_kind).unwrap_err(),
+        DecodeError::Invalid("content kind 0")
+    );
     let text = format!("{content:?}");
     assert!(text.contains("body_len: 100"));
 }

@@ -237,8 +237,9 @@ impl SessionRecord {
             return Err(SessionError::UnexpectedPeer);
         }
         let existing = (0..self.session_count()).find(|&slot| {
-            self.slot(slot)
-                .is_some_and(|s| s.base_key == header.base_key && s.peer.certificate() == &header.initiator)
+            self.slot(slot).is_some_and(|s| {
+                s.base_key == header.base_key && s.peer.certificate() == &header.initiator
+            })
         });
         if let Some(slot) = existing {
             let session = self.slot_mut(slot).ok_or(SessionError::NoSession)?;
@@ -314,7 +315,11 @@ impl SessionRecord {
         if current_is_slot {
             return;
         }
-        let index = if self.current.is_some() { slot - 1 } else { slot };
+        let index = if self.current.is_some() {
+            slot - 1
+        } else {
+            slot
+        };
         // A session that had been answered before and was since superseded stays superseded:
         // the peer moved on (it restarted or re-initiated). A session answered for the first
         // time is the simultaneous-initiation case: it wins over an active session that was

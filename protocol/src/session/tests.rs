@@ -57,7 +57,12 @@ impl Peer {
     }
 
     /// Receives a session message from `from` into `record`, as chatd would.
-    fn receive(&mut self, record: &mut SessionRecord, from: (IdentityKey, DeviceId), msg: &SessionMessage) -> Result<Vec<u8>, SessionError> {
+    fn receive(
+        &mut self,
+        record: &mut SessionRecord,
+        from: (IdentityKey, DeviceId),
+        msg: &SessionMessage,
+    ) -> Result<Vec<u8>, SessionError> {
         match msg {
             SessionMessage::Normal(m) => record.decrypt(m),
             SessionMessage::Prekey { header, message } => {
@@ -70,7 +75,14 @@ impl Peer {
                     kem_prekey: &self.kem,
                 };
                 let keys = (header.one_time_prekey_id.is_none() || otk.is_some()).then_some(keys);
-                let out = record.decrypt_prekey(&self.local, from, header, message, keys, &mut self.guard)?;
+                let out = record.decrypt_prekey(
+                    &self.local,
+                    from,
+                    header,
+                    message,
+                    keys,
+                    &mut self.guard,
+                )?;
                 if let Some(id) = out.consumed_one_time_prekey {
                     self.otks.retain(|k| k.id != id);
                 }
@@ -104,7 +116,10 @@ fn initiator_sends_prekey_messages_until_answered() {
     let reply = b.encrypt(b"three", &mut rng).unwrap();
     assert!(matches!(reply, SessionMessage::Normal(_)));
     assert_eq!(alice.receive(&mut a, bob.me(), &reply).unwrap(), b"three");
-    assert!(matches!(a.encrypt(b"four", &mut rng).unwrap(), SessionMessage::Normal(_)));
+    assert!(matches!(
+        a.encrypt(b"four", &mut rng).unwrap(),
+        SessionMessage::Normal(_)
+    ));
 }
 
 #[test]
@@ -113,7 +128,8 @@ fn replayed_initial_message_is_refused() {
     let alice = Peer::new(&mut rng, 1);
     let mut bob = Peer::new(&mut rng, 2);
     let mut a = SessionRecord::new();
-    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng).unwrap();
+    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng)
+        .unwrap();
     let m = a.encrypt(b"once", &mut rng).unwrap();
     let mut b = SessionRecord::new();
     assert_eq!(bob.receive(&mut b, alice.me(), &m).unwrap(), b"once");
@@ -137,10 +153,14 @@ fn prekey_message_from_another_sender_than_claimed_is_refused() {
     let mut bob = Peer::new(&mut rng, 2);
     let mallory = Peer::new(&mut rng, 3);
     let mut a = SessionRecord::new();
-    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng).unwrap();
+    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng)
+        .unwrap();
     let m = a.encrypt(b"hi", &mut rng).unwrap();
     let mut b = SessionRecord::new();
-    assert_eq!(bob.receive(&mut b, mallory.me(), &m).unwrap_err(), SessionError::UnexpectedPeer);
+    assert_eq!(
+        bob.receive(&mut b, mallory.me(), &m).unwrap_err(),
+        SessionError::UnexpectedPeer
+    );
 }
 
 fn simultaneous(seed: u8) {
@@ -168,7 +188,11 @@ fn simultaneous(seed: u8) {
         let m = b.encrypt(&[round], &mut rng).unwrap();
         assert_eq!(alice.receive(&mut a, bob.me(), &m).unwrap(), vec![round]);
     }
-    assert_eq!(a.active_base_key(), b.active_base_key(), "seed {seed}: sessions did not converge");
+    assert_eq!(
+        a.active_base_key(),
+        b.active_base_key(),
+        "seed {seed}: sessions did not converge"
+    );
 }
 
 #[test]
@@ -186,25 +210,39 @@ fn peer_reset_is_followed_and_old_messages_still_decrypt() {
     let mut bob = Peer::new(&mut rng, 2);
     let mut a = SessionRecord::new();
     let mut b = SessionRecord::new();
-    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng).unwrap();
-    bob.receive(&mut b, alice.me(), &a.encrypt(b"hello", &mut rng).unwrap()).unwrap();
+    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng)
+        .unwrap();
+    bob.receive(&mut b, alice.me(), &a.encrypt(b"hello", &mut rng).unwrap())
+        .unwrap();
     alice.receive_ok(&mut a, bob.me(), &b.encrypt(b"hi", &mut rng).unwrap());
     let delayed = a.encrypt(b"delayed on the old session", &mut rng).unwrap();
     // Alice loses her state and starts over.
     let mut a2 = SessionRecord::new();
-    a2.initiate(&alice.local, &bob.bundle_with_otk(&mut rng, 5), &mut rng).unwrap();
+    a2.initiate(&alice.local, &bob.bundle_with_otk(&mut rng, 5), &mut rng)
+        .unwrap();
     let fresh = a2.encrypt(b"new session", &mut rng).unwrap();
-    assert_eq!(bob.receive(&mut b, alice.me(), &fresh).unwrap(), b"new session");
+    assert_eq!(
+        bob.receive(&mut b, alice.me(), &fresh).unwrap(),
+        b"new session"
+    );
     let new_base = b.active_base_key();
     // The delayed message on the old session still decrypts, without reviving that session.
-    assert_eq!(bob.receive(&mut b, alice.me(), &delayed).unwrap(), b"delayed on the old session");
+    assert_eq!(
+        bob.receive(&mut b, alice.me(), &delayed).unwrap(),
+        b"delayed on the old session"
+    );
     assert_eq!(b.active_base_key(), new_base);
     let reply = b.encrypt(b"ok", &mut rng).unwrap();
     assert_eq!(alice.receive_ok(&mut a2, bob.me(), &reply), b"ok");
 }
 
 impl Peer {
-    fn receive_ok(&self, record: &mut SessionRecord, _from: (IdentityKey, DeviceId), msg: &SessionMessage) -> Vec<u8> {
+    fn receive_ok(
+        &self,
+        record: &mut SessionRecord,
+        _from: (IdentityKey, DeviceId),
+        msg: &SessionMessage,
+    ) -> Vec<u8> {
         match msg {
             SessionMessage::Normal(m) => record.decrypt(m).unwrap(),
             SessionMessage::Prekey { .. } => panic!("expected a normal message"),
@@ -232,18 +270,25 @@ fn pickle_round_trips_and_refuses_wrong_key_or_tampering() {
     let mut bob = Peer::new(&mut rng, 2);
     let mut a = SessionRecord::new();
     let mut b = SessionRecord::new();
-    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng).unwrap();
+    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng)
+        .unwrap();
     let m0 = a.encrypt(b"zero", &mut rng).unwrap();
     let m1 = a.encrypt(b"one", &mut rng).unwrap();
     bob.receive(&mut b, alice.me(), &m1).unwrap();
     let key = PickleKey::new([9; 32]);
     let pickled = b.to_encrypted(&key, &mut rng);
     let mut restored = SessionRecord::from_encrypted(&key, &pickled).unwrap();
-    assert_eq!(bob.receive(&mut restored, alice.me(), &m0).unwrap(), b"zero");
+    assert_eq!(
+        bob.receive(&mut restored, alice.me(), &m0).unwrap(),
+        b"zero"
+    );
     // Pickling an initiator record keeps its pending header.
     let pickled_a = a.to_encrypted(&key, &mut rng);
     let mut restored_a = SessionRecord::from_encrypted(&key, &pickled_a).unwrap();
-    assert!(matches!(restored_a.encrypt(b"x", &mut rng).unwrap(), SessionMessage::Prekey { .. }));
+    assert!(matches!(
+        restored_a.encrypt(b"x", &mut rng).unwrap(),
+        SessionMessage::Prekey { .. }
+    ));
 
     assert_eq!(
         SessionRecord::from_encrypted(&PickleKey::new([8; 32]), &pickled).unwrap_err(),
@@ -265,11 +310,15 @@ fn session_messages_round_trip_through_the_codec() {
     let alice = Peer::new(&mut rng, 1);
     let bob = Peer::new(&mut rng, 2);
     let mut a = SessionRecord::new();
-    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng).unwrap();
+    a.initiate(&alice.local, &bob.bundle.verify(None).unwrap(), &mut rng)
+        .unwrap();
     let m = a.encrypt(b"codec", &mut rng).unwrap();
     assert_eq!(SessionMessage::from_bytes(&m.to_bytes()).unwrap(), m);
     assert_eq!(
         SessionMessage::from_bytes(&[9]).unwrap_err(),
-        DecodeError::UnknownTag { what: "session message", tag: 9 }
+        DecodeError::UnknownTag {
+            what: "session message",
+            tag: 9
+        }
     );
 }
