@@ -4,7 +4,7 @@
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::aead::AEAD_TAG_LEN;
 use crate::crypto::x25519::X25519PublicKey;
-use crate::identity::{PROTOCOL_VERSION, decode_x25519, encode_x25519};
+use crate::identity::{KEY_TYPE_X25519, PROTOCOL_VERSION, decode_x25519};
 
 /// Encoded header length: version, `EncodeEC(ratchet key)`, previous chain length, index.
 pub const HEADER_LEN: usize = 1 + 33 + 4 + 4;
@@ -25,22 +25,25 @@ pub struct Header {
 }
 
 impl Header {
-    /// The 42-byte encoding, which is also the header part of the AEAD associated data.
+    /// The 42-byte encoding, which is also the header part of the AEAD associated data:
+    /// version, `EncodeEC(ratchet key)`, previous chain length and index (big-endian).
+    ///
+    /// Written straight into an array: it is built twice per message (as associated data on
+    /// both sides), where a [`Writer`] would cost a heap allocation each time.
     pub fn to_array(&self) -> [u8; HEADER_LEN] {
-        let mut w = Writer::with_capacity(HEADER_LEN);
-        self.encode(&mut w);
         let mut out = [0u8; HEADER_LEN];
-        out.copy_from_slice(w.as_bytes());
+        out[0] = PROTOCOL_VERSION;
+        out[1] = KEY_TYPE_X25519;
+        out[2..34].copy_from_slice(self.ratchet_key.as_bytes());
+        out[34..38].copy_from_slice(&self.previous_chain_len.to_be_bytes());
+        out[38..].copy_from_slice(&self.index.to_be_bytes());
         out
     }
 }
 
 impl Encode for Header {
     fn encode(&self, w: &mut Writer) {
-        w.u8(PROTOCOL_VERSION);
-        encode_x25519(w, &self.ratchet_key);
-        w.u32(self.previous_chain_len);
-        w.u32(self.index);
+        w.raw(&self.to_array());
     }
 }
 

@@ -178,7 +178,7 @@ impl RatchetState {
             previous_chain_len: self.previous_sending_len,
             index: message_key.index,
         };
-        let mut ciphertext = padding::pad(plaintext)?;
+        let mut ciphertext = pad_with_room_for_tag(plaintext)?;
         seal(&self.ad, &header, &message_key, &mut ciphertext);
         self.sending = Some(next);
         Ok(RatchetMessage { header, ciphertext })
@@ -281,32 +281,60 @@ fn advance(
     }
 }
 
+/// [`padding::pad`], written into a buffer that already has room for the AEAD tag, so that
+/// appending the tag does not reallocate and copy the message.
+fn pad_with_room_for_tag(plaintext: &[u8]) -> Result<Vec<u8>, PlaintextTooLong> {
+    let len = padding::padded_len(plaintext.len())?;
+    let mut buffer = Vec::with_capacity(len + AEAD_TAG_LEN);
+    buffer.extend_from_slice(plaintext);
+    buffer.push(padding::MARKER);
+    buffer.resize(len, 0);
+    Ok(buffer)
+}
+
 /// Encrypts the padded plaintext in `buffer` in place and appends the tag.
 fn seal(ad: &[u8], header: &Header, key: &MessageKey, buffer: &mut Vec<u8>) {
     let expanded = key.aead_key_nonce();
-    let aad = associated_data(ad, header);
-    buffer.reserve_exact(AEAD_TAG_LEN);
-    let tag = aead::seal_in_place(&expanded.key, &expanded.nonce, &aad, buffer);
+    let tag = with_associated_data(ad, header, |aad| {
+        aead::seal_in_place(&expanded.key, &expanded.nonce, aad, buffer)
+    });
     buffer.extend_from_slice(&tag);
 }
 
 /// Authenticates, decrypts and unpads; the caller commits state only on `Ok`.
 fn open(ad: &[u8], message: &RatchetMessage, key: &MessageKey) -> Result<Vec<u8>, DecryptError> {
     let expanded = key.aead_key_nonce();
-    let aad = associated_data(ad, &message.header);
-    let mut padded = aead::open(&expanded.key, &expanded.nonce, &aad, &message.ciphertext)
-        .map_err(|_| DecryptError::Authentication)?;
+    let mut padded = with_associated_data(ad, &message.header, |aad| {
+        aead::open(&expanded.key, &expanded.nonce, aad, &message.ciphertext)
+    })
+    .map_err(|_| DecryptError::Authentication)?;
     let len = padding::unpad(&padded)?.len();
     padded.truncate(len);
     Ok(padded)
 }
 
-/// Message associated data: session associated data || encoded header.
-fn associated_data(ad: &[u8], header: &Header) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(ad.len() + HEADER_LEN);
-    aad.extend_from_slice(ad);
-    aad.extend_from_slice(&header.to_array());
-    aad
+/// Room on the stack for the message associated data; the session associated data PQXDH
+/// makes is 139 bytes, so with the header it fits.
+const INLINE_AAD_LEN: usize = 256;
+
+/// Calls `f` with the message associated data: session associated data || encoded header.
+/// It is assembled on the stack when it fits in [`INLINE_AAD_LEN`] bytes (always, for
+/// sessions from PQXDH), to spare a heap allocation per message on each side.
+fn with_associated_data<T>(ad: &[u8], header: &Header, f: impl FnOnce(&[u8]) -> T) -> T {
+    let len = ad.len() + HEADER_LEN;
+    let mut inline = [0u8; INLINE_AAD_LEN];
+    let mut heap = Vec::new();
+    let aad = match inline.get_mut(..len) {
+        Some(aad) => aad,
+        None => {
+            heap.resize(len, 0);
+            &mut heap[..]
+        }
+    };
+    let (session, encoded_header) = aad.split_at_mut(ad.len());
+    session.copy_from_slice(ad);
+    encoded_header.copy_from_slice(&header.to_array());
+    f(aad)
 }
 
 impl fmt::Debug for RatchetState {

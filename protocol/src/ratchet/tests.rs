@@ -162,3 +162,90 @@ fn debug_shows_no_key_material() {
     assert!(!text.contains(&crate::hex_prefix(&alice.root.0)));
     assert!(text.contains("RatchetState"));
 }
+
+/// SHA-256 over every message of a fixed conversation and both final states, as hex.
+fn transcript_digest() -> String {
+    let (mut alice, mut bob, mut rng) = pair(10);
+    let mut transcript = Vec::new();
+    for (round, len) in [0usize, 1, 63, 64, 256, 1000].into_iter().enumerate() {
+        let plaintext = vec![u8::try_from(round).unwrap(); len];
+        let sent: Vec<_> = (0..3)
+            .map(|_| alice.encrypt(&plaintext, &mut rng).unwrap())
+            .collect();
+        // Out of order, so skipped keys are stored and used too.
+        for i in [2, 0, 1] {
+            transcript.extend(crate::codec::Encode::to_bytes(&sent[i]));
+            assert_eq!(bob.decrypt(&sent[i]).unwrap(), plaintext);
+        }
+        let reply = bob.encrypt(&plaintext, &mut rng).unwrap();
+        transcript.extend(crate::codec::Encode::to_bytes(&reply));
+        assert_eq!(alice.decrypt(&reply).unwrap(), plaintext);
+    }
+    transcript.extend(snapshot(&alice));
+    transcript.extend(snapshot(&bob));
+    crate::crypto::kdf::sha256(&[&transcript])
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Pins the exact bytes the ratchet produces (messages and pickled state) for a seeded
+/// conversation, so that refactoring or optimising it cannot change the wire format unnoticed.
+#[test]
+fn wire_bytes_are_pinned() {
+    assert_eq!(
+        transcript_digest(),
+        "6395e7a1a375ab53edc63b4d35fe5393e5cd64e3e5793cd67eb963b9d4a454a3"
+    );
+}
+
+#[test]
+fn padding_with_room_for_the_tag_is_padding() {
+    for len in (0..=1100).chain([4095, 4096, 65_535, 65_536]) {
+        let plaintext = vec![0x11; len];
+        let padded = pad_with_room_for_tag(&plaintext).unwrap();
+        assert_eq!(padded, padding::pad(&plaintext).unwrap(), "length {len}");
+        assert!(
+            padded.capacity() >= padded.len() + AEAD_TAG_LEN,
+            "length {len}"
+        );
+    }
+}
+
+#[test]
+fn associated_data_is_session_data_then_header_on_stack_and_heap() {
+    let header = Header {
+        ratchet_key: X25519Secret::from_bytes(&[7; 32]).public_key(),
+        previous_chain_len: 0x0102_0304,
+        index: 0x0506_0708,
+    };
+    for ad_len in [
+        0,
+        139,
+        INLINE_AAD_LEN - HEADER_LEN,
+        INLINE_AAD_LEN - HEADER_LEN + 1,
+        1024,
+    ] {
+        let ad = vec![0xad; ad_len];
+        let expected = [ad.clone(), crate::codec::Encode::to_bytes(&header)].concat();
+        assert_eq!(
+            with_associated_data(&ad, &header, <[u8]>::to_vec),
+            expected,
+            "ad length {ad_len}"
+        );
+    }
+}
+
+#[test]
+fn long_session_associated_data_still_works() {
+    let mut rng = ChaCha20Rng::from_seed([11; 32]);
+    let ad: Box<[u8]> = vec![0x5a; 1000].into();
+    let spk = X25519Secret::generate(&mut rng);
+    let mut alice =
+        RatchetState::initiator(ad.clone(), [11; 32], spk.public_key(), &mut rng).unwrap();
+    let mut bob = RatchetState::responder(ad, [11; 32], spk);
+    let m = alice.encrypt(b"long ad", &mut rng).unwrap();
+    assert_eq!(bob.decrypt(&m).unwrap(), b"long ad");
+    let reply = bob.encrypt(b"reply", &mut rng).unwrap();
+    assert_eq!(alice.decrypt(&reply).unwrap(), b"reply");
+}
