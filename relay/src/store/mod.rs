@@ -1,0 +1,313 @@
+//! The relay's persistent state: device certificates, prekeys, mailboxes and handles.
+//!
+//! [`Store`] is an enum over two backends with the same semantics: [`SledStore`] (durable, on
+//! disk, the default) and [`MemoryStore`] (`--ephemeral`: nothing touches the disk). Every
+//! method is synchronous and short except [`Store::flush`], which makes every earlier write
+//! durable; the group-commit task (`commit.rs`) calls it once per batch before acknowledging the
+//! batch to its senders.
+//!
+//! What is stored about an envelope is its recipient device, the relay-assigned id, the time it
+//! arrived and the opaque payload. Nothing about the sender is stored.
+
+mod memory;
+mod sled_store;
+
+use std::fmt;
+
+pub use memory::MemoryStore;
+use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease};
+use protocol::identity::{DeviceCertificate, DeviceId, IdentityKey};
+use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
+pub use sled_store::SledStore;
+
+/// Most one-time X25519 prekeys stored per device; a publish beyond it is refused.
+pub const MAX_STORED_ONE_TIME_PREKEYS: usize = 2000;
+/// Most one-time KEM prekeys stored per device; a publish beyond it is refused.
+pub const MAX_STORED_KEM_PREKEYS: usize = 200;
+/// Most devices stored per identity.
+pub const MAX_DEVICES_PER_IDENTITY: usize = 64;
+
+/// A device mailbox address: account identity and device id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceAddr {
+    /// The account.
+    pub identity: IdentityKey,
+    /// The device within the account.
+    pub device: DeviceId,
+}
+
+impl DeviceAddr {
+    /// The 36-byte key form: identity (32) || device id (u32 big-endian). Sorting by it groups
+    /// an identity's devices together.
+    pub fn to_key(&self) -> [u8; 36] {
+        let mut key = [0u8; 36];
+        key[..32].copy_from_slice(self.identity.as_bytes());
+        key[32..].copy_from_slice(&self.device.get().to_be_bytes());
+        key
+    }
+}
+
+impl fmt::Debug for DeviceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}/{}", self.identity, self.device)
+    }
+}
+
+/// One stored envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEntry {
+    /// Relay-wide sequence number, increasing with every stored envelope: the mailbox order.
+    pub seq: u64,
+    /// The id the client sees (an encryption of `seq`, see `envelope_ids.rs`); stored so that
+    /// delivery needs no cipher call.
+    pub id: EnvelopeId,
+    /// Arrival time, seconds since the Unix epoch (drives the TTL).
+    pub received_at: u64,
+    /// The opaque sealed payload.
+    pub payload: Vec<u8>,
+}
+
+/// How many one-time prekeys a device has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrekeyCounts {
+    /// One-time X25519 prekeys.
+    pub one_time: u32,
+    /// One-time (not last-resort) KEM prekeys.
+    pub kem_one_time: u32,
+}
+
+/// What happened to one envelope of an [`Store::enqueue`] batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Written (durable after the next [`Store::flush`]).
+    Stored,
+    /// The recipient's mailbox holds `quota` envelopes already; nothing was written.
+    MailboxFull,
+    /// No device with this address ever authenticated here; nothing was written.
+    UnknownDevice,
+}
+
+/// The answer to a handle claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The handle was free and is now this identity's.
+    Claimed,
+    /// The identity already held the handle; the stored claim was replaced by the newer one.
+    Renewed,
+    /// Another identity holds the handle.
+    Taken,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The device would hold more one-time prekeys than the per-device cap.
+    #[error("too many stored prekeys for this device")]
+    TooManyPrekeys,
+    /// The device never authenticated here.
+    #[error("unknown device")]
+    UnknownDevice,
+}
+
+/// A storage failure: the disk or the database, never the client's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded database reported an error.
+    #[error("database: {0}")]
+    Database(#[from] sled::Error),
+    /// A stored value did not decode (corruption, or a value from a newer version).
+    #[error("corrupt stored value in {0}")]
+    Corrupt(&'static str),
+}
+
+/// Counts for metrics and readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Envelopes waiting in all mailboxes.
+    pub envelopes: u64,
+    /// Registered devices.
+    pub devices: u64,
+}
+
+/// The relay's state, on disk or in memory.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Durable: a `sled` database in a directory.
+    Sled(SledStore),
+    /// Memory only (`--ephemeral`).
+    Memory(MemoryStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sled($store) => $call,
+            Store::Memory($store) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Records (or replaces with a newer one) a device's certificate. Called after the device
+    /// authenticated with it. A certificate with an older `created_at` than the stored one is
+    /// ignored.
+    pub fn put_device(&self, cert: &DeviceCertificate) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_device(cert))
+    }
+
+    /// Whether a device with this address has authenticated here.
+    pub fn has_device(&self, addr: &DeviceAddr) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.has_device(addr))
+    }
+
+    /// An identity's device certificates, in device id order, at most `limit`.
+    pub fn devices(
+        &self,
+        identity: &IdentityKey,
+        limit: usize,
+    ) -> Result<Vec<DeviceCertificate>, StoreError> {
+        dispatch!(self, s => s.devices(identity, limit))
+    }
+
+    /// Stores published prekeys for a device: a signed prekey replaces the current one; a
+    /// last-resort KEM prekey replaces the current last-resort one; one-time KEM and X25519
+    /// prekeys are added (one with an id already stored replaces it). Signatures were checked
+    /// by the caller. Returns the counts after the publish.
+    pub fn publish_prekeys(
+        &self,
+        addr: &DeviceAddr,
+        signed: Option<&SignedPrekey>,
+        kem: &[KemPrekey],
+        one_time: &[OneTimePrekey],
+    ) -> Result<Result<PrekeyCounts, PublishError>, StoreError> {
+        dispatch!(self, s => s.publish_prekeys(addr, signed, kem, one_time))
+    }
+
+    /// Hands out a bundle for a device, atomically consuming one one-time X25519 prekey (if
+    /// any is left) and one one-time KEM prekey (or, when none is left, using the last-resort
+    /// one). Two concurrent calls never hand out the same one-time key. `None` when the device
+    /// is unknown or has not published a signed prekey and a KEM prekey.
+    pub fn take_bundle(&self, addr: &DeviceAddr) -> Result<Option<PrekeyBundle>, StoreError> {
+        dispatch!(self, s => s.take_bundle(addr))
+    }
+
+    /// The one-time prekeys a device has left.
+    pub fn prekey_counts(&self, addr: &DeviceAddr) -> Result<PrekeyCounts, StoreError> {
+        dispatch!(self, s => s.prekey_counts(addr))
+    }
+
+    /// Writes a batch of envelopes, each checked against its recipient's mailbox `quota`
+    /// (counting what this batch adds). Not durable until [`Self::flush`]. Sequence numbers are
+    /// assigned by the caller, increasing, above [`Self::last_sequence`].
+    pub fn enqueue(
+        &self,
+        items: &[(DeviceAddr, MailboxEntry)],
+        quota: usize,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        dispatch!(self, s => s.enqueue(items, quota))
+    }
+
+    /// Makes every earlier write durable (sled: fsync; memory: nothing to do).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(s) => s.flush().await,
+            Store::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Up to `limit` envelopes for `addr` with sequence numbers greater than `after` (all when
+    /// `None`), in sequence order. Envelopes that arrived `ttl` seconds or more before `now` are
+    /// deleted instead of returned.
+    pub fn pending(
+        &self,
+        addr: &DeviceAddr,
+        after: Option<u64>,
+        limit: usize,
+        now: u64,
+        ttl: u64,
+    ) -> Result<Vec<MailboxEntry>, StoreError> {
+        dispatch!(self, s => s.pending(addr, after, limit, now, ttl))
+    }
+
+    /// Deletes acknowledged envelopes (by sequence number) from `addr`'s mailbox; returns how
+    /// many existed.
+    pub fn ack(&self, addr: &DeviceAddr, seqs: &[u64]) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.ack(addr, seqs))
+    }
+
+    /// Deletes every envelope that arrived `ttl` seconds or more before `now`; returns how many.
+    pub fn expire(&self, now: u64, ttl: u64) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.expire(now, ttl))
+    }
+
+    /// The largest envelope sequence number ever assigned (0 if none), so a restarted relay
+    /// continues above it even if every envelope was acknowledged.
+    pub fn last_sequence(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.last_sequence())
+    }
+
+    /// A 32-byte secret of this relay, created on first use and kept for the store's lifetime
+    /// (the envelope id cipher key). Never leaves the relay.
+    pub fn relay_secret(&self) -> Result<[u8; 32], StoreError> {
+        dispatch!(self, s => s.relay_secret())
+    }
+
+    /// First come, first served: stores a verified claim unless another identity holds the
+    /// handle.
+    pub fn claim_handle(&self, claim: &HandleClaim) -> Result<ClaimOutcome, StoreError> {
+        dispatch!(self, s => s.claim_handle(claim))
+    }
+
+    /// The claim for a handle, if any.
+    pub fn lookup_handle(&self, handle: &Handle) -> Result<Option<HandleClaim>, StoreError> {
+        dispatch!(self, s => s.lookup_handle(handle))
+    }
+
+    /// Removes a handle if the verified release comes from the identity holding it; returns
+    /// whether it was removed.
+    pub fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.release_handle(release))
+    }
+
+    /// Counts for metrics.
+    pub fn stats(&self) -> StoreStats {
+        dispatch!(self, s => s.stats())
+    }
+}
+
+/// The mailbox key of an envelope: device address (36 bytes) || seq (u64 big-endian), so a
+/// device's envelopes are contiguous and in arrival order.
+pub(crate) fn mailbox_key(addr: &DeviceAddr, seq: u64) -> [u8; 44] {
+    let mut key = [0u8; 44];
+    key[..36].copy_from_slice(&addr.to_key());
+    key[36..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Encodes a mailbox value: `id [16] || received_at u64 || payload`.
+pub(crate) fn encode_mailbox_value(entry: &MailboxEntry) -> Vec<u8> {
+    let mut value = Vec::with_capacity(24 + entry.payload.len());
+    value.extend_from_slice(entry.id.as_bytes());
+    value.extend_from_slice(&entry.received_at.to_be_bytes());
+    value.extend_from_slice(&entry.payload);
+    value
+}
+
+/// Decodes a mailbox value stored under sequence number `seq`.
+pub(crate) fn decode_mailbox_value(seq: u64, value: &[u8]) -> Result<MailboxEntry, StoreError> {
+    let (id, rest) = value
+        .split_first_chunk::<16>()
+        .ok_or(StoreError::Corrupt("mailbox"))?;
+    let (time, payload) = rest
+        .split_first_chunk::<8>()
+        .ok_or(StoreError::Corrupt("mailbox"))?;
+    Ok(MailboxEntry {
+        seq,
+        id: EnvelopeId::from_bytes(*id),
+        received_at: u64::from_be_bytes(*time),
+        payload: payload.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests;
