@@ -5,6 +5,29 @@
 //! the device acknowledges them. It never sees plaintext or who sent an envelope.
 //!
 //! It is a library as well as a binary: [`run`] serves on a listener until a shutdown future
-//! completes, so `chatd` can host a relay in-process and tests can start one on `127.0.0.1:0`.
+//! completes, and [`Relay`] is the same relay as a handle, so `chatd` can host one in-process
+//! and tests can start one on `127.0.0.1:0`.
+//!
+//! Map: `server` (accept loop, caps, lifecycle), `connection` (one client), `http` (the request
+//! that opens a connection, `/healthz`, `/metrics`), `commit` (group commit, the only mailbox
+//! writer), `router` (device -> live connection), `store` (sled or memory), `envelope_ids`,
+//! `ratelimit`, `metrics`, `clock`, `config`, `tls`, `client` (a minimal client for tests, the
+//! load tool and chatd).
 
+pub mod client;
+pub mod clock;
+mod commit;
+pub mod config;
+mod connection;
+mod envelope_ids;
+mod http;
+pub mod metrics;
+mod ratelimit;
+mod router;
+mod server;
 pub mod store;
+mod tls;
+
+pub use config::{Config, Limits, RateLimit, Storage, TlsConfig};
+pub use connection::HANDLE_CLOCK_WINDOW_SECS;
+pub use server::{Relay, run};

@@ -1,11 +1,151 @@
-//! Entry point of `chat-relay`. Not built yet: the relay is tracked by issue #3.
-//!
-//! Until then the binary says so and exits with a failure status, so nothing mistakes it for
-//! a working program.
+//! The `chat-relay` binary: flags and an optional TOML file into a [`chat_relay::Config`],
+//! logs to stderr, serve until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use chat_relay::{Config, Storage, TlsConfig};
+use clap::Parser;
+
+/// A blind store-and-forward relay for chatd.
+#[derive(Debug, Parser)]
+#[command(name = "chat-relay", version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    listen: SocketAddr,
+    /// TOML configuration file (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory of the embedded database (created if missing).
+    #[arg(long, conflicts_with = "ephemeral")]
+    data_dir: Option<PathBuf>,
+    /// Keep everything in memory and write nothing to disk.
+    #[arg(long)]
+    ephemeral: bool,
+    /// The relay binding devices sign: the public URL of this relay's `/v1` endpoint as
+    /// clients dial it, e.g. `wss://relay.example.org/v1`. Default: `ws://<listen>/v1`.
+    #[arg(long)]
+    relay_id: Option<String>,
+    /// TLS certificate chain (PEM) for native `wss://`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Most simultaneous connections.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most simultaneous connections from one IP address.
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// Envelopes a mailbox may hold.
+    #[arg(long)]
+    mailbox_quota: Option<usize>,
+    /// Days an unacknowledged envelope is kept.
+    #[arg(long)]
+    ttl_days: Option<u64>,
+}
+
 fn main() -> ExitCode {
-    eprintln!("chat-relay: not implemented yet (the relay is tracked by issue #3)");
-    ExitCode::FAILURE
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-relay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        chat_relay::run(listener, config, shutdown_signal()).await
+    })
+}
+
+fn config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => Config::new(default_storage()?),
+    };
+    if args.ephemeral {
+        config.storage = Storage::Memory;
+    } else if let Some(dir) = &args.data_dir {
+        config.storage = Storage::Disk(dir.clone());
+    }
+    if let Some(relay_id) = &args.relay_id {
+        config.relay_id = Some(relay_id.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    let limits = &mut config.limits;
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(n) = args.max_connections_per_ip {
+        limits.max_connections_per_ip = n;
+    }
+    if let Some(n) = args.mailbox_quota {
+        limits.mailbox_quota = n;
+    }
+    if let Some(days) = args.ttl_days {
+        limits.envelope_ttl_secs = days.saturating_mul(24 * 3600);
+    }
+    Ok(config)
+}
+
+/// The default data directory: `$XDG_DATA_HOME/chat-relay` (or `~/.local/share/chat-relay`).
+fn default_storage() -> anyhow::Result<Storage> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .context("no XDG_DATA_HOME or HOME: pass --data-dir or --ephemeral")?;
+    Ok(Storage::Disk(base.join("chat-relay")))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -207,6 +207,11 @@ impl Store {
         dispatch!(self, s => s.enqueue(items, quota))
     }
 
+    /// How many envelopes `addr`'s mailbox holds (O(1): counts are kept per device).
+    pub fn mailbox_len(&self, addr: &DeviceAddr) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.mailbox_len(addr))
+    }
+
     /// Makes every earlier write durable (sled: fsync; memory: nothing to do).
     pub async fn flush(&self) -> Result<(), StoreError> {
         match self {

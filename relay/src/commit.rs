@@ -1,0 +1,242 @@
+//! Group commit: the single writer of mailboxes.
+//!
+//! Connections hand `Send` requests to one task, which takes everything waiting (up to
+//! `max_commit_batch` envelopes), checks each request (every recipient known, every mailbox
+//! under quota, counting this batch), writes the accepted envelopes in one batch, flushes once,
+//! and only then answers every request of the batch and wakes the recipients' connections. A
+//! request is all or nothing: if one of its envelopes is refused, none is stored.
+//!
+//! On shutdown the task finishes every request already queued before it exits, so nothing a
+//! client sent is left half-committed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use protocol::frames::{EnvelopeId, ErrorCode, OutgoingEnvelope};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::envelope_ids::IdCipher;
+use crate::metrics::{Metrics, Rejection};
+use crate::router::Router;
+use crate::store::{DeviceAddr, EnqueueOutcome, MailboxEntry, Store, StoreError};
+
+/// How one `Send` request ended.
+#[derive(Debug)]
+pub(crate) enum CommitResult {
+    /// Every envelope is durable; their ids, in request order.
+    Stored(Vec<EnvelopeId>),
+    /// Nothing was stored: envelope `index` was refused for `code`.
+    Refused {
+        /// The error code for the client.
+        code: ErrorCode,
+        /// Which envelope (0-based).
+        index: usize,
+    },
+    /// Storage failed; nothing is known to be durable.
+    Failed,
+}
+
+struct Request {
+    envelopes: Vec<OutgoingEnvelope>,
+    reply: oneshot::Sender<CommitResult>,
+}
+
+/// The handle connections use to submit requests.
+#[derive(Debug, Clone)]
+pub(crate) struct Committer {
+    tx: mpsc::Sender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Request({} envelopes)", self.envelopes.len())
+    }
+}
+
+impl Committer {
+    /// Queues a request; the receiver yields its result after the batch's flush. `None` if the
+    /// commit task has stopped (the relay is shutting down).
+    pub(crate) async fn submit(
+        &self,
+        envelopes: Vec<OutgoingEnvelope>,
+    ) -> Option<oneshot::Receiver<CommitResult>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request { envelopes, reply }).await.ok()?;
+        Some(rx)
+    }
+}
+
+/// What the commit task needs.
+#[derive(Debug)]
+pub(crate) struct CommitTask {
+    pub(crate) store: Store,
+    pub(crate) router: Arc<Router>,
+    pub(crate) ids: IdCipher,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) quota: usize,
+    pub(crate) max_batch: usize,
+}
+
+impl CommitTask {
+    /// Starts the task; it runs until every [`Committer`] is dropped and the queue is empty.
+    pub(crate) fn spawn(self, queue: usize) -> Result<(Committer, tokio::task::JoinHandle<()>), StoreError> {
+        let next_seq = self.store.last_sequence()?.saturating_add(1);
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let handle = tokio::spawn(self.run(rx, next_seq));
+        Ok((Committer { tx }, handle))
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<Request>, mut next_seq: u64) {
+        while let Some(first) = rx.recv().await {
+            let mut count = first.envelopes.len();
+            let mut batch = vec![first];
+            while count < self.max_batch {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        count += request.envelopes.len();
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch, &mut next_seq).await;
+        }
+    }
+
+    async fn commit(&self, batch: Vec<Request>, next_seq: &mut u64) {
+        let now = self.clock.now();
+        let mut added: HashMap<DeviceAddr, usize> = HashMap::new();
+        let mut writes: Vec<(DeviceAddr, MailboxEntry)> = Vec::new();
+        let mut results: Vec<(oneshot::Sender<CommitResult>, CommitResult)> = Vec::with_capacity(batch.len());
+        for request in batch {
+            match self.check(&request.envelopes, &added) {
+                Err((code, index, reason)) => {
+                    if let Some(reason) = reason {
+                        self.metrics.reject(reason);
+                    }
+                    results.push((request.reply, CommitResult::Refused { code, index }));
+                }
+                Ok(()) => {
+                    let mut ids = Vec::with_capacity(request.envelopes.len());
+                    for envelope in request.envelopes {
+                        let addr = DeviceAddr {
+                            identity: envelope.recipient_identity,
+                            device: envelope.recipient_device,
+                        };
+                        let seq = *next_seq;
+                        *next_seq = next_seq.saturating_add(1);
+                        let id = self.ids.id_for(seq);
+                        ids.push(id);
+                        *added.entry(addr).or_default() += 1;
+                        writes.push((
+                            addr,
+                            MailboxEntry {
+                                seq,
+                                id,
+                                received_at: now,
+                                payload: envelope.payload,
+                            },
+                        ));
+                    }
+                    results.push((request.reply, CommitResult::Stored(ids)));
+                }
+            }
+        }
+
+        let stored = writes.len() as u64;
+        let recipients: HashSet<DeviceAddr> = writes.iter().map(|(addr, _)| *addr).collect();
+        let durable = self.write(writes).await;
+        if durable {
+            Metrics::add(&self.metrics.envelopes_stored, stored);
+            Metrics::add(&self.metrics.commits, 1);
+        }
+        for (reply, result) in results {
+            let result = match result {
+                CommitResult::Stored(_) if !durable => CommitResult::Failed,
+                other => other,
+            };
+            // A sender that went away no longer needs its answer.
+            let _ = reply.send(result);
+        }
+        if durable {
+            for addr in &recipients {
+                self.router.notify(addr);
+            }
+        }
+    }
+
+    /// Checks a request against the store and what this batch already adds.
+    fn check(
+        &self,
+        envelopes: &[OutgoingEnvelope],
+        added: &HashMap<DeviceAddr, usize>,
+    ) -> Result<(), (ErrorCode, usize, Option<Rejection>)> {
+        let mut mine: HashMap<DeviceAddr, usize> = HashMap::new();
+        for (index, envelope) in envelopes.iter().enumerate() {
+            let addr = DeviceAddr {
+                identity: envelope.recipient_identity,
+                device: envelope.recipient_device,
+            };
+            match self.store.has_device(&addr) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err((ErrorCode::NotFound, index, Some(Rejection::UnknownDevice)));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the device directory failed");
+                    return Err((ErrorCode::Internal, index, None));
+                }
+            }
+            let stored = match self.store.mailbox_len(&addr) {
+                Ok(len) => len,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a mailbox size failed");
+                    return Err((ErrorCode::Internal, index, None));
+                }
+            };
+            let pending = added.get(&addr).copied().unwrap_or(0);
+            let count = mine.entry(addr).or_default();
+            *count += 1;
+            if stored.saturating_add(pending).saturating_add(*count) > self.quota {
+                return Err((ErrorCode::MailboxFull, index, Some(Rejection::MailboxFull)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes and flushes; returns whether the batch is durable.
+    async fn write(&self, writes: Vec<(DeviceAddr, MailboxEntry)>) -> bool {
+        if writes.is_empty() {
+            return true;
+        }
+        let store = self.store.clone();
+        // The quota was checked in `check` against the same counts (this task is the only
+        // writer), so the store need not check it again.
+        let quota = usize::MAX;
+        let written = tokio::task::spawn_blocking(move || store.enqueue(&writes, quota)).await;
+        match written {
+            Ok(Ok(outcomes)) if outcomes.iter().all(|o| *o == EnqueueOutcome::Stored) => {}
+            Ok(Ok(_)) => {
+                tracing::error!("store refused envelopes that passed the commit checks");
+                return false;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "writing envelopes failed");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "envelope writer panicked");
+                return false;
+            }
+        }
+        match self.store.flush().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "flushing envelopes failed");
+                false
+            }
+        }
+    }
+}

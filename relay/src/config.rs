@@ -1,0 +1,172 @@
+//! Relay configuration: where to store, how to identify itself, TLS, and every limit, with
+//! safe defaults (SPEC.md section 10.7). The same structure is read from a TOML file and
+//! overridden by command-line flags (`main.rs`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything `run` needs besides the listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The relay binding devices sign in their authentication: the canonical URL of this
+    /// relay's `/v1` endpoint as clients dial it (SPEC.md section 10.3), e.g.
+    /// `wss://relay.example.org/v1`. `None`: `ws://<listen address>/v1`.
+    #[serde(default)]
+    pub relay_id: Option<String>,
+    /// Where state lives.
+    #[serde(default)]
+    pub storage: Storage,
+    /// Native TLS (`wss://`); leave unset behind a TLS-terminating reverse proxy.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A configuration with every default and the given storage.
+    pub fn new(storage: Storage) -> Self {
+        Self {
+            relay_id: None,
+            storage,
+            tls: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where the relay keeps its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Storage {
+    /// An embedded `sled` database in this directory (durable).
+    Disk(PathBuf),
+    /// Memory only: nothing is written to disk, everything is lost on exit.
+    #[default]
+    Memory,
+}
+
+/// PEM files for native TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// A token bucket: `per_second` tokens refill continuously, up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained rate.
+    pub per_second: f64,
+    /// Bucket size: how many may come at once.
+    pub burst: f64,
+}
+
+/// Every limit the relay enforces. Defaults suit a public relay on a small machine.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket message accepted; bigger ones close the connection with code 1009.
+    pub max_frame_len: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Most simultaneous connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Time from TCP accept to a verified `Auth` frame (TLS, WebSocket upgrade and the
+    /// challenge included), in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// A connection that sends nothing (not even a pong) for this long is closed, ms.
+    pub idle_timeout_ms: u64,
+    /// How often the relay pings an idle connection, ms.
+    pub ping_interval_ms: u64,
+    /// A write to a client that takes longer than this cuts the client off, ms.
+    pub write_timeout_ms: u64,
+    /// Frames a device may send.
+    pub device_frames: RateLimit,
+    /// Envelopes a device may send.
+    pub device_envelopes: RateLimit,
+    /// Frames one IP address may send, all its connections together.
+    pub ip_frames: RateLimit,
+    /// New connections one IP address may open.
+    pub ip_connects: RateLimit,
+    /// Envelopes a mailbox may hold; further sends to it are refused with `mailbox_full`.
+    pub mailbox_quota: usize,
+    /// How long an unacknowledged envelope is kept, seconds.
+    pub envelope_ttl_secs: u64,
+    /// Most envelopes delivered to a device and not yet acknowledged.
+    pub delivery_window: usize,
+    /// Most `Send` requests of one connection waiting for their group commit.
+    pub max_pending_sends: usize,
+    /// Most envelopes written in one group commit.
+    pub max_commit_batch: usize,
+    /// Buffered outgoing frames per connection beyond which a client is cut off.
+    pub outbound_queue: usize,
+    /// WebSocket read buffer per connection, bytes.
+    pub ws_read_buffer: usize,
+    /// WebSocket write buffer per connection, bytes (a larger pending write is flushed).
+    pub ws_write_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_len: protocol::frames::MAX_FRAME_LEN,
+            max_connections: 20_000,
+            max_connections_per_ip: 64,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 90_000,
+            ping_interval_ms: 30_000,
+            write_timeout_ms: 15_000,
+            device_frames: RateLimit {
+                per_second: 100.0,
+                burst: 400.0,
+            },
+            device_envelopes: RateLimit {
+                per_second: 200.0,
+                burst: 2_000.0,
+            },
+            ip_frames: RateLimit {
+                per_second: 500.0,
+                burst: 2_000.0,
+            },
+            ip_connects: RateLimit {
+                per_second: 10.0,
+                burst: 50.0,
+            },
+            mailbox_quota: 10_000,
+            envelope_ttl_secs: 30 * 24 * 3600,
+            delivery_window: 1_024,
+            max_pending_sends: 64,
+            max_commit_batch: 4_096,
+            outbound_queue: 256,
+            ws_read_buffer: 4 * 1024,
+            ws_write_buffer: 4 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub(crate) fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms.max(1))
+    }
+
+    pub(crate) fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+}

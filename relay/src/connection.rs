@@ -1,0 +1,665 @@
+//! One client connection, from the HTTP request to the end of the authenticated session.
+//!
+//! Before authentication: the request head is read and routed (`http.rs`), the WebSocket
+//! handshake runs, the relay sends a `Challenge` and waits for `Auth`; all of it must finish by
+//! the handshake deadline. After authentication a [`Session`] serves requests and delivers the
+//! device's mailbox: every envelope is read from the store in sequence order (so live pushes
+//! and the backlog after a reconnect take the same path), at most `delivery_window` of them
+//! unacknowledged at a time. Writes that stall past `write_timeout` cut the client off, so a
+//! client that stops reading costs a bounded amount of memory and nobody else's service.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use protocol::codec::{Decode, Encode};
+use protocol::frames::{
+    AUTH_NONCE_LEN, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, RelayId, RequestId,
+    ServerFrame,
+};
+use protocol::identity::VerifiedDevice;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::commit::{CommitResult, Committer};
+use crate::config::Limits;
+use crate::envelope_ids::IdCipher;
+use crate::http::{self, Prefixed, Route};
+use crate::metrics::{Metrics, Rejection};
+use crate::ratelimit::RateLimiter;
+use crate::router::{Registration, Router};
+use crate::store::{ClaimOutcome, DeviceAddr, PublishError, Store};
+
+/// How far a handle claim's `issued_at` may be from the relay's clock, seconds.
+pub const HANDLE_CLOCK_WINDOW_SECS: u64 = 24 * 3600;
+/// Refused frames in a row after which a client is disconnected rather than answered.
+const MAX_CONSECUTIVE_REFUSALS: u32 = 100;
+/// Envelopes read from the store per delivery step.
+const DELIVERY_PAGE: usize = 128;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: Limits,
+    pub(crate) relay_id: RelayId,
+    pub(crate) store: Store,
+    pub(crate) router: Arc<Router>,
+    pub(crate) committer: Committer,
+    pub(crate) ids: IdCipher,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) device_frames: RateLimiter<DeviceAddr>,
+    pub(crate) device_envelopes: RateLimiter<DeviceAddr>,
+    pub(crate) ip_frames: RateLimiter<IpAddr>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+type Ws<S> = WebSocketStream<Prefixed<S>>;
+type PendingSend = Pin<Box<dyn Future<Output = (RequestId, Option<CommitResult>)> + Send>>;
+
+/// The WebSocket settings: small buffers (memory per idle connection matters) and the frame
+/// limit.
+pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(limits.ws_read_buffer)
+        .write_buffer_size(limits.ws_write_buffer)
+        .max_write_buffer_size(limits.ws_write_buffer.saturating_add(limits.max_frame_len).saturating_add(64))
+        .max_message_size(Some(limits.max_frame_len))
+        .max_frame_size(Some(limits.max_frame_len))
+}
+
+/// Serves one connection to its end. `deadline` bounds everything before authentication.
+pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, ip: IpAddr, deadline: Instant)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let opened = match timeout_at(deadline, open(&shared, stream, ip)).await {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return,
+        Err(_) => {
+            shared.metrics.reject(Rejection::HandshakeTimeout);
+            return;
+        }
+    };
+    let (mut ws, device) = opened;
+    let addr = DeviceAddr {
+        identity: device.identity(),
+        device: device.device_id(),
+    };
+    if let Err(e) = shared.store.put_device(device.certificate()) {
+        tracing::error!(error = %e, "storing a device certificate failed");
+        let _ = send(&shared, &mut ws, &ServerFrame::error(None, ErrorCode::Internal, "relay storage failed")).await;
+        return;
+    }
+    let registration = shared.router.register(addr);
+    Metrics::add(&shared.metrics.authenticated, 1);
+    Metrics::add(&shared.metrics.authenticated_open, 1);
+    let conn_id = registration.conn_id;
+    let mut session = Session {
+        shared: shared.clone(),
+        addr,
+        ip,
+        device,
+        registration,
+        cursor: None,
+        in_flight: BTreeSet::new(),
+        more_mail: true,
+        pending_sends: FuturesOrdered::new(),
+        last_heard: StdInstant::now(),
+        refusals: 0,
+    };
+    let auth_ok = ServerFrame::AuthOk {
+        server_time: shared.clock.now(),
+    };
+    if send(&shared, &mut ws, &auth_ok).await.is_ok() {
+        session.run(&mut ws).await;
+    }
+    shared.router.unregister(&addr, conn_id);
+    Metrics::sub(&shared.metrics.authenticated_open, 1);
+}
+
+/// The HTTP request, the upgrade, the challenge and the `Auth` frame.
+async fn open<S>(shared: &Shared, mut stream: S, ip: IpAddr) -> Option<(Ws<S>, VerifiedDevice)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Ok((head, route)) = http::read_head(&mut stream).await else {
+        shared.metrics.reject(Rejection::HandshakeFailed);
+        return None;
+    };
+    match route {
+        Route::WebSocket => {}
+        Route::Health => {
+            let (status, body) = if shared.shutdown.is_cancelled() {
+                ("503 Service Unavailable", "shutting down\n")
+            } else {
+                ("200 OK", "ok\n")
+            };
+            let _ = http::respond(&mut stream, status, body).await;
+            return None;
+        }
+        Route::Metrics => {
+            let stats = shared.store.stats();
+            let body = shared.metrics.render(stats.envelopes, stats.devices);
+            let _ = http::respond(&mut stream, "200 OK", &body).await;
+            return None;
+        }
+        Route::NotFound => {
+            let _ = http::respond(&mut stream, "404 Not Found", "not found\n").await;
+            return None;
+        }
+    }
+    let config = ws_config(&shared.limits);
+    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(Prefixed::new(head, stream), Some(config)).await
+    else {
+        shared.metrics.reject(Rejection::HandshakeFailed);
+        return None;
+    };
+    let nonce: [u8; AUTH_NONCE_LEN] = rand::random();
+    let challenge = ServerFrame::Challenge {
+        relay_id: shared.relay_id.clone(),
+        nonce,
+        server_time: shared.clock.now(),
+    };
+    send(shared, &mut ws, &challenge).await.ok()?;
+    loop {
+        let bytes = match next_binary(shared, &mut ws).await {
+            Incoming::Frame(bytes) => bytes,
+            Incoming::Closed => return None,
+            Incoming::Refused(code, message) => {
+                refuse(shared, &mut ws, None, code, message).await;
+                return None;
+            }
+        };
+        if !shared.ip_frames.try_take(ip, 1.0, StdInstant::now()) {
+            shared.metrics.reject(Rejection::RateLimited);
+            refuse(shared, &mut ws, None, ErrorCode::RateLimited, "too many frames").await;
+            return None;
+        }
+        match ClientFrame::from_bytes(&bytes) {
+            Ok(ClientFrame::Auth(proof)) => match proof.verify(&shared.relay_id, &nonce) {
+                Ok(device) => return Some((ws, device)),
+                Err(_) => {
+                    shared.metrics.reject(Rejection::AuthFailed);
+                    refuse(shared, &mut ws, None, ErrorCode::AuthFailed, "authentication failed").await;
+                    return None;
+                }
+            },
+            Ok(ClientFrame::Ping { nonce }) => {
+                send(shared, &mut ws, &ServerFrame::Pong { nonce }).await.ok()?;
+            }
+            Ok(ClientFrame::Pong { .. }) => {}
+            Ok(other) => {
+                let message = format!("{} before authentication", other.name());
+                refuse(shared, &mut ws, other.request_id(), ErrorCode::AuthRequired, &message).await;
+                return None;
+            }
+            Err(e) => {
+                shared.metrics.reject(Rejection::BadFrame);
+                refuse(shared, &mut ws, None, ErrorCode::for_decode_error(&e), &e.to_string()).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// What reading the next message gave.
+enum Incoming {
+    /// A binary message.
+    Frame(Vec<u8>),
+    /// The client closed or the connection broke.
+    Closed,
+    /// The client broke the rules of the transport; answer with this and close.
+    Refused(ErrorCode, &'static str),
+}
+
+async fn next_binary<S>(shared: &Shared, ws: &mut Ws<S>) -> Incoming
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await {
+            None => return Incoming::Closed,
+            Some(Ok(Message::Binary(bytes))) => {
+                Metrics::add(&shared.metrics.bytes_in, bytes.len() as u64);
+                return Incoming::Frame(bytes.to_vec());
+            }
+            Some(Ok(Message::Text(_))) => {
+                shared.metrics.reject(Rejection::BadFrame);
+                return Incoming::Refused(ErrorCode::BadFrame, "text messages are not frames");
+            }
+            Some(Ok(Message::Close(_))) => return Incoming::Closed,
+            // Pings are answered by the WebSocket layer; pongs only show the peer is alive.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                shared.metrics.reject(Rejection::FrameTooLarge);
+                let close = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "frame too large".into(),
+                };
+                let _ = timeout(shared.limits.write_timeout(), ws.close(Some(close))).await;
+                return Incoming::Closed;
+            }
+            Some(Err(_)) => {
+                shared.metrics.reject(Rejection::BadFrame);
+                return Incoming::Closed;
+            }
+        }
+    }
+}
+
+/// Sends a frame, giving up after the write timeout.
+async fn send<S>(shared: &Shared, ws: &mut Ws<S>, frame: &ServerFrame) -> Result<(), ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let bytes = frame.to_bytes();
+    let len = bytes.len() as u64;
+    match timeout(shared.limits.write_timeout(), ws.send(Message::Binary(bytes.into()))).await {
+        Ok(Ok(())) => {
+            Metrics::add(&shared.metrics.bytes_out, len);
+            Ok(())
+        }
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            shared.metrics.reject(Rejection::SlowReader);
+            Err(())
+        }
+    }
+}
+
+/// Sends an `Error` frame and closes the connection.
+async fn refuse<S>(shared: &Shared, ws: &mut Ws<S>, request_id: Option<RequestId>, code: ErrorCode, message: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _ = send(shared, ws, &ServerFrame::error(request_id, code, message)).await;
+    let close = CloseFrame {
+        code: CloseCode::Policy,
+        reason: code.name().into(),
+    };
+    let _ = timeout(shared.limits.write_timeout(), ws.close(Some(close))).await;
+}
+
+/// An authenticated connection.
+struct Session {
+    shared: Arc<Shared>,
+    addr: DeviceAddr,
+    ip: IpAddr,
+    device: VerifiedDevice,
+    registration: Registration,
+    /// The last sequence number delivered on this connection.
+    cursor: Option<u64>,
+    /// Delivered and not yet acknowledged.
+    in_flight: BTreeSet<u64>,
+    /// Whether the mailbox may hold envelopes past the cursor.
+    more_mail: bool,
+    pending_sends: FuturesOrdered<PendingSend>,
+    last_heard: StdInstant,
+    /// Frames refused in a row (rate limits).
+    refusals: u32,
+}
+
+/// Why a session ends.
+enum End {
+    /// Close with this code and reason.
+    Close(CloseCode, &'static str),
+    /// Nothing more can be written.
+    Gone,
+}
+
+impl Session {
+    async fn run<S>(&mut self, ws: &mut Ws<S>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        let limits = &shared.limits;
+        let mut ping = tokio::time::interval(limits.ping_interval());
+        ping.tick().await;
+        let end = loop {
+            let window_open = self.in_flight.len() < limits.delivery_window;
+            let can_read = self.pending_sends.len() < limits.max_pending_sends;
+            let result = tokio::select! {
+                biased;
+                () = shared.shutdown.cancelled() => Err(End::Close(CloseCode::Away, "relay shutting down")),
+                () = self.registration.kick.cancelled() => {
+                    Err(End::Close(CloseCode::Policy, "replaced by a newer connection of this device"))
+                }
+                Some((request_id, result)) = self.pending_sends.next(), if !self.pending_sends.is_empty() => {
+                    self.answer_send(ws, request_id, result).await
+                }
+                incoming = next_binary(&shared, ws), if can_read => match incoming {
+                    Incoming::Frame(bytes) => {
+                        self.last_heard = StdInstant::now();
+                        self.handle(ws, &bytes).await
+                    }
+                    Incoming::Closed => Err(End::Gone),
+                    Incoming::Refused(code, message) => {
+                        let _ = send(&shared, ws, &ServerFrame::error(None, code, message)).await;
+                        Err(End::Close(CloseCode::Policy, code.name()))
+                    }
+                },
+                () = std::future::ready(()), if self.more_mail && window_open => self.deliver(ws).await,
+                () = self.registration.wake.notified(), if !self.more_mail => {
+                    self.more_mail = true;
+                    Ok(())
+                }
+                _ = ping.tick() => self.keepalive(ws).await,
+            };
+            if let Err(end) = result {
+                break end;
+            }
+        };
+        // Answer the sends already committed or committing, so a clean close loses no ack.
+        while let Some((request_id, result)) = self.pending_sends.next().await {
+            if self.answer_send(ws, request_id, result).await.is_err() {
+                return;
+            }
+        }
+        if let End::Close(code, reason) = end {
+            let close = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = timeout(limits.write_timeout(), ws.close(Some(close))).await;
+        }
+    }
+
+    /// Pings an idle client, or closes a silent one.
+    async fn keepalive<S>(&mut self, ws: &mut Ws<S>) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        if self.last_heard.elapsed() >= shared.limits.idle_timeout() {
+            shared.metrics.reject(Rejection::IdleTimeout);
+            let _ = send(&shared, ws, &ServerFrame::error(None, ErrorCode::Timeout, "idle timeout")).await;
+            return Err(End::Close(CloseCode::Policy, "idle timeout"));
+        }
+        match timeout(shared.limits.write_timeout(), ws.send(Message::Ping(Vec::new().into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => {
+                shared.metrics.reject(Rejection::SlowReader);
+                Err(End::Gone)
+            }
+        }
+    }
+
+    /// Pushes the next page of the mailbox.
+    async fn deliver<S>(&mut self, ws: &mut Ws<S>) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        let room = shared.limits.delivery_window.saturating_sub(self.in_flight.len());
+        let limit = room.min(DELIVERY_PAGE);
+        let page = match shared.store.pending(
+            &self.addr,
+            self.cursor,
+            limit,
+            shared.clock.now(),
+            shared.limits.envelope_ttl_secs,
+        ) {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a mailbox failed");
+                self.more_mail = false;
+                return Ok(());
+            }
+        };
+        self.more_mail = page.len() == limit;
+        for entry in page {
+            self.cursor = Some(entry.seq);
+            self.in_flight.insert(entry.seq);
+            let frame = ServerFrame::Deliver {
+                envelope_id: entry.id,
+                received_at: entry.received_at,
+                payload: entry.payload,
+            };
+            send(&shared, ws, &frame).await.map_err(|()| End::Gone)?;
+            Metrics::add(&shared.metrics.envelopes_delivered, 1);
+        }
+        Ok(())
+    }
+
+    async fn answer_send<S>(&mut self, ws: &mut Ws<S>, request_id: RequestId, result: Option<CommitResult>) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let frame = match result {
+            Some(CommitResult::Stored(envelope_ids)) => ServerFrame::SendAck {
+                request_id,
+                envelope_ids,
+            },
+            Some(CommitResult::Refused { code, index }) => {
+                ServerFrame::error(Some(request_id), code, format!("envelope {index}: {}", code.name()))
+            }
+            Some(CommitResult::Failed) | None => {
+                ServerFrame::error(Some(request_id), ErrorCode::Internal, "storing the envelopes failed")
+            }
+        };
+        send(&self.shared, ws, &frame).await.map_err(|()| End::Gone)
+    }
+
+    /// Handles one frame from the client.
+    async fn handle<S>(&mut self, ws: &mut Ws<S>, bytes: &[u8]) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        let frame = match ClientFrame::from_bytes(bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                shared.metrics.reject(Rejection::BadFrame);
+                let code = ErrorCode::for_decode_error(&e);
+                let _ = send(&shared, ws, &ServerFrame::error(None, code, e.to_string())).await;
+                return Err(End::Close(CloseCode::Policy, code.name()));
+            }
+        };
+        let now = StdInstant::now();
+        let exempt = matches!(frame, ClientFrame::Pong { .. });
+        if !exempt
+            && !(shared.device_frames.try_take(self.addr, 1.0, now) && shared.ip_frames.try_take(self.ip, 1.0, now))
+        {
+            return self.rate_limited(ws, frame.request_id()).await;
+        }
+        if let ClientFrame::Send { envelopes, .. } = &frame
+            && !shared.device_envelopes.try_take(self.addr, envelopes.len() as f64, now)
+        {
+            return self.rate_limited(ws, frame.request_id()).await;
+        }
+        self.refusals = 0;
+        let reply = match frame {
+            ClientFrame::Ping { nonce } => Some(ServerFrame::Pong { nonce }),
+            ClientFrame::Pong { .. } => None,
+            ClientFrame::Auth(_) => {
+                shared.metrics.reject(Rejection::BadFrame);
+                let _ = send(&shared, ws, &ServerFrame::error(None, ErrorCode::BadFrame, "already authenticated")).await;
+                return Err(End::Close(CloseCode::Policy, "bad_frame"));
+            }
+            ClientFrame::Send { request_id, envelopes } => {
+                match shared.committer.submit(envelopes).await {
+                    Some(rx) => {
+                        self.pending_sends
+                            .push_back(Box::pin(async move { (request_id, rx.await.ok()) }));
+                        None
+                    }
+                    None => Some(ServerFrame::error(Some(request_id), ErrorCode::Internal, "relay shutting down")),
+                }
+            }
+            ClientFrame::Ack { envelope_ids } => {
+                self.ack(&envelope_ids);
+                None
+            }
+            ClientFrame::PublishPrekeys {
+                request_id,
+                signed_prekey,
+                kem_prekeys,
+                one_time_prekeys,
+            } => Some(self.publish(request_id, signed_prekey.as_ref(), &kem_prekeys, &one_time_prekeys)),
+            ClientFrame::FetchBundle {
+                request_id,
+                identity,
+                device_id,
+            } => Some(self.fetch_bundle(request_id, DeviceAddr { identity, device: device_id })),
+            ClientFrame::ListDevices { request_id, identity } => Some(
+                match shared.store.devices(&identity, MAX_DEVICES_PER_LIST) {
+                    Ok(devices) => ServerFrame::Devices { request_id, devices },
+                    Err(e) => internal(request_id, &e),
+                },
+            ),
+            ClientFrame::ClaimHandle { request_id, claim } => Some(self.claim(request_id, &claim)),
+            ClientFrame::LookupHandle { request_id, handle } => Some(match shared.store.lookup_handle(&handle) {
+                Ok(claim) => ServerFrame::HandleRecord { request_id, claim },
+                Err(e) => internal(request_id, &e),
+            }),
+            ClientFrame::ReleaseHandle { request_id, release } => Some(self.release(request_id, &release)),
+        };
+        match reply {
+            Some(frame) => send(&shared, ws, &frame).await.map_err(|()| End::Gone),
+            None => Ok(()),
+        }
+    }
+
+    async fn rate_limited<S>(&mut self, ws: &mut Ws<S>, request_id: Option<RequestId>) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        shared.metrics.reject(Rejection::RateLimited);
+        self.refusals += 1;
+        if self.refusals > MAX_CONSECUTIVE_REFUSALS {
+            return Err(End::Close(CloseCode::Policy, "rate limit exceeded persistently"));
+        }
+        let frame = ServerFrame::error(request_id, ErrorCode::RateLimited, "slow down");
+        send(&shared, ws, &frame).await.map_err(|()| End::Gone)
+    }
+
+    fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
+        let seqs: Vec<u64> = ids.iter().filter_map(|id| self.shared.ids.seq_of(id)).collect();
+        for seq in &seqs {
+            self.in_flight.remove(seq);
+        }
+        match self.shared.store.ack(&self.addr, &seqs) {
+            Ok(n) => Metrics::add(&self.shared.metrics.envelopes_acked, n as u64),
+            Err(e) => tracing::error!(error = %e, "deleting acknowledged envelopes failed"),
+        }
+        // Room in the window: look for more.
+        self.more_mail = true;
+    }
+
+    fn publish(
+        &self,
+        request_id: RequestId,
+        signed: Option<&protocol::prekeys::SignedPrekey>,
+        kem: &[protocol::prekeys::KemPrekey],
+        one_time: &[protocol::prekeys::OneTimePrekey],
+    ) -> ServerFrame {
+        let signing_key = self.device.signing_key();
+        let signatures_ok = signed.is_none_or(|spk| spk.verify(signing_key).is_ok())
+            && kem.iter().all(|k| k.verify(signing_key).is_ok());
+        if !signatures_ok {
+            return ServerFrame::error(Some(request_id), ErrorCode::InvalidPrekeys, "a prekey signature does not verify");
+        }
+        match self.shared.store.publish_prekeys(&self.addr, signed, kem, one_time) {
+            Ok(Ok(counts)) => ServerFrame::PrekeyCount {
+                request_id,
+                one_time: counts.one_time,
+                kem_one_time: counts.kem_one_time,
+            },
+            Ok(Err(PublishError::TooManyPrekeys)) => {
+                ServerFrame::error(Some(request_id), ErrorCode::InvalidPrekeys, "the relay stores no more prekeys for this device")
+            }
+            Ok(Err(PublishError::UnknownDevice)) => ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device"),
+            Err(e) => internal(request_id, &e),
+        }
+    }
+
+    fn fetch_bundle(&self, request_id: RequestId, addr: DeviceAddr) -> ServerFrame {
+        let store = &self.shared.store;
+        match store.take_bundle(&addr) {
+            Ok(Some(bundle)) => ServerFrame::Bundle { request_id, bundle },
+            Ok(None) => match store.has_device(&addr) {
+                Ok(true) => ServerFrame::error(Some(request_id), ErrorCode::NoPrekeys, "the device has published no prekeys"),
+                Ok(false) => ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device"),
+                Err(e) => internal(request_id, &e),
+            },
+            Err(e) => internal(request_id, &e),
+        }
+    }
+
+    fn claim(&self, request_id: RequestId, claim: &protocol::frames::HandleClaim) -> ServerFrame {
+        let invalid = |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+        if claim.identity != self.addr.identity {
+            return invalid("a claim must be made by the authenticated identity");
+        }
+        if claim.verify().is_err() {
+            return invalid("the claim's signature does not verify");
+        }
+        if self.shared.clock.now().abs_diff(claim.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
+            return invalid("issued_at is too far from the relay's clock");
+        }
+        let store = &self.shared.store;
+        match store.lookup_handle(&claim.handle) {
+            Ok(Some(current)) if current.identity == claim.identity && current.issued_at >= claim.issued_at => {
+                return invalid("an equally recent or newer claim is recorded");
+            }
+            Ok(_) => {}
+            Err(e) => return internal(request_id, &e),
+        }
+        match store.claim_handle(claim) {
+            Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => ServerFrame::Done { request_id },
+            Ok(ClaimOutcome::Taken) => ServerFrame::error(Some(request_id), ErrorCode::HandleTaken, "the handle belongs to another identity"),
+            Err(e) => internal(request_id, &e),
+        }
+    }
+
+    fn release(&self, request_id: RequestId, release: &protocol::frames::HandleRelease) -> ServerFrame {
+        let invalid = |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+        if release.identity != self.addr.identity {
+            return invalid("a release must be made by the authenticated identity");
+        }
+        if release.verify().is_err() {
+            return invalid("the release's signature does not verify");
+        }
+        if self.shared.clock.now().abs_diff(release.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
+            return invalid("issued_at is too far from the relay's clock");
+        }
+        let store = &self.shared.store;
+        match store.lookup_handle(&release.handle) {
+            Ok(None) => return ServerFrame::error(Some(request_id), ErrorCode::NotFound, "nobody holds this handle"),
+            Ok(Some(current)) if current.identity != release.identity => {
+                return invalid("the handle belongs to another identity");
+            }
+            Ok(Some(current)) if current.issued_at >= release.issued_at => {
+                return invalid("the release is older than the claim");
+            }
+            Ok(Some(_)) => {}
+            Err(e) => return internal(request_id, &e),
+        }
+        match store.release_handle(release) {
+            Ok(true) => ServerFrame::Done { request_id },
+            Ok(false) => ServerFrame::error(Some(request_id), ErrorCode::NotFound, "nobody holds this handle"),
+            Err(e) => internal(request_id, &e),
+        }
+    }
+}
+
+fn internal(request_id: RequestId, error: &crate::store::StoreError) -> ServerFrame {
+    tracing::error!(error = %error, "relay storage failed");
+    ServerFrame::error(Some(request_id), ErrorCode::Internal, "relay storage failed")
+}

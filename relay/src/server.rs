@@ -1,0 +1,281 @@
+//! The accept loop and the relay's lifecycle: open the store, start the group commit and the
+//! TTL sweeper, accept connections under the connection caps, and on shutdown stop accepting,
+//! let every connection finish, drain the last group commit and flush.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as StdInstant};
+
+use anyhow::Context as _;
+use protocol::frames::RelayId;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{Clock, SystemClock};
+use crate::commit::CommitTask;
+use crate::config::{Config, Storage};
+use crate::connection::{self, Shared};
+use crate::envelope_ids::IdCipher;
+use crate::metrics::{Metrics, Rejection};
+use crate::ratelimit::RateLimiter;
+use crate::router::Router;
+use crate::store::{MemoryStore, SledStore, Store};
+
+/// How often expired envelopes are swept out (they are also skipped on delivery).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// A running relay. Dropping it does not stop it; call [`Relay::shutdown`].
+#[derive(Debug)]
+pub struct Relay {
+    local_addr: SocketAddr,
+    relay_id: RelayId,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Relay {
+    /// Opens the store and starts serving on `listener` with the system clock.
+    pub async fn start(listener: TcpListener, config: Config) -> anyhow::Result<Self> {
+        Self::start_with_clock(listener, config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Relay::start`], with a clock of the caller's (tests move time forward with it).
+    pub async fn start_with_clock(
+        listener: TcpListener,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let local_addr = listener.local_addr().context("reading the listen address")?;
+        let relay_id_text = config
+            .relay_id
+            .clone()
+            .unwrap_or_else(|| format!("ws://{local_addr}/v1"));
+        let relay_id = RelayId::new(relay_id_text.into_bytes()).context("the relay id")?;
+        let store = match &config.storage {
+            Storage::Disk(dir) => Store::Sled(
+                SledStore::open(dir).with_context(|| format!("opening the store in {}", dir.display()))?,
+            ),
+            Storage::Memory => Store::Memory(MemoryStore::new()),
+        };
+        let tls = match &config.tls {
+            Some(tls) => Some(crate::tls::acceptor(tls)?),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let router = Arc::new(Router::default());
+        let ids = IdCipher::new(&store.relay_secret().context("reading the relay secret")?);
+        let limits = config.limits.clone();
+        let (committer, commit_task) = CommitTask {
+            store: store.clone(),
+            router: router.clone(),
+            ids: ids.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            quota: limits.mailbox_quota,
+            max_batch: limits.max_commit_batch,
+        }
+        .spawn(limits.max_connections.max(64))
+        .context("starting the group commit")?;
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            relay_id: relay_id.clone(),
+            store: store.clone(),
+            router,
+            committer,
+            ids,
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+            device_frames: RateLimiter::new(limits.device_frames),
+            device_envelopes: RateLimiter::new(limits.device_envelopes),
+            ip_frames: RateLimiter::new(limits.ip_frames),
+            shutdown: shutdown.clone(),
+            limits,
+        });
+        tracing::info!(addr = %local_addr, relay_id = ?relay_id, "relay listening");
+        let task = tokio::spawn(serve(listener, shared, store, commit_task, tls, clock));
+        Ok(Self {
+            local_addr,
+            relay_id,
+            metrics,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address the relay listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The binding clients must see in the challenge.
+    pub fn relay_id(&self) -> &RelayId {
+        &self.relay_id
+    }
+
+    /// The relay's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Stops accepting, closes every connection (after answering the sends already taken),
+    /// finishes the last group commit and flushes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("the relay task panicked")?
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then shuts down cleanly.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let relay = Relay::start(listener, config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    relay.shutdown().await
+}
+
+/// Counts connections per IP address; the guard gives the slot back.
+#[derive(Debug, Default)]
+struct IpSlots(Mutex<HashMap<IpAddr, usize>>);
+
+struct IpSlot {
+    slots: Arc<IpSlots>,
+    ip: IpAddr,
+}
+
+impl IpSlots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        match self.0.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut counts = self.lock();
+        let count = counts.entry(ip).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            slots: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.slots.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    store: Store,
+    commit_task: JoinHandle<()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    let limits = shared.limits.clone();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let ip_slots = Arc::new(IpSlots::default());
+    let ip_connects = RateLimiter::new(limits.ip_connects);
+    let shutdown = shared.shutdown.clone();
+    tracker.spawn(sweep(shared.clone(), clock));
+
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        Metrics::add(&shared.metrics.connections_accepted, 1);
+        let ip = peer.ip();
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            shared.metrics.reject(Rejection::TooManyConnections);
+            continue;
+        };
+        if !ip_connects.try_take(ip, 1.0, StdInstant::now()) {
+            shared.metrics.reject(Rejection::ConnectRateLimited);
+            continue;
+        }
+        let Some(slot) = ip_slots.acquire(ip, limits.max_connections_per_ip) else {
+            shared.metrics.reject(Rejection::TooManyConnectionsFromIp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let deadline = Instant::now() + limits.handshake_timeout();
+        let shared = shared.clone();
+        let tls = tls.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            let _slot = slot;
+            Metrics::add(&shared.metrics.connections_open, 1);
+            match tls {
+                None => connection::serve(shared.clone(), tcp, ip, deadline).await,
+                Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => connection::serve(shared.clone(), stream, ip, deadline).await,
+                    Ok(Err(_)) => shared.metrics.reject(Rejection::HandshakeFailed),
+                    Err(_) => shared.metrics.reject(Rejection::HandshakeTimeout),
+                },
+            }
+            Metrics::sub(&shared.metrics.connections_open, 1);
+        });
+    }
+
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    // Every connection is gone; the last `Committer` goes with `shared`, and the commit task
+    // finishes what is queued and stops.
+    drop(shared);
+    commit_task.await.context("the group commit task panicked")?;
+    store.flush().await.context("the final flush")?;
+    tracing::info!("relay stopped");
+    Ok(())
+}
+
+/// Deletes expired envelopes now and then.
+async fn sweep(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        match shared.store.expire(clock.now(), shared.limits.envelope_ttl_secs) {
+            Ok(0) => {}
+            Ok(n) => {
+                Metrics::add(&shared.metrics.envelopes_expired, n as u64);
+                tracing::info!(expired = n, "expired envelopes deleted");
+            }
+            Err(e) => tracing::error!(error = %e, "expiring envelopes failed"),
+        }
+    }
+}
