@@ -57,16 +57,26 @@ impl RelayClient {
     }
 
     /// Connects and authenticates as `device`, checking the challenge names `relay_id`.
-    pub async fn connect_as(addr: SocketAddr, relay_id: &RelayId, device: &LocalDevice) -> Result<Self, ClientError> {
+    pub async fn connect_as(
+        addr: SocketAddr,
+        relay_id: &RelayId,
+        device: &LocalDevice,
+    ) -> Result<Self, ClientError> {
         let mut client = Self::connect(addr).await?;
         client.authenticate(relay_id, device).await?;
         Ok(client)
     }
 
     /// Answers the challenge and waits for `AuthOk`.
-    pub async fn authenticate(&mut self, relay_id: &RelayId, device: &LocalDevice) -> Result<(), ClientError> {
+    pub async fn authenticate(
+        &mut self,
+        relay_id: &RelayId,
+        device: &LocalDevice,
+    ) -> Result<(), ClientError> {
         let (found, nonce) = match self.recv().await? {
-            ServerFrame::Challenge { relay_id, nonce, .. } => (relay_id, nonce),
+            ServerFrame::Challenge {
+                relay_id, nonce, ..
+            } => (relay_id, nonce),
             other => return Err(ClientError::Unexpected(Box::new(other))),
         };
         if &found != relay_id {
@@ -75,7 +85,12 @@ impl RelayClient {
                 found,
             });
         }
-        let proof = AuthProof::sign(device.keys.signing(), device.cert.certificate(), relay_id, &nonce);
+        let proof = AuthProof::sign(
+            device.keys.signing(),
+            device.cert.certificate(),
+            relay_id,
+            &nonce,
+        );
         self.send(&ClientFrame::Auth(proof)).await?;
         match self.recv().await? {
             ServerFrame::AuthOk { .. } => Ok(()),

@@ -81,7 +81,10 @@ pub(crate) struct CommitTask {
 
 impl CommitTask {
     /// Starts the task; it runs until every [`Committer`] is dropped and the queue is empty.
-    pub(crate) fn spawn(self, queue: usize) -> Result<(Committer, tokio::task::JoinHandle<()>), StoreError> {
+    pub(crate) fn spawn(
+        self,
+        queue: usize,
+    ) -> Result<(Committer, tokio::task::JoinHandle<()>), StoreError> {
         let next_seq = self.store.last_sequence()?.saturating_add(1);
         let (tx, rx) = mpsc::channel(queue.max(1));
         let handle = tokio::spawn(self.run(rx, next_seq));
@@ -109,7 +112,8 @@ impl CommitTask {
         let now = self.clock.now();
         let mut added: HashMap<DeviceAddr, usize> = HashMap::new();
         let mut writes: Vec<(DeviceAddr, MailboxEntry)> = Vec::new();
-        let mut results: Vec<(oneshot::Sender<CommitResult>, CommitResult)> = Vec::with_capacity(batch.len());
+        let mut results: Vec<(oneshot::Sender<CommitResult>, CommitResult)> =
+            Vec::with_capacity(batch.len());
         for request in batch {
             match self.check(&request.envelopes, &added) {
                 Err((code, index, reason)) => {

@@ -19,17 +19,16 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use protocol::codec::{Decode, Encode};
 use protocol::frames::{
-    AUTH_NONCE_LEN, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, RelayId, RequestId,
-    ServerFrame,
+    AUTH_NONCE_LEN, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, RelayId, RequestId, ServerFrame,
 };
 use protocol::identity::VerifiedDevice;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -40,7 +39,7 @@ use crate::http::{self, Prefixed, Route};
 use crate::metrics::{Metrics, Rejection};
 use crate::ratelimit::RateLimiter;
 use crate::router::{Registration, Router};
-use crate::store::{ClaimOutcome, DeviceAddr, PublishError, Store};
+use crate::store::{ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store};
 
 /// How far a handle claim's `issued_at` may be from the relay's clock, seconds.
 pub const HANDLE_CLOCK_WINDOW_SECS: u64 = 24 * 3600;
@@ -75,7 +74,12 @@ pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(limits.ws_read_buffer)
         .write_buffer_size(limits.ws_write_buffer)
-        .max_write_buffer_size(limits.ws_write_buffer.saturating_add(limits.max_frame_len).saturating_add(64))
+        .max_write_buffer_size(
+            limits
+                .ws_write_buffer
+                .saturating_add(limits.max_frame_len)
+                .saturating_add(64),
+        )
         .max_message_size(Some(limits.max_frame_len))
         .max_frame_size(Some(limits.max_frame_len))
 }
@@ -98,9 +102,24 @@ where
         identity: device.identity(),
         device: device.device_id(),
     };
-    if let Err(e) = shared.store.put_device(device.certificate()) {
-        tracing::error!(error = %e, "storing a device certificate failed");
-        let _ = send(&shared, &mut ws, &ServerFrame::error(None, ErrorCode::Internal, "relay storage failed")).await;
+    let refusal = match shared.store.put_device(&device) {
+        Ok(DeviceOutcome::Added | DeviceOutcome::Replaced | DeviceOutcome::Unchanged) => None,
+        Ok(DeviceOutcome::Outdated) => Some((
+            ErrorCode::AuthFailed,
+            "a newer certificate of this device is registered",
+        )),
+        Ok(DeviceOutcome::TooManyDevices) => Some((
+            ErrorCode::AuthFailed,
+            "this identity has too many devices on this relay",
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "storing a device certificate failed");
+            Some((ErrorCode::Internal, "relay storage failed"))
+        }
+    };
+    if let Some((code, message)) = refusal {
+        shared.metrics.reject(Rejection::AuthFailed);
+        refuse(&shared, &mut ws, None, code, message).await;
         return;
     }
     let registration = shared.router.register(addr);
@@ -162,7 +181,9 @@ where
         }
     }
     let config = ws_config(&shared.limits);
-    let Ok(mut ws) = tokio_tungstenite::accept_async_with_config(Prefixed::new(head, stream), Some(config)).await
+    let Ok(mut ws) =
+        tokio_tungstenite::accept_async_with_config(Prefixed::new(head, stream), Some(config))
+            .await
     else {
         shared.metrics.reject(Rejection::HandshakeFailed);
         return None;
@@ -185,7 +206,14 @@ where
         };
         if !shared.ip_frames.try_take(ip, 1.0, StdInstant::now()) {
             shared.metrics.reject(Rejection::RateLimited);
-            refuse(shared, &mut ws, None, ErrorCode::RateLimited, "too many frames").await;
+            refuse(
+                shared,
+                &mut ws,
+                None,
+                ErrorCode::RateLimited,
+                "too many frames",
+            )
+            .await;
             return None;
         }
         match ClientFrame::from_bytes(&bytes) {
@@ -193,22 +221,45 @@ where
                 Ok(device) => return Some((ws, device)),
                 Err(_) => {
                     shared.metrics.reject(Rejection::AuthFailed);
-                    refuse(shared, &mut ws, None, ErrorCode::AuthFailed, "authentication failed").await;
+                    refuse(
+                        shared,
+                        &mut ws,
+                        None,
+                        ErrorCode::AuthFailed,
+                        "authentication failed",
+                    )
+                    .await;
                     return None;
                 }
             },
             Ok(ClientFrame::Ping { nonce }) => {
-                send(shared, &mut ws, &ServerFrame::Pong { nonce }).await.ok()?;
+                send(shared, &mut ws, &ServerFrame::Pong { nonce })
+                    .await
+                    .ok()?;
             }
             Ok(ClientFrame::Pong { .. }) => {}
             Ok(other) => {
                 let message = format!("{} before authentication", other.name());
-                refuse(shared, &mut ws, other.request_id(), ErrorCode::AuthRequired, &message).await;
+                refuse(
+                    shared,
+                    &mut ws,
+                    other.request_id(),
+                    ErrorCode::AuthRequired,
+                    &message,
+                )
+                .await;
                 return None;
             }
             Err(e) => {
                 shared.metrics.reject(Rejection::BadFrame);
-                refuse(shared, &mut ws, None, ErrorCode::for_decode_error(&e), &e.to_string()).await;
+                refuse(
+                    shared,
+                    &mut ws,
+                    None,
+                    ErrorCode::for_decode_error(&e),
+                    &e.to_string(),
+                )
+                .await;
                 return None;
             }
         }
@@ -267,7 +318,12 @@ where
 {
     let bytes = frame.to_bytes();
     let len = bytes.len() as u64;
-    match timeout(shared.limits.write_timeout(), ws.send(Message::Binary(bytes.into()))).await {
+    match timeout(
+        shared.limits.write_timeout(),
+        ws.send(Message::Binary(bytes.into())),
+    )
+    .await
+    {
         Ok(Ok(())) => {
             Metrics::add(&shared.metrics.bytes_out, len);
             Ok(())
@@ -281,8 +337,13 @@ where
 }
 
 /// Sends an `Error` frame and closes the connection.
-async fn refuse<S>(shared: &Shared, ws: &mut Ws<S>, request_id: Option<RequestId>, code: ErrorCode, message: &str)
-where
+async fn refuse<S>(
+    shared: &Shared,
+    ws: &mut Ws<S>,
+    request_id: Option<RequestId>,
+    code: ErrorCode,
+    message: &str,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let _ = send(shared, ws, &ServerFrame::error(request_id, code, message)).await;
@@ -386,10 +447,20 @@ impl Session {
         let shared = self.shared.clone();
         if self.last_heard.elapsed() >= shared.limits.idle_timeout() {
             shared.metrics.reject(Rejection::IdleTimeout);
-            let _ = send(&shared, ws, &ServerFrame::error(None, ErrorCode::Timeout, "idle timeout")).await;
+            let _ = send(
+                &shared,
+                ws,
+                &ServerFrame::error(None, ErrorCode::Timeout, "idle timeout"),
+            )
+            .await;
             return Err(End::Close(CloseCode::Policy, "idle timeout"));
         }
-        match timeout(shared.limits.write_timeout(), ws.send(Message::Ping(Vec::new().into()))).await {
+        match timeout(
+            shared.limits.write_timeout(),
+            ws.send(Message::Ping(Vec::new().into())),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
             Err(_) => {
@@ -405,7 +476,10 @@ impl Session {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let shared = self.shared.clone();
-        let room = shared.limits.delivery_window.saturating_sub(self.in_flight.len());
+        let room = shared
+            .limits
+            .delivery_window
+            .saturating_sub(self.in_flight.len());
         let limit = room.min(DELIVERY_PAGE);
         let page = match shared.store.pending(
             &self.addr,
@@ -436,7 +510,12 @@ impl Session {
         Ok(())
     }
 
-    async fn answer_send<S>(&mut self, ws: &mut Ws<S>, request_id: RequestId, result: Option<CommitResult>) -> Result<(), End>
+    async fn answer_send<S>(
+        &mut self,
+        ws: &mut Ws<S>,
+        request_id: RequestId,
+        result: Option<CommitResult>,
+    ) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -445,12 +524,16 @@ impl Session {
                 request_id,
                 envelope_ids,
             },
-            Some(CommitResult::Refused { code, index }) => {
-                ServerFrame::error(Some(request_id), code, format!("envelope {index}: {}", code.name()))
-            }
-            Some(CommitResult::Failed) | None => {
-                ServerFrame::error(Some(request_id), ErrorCode::Internal, "storing the envelopes failed")
-            }
+            Some(CommitResult::Refused { code, index }) => ServerFrame::error(
+                Some(request_id),
+                code,
+                format!("envelope {index}: {}", code.name()),
+            ),
+            Some(CommitResult::Failed) | None => ServerFrame::error(
+                Some(request_id),
+                ErrorCode::Internal,
+                "storing the envelopes failed",
+            ),
         };
         send(&self.shared, ws, &frame).await.map_err(|()| End::Gone)
     }
@@ -471,14 +554,18 @@ impl Session {
             }
         };
         let now = StdInstant::now();
+        // Pongs are exempt: they answer our own pings.
         let exempt = matches!(frame, ClientFrame::Pong { .. });
-        if !exempt
-            && !(shared.device_frames.try_take(self.addr, 1.0, now) && shared.ip_frames.try_take(self.ip, 1.0, now))
-        {
+        let allowed = exempt
+            || (shared.device_frames.try_take(self.addr, 1.0, now)
+                && shared.ip_frames.try_take(self.ip, 1.0, now));
+        if !allowed {
             return self.rate_limited(ws, frame.request_id()).await;
         }
         if let ClientFrame::Send { envelopes, .. } = &frame
-            && !shared.device_envelopes.try_take(self.addr, envelopes.len() as f64, now)
+            && !shared
+                .device_envelopes
+                .try_take(self.addr, envelopes.len() as f64, now)
         {
             return self.rate_limited(ws, frame.request_id()).await;
         }
@@ -488,19 +575,29 @@ impl Session {
             ClientFrame::Pong { .. } => None,
             ClientFrame::Auth(_) => {
                 shared.metrics.reject(Rejection::BadFrame);
-                let _ = send(&shared, ws, &ServerFrame::error(None, ErrorCode::BadFrame, "already authenticated")).await;
+                let _ = send(
+                    &shared,
+                    ws,
+                    &ServerFrame::error(None, ErrorCode::BadFrame, "already authenticated"),
+                )
+                .await;
                 return Err(End::Close(CloseCode::Policy, "bad_frame"));
             }
-            ClientFrame::Send { request_id, envelopes } => {
-                match shared.committer.submit(envelopes).await {
-                    Some(rx) => {
-                        self.pending_sends
-                            .push_back(Box::pin(async move { (request_id, rx.await.ok()) }));
-                        None
-                    }
-                    None => Some(ServerFrame::error(Some(request_id), ErrorCode::Internal, "relay shutting down")),
+            ClientFrame::Send {
+                request_id,
+                envelopes,
+            } => match shared.committer.submit(envelopes).await {
+                Some(rx) => {
+                    self.pending_sends
+                        .push_back(Box::pin(async move { (request_id, rx.await.ok()) }));
+                    None
                 }
-            }
+                None => Some(ServerFrame::error(
+                    Some(request_id),
+                    ErrorCode::Internal,
+                    "relay shutting down",
+                )),
+            },
             ClientFrame::Ack { envelope_ids } => {
                 self.ack(&envelope_ids);
                 None
@@ -510,24 +607,46 @@ impl Session {
                 signed_prekey,
                 kem_prekeys,
                 one_time_prekeys,
-            } => Some(self.publish(request_id, signed_prekey.as_ref(), &kem_prekeys, &one_time_prekeys)),
+            } => Some(self.publish(
+                request_id,
+                signed_prekey.as_ref(),
+                &kem_prekeys,
+                &one_time_prekeys,
+            )),
             ClientFrame::FetchBundle {
                 request_id,
                 identity,
                 device_id,
-            } => Some(self.fetch_bundle(request_id, DeviceAddr { identity, device: device_id })),
-            ClientFrame::ListDevices { request_id, identity } => Some(
+            } => Some(self.fetch_bundle(
+                request_id,
+                DeviceAddr {
+                    identity,
+                    device: device_id,
+                },
+            )),
+            ClientFrame::ListDevices {
+                request_id,
+                identity,
+            } => Some(
                 match shared.store.devices(&identity, MAX_DEVICES_PER_LIST) {
-                    Ok(devices) => ServerFrame::Devices { request_id, devices },
+                    Ok(devices) => ServerFrame::Devices {
+                        request_id,
+                        devices,
+                    },
                     Err(e) => internal(request_id, &e),
                 },
             ),
             ClientFrame::ClaimHandle { request_id, claim } => Some(self.claim(request_id, &claim)),
-            ClientFrame::LookupHandle { request_id, handle } => Some(match shared.store.lookup_handle(&handle) {
-                Ok(claim) => ServerFrame::HandleRecord { request_id, claim },
-                Err(e) => internal(request_id, &e),
-            }),
-            ClientFrame::ReleaseHandle { request_id, release } => Some(self.release(request_id, &release)),
+            ClientFrame::LookupHandle { request_id, handle } => {
+                Some(match shared.store.lookup_handle(&handle) {
+                    Ok(claim) => ServerFrame::HandleRecord { request_id, claim },
+                    Err(e) => internal(request_id, &e),
+                })
+            }
+            ClientFrame::ReleaseHandle {
+                request_id,
+                release,
+            } => Some(self.release(request_id, &release)),
         };
         match reply {
             Some(frame) => send(&shared, ws, &frame).await.map_err(|()| End::Gone),
@@ -535,7 +654,11 @@ impl Session {
         }
     }
 
-    async fn rate_limited<S>(&mut self, ws: &mut Ws<S>, request_id: Option<RequestId>) -> Result<(), End>
+    async fn rate_limited<S>(
+        &mut self,
+        ws: &mut Ws<S>,
+        request_id: Option<RequestId>,
+    ) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -543,14 +666,20 @@ impl Session {
         shared.metrics.reject(Rejection::RateLimited);
         self.refusals += 1;
         if self.refusals > MAX_CONSECUTIVE_REFUSALS {
-            return Err(End::Close(CloseCode::Policy, "rate limit exceeded persistently"));
+            return Err(End::Close(
+                CloseCode::Policy,
+                "rate limit exceeded persistently",
+            ));
         }
         let frame = ServerFrame::error(request_id, ErrorCode::RateLimited, "slow down");
         send(&shared, ws, &frame).await.map_err(|()| End::Gone)
     }
 
     fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
-        let seqs: Vec<u64> = ids.iter().filter_map(|id| self.shared.ids.seq_of(id)).collect();
+        let seqs: Vec<u64> = ids
+            .iter()
+            .filter_map(|id| self.shared.ids.seq_of(id))
+            .collect();
         for seq in &seqs {
             self.in_flight.remove(seq);
         }
@@ -573,18 +702,30 @@ impl Session {
         let signatures_ok = signed.is_none_or(|spk| spk.verify(signing_key).is_ok())
             && kem.iter().all(|k| k.verify(signing_key).is_ok());
         if !signatures_ok {
-            return ServerFrame::error(Some(request_id), ErrorCode::InvalidPrekeys, "a prekey signature does not verify");
+            return ServerFrame::error(
+                Some(request_id),
+                ErrorCode::InvalidPrekeys,
+                "a prekey signature does not verify",
+            );
         }
-        match self.shared.store.publish_prekeys(&self.addr, signed, kem, one_time) {
+        match self
+            .shared
+            .store
+            .publish_prekeys(&self.addr, signed, kem, one_time)
+        {
             Ok(Ok(counts)) => ServerFrame::PrekeyCount {
                 request_id,
                 one_time: counts.one_time,
                 kem_one_time: counts.kem_one_time,
             },
-            Ok(Err(PublishError::TooManyPrekeys)) => {
-                ServerFrame::error(Some(request_id), ErrorCode::InvalidPrekeys, "the relay stores no more prekeys for this device")
+            Ok(Err(PublishError::TooManyPrekeys)) => ServerFrame::error(
+                Some(request_id),
+                ErrorCode::InvalidPrekeys,
+                "the relay stores no more prekeys for this device",
+            ),
+            Ok(Err(PublishError::UnknownDevice)) => {
+                ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device")
             }
-            Ok(Err(PublishError::UnknownDevice)) => ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device"),
             Err(e) => internal(request_id, &e),
         }
     }
@@ -594,8 +735,14 @@ impl Session {
         match store.take_bundle(&addr) {
             Ok(Some(bundle)) => ServerFrame::Bundle { request_id, bundle },
             Ok(None) => match store.has_device(&addr) {
-                Ok(true) => ServerFrame::error(Some(request_id), ErrorCode::NoPrekeys, "the device has published no prekeys"),
-                Ok(false) => ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device"),
+                Ok(true) => ServerFrame::error(
+                    Some(request_id),
+                    ErrorCode::NoPrekeys,
+                    "the device has published no prekeys",
+                ),
+                Ok(false) => {
+                    ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device")
+                }
                 Err(e) => internal(request_id, &e),
             },
             Err(e) => internal(request_id, &e),
@@ -603,7 +750,8 @@ impl Session {
     }
 
     fn claim(&self, request_id: RequestId, claim: &protocol::frames::HandleClaim) -> ServerFrame {
-        let invalid = |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+        let invalid =
+            |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
         if claim.identity != self.addr.identity {
             return invalid("a claim must be made by the authenticated identity");
         }
@@ -613,23 +761,25 @@ impl Session {
         if self.shared.clock.now().abs_diff(claim.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
             return invalid("issued_at is too far from the relay's clock");
         }
-        let store = &self.shared.store;
-        match store.lookup_handle(&claim.handle) {
-            Ok(Some(current)) if current.identity == claim.identity && current.issued_at >= claim.issued_at => {
-                return invalid("an equally recent or newer claim is recorded");
-            }
-            Ok(_) => {}
-            Err(e) => return internal(request_id, &e),
-        }
-        match store.claim_handle(claim) {
+        match self.shared.store.claim_handle(claim) {
             Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => ServerFrame::Done { request_id },
-            Ok(ClaimOutcome::Taken) => ServerFrame::error(Some(request_id), ErrorCode::HandleTaken, "the handle belongs to another identity"),
+            Ok(ClaimOutcome::Stale) => invalid("a newer claim of this identity is recorded"),
+            Ok(ClaimOutcome::Taken) => ServerFrame::error(
+                Some(request_id),
+                ErrorCode::HandleTaken,
+                "the handle belongs to another identity",
+            ),
             Err(e) => internal(request_id, &e),
         }
     }
 
-    fn release(&self, request_id: RequestId, release: &protocol::frames::HandleRelease) -> ServerFrame {
-        let invalid = |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+    fn release(
+        &self,
+        request_id: RequestId,
+        release: &protocol::frames::HandleRelease,
+    ) -> ServerFrame {
+        let invalid =
+            |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
         if release.identity != self.addr.identity {
             return invalid("a release must be made by the authenticated identity");
         }
@@ -641,7 +791,13 @@ impl Session {
         }
         let store = &self.shared.store;
         match store.lookup_handle(&release.handle) {
-            Ok(None) => return ServerFrame::error(Some(request_id), ErrorCode::NotFound, "nobody holds this handle"),
+            Ok(None) => {
+                return ServerFrame::error(
+                    Some(request_id),
+                    ErrorCode::NotFound,
+                    "nobody holds this handle",
+                );
+            }
             Ok(Some(current)) if current.identity != release.identity => {
                 return invalid("the handle belongs to another identity");
             }
@@ -653,7 +809,11 @@ impl Session {
         }
         match store.release_handle(release) {
             Ok(true) => ServerFrame::Done { request_id },
-            Ok(false) => ServerFrame::error(Some(request_id), ErrorCode::NotFound, "nobody holds this handle"),
+            Ok(false) => ServerFrame::error(
+                Some(request_id),
+                ErrorCode::NotFound,
+                "nobody holds this handle",
+            ),
             Err(e) => internal(request_id, &e),
         }
     }
@@ -661,5 +821,9 @@ impl Session {
 
 fn internal(request_id: RequestId, error: &crate::store::StoreError) -> ServerFrame {
     tracing::error!(error = %error, "relay storage failed");
-    ServerFrame::error(Some(request_id), ErrorCode::Internal, "relay storage failed")
+    ServerFrame::error(
+        Some(request_id),
+        ErrorCode::Internal,
+        "relay storage failed",
+    )
 }

@@ -11,9 +11,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 /// Longest request head accepted.
 pub(crate) const MAX_HEAD_LEN: usize = 8 * 1024;
 
-/// The WebSocket endpoint's path.
-pub(crate) const WS_PATH: &str = "/v1";
-
 /// What the request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -32,7 +29,9 @@ pub(crate) enum Route {
 /// segments (a WebSocket client sends nothing more before the handshake response).
 ///
 /// A request with no complete head within [`MAX_HEAD_LEN`] bytes is an error.
-pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<(Vec<u8>, Route)> {
+pub(crate) async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> io::Result<(Vec<u8>, Route)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -47,7 +46,10 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> io::Resul
             return Ok((buf, route));
         }
         if buf.len() >= MAX_HEAD_LEN {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too long"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too long",
+            ));
         }
     }
 }
@@ -78,7 +80,11 @@ fn route(head: &[u8]) -> Route {
 }
 
 /// Writes a complete plain-text HTTP/1.1 response and closes the write side.
-pub(crate) async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: &str, body: &str) -> io::Result<()> {
+pub(crate) async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: &str,
+    body: &str,
+) -> io::Result<()> {
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
@@ -107,7 +113,11 @@ impl<S> Prefixed<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if let Some(rest) = this.prefix.get(this.read..)
             && !rest.is_empty()
@@ -126,7 +136,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

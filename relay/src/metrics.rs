@@ -138,14 +138,46 @@ impl Metrics {
     pub fn render(&self, stored_envelopes: u64, devices: u64) -> String {
         let mut out = String::with_capacity(2048);
         let counters: [(&str, &str, &AtomicU64); 11] = [
-            ("chat_relay_connections_accepted_total", "counter", &self.connections_accepted),
-            ("chat_relay_connections_open", "gauge", &self.connections_open),
-            ("chat_relay_authenticated_total", "counter", &self.authenticated),
-            ("chat_relay_authenticated_open", "gauge", &self.authenticated_open),
-            ("chat_relay_envelopes_stored_total", "counter", &self.envelopes_stored),
-            ("chat_relay_envelopes_delivered_total", "counter", &self.envelopes_delivered),
-            ("chat_relay_envelopes_acked_total", "counter", &self.envelopes_acked),
-            ("chat_relay_envelopes_expired_total", "counter", &self.envelopes_expired),
+            (
+                "chat_relay_connections_accepted_total",
+                "counter",
+                &self.connections_accepted,
+            ),
+            (
+                "chat_relay_connections_open",
+                "gauge",
+                &self.connections_open,
+            ),
+            (
+                "chat_relay_authenticated_total",
+                "counter",
+                &self.authenticated,
+            ),
+            (
+                "chat_relay_authenticated_open",
+                "gauge",
+                &self.authenticated_open,
+            ),
+            (
+                "chat_relay_envelopes_stored_total",
+                "counter",
+                &self.envelopes_stored,
+            ),
+            (
+                "chat_relay_envelopes_delivered_total",
+                "counter",
+                &self.envelopes_delivered,
+            ),
+            (
+                "chat_relay_envelopes_acked_total",
+                "counter",
+                &self.envelopes_acked,
+            ),
+            (
+                "chat_relay_envelopes_expired_total",
+                "counter",
+                &self.envelopes_expired,
+            ),
             ("chat_relay_commits_total", "counter", &self.commits),
             ("chat_relay_bytes_in_total", "counter", &self.bytes_in),
             ("chat_relay_bytes_out_total", "counter", &self.bytes_out),

@@ -79,9 +79,4 @@ impl Router {
             entry.wake.notify_one();
         }
     }
-
-    /// Connected devices.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
 }

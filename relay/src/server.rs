@@ -51,7 +51,9 @@ impl Relay {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        let local_addr = listener.local_addr().context("reading the listen address")?;
+        let local_addr = listener
+            .local_addr()
+            .context("reading the listen address")?;
         let relay_id_text = config
             .relay_id
             .clone()
@@ -59,7 +61,8 @@ impl Relay {
         let relay_id = RelayId::new(relay_id_text.into_bytes()).context("the relay id")?;
         let store = match &config.storage {
             Storage::Disk(dir) => Store::Sled(
-                SledStore::open(dir).with_context(|| format!("opening the store in {}", dir.display()))?,
+                SledStore::open(dir)
+                    .with_context(|| format!("opening the store in {}", dir.display()))?,
             ),
             Storage::Memory => Store::Memory(MemoryStore::new()),
         };
@@ -255,7 +258,9 @@ async fn serve(
     // Every connection is gone; the last `Committer` goes with `shared`, and the commit task
     // finishes what is queued and stops.
     drop(shared);
-    commit_task.await.context("the group commit task panicked")?;
+    commit_task
+        .await
+        .context("the group commit task panicked")?;
     store.flush().await.context("the final flush")?;
     tracing::info!("relay stopped");
     Ok(())
@@ -269,7 +274,10 @@ async fn sweep(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
             () = shared.shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        match shared.store.expire(clock.now(), shared.limits.envelope_ttl_secs) {
+        match shared
+            .store
+            .expire(clock.now(), shared.limits.envelope_ttl_secs)
+        {
             Ok(0) => {}
             Ok(n) => {
                 Metrics::add(&shared.metrics.envelopes_expired, n as u64);

@@ -16,7 +16,7 @@ use std::fmt;
 
 pub use memory::MemoryStore;
 use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease};
-use protocol::identity::{DeviceCertificate, DeviceId, IdentityKey};
+use protocol::identity::{DeviceCertificate, DeviceId, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
 pub use sled_store::SledStore;
 
@@ -28,7 +28,9 @@ pub const MAX_STORED_KEM_PREKEYS: usize = 200;
 pub const MAX_DEVICES_PER_IDENTITY: usize = 64;
 
 /// A device mailbox address: account identity and device id.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Ordered like [`DeviceAddr::to_key`]: by identity bytes, then device id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeviceAddr {
     /// The account.
     pub identity: IdentityKey,
@@ -44,6 +46,18 @@ impl DeviceAddr {
         key[..32].copy_from_slice(self.identity.as_bytes());
         key[32..].copy_from_slice(&self.device.get().to_be_bytes());
         key
+    }
+}
+
+impl Ord for DeviceAddr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.identity.as_bytes(), self.device).cmp(&(other.identity.as_bytes(), other.device))
+    }
+}
+
+impl PartialOrd for DeviceAddr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -87,13 +101,37 @@ pub enum EnqueueOutcome {
     UnknownDevice,
 }
 
+/// What [`Store::put_device`] did with a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceOutcome {
+    /// The device was new; its certificate is stored.
+    Added,
+    /// The device's certificate was replaced by this one (`created_at` not older). If the
+    /// device's signing or X25519 key changed, its stored prekeys were deleted: they were
+    /// signed by, or belong to, the old keys, and a bundle built from them could not be used.
+    Replaced,
+    /// This exact certificate was stored already; nothing changed.
+    Unchanged,
+    /// The stored certificate for this device is newer (`created_at`); it was kept and this
+    /// one ignored.
+    Outdated,
+    /// The identity already has [`MAX_DEVICES_PER_IDENTITY`] devices and this is another one;
+    /// nothing was stored. Existing devices keep their certificates, so an identity cannot
+    /// push its devices out by registering more.
+    TooManyDevices,
+}
+
 /// The answer to a handle claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimOutcome {
     /// The handle was free and is now this identity's.
     Claimed,
-    /// The identity already held the handle; the stored claim was replaced by the newer one.
+    /// The identity already held the handle; the stored claim was replaced by this one (or
+    /// was this one: resending the same claim is `Renewed`, not an error).
     Renewed,
+    /// The identity holds the handle under a claim issued later than this one, which was
+    /// ignored (SPEC.md section 10.6: a claim must be later than the recorded one).
+    Stale,
     /// Another identity holds the handle.
     Taken,
 }
@@ -118,6 +156,15 @@ pub enum StoreError {
     /// A stored value did not decode (corruption, or a value from a newer version).
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
+    /// [`Store::enqueue`] was given a sequence number not above every earlier one (the caller
+    /// broke its contract); nothing of the batch was written.
+    #[error("envelope sequence number {seq} is not above {last}")]
+    SequenceNotIncreasing {
+        /// The offending sequence number.
+        seq: u64,
+        /// The largest sequence number before it.
+        last: u64,
+    },
 }
 
 /// Counts for metrics and readiness.
@@ -149,10 +196,11 @@ macro_rules! dispatch {
 
 impl Store {
     /// Records (or replaces with a newer one) a device's certificate. Called after the device
-    /// authenticated with it. A certificate with an older `created_at` than the stored one is
-    /// ignored.
-    pub fn put_device(&self, cert: &DeviceCertificate) -> Result<(), StoreError> {
-        dispatch!(self, s => s.put_device(cert))
+    /// authenticated with it, hence the [`VerifiedDevice`]. A certificate with an older
+    /// `created_at` than the stored one is ignored; a new device beyond
+    /// [`MAX_DEVICES_PER_IDENTITY`] is refused. See [`DeviceOutcome`].
+    pub fn put_device(&self, device: &VerifiedDevice) -> Result<DeviceOutcome, StoreError> {
+        dispatch!(self, s => s.put_device(device))
     }
 
     /// Whether a device with this address has authenticated here.
@@ -170,9 +218,12 @@ impl Store {
     }
 
     /// Stores published prekeys for a device: a signed prekey replaces the current one; a
-    /// last-resort KEM prekey replaces the current last-resort one; one-time KEM and X25519
-    /// prekeys are added (one with an id already stored replaces it). Signatures were checked
-    /// by the caller. Returns the counts after the publish.
+    /// last-resort KEM prekey replaces the current last-resort one (the last of `kem` wins if
+    /// it holds several); one-time KEM and X25519 prekeys are added (one with an id already
+    /// stored replaces it). Signatures were checked by the caller. Returns the counts after
+    /// the publish, or refuses the whole publish (nothing stored) if the device would hold more
+    /// than [`MAX_STORED_ONE_TIME_PREKEYS`] or [`MAX_STORED_KEM_PREKEYS`] one-time prekeys.
+    /// An empty publish just returns the counts.
     pub fn publish_prekeys(
         &self,
         addr: &DeviceAddr,
@@ -185,8 +236,9 @@ impl Store {
 
     /// Hands out a bundle for a device, atomically consuming one one-time X25519 prekey (if
     /// any is left) and one one-time KEM prekey (or, when none is left, using the last-resort
-    /// one). Two concurrent calls never hand out the same one-time key. `None` when the device
-    /// is unknown or has not published a signed prekey and a KEM prekey.
+    /// one). Two concurrent calls never hand out the same one-time key; the lowest ids go
+    /// first. `None` when the device is unknown or has not published a signed prekey and a KEM
+    /// prekey (nothing is consumed then).
     pub fn take_bundle(&self, addr: &DeviceAddr) -> Result<Option<PrekeyBundle>, StoreError> {
         dispatch!(self, s => s.take_bundle(addr))
     }
@@ -198,7 +250,11 @@ impl Store {
 
     /// Writes a batch of envelopes, each checked against its recipient's mailbox `quota`
     /// (counting what this batch adds). Not durable until [`Self::flush`]. Sequence numbers are
-    /// assigned by the caller, increasing, above [`Self::last_sequence`].
+    /// assigned by the caller, increasing, above [`Self::last_sequence`]; a batch that breaks
+    /// this is refused whole with [`StoreError::SequenceNotIncreasing`]. Every sequence number
+    /// of the batch counts as assigned, refused envelopes' too.
+    ///
+    /// Each envelope is judged alone: a batch can store some envelopes and refuse others.
     pub fn enqueue(
         &self,
         items: &[(DeviceAddr, MailboxEntry)],
@@ -222,7 +278,8 @@ impl Store {
 
     /// Up to `limit` envelopes for `addr` with sequence numbers greater than `after` (all when
     /// `None`), in sequence order. Envelopes that arrived `ttl` seconds or more before `now` are
-    /// deleted instead of returned.
+    /// deleted instead of returned (those met before the `limit`-th live one), so the TTL holds
+    /// between [`Self::expire`] sweeps.
     pub fn pending(
         &self,
         addr: &DeviceAddr,
@@ -235,7 +292,8 @@ impl Store {
     }
 
     /// Deletes acknowledged envelopes (by sequence number) from `addr`'s mailbox; returns how
-    /// many existed.
+    /// many existed. Sequence numbers not in this mailbox (acknowledged already, expired, or
+    /// another device's) are ignored.
     pub fn ack(&self, addr: &DeviceAddr, seqs: &[u64]) -> Result<usize, StoreError> {
         dispatch!(self, s => s.ack(addr, seqs))
     }
@@ -258,7 +316,7 @@ impl Store {
     }
 
     /// First come, first served: stores a verified claim unless another identity holds the
-    /// handle.
+    /// handle, or the same identity holds it under a later claim. See [`ClaimOutcome`].
     pub fn claim_handle(&self, claim: &HandleClaim) -> Result<ClaimOutcome, StoreError> {
         dispatch!(self, s => s.claim_handle(claim))
     }
@@ -268,8 +326,9 @@ impl Store {
         dispatch!(self, s => s.lookup_handle(handle))
     }
 
-    /// Removes a handle if the verified release comes from the identity holding it; returns
-    /// whether it was removed.
+    /// Removes a handle if the verified release comes from the identity holding it and is not
+    /// older (`issued_at`) than the stored claim, so a release of an earlier claim cannot undo
+    /// a later one; returns whether it was removed.
     pub fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
         dispatch!(self, s => s.release_handle(release))
     }
@@ -287,6 +346,14 @@ pub(crate) fn mailbox_key(addr: &DeviceAddr, seq: u64) -> [u8; 44] {
     key[..36].copy_from_slice(&addr.to_key());
     key[36..].copy_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// Whether an envelope that arrived at `received_at` has outlived `ttl` at `now`: it arrived
+/// `ttl` seconds or more before `now`. Both backends, and both [`Store::pending`] and
+/// [`Store::expire`], use this one definition.
+pub(crate) fn is_expired(received_at: u64, now: u64, ttl: u64) -> bool {
+    now.checked_sub(ttl)
+        .is_some_and(|cutoff| received_at <= cutoff)
 }
 
 /// Encodes a mailbox value: `id [16] || received_at u64 || payload`.

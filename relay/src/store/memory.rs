@@ -1,0 +1,414 @@
+//! [`MemoryStore`]: the relay's state in memory only (`--ephemeral`), with the same semantics as
+//! the sled backend and no disk access at all.
+//!
+//! Everything sits behind one mutex. Every method holds it for a short, bounded amount of work
+//! (at most one mailbox page, one publish or one expiry pass), which also makes each method
+//! atomic: [`MemoryStore::take_bundle`] cannot hand a one-time key out twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use protocol::frames::{Handle, HandleClaim, HandleRelease};
+use protocol::identity::{DeviceCertificate, IdentityKey, VerifiedDevice};
+use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, SignedPrekey};
+use rand::Rng;
+
+use super::{
+    ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
+    MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError,
+    StoreError, StoreStats, is_expired,
+};
+
+/// The relay's state in memory. Cloning is cheap and shares the state.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the relay secret.
+        let stats = self.stats();
+        f.debug_struct("MemoryStore")
+            .field("devices", &stats.devices)
+            .field("envelopes", &stats.envelopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the store holds.
+#[derive(Default)]
+struct State {
+    /// Device certificates by (identity bytes, device id): an identity's devices are adjacent
+    /// and in device id order, as in the sled `devices` tree.
+    devices: BTreeMap<([u8; 32], u32), VerifiedDevice>,
+    prekeys: HashMap<DeviceAddr, DevicePrekeys>,
+    mailboxes: HashMap<DeviceAddr, BTreeMap<u64, MailboxEntry>>,
+    /// The TTL index: (received_at, device, seq) of every stored envelope, oldest first.
+    expiry: BTreeSet<(u64, DeviceAddr, u64)>,
+    /// Envelopes in all mailboxes.
+    envelopes: u64,
+    last_sequence: u64,
+    relay_secret: Option<[u8; 32]>,
+    handles: HashMap<Handle, HandleClaim>,
+}
+
+/// One device's published prekeys.
+#[derive(Default)]
+struct DevicePrekeys {
+    signed: Option<SignedPrekey>,
+    last_resort: Option<KemPrekey>,
+    kem: BTreeMap<PrekeyId, KemPrekey>,
+    one_time: BTreeMap<PrekeyId, OneTimePrekey>,
+}
+
+impl DevicePrekeys {
+    fn counts(&self) -> PrekeyCounts {
+        PrekeyCounts {
+            one_time: count_u32(self.one_time.len()),
+            kem_one_time: count_u32(self.kem.len()),
+        }
+    }
+}
+
+/// A count as the `u32` of a `PrekeyCount` frame; stored counts are bounded far below.
+fn count_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn device_key(addr: &DeviceAddr) -> ([u8; 32], u32) {
+    (*addr.identity.as_bytes(), addr.device.get())
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The state. A panic while the lock was held cannot leave it half-updated in a way that
+    /// matters more than losing the relay would (every method updates its counters last), so
+    /// a poisoned lock is recovered rather than turned into a panic.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn put_device(&self, device: &VerifiedDevice) -> Result<DeviceOutcome, StoreError> {
+        let mut state = self.lock();
+        let identity = *device.identity().as_bytes();
+        let key = (identity, device.device_id().get());
+        if let Some(stored) = state.devices.get(&key) {
+            if stored == device {
+                return Ok(DeviceOutcome::Unchanged);
+            }
+            if stored.created_at() > device.created_at() {
+                return Ok(DeviceOutcome::Outdated);
+            }
+            let keys_changed =
+                stored.signing_key() != device.signing_key() || stored.dh_key() != device.dh_key();
+            state.devices.insert(key, device.clone());
+            if keys_changed {
+                let addr = DeviceAddr {
+                    identity: device.identity(),
+                    device: device.device_id(),
+                };
+                state.prekeys.remove(&addr);
+            }
+            return Ok(DeviceOutcome::Replaced);
+        }
+        let existing = state
+            .devices
+            .range((identity, 0)..=(identity, u32::MAX))
+            .count();
+        if existing >= MAX_DEVICES_PER_IDENTITY {
+            return Ok(DeviceOutcome::TooManyDevices);
+        }
+        state.devices.insert(key, device.clone());
+        Ok(DeviceOutcome::Added)
+    }
+
+    pub(super) fn has_device(&self, addr: &DeviceAddr) -> Result<bool, StoreError> {
+        Ok(self.lock().devices.contains_key(&device_key(addr)))
+    }
+
+    pub(super) fn devices(
+        &self,
+        identity: &IdentityKey,
+        limit: usize,
+    ) -> Result<Vec<DeviceCertificate>, StoreError> {
+        let identity = *identity.as_bytes();
+        Ok(self
+            .lock()
+            .devices
+            .range((identity, 0)..=(identity, u32::MAX))
+            .take(limit)
+            .map(|(_, device)| device.certificate().clone())
+            .collect())
+    }
+
+    pub(super) fn publish_prekeys(
+        &self,
+        addr: &DeviceAddr,
+        signed: Option<&SignedPrekey>,
+        kem: &[KemPrekey],
+        one_time: &[OneTimePrekey],
+    ) -> Result<Result<PrekeyCounts, PublishError>, StoreError> {
+        let mut state = self.lock();
+        if !state.devices.contains_key(&device_key(addr)) {
+            return Ok(Err(PublishError::UnknownDevice));
+        }
+        let prekeys = state.prekeys.entry(*addr).or_default();
+
+        let new_one_time: HashSet<PrekeyId> = one_time
+            .iter()
+            .map(|k| k.id)
+            .filter(|id| !prekeys.one_time.contains_key(id))
+            .collect();
+        let new_kem: HashSet<PrekeyId> = kem
+            .iter()
+            .filter(|k| !k.last_resort)
+            .map(|k| k.id)
+            .filter(|id| !prekeys.kem.contains_key(id))
+            .collect();
+        if prekeys.one_time.len() + new_one_time.len() > MAX_STORED_ONE_TIME_PREKEYS
+            || prekeys.kem.len() + new_kem.len() > MAX_STORED_KEM_PREKEYS
+        {
+            return Ok(Err(PublishError::TooManyPrekeys));
+        }
+
+        if let Some(signed) = signed {
+            prekeys.signed = Some(signed.clone());
+        }
+        for key in kem {
+            if key.last_resort {
+                prekeys.last_resort = Some(key.clone());
+            } else {
+                prekeys.kem.insert(key.id, key.clone());
+            }
+        }
+        for key in one_time {
+            prekeys.one_time.insert(key.id, key.clone());
+        }
+        Ok(Ok(prekeys.counts()))
+    }
+
+    pub(super) fn take_bundle(
+        &self,
+        addr: &DeviceAddr,
+    ) -> Result<Option<PrekeyBundle>, StoreError> {
+        let mut state = self.lock();
+        let Some(device) = state.devices.get(&device_key(addr)) else {
+            return Ok(None);
+        };
+        let device = device.certificate().clone();
+        let Some(prekeys) = state.prekeys.get_mut(addr) else {
+            return Ok(None);
+        };
+        let Some(signed_prekey) = prekeys.signed.clone() else {
+            return Ok(None);
+        };
+        // Check that a KEM prekey exists before consuming anything.
+        let kem_prekey = match prekeys.kem.pop_first() {
+            Some((_, kem)) => kem,
+            None => match &prekeys.last_resort {
+                Some(kem) => kem.clone(),
+                None => return Ok(None),
+            },
+        };
+        let one_time_prekey = prekeys.one_time.pop_first().map(|(_, key)| key);
+        Ok(Some(PrekeyBundle {
+            device,
+            signed_prekey,
+            kem_prekey,
+            one_time_prekey,
+        }))
+    }
+
+    pub(super) fn prekey_counts(&self, addr: &DeviceAddr) -> Result<PrekeyCounts, StoreError> {
+        Ok(self
+            .lock()
+            .prekeys
+            .get(addr)
+            .map(DevicePrekeys::counts)
+            .unwrap_or_default())
+    }
+
+    pub(super) fn enqueue(
+        &self,
+        items: &[(DeviceAddr, MailboxEntry)],
+        quota: usize,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        let mut state = self.lock();
+        let mut last = state.last_sequence;
+        for (_, entry) in items {
+            if entry.seq <= last {
+                return Err(StoreError::SequenceNotIncreasing {
+                    seq: entry.seq,
+                    last,
+                });
+            }
+            last = entry.seq;
+        }
+        state.last_sequence = last;
+
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (addr, entry) in items {
+            if !state.devices.contains_key(&device_key(addr)) {
+                outcomes.push(EnqueueOutcome::UnknownDevice);
+                continue;
+            }
+            let held = state.mailboxes.get(addr).map_or(0, BTreeMap::len);
+            if held >= quota {
+                outcomes.push(EnqueueOutcome::MailboxFull);
+                continue;
+            }
+            let mailbox = state.mailboxes.entry(*addr).or_default();
+            mailbox.insert(entry.seq, entry.clone());
+            state.expiry.insert((entry.received_at, *addr, entry.seq));
+            state.envelopes += 1;
+            outcomes.push(EnqueueOutcome::Stored);
+        }
+        Ok(outcomes)
+    }
+
+    pub(super) fn pending(
+        &self,
+        addr: &DeviceAddr,
+        after: Option<u64>,
+        limit: usize,
+        now: u64,
+        ttl: u64,
+    ) -> Result<Vec<MailboxEntry>, StoreError> {
+        let mut state = self.lock();
+        let start = match after {
+            None => 0,
+            Some(after) => match after.checked_add(1) {
+                Some(start) => start,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        if let Some(mailbox) = state.mailboxes.get(addr) {
+            for entry in mailbox.range(start..) {
+                if out.len() >= limit {
+                    break;
+                }
+                let (&seq, entry) = entry;
+                if is_expired(entry.received_at, now, ttl) {
+                    expired.push((entry.received_at, seq));
+                } else {
+                    out.push(entry.clone());
+                }
+            }
+        }
+        for (received_at, seq) in expired {
+            state.remove_envelope(addr, seq, received_at);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn ack(&self, addr: &DeviceAddr, seqs: &[u64]) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        let mut removed = 0;
+        for &seq in seqs {
+            let received_at = state
+                .mailboxes
+                .get(addr)
+                .and_then(|mailbox| mailbox.get(&seq))
+                .map(|entry| entry.received_at);
+            if let Some(received_at) = received_at {
+                state.remove_envelope(addr, seq, received_at);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub(super) fn expire(&self, now: u64, ttl: u64) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        let mut removed = 0;
+        while let Some(&(received_at, addr, seq)) = state.expiry.first() {
+            if !is_expired(received_at, now, ttl) {
+                break;
+            }
+            state.remove_envelope(&addr, seq, received_at);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    pub(super) fn last_sequence(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().last_sequence)
+    }
+
+    pub(super) fn relay_secret(&self) -> Result<[u8; 32], StoreError> {
+        let mut state = self.lock();
+        Ok(*state.relay_secret.get_or_insert_with(|| {
+            let mut secret = [0u8; 32];
+            rand::rng().fill_bytes(&mut secret);
+            secret
+        }))
+    }
+
+    pub(super) fn claim_handle(&self, claim: &HandleClaim) -> Result<ClaimOutcome, StoreError> {
+        let mut state = self.lock();
+        let outcome = match state.handles.get(&claim.handle) {
+            None => ClaimOutcome::Claimed,
+            Some(stored) if stored.identity != claim.identity => return Ok(ClaimOutcome::Taken),
+            Some(stored) if claim.issued_at < stored.issued_at => return Ok(ClaimOutcome::Stale),
+            Some(_) => ClaimOutcome::Renewed,
+        };
+        state.handles.insert(claim.handle.clone(), claim.clone());
+        Ok(outcome)
+    }
+
+    pub(super) fn lookup_handle(&self, handle: &Handle) -> Result<Option<HandleClaim>, StoreError> {
+        Ok(self.lock().handles.get(handle).cloned())
+    }
+
+    pub(super) fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let holds = state.handles.get(&release.handle).is_some_and(|stored| {
+            stored.identity == release.identity && release.issued_at >= stored.issued_at
+        });
+        if holds {
+            state.handles.remove(&release.handle);
+        }
+        Ok(holds)
+    }
+
+    pub(super) fn mailbox_len(&self, addr: &DeviceAddr) -> Result<usize, StoreError> {
+        Ok(self
+            .lock()
+            .mailboxes
+            .get(addr)
+            .map_or(0, |mailbox| mailbox.len()))
+    }
+
+    pub(super) fn stats(&self) -> StoreStats {
+        let state = self.lock();
+        StoreStats {
+            envelopes: state.envelopes,
+            devices: state.devices.len() as u64,
+        }
+    }
+}
+
+impl State {
+    /// Removes one envelope known to be stored, from its mailbox, the TTL index and the count.
+    fn remove_envelope(&mut self, addr: &DeviceAddr, seq: u64, received_at: u64) {
+        let mut now_empty = false;
+        if let Some(mailbox) = self.mailboxes.get_mut(addr)
+            && mailbox.remove(&seq).is_some()
+        {
+            self.envelopes = self.envelopes.saturating_sub(1);
+            now_empty = mailbox.is_empty();
+        }
+        if now_empty {
+            self.mailboxes.remove(addr);
+        }
+        self.expiry.remove(&(received_at, *addr, seq));
+    }
+}

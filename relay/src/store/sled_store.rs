@@ -1,0 +1,774 @@
+//! [`SledStore`]: the relay's durable state in a `sled` database.
+//!
+//! # Layout
+//!
+//! One tree per kind of record; `addr` is [`DeviceAddr::to_key`] (identity || device id, 36
+//! bytes) and every integer is big-endian, so keys sort the way they are scanned.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `devices` | `addr` | `DeviceCertificate` (protocol codec) |
+//! | `prekeys` | `addr \|\| kind u8 \|\| id u32` | `SignedPrekey`, `KemPrekey` or `OneTimePrekey` |
+//! | `mailboxes` | [`mailbox_key`]: `addr \|\| seq u64` | [`encode_mailbox_value`] |
+//! | `expiry` | `received_at u64 \|\| addr \|\| seq u64` | empty |
+//! | `handles` | handle text | `HandleClaim` (protocol codec) |
+//! | `meta` | name | schema version, last sequence number, relay secret |
+//!
+//! Prekey kinds: 1 the signed prekey and 2 the last-resort KEM prekey (id 0: one each), 3
+//! one-time KEM prekeys and 4 one-time X25519 prekeys by id, so a prefix scan finds the lowest
+//! id first.
+//!
+//! # Concurrency and atomicity
+//!
+//! - `take_bundle` removes each one-time key with a compare-and-swap from its current value to
+//!   nothing, retrying on the next key when another caller won (sled's own `pop_min` pattern):
+//!   a key is handed out only by the caller whose swap removed it. It checks that a bundle can
+//!   be built (certificate, signed prekey, some KEM prekey) before consuming anything.
+//! - Handle claims and releases are compare-and-swap loops on the handle's record.
+//! - `put_device` and `publish_prekeys` check a cap and then write; a mutex (`directory`)
+//!   serialises them. Both are rare (an authentication that changes a certificate, a publish),
+//!   and re-sending the stored certificate takes a lock-free fast path.
+//! - Mailbox writers (`enqueue`, `ack`, `expire`, the TTL deletions of `pending`) hold the
+//!   `mailbox` mutex, which guards the per-device envelope counts; readers do not take it.
+//!
+//! # Counts
+//!
+//! Envelope counts per device live in memory only (`MailboxCounts`), rebuilt at
+//! [`SledStore::open`] by one scan of the `mailboxes` keys, then kept exact by the writers: a
+//! quota check is a hash lookup, and no counter record has to be rewritten on every enqueue.
+//! Removals count what `remove` says existed, so a duplicate ack or an ack racing the expiry
+//! sweep is counted once. The open-time scan reads keys only and costs O(stored envelopes).
+//!
+//! # TTL index and crash ordering
+//!
+//! `expiry` lets [`SledStore::expire`] read only the expired envelopes' index entries instead of
+//! every mailbox. `enqueue` applies one batch to `expiry`, then one to `mailboxes`, then records
+//! the last sequence number in `meta`; removals delete the mailbox entry first, then its index
+//! entry. sled recovers a prefix of its log, so after a crash every envelope still has its
+//! index entry; an index entry without an envelope is deleted by the next sweep, uncounted.
+//! `pending` applies the TTL itself, so an envelope is never delivered after its TTL, whatever
+//! the sweep does. [`SledStore::last_sequence`] is the larger of the recorded one and the largest
+//! stored sequence number, so it never goes back even if the record were lost.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use protocol::codec::{Decode, Encode};
+use protocol::frames::{Handle, HandleClaim, HandleRelease};
+use protocol::identity::{DeviceCertificate, IdentityKey, VerifiedDevice};
+use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, SignedPrekey};
+use rand::Rng;
+use sled::{Batch, IVec, Tree};
+
+use super::{
+    ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
+    MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError,
+    StoreError, StoreStats, decode_mailbox_value, encode_mailbox_value, is_expired, mailbox_key,
+};
+
+/// The layout version in `meta`; a database with another one is refused at open.
+const SCHEMA_VERSION: u8 = 1;
+const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+const META_LAST_SEQUENCE: &[u8] = b"last_sequence";
+const META_RELAY_SECRET: &[u8] = b"relay_secret";
+
+const PREKEY_SIGNED: u8 = 1;
+const PREKEY_LAST_RESORT: u8 = 2;
+const PREKEY_KEM: u8 = 3;
+const PREKEY_ONE_TIME: u8 = 4;
+
+/// Index entries [`SledStore::expire`] handles per lock hold, so that a large sweep does not
+/// stall senders for long.
+const EXPIRE_CHUNK: usize = 1024;
+
+/// Length of a device address key.
+const ADDR_LEN: usize = 36;
+/// Length of a mailbox key: address and sequence number.
+const MAILBOX_KEY_LEN: usize = ADDR_LEN + 8;
+/// Length of an expiry index key: arrival time, address and sequence number.
+const EXPIRY_KEY_LEN: usize = 8 + MAILBOX_KEY_LEN;
+
+/// The relay's state in a `sled` database. Cloning is cheap and shares the database.
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    devices: Tree,
+    prekeys: Tree,
+    mailboxes: Tree,
+    expiry: Tree,
+    handles: Tree,
+    meta: Tree,
+    /// Serialises the check-then-write of `put_device` and `publish_prekeys`.
+    directory: Mutex<()>,
+    /// Envelope counts; held by every mailbox writer.
+    mailbox: Mutex<MailboxCounts>,
+    /// Stored device certificates.
+    device_count: AtomicU64,
+}
+
+/// What the mailbox writers keep in memory (see the module documentation).
+#[derive(Debug, Default)]
+struct MailboxCounts {
+    /// Envelopes per device address key; devices with none are absent.
+    per_device: HashMap<[u8; ADDR_LEN], usize>,
+    /// Envelopes in all mailboxes.
+    total: u64,
+    /// The largest sequence number assigned.
+    last_sequence: u64,
+}
+
+impl MailboxCounts {
+    fn held(&self, device: &[u8; ADDR_LEN]) -> usize {
+        self.per_device.get(device).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, device: [u8; ADDR_LEN], n: usize) {
+        *self.per_device.entry(device).or_default() += n;
+        self.total = self.total.saturating_add(n as u64);
+    }
+
+    fn remove_one(&mut self, device: &[u8; ADDR_LEN]) {
+        if let Some(held) = self.per_device.get_mut(device) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                self.per_device.remove(device);
+            }
+        }
+        self.total = self.total.saturating_sub(1);
+    }
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // sled's own Debug prints every record, the relay secret included.
+        let stats = self.stats();
+        f.debug_struct("SledStore")
+            .field("devices", &stats.devices)
+            .field("envelopes", &stats.envelopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decodes a stored protocol value.
+fn decode<T: Decode>(bytes: &[u8], tree: &'static str) -> Result<T, StoreError> {
+    T::from_bytes(bytes).map_err(|_| StoreError::Corrupt(tree))
+}
+
+/// Reads a stored big-endian `u64`.
+fn decode_u64(bytes: &[u8], tree: &'static str) -> Result<u64, StoreError> {
+    let bytes: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt(tree))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Splits a mailbox key into the device address key and the sequence number.
+fn split_mailbox_key(key: &[u8]) -> Result<([u8; ADDR_LEN], u64), StoreError> {
+    let key: &[u8; MAILBOX_KEY_LEN] = key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("mailboxes"))?;
+    let (device, seq) = key
+        .split_first_chunk::<ADDR_LEN>()
+        .ok_or(StoreError::Corrupt("mailboxes"))?;
+    Ok((*device, decode_u64(seq, "mailboxes")?))
+}
+
+/// The expiry index key of an envelope: `received_at || addr || seq`; its last 44 bytes are
+/// the envelope's mailbox key.
+fn expiry_key(received_at: u64, mailbox_key: &[u8; MAILBOX_KEY_LEN]) -> [u8; EXPIRY_KEY_LEN] {
+    let mut key = [0u8; EXPIRY_KEY_LEN];
+    key[..8].copy_from_slice(&received_at.to_be_bytes());
+    key[8..].copy_from_slice(mailbox_key);
+    key
+}
+
+/// The prefix of one kind of a device's prekeys.
+fn prekey_prefix(addr: &DeviceAddr, kind: u8) -> [u8; ADDR_LEN + 1] {
+    let mut key = [0u8; ADDR_LEN + 1];
+    key[..ADDR_LEN].copy_from_slice(&addr.to_key());
+    key[ADDR_LEN] = kind;
+    key
+}
+
+/// The key of one prekey.
+fn prekey_key(addr: &DeviceAddr, kind: u8, id: PrekeyId) -> [u8; ADDR_LEN + 5] {
+    let mut key = [0u8; ADDR_LEN + 5];
+    key[..=ADDR_LEN].copy_from_slice(&prekey_prefix(addr, kind));
+    key[ADDR_LEN + 1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// A count as the `u32` of a `PrekeyCount` frame; stored counts are bounded far below.
+fn count_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in the directory `path`, checks its layout version and
+    /// counts the stored envelopes and devices (one scan of the keys).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(path).open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(META_SCHEMA_VERSION)? {
+            None => {
+                meta.insert(META_SCHEMA_VERSION, &[SCHEMA_VERSION][..])?;
+            }
+            Some(version) if version.as_ref() == [SCHEMA_VERSION] => {}
+            Some(_) => return Err(StoreError::Corrupt("meta (unknown schema version)")),
+        }
+        let devices = db.open_tree("devices")?;
+        let mailboxes = db.open_tree("mailboxes")?;
+
+        let mut device_count = 0u64;
+        for key in devices.iter().keys() {
+            key?;
+            device_count += 1;
+        }
+
+        let mut counts = MailboxCounts::default();
+        let mut largest_seq = 0;
+        for key in mailboxes.iter().keys() {
+            let (device, seq) = split_mailbox_key(&key?)?;
+            counts.add(device, 1);
+            largest_seq = largest_seq.max(seq);
+        }
+        let recorded = match meta.get(META_LAST_SEQUENCE)? {
+            Some(bytes) => decode_u64(&bytes, "meta")?,
+            None => 0,
+        };
+        counts.last_sequence = recorded.max(largest_seq);
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                devices,
+                prekeys: db.open_tree("prekeys")?,
+                mailboxes,
+                expiry: db.open_tree("expiry")?,
+                handles: db.open_tree("handles")?,
+                meta,
+                db,
+                directory: Mutex::new(()),
+                mailbox: Mutex::new(counts),
+                device_count: AtomicU64::new(device_count),
+            }),
+        })
+    }
+
+    /// The raw database, for tests that plant corrupt records.
+    #[cfg(test)]
+    pub(super) fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// The directory lock. It guards no data of its own, so poisoning means nothing.
+    fn directory(&self) -> MutexGuard<'_, ()> {
+        self.inner
+            .directory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The mailbox counts. A panic while they were held happens between sled calls that each
+    /// completed, and the counts are updated right after the call they describe, so a poisoned
+    /// lock is recovered rather than turned into a panic.
+    fn mailbox(&self) -> MutexGuard<'_, MailboxCounts> {
+        self.inner
+            .mailbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn put_device(&self, device: &VerifiedDevice) -> Result<DeviceOutcome, StoreError> {
+        let devices = &self.inner.devices;
+        let addr = DeviceAddr {
+            identity: device.identity(),
+            device: device.device_id(),
+        };
+        let key = addr.to_key();
+        let encoded = device.certificate().to_bytes();
+        // Fast path, without the lock: the device authenticates with its stored certificate.
+        if devices.get(key)?.is_some_and(|stored| stored == encoded) {
+            return Ok(DeviceOutcome::Unchanged);
+        }
+
+        let _directory = self.directory();
+        let Some(stored) = devices.get(key)? else {
+            let mut existing = 0;
+            for stored in devices.scan_prefix(device.identity().as_bytes()).keys() {
+                stored?;
+                existing += 1;
+            }
+            if existing >= MAX_DEVICES_PER_IDENTITY {
+                return Ok(DeviceOutcome::TooManyDevices);
+            }
+            devices.insert(key, encoded)?;
+            self.inner.device_count.fetch_add(1, Ordering::Relaxed);
+            return Ok(DeviceOutcome::Added);
+        };
+        if stored == encoded {
+            return Ok(DeviceOutcome::Unchanged);
+        }
+        // Only verified certificates are stored, so this verifies unless the record is
+        // corrupt; it is how the certificate's fields are read.
+        let stored = decode::<DeviceCertificate>(&stored, "devices")?
+            .verify()
+            .map_err(|_| StoreError::Corrupt("devices"))?;
+        if stored.created_at() > device.created_at() {
+            return Ok(DeviceOutcome::Outdated);
+        }
+        if stored.signing_key() != device.signing_key() || stored.dh_key() != device.dh_key() {
+            // Prekeys first: a crash in between leaves the old certificate without prekeys,
+            // never the new certificate with the old keys' prekeys.
+            let mut batch = Batch::default();
+            for prekey in self.inner.prekeys.scan_prefix(key).keys() {
+                batch.remove(prekey?);
+            }
+            self.inner.prekeys.apply_batch(batch)?;
+        }
+        devices.insert(key, encoded)?;
+        Ok(DeviceOutcome::Replaced)
+    }
+
+    pub(super) fn has_device(&self, addr: &DeviceAddr) -> Result<bool, StoreError> {
+        Ok(self.inner.devices.contains_key(addr.to_key())?)
+    }
+
+    pub(super) fn devices(
+        &self,
+        identity: &IdentityKey,
+        limit: usize,
+    ) -> Result<Vec<DeviceCertificate>, StoreError> {
+        self.inner
+            .devices
+            .scan_prefix(identity.as_bytes())
+            .values()
+            .take(limit)
+            .map(|value| decode(&value?, "devices"))
+            .collect()
+    }
+
+    /// How many prekeys of one kind a device has (at most a few thousand keys to read).
+    fn count_prekeys(&self, addr: &DeviceAddr, kind: u8) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self
+            .inner
+            .prekeys
+            .scan_prefix(prekey_prefix(addr, kind))
+            .keys()
+        {
+            key?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The ids among `ids` that the device does not hold yet under `kind`.
+    fn new_prekey_ids(
+        &self,
+        addr: &DeviceAddr,
+        kind: u8,
+        ids: impl Iterator<Item = PrekeyId>,
+    ) -> Result<HashSet<PrekeyId>, StoreError> {
+        let mut new = HashSet::new();
+        for id in ids {
+            if !self
+                .inner
+                .prekeys
+                .contains_key(prekey_key(addr, kind, id))?
+            {
+                new.insert(id);
+            }
+        }
+        Ok(new)
+    }
+
+    pub(super) fn publish_prekeys(
+        &self,
+        addr: &DeviceAddr,
+        signed: Option<&SignedPrekey>,
+        kem: &[KemPrekey],
+        one_time: &[OneTimePrekey],
+    ) -> Result<Result<PrekeyCounts, PublishError>, StoreError> {
+        let _directory = self.directory();
+        if !self.inner.devices.contains_key(addr.to_key())? {
+            return Ok(Err(PublishError::UnknownDevice));
+        }
+        let one_time_count = self.count_prekeys(addr, PREKEY_ONE_TIME)?
+            + self
+                .new_prekey_ids(addr, PREKEY_ONE_TIME, one_time.iter().map(|k| k.id))?
+                .len();
+        let kem_count = self.count_prekeys(addr, PREKEY_KEM)?
+            + self
+                .new_prekey_ids(
+                    addr,
+                    PREKEY_KEM,
+                    kem.iter().filter(|k| !k.last_resort).map(|k| k.id),
+                )?
+                .len();
+        if one_time_count > MAX_STORED_ONE_TIME_PREKEYS || kem_count > MAX_STORED_KEM_PREKEYS {
+            return Ok(Err(PublishError::TooManyPrekeys));
+        }
+
+        let mut batch = Batch::default();
+        if let Some(signed) = signed {
+            batch.insert(&prekey_key(addr, PREKEY_SIGNED, 0)[..], signed.to_bytes());
+        }
+        for key in kem {
+            let (kind, id) = if key.last_resort {
+                (PREKEY_LAST_RESORT, 0)
+            } else {
+                (PREKEY_KEM, key.id)
+            };
+            batch.insert(&prekey_key(addr, kind, id)[..], key.to_bytes());
+        }
+        for key in one_time {
+            batch.insert(
+                &prekey_key(addr, PREKEY_ONE_TIME, key.id)[..],
+                key.to_bytes(),
+            );
+        }
+        self.inner.prekeys.apply_batch(batch)?;
+        Ok(Ok(PrekeyCounts {
+            one_time: count_u32(one_time_count),
+            kem_one_time: count_u32(kem_count),
+        }))
+    }
+
+    /// Removes and returns the lowest-keyed prekey under `prefix`, or `None` if there is none.
+    /// The removal is a compare-and-swap from the value read to nothing, so of two callers that
+    /// read the same key only one gets it; the other moves on to the next key.
+    fn take_first(&self, prefix: &[u8]) -> Result<Option<IVec>, StoreError> {
+        let prekeys = &self.inner.prekeys;
+        loop {
+            let Some(first) = prekeys.scan_prefix(prefix).next() else {
+                return Ok(None);
+            };
+            let (key, value) = first?;
+            if prekeys
+                .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
+                .is_ok()
+            {
+                return Ok(Some(value));
+            }
+        }
+    }
+
+    pub(super) fn take_bundle(
+        &self,
+        addr: &DeviceAddr,
+    ) -> Result<Option<PrekeyBundle>, StoreError> {
+        let Some(device) = self.inner.devices.get(addr.to_key())? else {
+            return Ok(None);
+        };
+        let device: DeviceCertificate = decode(&device, "devices")?;
+        let prekeys = &self.inner.prekeys;
+        let Some(signed) = prekeys.get(prekey_key(addr, PREKEY_SIGNED, 0))? else {
+            return Ok(None);
+        };
+        let signed_prekey: SignedPrekey = decode(&signed, "prekeys")?;
+        let kem = match self.take_first(&prekey_prefix(addr, PREKEY_KEM))? {
+            Some(kem) => kem,
+            None => match prekeys.get(prekey_key(addr, PREKEY_LAST_RESORT, 0))? {
+                Some(kem) => kem,
+                None => return Ok(None),
+            },
+        };
+        let kem_prekey: KemPrekey = decode(&kem, "prekeys")?;
+        let one_time_prekey = self
+            .take_first(&prekey_prefix(addr, PREKEY_ONE_TIME))?
+            .map(|key| decode::<OneTimePrekey>(&key, "prekeys"))
+            .transpose()?;
+        Ok(Some(PrekeyBundle {
+            device,
+            signed_prekey,
+            kem_prekey,
+            one_time_prekey,
+        }))
+    }
+
+    pub(super) fn prekey_counts(&self, addr: &DeviceAddr) -> Result<PrekeyCounts, StoreError> {
+        Ok(PrekeyCounts {
+            one_time: count_u32(self.count_prekeys(addr, PREKEY_ONE_TIME)?),
+            kem_one_time: count_u32(self.count_prekeys(addr, PREKEY_KEM)?),
+        })
+    }
+
+    pub(super) fn enqueue(
+        &self,
+        items: &[(DeviceAddr, MailboxEntry)],
+        quota: usize,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        let mut counts = self.mailbox();
+        let previous = counts.last_sequence;
+        let mut last = previous;
+        for (_, entry) in items {
+            if entry.seq <= last {
+                return Err(StoreError::SequenceNotIncreasing {
+                    seq: entry.seq,
+                    last,
+                });
+            }
+            last = entry.seq;
+        }
+        // Assigned from now on, whatever happens to the writes below.
+        counts.last_sequence = last;
+
+        let mut known: HashMap<[u8; ADDR_LEN], bool> = HashMap::new();
+        let mut added: HashMap<[u8; ADDR_LEN], usize> = HashMap::new();
+        let mut mailbox_batch = Batch::default();
+        let mut expiry_batch = Batch::default();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (addr, entry) in items {
+            let device = addr.to_key();
+            let is_known = match known.get(&device) {
+                Some(&is_known) => is_known,
+                None => {
+                    let is_known = self.inner.devices.contains_key(device)?;
+                    known.insert(device, is_known);
+                    is_known
+                }
+            };
+            if !is_known {
+                outcomes.push(EnqueueOutcome::UnknownDevice);
+                continue;
+            }
+            let adding = added.entry(device).or_default();
+            if counts.held(&device) + *adding >= quota {
+                outcomes.push(EnqueueOutcome::MailboxFull);
+                continue;
+            }
+            *adding += 1;
+            let key = mailbox_key(addr, entry.seq);
+            mailbox_batch.insert(&key[..], encode_mailbox_value(entry));
+            expiry_batch.insert(&expiry_key(entry.received_at, &key)[..], &[][..]);
+            outcomes.push(EnqueueOutcome::Stored);
+        }
+
+        if added.values().any(|&n| n > 0) {
+            self.inner.expiry.apply_batch(expiry_batch)?;
+            self.inner.mailboxes.apply_batch(mailbox_batch)?;
+            for (device, n) in added {
+                if n > 0 {
+                    counts.add(device, n);
+                }
+            }
+        }
+        if last > previous {
+            self.inner
+                .meta
+                .insert(META_LAST_SEQUENCE, &last.to_be_bytes()[..])?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Makes every earlier write durable. sled's flush runs on its own thread pool, so this
+    /// does not block the async runtime's thread while the disk syncs.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub(super) fn pending(
+        &self,
+        addr: &DeviceAddr,
+        after: Option<u64>,
+        limit: usize,
+        now: u64,
+        ttl: u64,
+    ) -> Result<Vec<MailboxEntry>, StoreError> {
+        let start = match after {
+            None => 0,
+            Some(after) => match after.checked_add(1) {
+                Some(start) => start,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let range = mailbox_key(addr, start)..=mailbox_key(addr, u64::MAX);
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        for item in self.inner.mailboxes.range(range) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item?;
+            let (_, seq) = split_mailbox_key(&key)?;
+            let entry = decode_mailbox_value(seq, &value)?;
+            if is_expired(entry.received_at, now, ttl) {
+                expired.push(entry);
+            } else {
+                out.push(entry);
+            }
+        }
+        if !expired.is_empty() {
+            let device = addr.to_key();
+            let mut counts = self.mailbox();
+            for entry in expired {
+                let key = mailbox_key(addr, entry.seq);
+                if self.inner.mailboxes.remove(key)?.is_some() {
+                    counts.remove_one(&device);
+                }
+                self.inner
+                    .expiry
+                    .remove(expiry_key(entry.received_at, &key))?;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn ack(&self, addr: &DeviceAddr, seqs: &[u64]) -> Result<usize, StoreError> {
+        let device = addr.to_key();
+        let mut counts = self.mailbox();
+        let mut removed = 0;
+        for &seq in seqs {
+            let key = mailbox_key(addr, seq);
+            let Some(value) = self.inner.mailboxes.remove(key)? else {
+                continue;
+            };
+            removed += 1;
+            counts.remove_one(&device);
+            // An undecodable value leaves its index entry behind, which the sweep deletes.
+            if let Ok(entry) = decode_mailbox_value(seq, &value) {
+                self.inner
+                    .expiry
+                    .remove(expiry_key(entry.received_at, &key))?;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub(super) fn expire(&self, now: u64, ttl: u64) -> Result<usize, StoreError> {
+        let Some(cutoff) = now.checked_sub(ttl) else {
+            return Ok(0);
+        };
+        // Index keys of envelopes that arrived at `cutoff` or before sort below `cutoff + 1`.
+        let end = cutoff.checked_add(1).map(u64::to_be_bytes);
+        let mut removed = 0;
+        loop {
+            let range = match end {
+                Some(end) => self.inner.expiry.range(..end),
+                None => self.inner.expiry.iter(),
+            };
+            let chunk = range
+                .keys()
+                .take(EXPIRE_CHUNK)
+                .collect::<Result<Vec<IVec>, sled::Error>>()?;
+            let mut counts = self.mailbox();
+            for index_key in &chunk {
+                let index_key: &[u8; EXPIRY_KEY_LEN] = index_key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("expiry"))?;
+                let (_received_at, key) = index_key
+                    .split_first_chunk::<8>()
+                    .ok_or(StoreError::Corrupt("expiry"))?;
+                let (device, _) = split_mailbox_key(key)?;
+                if self.inner.mailboxes.remove(key)?.is_some() {
+                    removed += 1;
+                    counts.remove_one(&device);
+                }
+                self.inner.expiry.remove(index_key)?;
+            }
+            drop(counts);
+            if chunk.len() < EXPIRE_CHUNK {
+                return Ok(removed);
+            }
+        }
+    }
+
+    pub(super) fn last_sequence(&self) -> Result<u64, StoreError> {
+        Ok(self.mailbox().last_sequence)
+    }
+
+    pub(super) fn relay_secret(&self) -> Result<[u8; 32], StoreError> {
+        let meta = &self.inner.meta;
+        let parse = |value: &[u8]| -> Result<[u8; 32], StoreError> {
+            value.try_into().map_err(|_| StoreError::Corrupt("meta"))
+        };
+        if let Some(secret) = meta.get(META_RELAY_SECRET)? {
+            return parse(&secret);
+        }
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        match meta.compare_and_swap(META_RELAY_SECRET, None::<&[u8]>, Some(&secret[..]))? {
+            Ok(()) => {
+                // Once per database: a secret that could be lost in a crash would change the
+                // envelope ids of everything stored after it.
+                self.inner.db.flush()?;
+                Ok(secret)
+            }
+            Err(raced) => parse(raced.current.as_deref().unwrap_or_default()),
+        }
+    }
+
+    pub(super) fn claim_handle(&self, claim: &HandleClaim) -> Result<ClaimOutcome, StoreError> {
+        let handles = &self.inner.handles;
+        let key = claim.handle.as_str().as_bytes();
+        let encoded = claim.to_bytes();
+        loop {
+            let current = handles.get(key)?;
+            let outcome = match &current {
+                None => ClaimOutcome::Claimed,
+                Some(stored) => {
+                    let stored: HandleClaim = decode(stored, "handles")?;
+                    if stored.identity != claim.identity {
+                        return Ok(ClaimOutcome::Taken);
+                    }
+                    if claim.issued_at < stored.issued_at {
+                        return Ok(ClaimOutcome::Stale);
+                    }
+                    ClaimOutcome::Renewed
+                }
+            };
+            if handles
+                .compare_and_swap(key, current, Some(&encoded[..]))?
+                .is_ok()
+            {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    pub(super) fn lookup_handle(&self, handle: &Handle) -> Result<Option<HandleClaim>, StoreError> {
+        self.inner
+            .handles
+            .get(handle.as_str().as_bytes())?
+            .map(|claim| decode(&claim, "handles"))
+            .transpose()
+    }
+
+    pub(super) fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
+        let handles = &self.inner.handles;
+        let key = release.handle.as_str().as_bytes();
+        loop {
+            let Some(current) = handles.get(key)? else {
+                return Ok(false);
+            };
+            let stored: HandleClaim = decode(&current, "handles")?;
+            if stored.identity != release.identity || release.issued_at < stored.issued_at {
+                return Ok(false);
+            }
+            if handles
+                .compare_and_swap(key, Some(current), None::<&[u8]>)?
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
+    }
+
+    pub(super) fn mailbox_len(&self, addr: &DeviceAddr) -> Result<usize, StoreError> {
+        Ok(self.mailbox().held(&addr.to_key()))
+    }
+
+    pub(super) fn stats(&self) -> StoreStats {
+        StoreStats {
+            envelopes: self.mailbox().total,
+            devices: self.inner.device_count.load(Ordering::Relaxed),
+        }
+    }
+}
