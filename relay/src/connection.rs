@@ -89,13 +89,18 @@ pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, ip: IpAddr, deadlin
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opened = match timeout_at(deadline, open(&shared, stream, ip)).await {
-        Ok(Some(opened)) => opened,
-        Ok(None) => return,
-        Err(_) => {
-            shared.metrics.reject(Rejection::HandshakeTimeout);
-            return;
-        }
+    let opening = timeout_at(deadline, open(&shared, stream, ip));
+    let opened = tokio::select! {
+        // A connection still in its handshake has nothing to lose: shutdown drops it at once.
+        () = shared.shutdown.cancelled() => return,
+        opened = opening => match opened {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return,
+            Err(_) => {
+                shared.metrics.reject(Rejection::HandshakeTimeout);
+                return;
+            }
+        },
     };
     let (mut ws, device) = opened;
     let addr = DeviceAddr {
