@@ -107,8 +107,6 @@ pub struct Limits {
     pub max_pending_sends: usize,
     /// Most envelopes written in one group commit.
     pub max_commit_batch: usize,
-    /// Buffered outgoing frames per connection beyond which a client is cut off.
-    pub outbound_queue: usize,
     /// WebSocket read buffer per connection, bytes.
     pub ws_read_buffer: usize,
     /// WebSocket write buffer per connection, bytes (a larger pending write is flushed).
@@ -146,7 +144,6 @@ impl Default for Limits {
             delivery_window: 1_024,
             max_pending_sends: 64,
             max_commit_batch: 4_096,
-            outbound_queue: 256,
             ws_read_buffer: 4 * 1024,
             ws_write_buffer: 4 * 1024,
         }
@@ -168,5 +165,31 @@ impl Limits {
 
     pub(crate) fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example in `contrib/` parses, and its limits are exactly the defaults, so the
+    /// example and SPEC.md section 10.8 stay true.
+    #[test]
+    fn example_config_parses_and_shows_the_defaults() {
+        let text = include_str!("../../contrib/chat-relay.toml");
+        let config: Config = toml::from_str(text).unwrap();
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.storage, Storage::Disk("/var/lib/chat-relay".into()));
+        assert_eq!(
+            config.relay_id.as_deref(),
+            Some("wss://relay.example.org/v1")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Config>("[limits]\nmax_conections = 5\n").is_err());
+        let memory: Config = toml::from_str("storage = \"memory\"\n").unwrap();
+        assert_eq!(memory.storage, Storage::Memory);
     }
 }
