@@ -239,15 +239,10 @@ where
             }
             Ok(ClientFrame::Pong { .. }) => {}
             Ok(other) => {
+                // `auth_required` concerns the connection, not the request: request id 0
+                // (SPEC.md section 11).
                 let message = format!("{} before authentication", other.name());
-                refuse(
-                    shared,
-                    &mut ws,
-                    other.request_id(),
-                    ErrorCode::AuthRequired,
-                    &message,
-                )
-                .await;
+                refuse(shared, &mut ws, None, ErrorCode::AuthRequired, &message).await;
                 return None;
             }
             Err(e) => {

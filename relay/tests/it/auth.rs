@@ -115,6 +115,28 @@ async fn tampered_certificate_is_refused() {
 }
 
 #[tokio::test]
+async fn request_before_auth_is_refused() {
+    let relay = TestRelay::memory().await;
+    let alice = Device::new(1);
+    let (mut client, _, _) = relay.challenged().await;
+    // Pings are allowed before authentication.
+    client.send(&ClientFrame::Ping { nonce: 3 }).await.unwrap();
+    assert_eq!(
+        guard(client.recv()).await.unwrap(),
+        ServerFrame::Pong { nonce: 3 }
+    );
+    client
+        .send(&ClientFrame::ListDevices {
+            request_id: rid(1),
+            identity: alice.local.cert.identity(),
+        })
+        .await
+        .unwrap();
+    // `auth_required` concerns the connection: request id 0 (SPEC.md section 11).
+    assert_refused(&mut client, ErrorCode::AuthRequired).await;
+}
+
+#[tokio::test]
 async fn second_auth_is_a_bad_frame() {
     let relay = TestRelay::memory().await;
     let alice = Device::new(1);
