@@ -89,15 +89,17 @@ pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, ip: IpAddr, deadlin
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opened = match timeout_at(deadline, open(&shared, stream, ip)).await {
-        Ok(Some(opened)) => opened,
+    let ws = match timeout_at(deadline, open(&shared, stream)).await {
+        Ok(Some(ws)) => ws,
         Ok(None) => return,
         Err(_) => {
             shared.metrics.reject(Rejection::HandshakeTimeout);
             return;
         }
     };
-    let (mut ws, device) = opened;
+    let Some((mut ws, device)) = authenticate(&shared, ws, ip, deadline).await else {
+        return;
+    };
     let addr = DeviceAddr {
         identity: device.identity(),
         device: device.device_id(),
@@ -149,8 +151,8 @@ where
     Metrics::sub(&shared.metrics.authenticated_open, 1);
 }
 
-/// The HTTP request, the upgrade, the challenge and the `Auth` frame.
-async fn open<S>(shared: &Shared, mut stream: S, ip: IpAddr) -> Option<(Ws<S>, VerifiedDevice)>
+/// The HTTP request and the WebSocket upgrade.
+async fn open<S>(shared: &Shared, mut stream: S) -> Option<Ws<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -181,13 +183,26 @@ where
         }
     }
     let config = ws_config(&shared.limits);
-    let Ok(mut ws) =
+    let Ok(ws) =
         tokio_tungstenite::accept_async_with_config(Prefixed::new(head, stream), Some(config))
             .await
     else {
         shared.metrics.reject(Rejection::HandshakeFailed);
         return None;
     };
+    Some(ws)
+}
+
+/// The challenge and the `Auth` frame, which must arrive by `deadline`.
+async fn authenticate<S>(
+    shared: &Shared,
+    mut ws: Ws<S>,
+    ip: IpAddr,
+    deadline: Instant,
+) -> Option<(Ws<S>, VerifiedDevice)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let nonce: [u8; AUTH_NONCE_LEN] = rand::random();
     let challenge = ServerFrame::Challenge {
         relay_id: shared.relay_id.clone(),
@@ -196,7 +211,20 @@ where
     };
     send(shared, &mut ws, &challenge).await.ok()?;
     loop {
-        let bytes = match next_binary(shared, &mut ws).await {
+        let Ok(incoming) = timeout_at(deadline, next_binary(shared, &mut ws)).await else {
+            // No `Auth` in time gets `timeout` (SPEC.md section 10.3 step 5).
+            shared.metrics.reject(Rejection::HandshakeTimeout);
+            refuse(
+                shared,
+                &mut ws,
+                None,
+                ErrorCode::Timeout,
+                "no authentication in time",
+            )
+            .await;
+            return None;
+        };
+        let bytes = match incoming {
             Incoming::Frame(bytes) => bytes,
             Incoming::Closed => return None,
             Incoming::Refused(code, message) => {

@@ -127,6 +127,39 @@ async fn raw_tcp_garbage_instead_of_http_is_dropped() {
 }
 
 #[tokio::test]
+async fn slow_handshakes_are_dropped_at_the_deadline() {
+    let relay = TestRelay::with_limits(Limits {
+        handshake_timeout_ms: 500,
+        ..Limits::default()
+    })
+    .await;
+    let mut pair = Pair::connect(relay.addr(), &relay.relay_id(), 1).await;
+
+    // Half a request head, then nothing.
+    let mut half = TcpStream::connect(relay.addr()).await.unwrap();
+    half.write_all(b"GET /v1 HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    // Upgraded, challenged, never answers.
+    let (mut silent, _, _) = relay.challenged().await;
+
+    assert_eq!(assert_tcp_closed(&mut half).await, b"");
+    // SPEC.md section 10.3 step 5: no `Auth` in time gets `timeout`.
+    assert_refused(&mut silent, ErrorCode::Timeout).await;
+    assert_eq!(
+        relay
+            .relay
+            .metrics()
+            .rejections(Rejection::HandshakeTimeout),
+        2
+    );
+    pair.exchange().await;
+    // Newcomers that do authenticate in time are still let in.
+    let mut late = Pair::connect(relay.addr(), &relay.relay_id(), 20).await;
+    late.exchange().await;
+}
+
+#[tokio::test]
 async fn a_client_that_never_reads_is_cut_off() {
     let relay = TestRelay::with_limits(Limits {
         write_timeout_ms: 200,
