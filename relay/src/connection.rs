@@ -226,6 +226,7 @@ where
         };
         let bytes = match incoming {
             Incoming::Frame(bytes) => bytes,
+            Incoming::Alive => continue,
             Incoming::Closed => return None,
             Incoming::Refused(code, message) => {
                 refuse(shared, &mut ws, None, code, message).await;
@@ -293,6 +294,8 @@ where
 enum Incoming {
     /// A binary message.
     Frame(Vec<u8>),
+    /// A WebSocket ping or pong: no frame, but the peer is alive.
+    Alive,
     /// The client closed or the connection broke.
     Closed,
     /// The client broke the rules of the transport; answer with this and close.
@@ -315,8 +318,9 @@ where
                 return Incoming::Refused(ErrorCode::BadFrame, "text messages are not frames");
             }
             Some(Ok(Message::Close(_))) => return Incoming::Closed,
-            // Pings are answered by the WebSocket layer; pongs only show the peer is alive.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            // Pings are answered by the WebSocket layer; both only show the peer is alive.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Incoming::Alive,
+            Some(Ok(Message::Frame(_))) => continue,
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                 shared.metrics.reject(Rejection::FrameTooLarge);
                 let close = CloseFrame {
@@ -429,6 +433,11 @@ impl Session {
                     Incoming::Frame(bytes) => {
                         self.last_heard = StdInstant::now();
                         self.handle(ws, &bytes).await
+                    }
+                    // A client that answers our keepalive pings is not idle.
+                    Incoming::Alive => {
+                        self.last_heard = StdInstant::now();
+                        Ok(())
                     }
                     Incoming::Closed => Err(End::Gone),
                     Incoming::Refused(code, message) => {

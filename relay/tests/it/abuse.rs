@@ -400,3 +400,61 @@ async fn challenged_from_result(
         _ => Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed),
     }
 }
+
+#[tokio::test]
+async fn silent_clients_are_closed_after_the_idle_timeout() {
+    const IDLE_MS: u64 = 1000;
+    const PING_MS: u64 = 50;
+    let relay = TestRelay::with_limits(Limits {
+        idle_timeout_ms: IDLE_MS,
+        ping_interval_ms: PING_MS,
+        ..Limits::default()
+    })
+    .await;
+    // Sends nothing and does not read, so it never answers the relay's pings.
+    let mut silent = relay.connect(&Device::new(10)).await;
+    // Sends nothing either, but reads, so its WebSocket layer answers every ping.
+    let mut reader = relay.connect(&Device::new(11)).await;
+
+    // Pings keep coming to the reader well past the idle timeout, counted by the relay's own
+    // ticks: it is not idle.
+    let enough = 2 * IDLE_MS / PING_MS;
+    guard(async {
+        let mut pings = 0;
+        while pings < enough {
+            match reader.websocket().next().await {
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                Some(Ok(Message::Binary(bytes))) => {
+                    panic!("reader got {:?}", ServerFrame::from_bytes(&bytes))
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the reader was disconnected after {pings} pings: {other:?}"),
+            }
+        }
+    })
+    .await;
+
+    let metrics = relay.relay.metrics();
+    eventually("the idle timeout", || {
+        metrics.rejections(Rejection::IdleTimeout) > 0
+    })
+    .await;
+    // The relay sends `timeout` and closes; the client may or may not get to read the error
+    // before its own automatic pongs run into the closed socket.
+    let frames = until_closed(&mut silent).await;
+    assert!(
+        frames.iter().all(|f| matches!(
+            f,
+            ServerFrame::Error {
+                code: ErrorCode::Timeout,
+                request_id: None,
+                ..
+            }
+        )),
+        "{frames:?}"
+    );
+    assert_eq!(metrics.rejections(Rejection::IdleTimeout), 1);
+    sync(&mut reader).await;
+    let mut pair = Pair::connect(relay.addr(), &relay.relay_id(), 1).await;
+    pair.exchange().await;
+}
