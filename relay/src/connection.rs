@@ -89,20 +89,25 @@ pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, ip: IpAddr, deadlin
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opening = timeout_at(deadline, open(&shared, stream, ip));
-    let opened = tokio::select! {
-        // A connection still in its handshake has nothing to lose: shutdown drops it at once.
-        () = shared.shutdown.cancelled() => return,
-        opened = opening => match opened {
-            Ok(Some(opened)) => opened,
-            Ok(None) => return,
+    // A connection still in its handshake has nothing to lose: shutdown drops it at once.
+    let handshake = async {
+        let ws = match timeout_at(deadline, open(&shared, stream)).await {
+            Ok(Some(ws)) => ws,
+            Ok(None) => return None,
             Err(_) => {
                 shared.metrics.reject(Rejection::HandshakeTimeout);
-                return;
+                return None;
             }
-        },
+        };
+        authenticate(&shared, ws, ip, deadline).await
     };
-    let (mut ws, device) = opened;
+    let authenticated = tokio::select! {
+        () = shared.shutdown.cancelled() => None,
+        authenticated = handshake => authenticated,
+    };
+    let Some((mut ws, device)) = authenticated else {
+        return;
+    };
     let addr = DeviceAddr {
         identity: device.identity(),
         device: device.device_id(),
@@ -154,8 +159,8 @@ where
     Metrics::sub(&shared.metrics.authenticated_open, 1);
 }
 
-/// The HTTP request, the upgrade, the challenge and the `Auth` frame.
-async fn open<S>(shared: &Shared, mut stream: S, ip: IpAddr) -> Option<(Ws<S>, VerifiedDevice)>
+/// The HTTP request and the WebSocket upgrade.
+async fn open<S>(shared: &Shared, mut stream: S) -> Option<Ws<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -186,13 +191,26 @@ where
         }
     }
     let config = ws_config(&shared.limits);
-    let Ok(mut ws) =
+    let Ok(ws) =
         tokio_tungstenite::accept_async_with_config(Prefixed::new(head, stream), Some(config))
             .await
     else {
         shared.metrics.reject(Rejection::HandshakeFailed);
         return None;
     };
+    Some(ws)
+}
+
+/// The challenge and the `Auth` frame, which must arrive by `deadline`.
+async fn authenticate<S>(
+    shared: &Shared,
+    mut ws: Ws<S>,
+    ip: IpAddr,
+    deadline: Instant,
+) -> Option<(Ws<S>, VerifiedDevice)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let nonce: [u8; AUTH_NONCE_LEN] = rand::random();
     let challenge = ServerFrame::Challenge {
         relay_id: shared.relay_id.clone(),
@@ -201,8 +219,22 @@ where
     };
     send(shared, &mut ws, &challenge).await.ok()?;
     loop {
-        let bytes = match next_binary(shared, &mut ws).await {
+        let Ok(incoming) = timeout_at(deadline, next_binary(shared, &mut ws)).await else {
+            // No `Auth` in time gets `timeout` (SPEC.md section 10.3 step 5).
+            shared.metrics.reject(Rejection::HandshakeTimeout);
+            refuse(
+                shared,
+                &mut ws,
+                None,
+                ErrorCode::Timeout,
+                "no authentication in time",
+            )
+            .await;
+            return None;
+        };
+        let bytes = match incoming {
             Incoming::Frame(bytes) => bytes,
+            Incoming::Alive => continue,
             Incoming::Closed => return None,
             Incoming::Refused(code, message) => {
                 refuse(shared, &mut ws, None, code, message).await;
@@ -244,15 +276,10 @@ where
             }
             Ok(ClientFrame::Pong { .. }) => {}
             Ok(other) => {
+                // `auth_required` concerns the connection, not the request: request id 0
+                // (SPEC.md section 11).
                 let message = format!("{} before authentication", other.name());
-                refuse(
-                    shared,
-                    &mut ws,
-                    other.request_id(),
-                    ErrorCode::AuthRequired,
-                    &message,
-                )
-                .await;
+                refuse(shared, &mut ws, None, ErrorCode::AuthRequired, &message).await;
                 return None;
             }
             Err(e) => {
@@ -275,6 +302,8 @@ where
 enum Incoming {
     /// A binary message.
     Frame(Vec<u8>),
+    /// A WebSocket ping or pong: no frame, but the peer is alive.
+    Alive,
     /// The client closed or the connection broke.
     Closed,
     /// The client broke the rules of the transport; answer with this and close.
@@ -297,8 +326,9 @@ where
                 return Incoming::Refused(ErrorCode::BadFrame, "text messages are not frames");
             }
             Some(Ok(Message::Close(_))) => return Incoming::Closed,
-            // Pings are answered by the WebSocket layer; pongs only show the peer is alive.
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            // Pings are answered by the WebSocket layer; both only show the peer is alive.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Incoming::Alive,
+            Some(Ok(Message::Frame(_))) => continue,
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                 shared.metrics.reject(Rejection::FrameTooLarge);
                 let close = CloseFrame {
@@ -411,6 +441,11 @@ impl Session {
                     Incoming::Frame(bytes) => {
                         self.last_heard = StdInstant::now();
                         self.handle(ws, &bytes).await
+                    }
+                    // A client that answers our keepalive pings is not idle.
+                    Incoming::Alive => {
+                        self.last_heard = StdInstant::now();
+                        Ok(())
                     }
                     Incoming::Closed => Err(End::Gone),
                     Incoming::Refused(code, message) => {

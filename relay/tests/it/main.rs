@@ -1,6 +1,13 @@
 //! Integration tests of `chat-relay`: real WebSocket clients over loopback against a relay
 //! started in-process (or as a real process where a test kills it).
 
+mod abuse;
+mod auth;
 mod common;
+mod handles;
+mod ops;
+mod prekeys;
+mod shutdown;
 mod smoke;
+mod store_forward;
 mod tls;
