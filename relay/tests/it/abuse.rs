@@ -458,3 +458,109 @@ async fn silent_clients_are_closed_after_the_idle_timeout() {
     let mut pair = Pair::connect(relay.addr(), &relay.relay_id(), 1).await;
     pair.exchange().await;
 }
+
+#[tokio::test]
+async fn connects_per_ip_are_rate_limited() {
+    let relay = TestRelay::with_limits(Limits {
+        ip_connects: RateLimit {
+            per_second: 0.001,
+            burst: 2.0,
+        },
+        ..Limits::default()
+    })
+    .await;
+    // The pair uses the address's two tokens; the next connection from it is dropped.
+    let mut pair = Pair::connect(relay.addr(), &relay.relay_id(), 1).await;
+    let mut tcp = TcpStream::connect(relay.addr()).await.unwrap();
+    let _ = tcp.write_all(b"GET /v1 HTTP/1.1\r\n\r\n").await;
+    assert!(assert_tcp_closed(&mut tcp).await.is_empty());
+    assert_eq!(
+        relay
+            .relay
+            .metrics()
+            .rejections(Rejection::ConnectRateLimited),
+        1
+    );
+    // Another address has its own bucket, and the connected pair is unaffected.
+    assert!(matches!(
+        challenged_from("127.0.0.5", relay.addr()).await,
+        ServerFrame::Challenge { .. }
+    ));
+    pair.exchange().await;
+}
+
+#[tokio::test]
+async fn envelope_rate_is_limited_per_device() {
+    let relay = TestRelay::with_limits(Limits {
+        device_envelopes: RateLimit {
+            per_second: 0.001,
+            burst: 3.0,
+        },
+        ..Limits::default()
+    })
+    .await;
+    let mut pair = Pair::connect(relay.addr(), &relay.relay_id(), 1).await;
+    let sender = Device::new(20);
+    let recipient = Device::new(21);
+    let _registered = relay.connect(&recipient).await;
+    let mut s = relay.connect(&sender).await;
+    let to_b = || recipient.envelope(b"from a third device");
+    let four = vec![to_b(), to_b(), to_b(), to_b()];
+    let reply = request(
+        &mut s,
+        ClientFrame::Send {
+            request_id: rid(1),
+            envelopes: four,
+        },
+    )
+    .await;
+    assert_eq!(error_code(&reply), ErrorCode::RateLimited);
+    // Three fit the burst; the connection stays open.
+    send_ok(&mut s, 2, vec![to_b(), to_b(), to_b()]).await;
+    let reply = request(
+        &mut s,
+        ClientFrame::Send {
+            request_id: rid(3),
+            envelopes: vec![to_b()],
+        },
+    )
+    .await;
+    assert_eq!(error_code(&reply), ErrorCode::RateLimited);
+    pair.exchange().await;
+}
+
+#[tokio::test]
+async fn persistent_rate_limit_breaches_end_in_a_disconnect() {
+    let relay = TestRelay::with_limits(Limits {
+        device_frames: RateLimit {
+            per_second: 0.001,
+            burst: 1.0,
+        },
+        ..Limits::default()
+    })
+    .await;
+    // (No well-behaved pair here: with a burst of one frame nobody could be well behaved.)
+    let flooder = Device::new(30);
+    let mut f = relay.connect(&flooder).await;
+    for nonce in 0..150 {
+        if f.send(&ClientFrame::Ping { nonce }).await.is_err() {
+            break;
+        }
+    }
+    let frames = until_closed(&mut f).await;
+    let limited = frames
+        .iter()
+        .filter(|f| {
+            matches!(
+                f,
+                ServerFrame::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                }
+            )
+        })
+        .count();
+    // One ping is answered, the next 100 refused with an error frame each, then the relay
+    // gives up on the client.
+    assert_eq!(limited, 100, "{frames:?}");
+}
