@@ -804,6 +804,7 @@ impl Session {
         match self.shared.store.claim_handle(claim) {
             Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => ServerFrame::Done { request_id },
             Ok(ClaimOutcome::Stale) => invalid("a newer claim of this identity is recorded"),
+            Ok(ClaimOutcome::TooManyHandles) => invalid("this identity holds too many handles"),
             Ok(ClaimOutcome::Taken) => ServerFrame::error(
                 Some(request_id),
                 ErrorCode::HandleTaken,

@@ -16,8 +16,8 @@ use rand::Rng;
 
 use super::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
-    MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError,
-    StoreError, StoreStats, is_expired,
+    MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry,
+    PrekeyCounts, PublishError, StoreError, StoreStats, is_expired,
 };
 
 /// The relay's state in memory. Cloning is cheap and shares the state.
@@ -52,6 +52,8 @@ struct State {
     last_sequence: u64,
     relay_secret: Option<[u8; 32]>,
     handles: HashMap<Handle, HandleClaim>,
+    /// How many handles each identity holds.
+    handle_owners: HashMap<IdentityKey, usize>,
 }
 
 /// One device's published prekeys.
@@ -360,6 +362,13 @@ impl MemoryStore {
             Some(stored) if claim.issued_at < stored.issued_at => return Ok(ClaimOutcome::Stale),
             Some(_) => ClaimOutcome::Renewed,
         };
+        if outcome == ClaimOutcome::Claimed {
+            let held = state.handle_owners.entry(claim.identity).or_default();
+            if *held >= MAX_HANDLES_PER_IDENTITY {
+                return Ok(ClaimOutcome::TooManyHandles);
+            }
+            *held += 1;
+        }
         state.handles.insert(claim.handle.clone(), claim.clone());
         Ok(outcome)
     }
@@ -375,6 +384,12 @@ impl MemoryStore {
         });
         if holds {
             state.handles.remove(&release.handle);
+            if let Some(held) = state.handle_owners.get_mut(&release.identity) {
+                *held = held.saturating_sub(1);
+                if *held == 0 {
+                    state.handle_owners.remove(&release.identity);
+                }
+            }
         }
         Ok(holds)
     }

@@ -26,6 +26,8 @@ pub const MAX_STORED_ONE_TIME_PREKEYS: usize = 2000;
 pub const MAX_STORED_KEM_PREKEYS: usize = 200;
 /// Most devices stored per identity.
 pub const MAX_DEVICES_PER_IDENTITY: usize = 64;
+/// Most handles one identity may hold, so no identity can squat the namespace.
+pub const MAX_HANDLES_PER_IDENTITY: usize = 8;
 
 /// A device mailbox address: account identity and device id.
 ///
@@ -134,6 +136,9 @@ pub enum ClaimOutcome {
     Stale,
     /// Another identity holds the handle.
     Taken,
+    /// The handle is free, but the identity already holds [`MAX_HANDLES_PER_IDENTITY`] others;
+    /// nothing was stored.
+    TooManyHandles,
 }
 
 /// Why a publish was refused.

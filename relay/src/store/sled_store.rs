@@ -12,6 +12,7 @@
 //! | `mailboxes` | [`mailbox_key`]: `addr \|\| seq u64` | [`encode_mailbox_value`] |
 //! | `expiry` | `received_at u64 \|\| addr \|\| seq u64` | empty |
 //! | `handles` | handle text | `HandleClaim` (protocol codec) |
+//! | `handle_owners` | identity (32) \|\| handle text | empty (counts an identity's handles) |
 //! | `meta` | name | schema version, last sequence number, relay secret |
 //!
 //! Prekey kinds: 1 the signed prekey and 2 the last-resort KEM prekey (id 0: one each), 3
@@ -65,8 +66,9 @@ use sled::{Batch, IVec, Tree};
 
 use super::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
-    MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError,
-    StoreError, StoreStats, decode_mailbox_value, encode_mailbox_value, is_expired, mailbox_key,
+    MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry,
+    PrekeyCounts, PublishError, StoreError, StoreStats, decode_mailbox_value, encode_mailbox_value,
+    is_expired, mailbox_key,
 };
 
 /// The layout version in `meta`; a database with another one is refused at open.
@@ -104,6 +106,8 @@ struct Inner {
     mailboxes: Tree,
     expiry: Tree,
     handles: Tree,
+    /// `identity || handle text` -> empty: which handles an identity holds (for the cap).
+    handle_owners: Tree,
     meta: Tree,
     /// Serialises the check-then-write of `put_device` and `publish_prekeys`.
     directory: Mutex<()>,
@@ -250,6 +254,7 @@ impl SledStore {
                 mailboxes,
                 expiry: db.open_tree("expiry")?,
                 handles: db.open_tree("handles")?,
+                handle_owners: db.open_tree("handle_owners")?,
                 meta,
                 db,
                 directory: Mutex::new(()),
@@ -724,10 +729,26 @@ impl SledStore {
                     ClaimOutcome::Renewed
                 }
             };
+            if outcome == ClaimOutcome::Claimed
+                && self
+                    .inner
+                    .handle_owners
+                    .scan_prefix(claim.identity.as_bytes())
+                    .take(MAX_HANDLES_PER_IDENTITY)
+                    .count()
+                    >= MAX_HANDLES_PER_IDENTITY
+            {
+                return Ok(ClaimOutcome::TooManyHandles);
+            }
             if handles
                 .compare_and_swap(key, current, Some(&encoded[..]))?
                 .is_ok()
             {
+                if outcome == ClaimOutcome::Claimed {
+                    self.inner
+                        .handle_owners
+                        .insert(owner_key(&claim.identity, &claim.handle), &[][..])?;
+                }
                 return Ok(outcome);
             }
         }
@@ -756,6 +777,9 @@ impl SledStore {
                 .compare_and_swap(key, Some(current), None::<&[u8]>)?
                 .is_ok()
             {
+                self.inner
+                    .handle_owners
+                    .remove(owner_key(&release.identity, &release.handle))?;
                 return Ok(true);
             }
         }
@@ -771,4 +795,9 @@ impl SledStore {
             devices: self.inner.device_count.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The `handle_owners` key: identity (32) || handle text.
+fn owner_key(identity: &IdentityKey, handle: &Handle) -> Vec<u8> {
+    [identity.as_bytes().as_slice(), handle.as_str().as_bytes()].concat()
 }

@@ -224,6 +224,7 @@ suite!(
     relay_secret_is_stable,
     debug_output_holds_no_secret,
     handles_are_first_come_first_served,
+    handles_per_identity_are_capped,
     concurrent_claims_have_one_winner,
     flush_succeeds,
 );
@@ -907,6 +908,45 @@ fn debug_output_holds_no_secret(store: &Store) {
     for leak in [&as_array[1..as_array.len() - 1], &as_hex, "secret"] {
         assert!(!debug.contains(leak), "{debug}");
     }
+}
+
+fn handles_per_identity_are_capped(store: &Store) {
+    let mut rng = rng(19);
+    let alice = Account::new(&mut rng, 1);
+    let names: Vec<String> = (0..=MAX_HANDLES_PER_IDENTITY)
+        .map(|i| format!("alice{i}"))
+        .collect();
+    for name in &names[..MAX_HANDLES_PER_IDENTITY] {
+        assert_eq!(
+            store.claim_handle(&alice.claim(name, NOW)).unwrap(),
+            ClaimOutcome::Claimed
+        );
+    }
+    let extra = &names[MAX_HANDLES_PER_IDENTITY];
+    assert_eq!(
+        store.claim_handle(&alice.claim(extra, NOW)).unwrap(),
+        ClaimOutcome::TooManyHandles
+    );
+    assert_eq!(
+        store.lookup_handle(&Handle::parse(extra).unwrap()).unwrap(),
+        None
+    );
+    // Renewing a held handle is not a new one; releasing one makes room.
+    assert_eq!(
+        store
+            .claim_handle(&alice.claim(&names[0], NOW + 1))
+            .unwrap(),
+        ClaimOutcome::Renewed
+    );
+    assert!(
+        store
+            .release_handle(&alice.release(&names[1], NOW + 1))
+            .unwrap()
+    );
+    assert_eq!(
+        store.claim_handle(&alice.claim(extra, NOW + 1)).unwrap(),
+        ClaimOutcome::Claimed
+    );
 }
 
 fn handles_are_first_come_first_served(store: &Store) {
