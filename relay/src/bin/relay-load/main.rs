@@ -45,6 +45,9 @@ pub(crate) struct TargetArgs {
     /// as LOAD.md shows.
     #[arg(long, global = true)]
     pub(crate) addr: Option<SocketAddr>,
+    /// Process id of an external relay on this machine, so `idle` can read its RSS.
+    #[arg(long, global = true)]
+    pub(crate) relay_pid: Option<u32>,
     /// The `chat-relay` binary for `--relay spawn` (default: next to this one).
     #[arg(long, global = true)]
     pub(crate) relay_bin: Option<PathBuf>,

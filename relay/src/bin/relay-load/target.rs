@@ -77,7 +77,9 @@ enum Kind {
         child: ChildGuard,
         _dir: Option<tempfile::TempDir>,
     },
-    External,
+    External {
+        pid: Option<u32>,
+    },
 }
 
 /// Kills the child relay when dropped, whatever happened.
@@ -169,7 +171,9 @@ impl Target {
                     addr,
                     relay_id: relay_id_for(addr)?,
                     sources,
-                    kind: Kind::External,
+                    kind: Kind::External {
+                        pid: args.relay_pid,
+                    },
                 })
             }
         }
@@ -186,7 +190,7 @@ impl Target {
                 "chat-relay child process, sled (fsync per group commit)"
             }
             Kind::Child { _dir: None, .. } => "chat-relay child process, memory store",
-            Kind::External => "chat-relay at --addr",
+            Kind::External { .. } => "chat-relay at --addr",
         }
         .to_owned()
     }
@@ -196,7 +200,7 @@ impl Target {
         match &self.kind {
             Kind::Inproc { .. } => Some(std::process::id()),
             Kind::Child { child, .. } => Some(child.0.id()),
-            Kind::External => None,
+            Kind::External { pid } => *pid,
         }
     }
 
@@ -229,7 +233,7 @@ impl Target {
                 drop(child);
                 Ok(())
             }
-            Kind::External => Ok(()),
+            Kind::External { .. } => Ok(()),
         }
     }
 }
