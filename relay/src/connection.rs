@@ -101,9 +101,11 @@ where
         };
         authenticate(&shared, ws, ip, deadline).await
     };
+    // Boxed, so the handshake's state is freed once it is done instead of sizing this
+    // connection's task for its whole life.
     let authenticated = tokio::select! {
         () = shared.shutdown.cancelled() => None,
-        authenticated = handshake => authenticated,
+        authenticated = Box::pin(handshake) => authenticated,
     };
     let Some((mut ws, device)) = authenticated else {
         return;

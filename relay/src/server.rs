@@ -240,13 +240,20 @@ async fn serve(
             let _permit = permit;
             let _slot = slot;
             Metrics::add(&shared.metrics.connections_open, 1);
+            // Each path boxed: a task is as large as its largest state, and a plain
+            // connection should not carry the TLS handshake's size for its whole life.
             match tls {
-                None => connection::serve(shared.clone(), tcp, ip, deadline).await,
-                Some(acceptor) => match timeout_at(deadline, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => connection::serve(shared.clone(), stream, ip, deadline).await,
-                    Ok(Err(_)) => shared.metrics.reject(Rejection::HandshakeFailed),
-                    Err(_) => shared.metrics.reject(Rejection::HandshakeTimeout),
-                },
+                None => Box::pin(connection::serve(shared.clone(), tcp, ip, deadline)).await,
+                Some(acceptor) => {
+                    let accepted = Box::pin(timeout_at(deadline, acceptor.accept(tcp))).await;
+                    match accepted {
+                        Ok(Ok(stream)) => {
+                            Box::pin(connection::serve(shared.clone(), stream, ip, deadline)).await
+                        }
+                        Ok(Err(_)) => shared.metrics.reject(Rejection::HandshakeFailed),
+                        Err(_) => shared.metrics.reject(Rejection::HandshakeTimeout),
+                    }
+                }
             }
             Metrics::sub(&shared.metrics.connections_open, 1);
         });
