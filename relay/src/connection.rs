@@ -148,6 +148,7 @@ where
         in_flight: BTreeSet::new(),
         more_mail: true,
         pending_sends: FuturesOrdered::new(),
+        unflushed: false,
         last_heard: StdInstant::now(),
         refusals: 0,
     };
@@ -348,23 +349,42 @@ where
     }
 }
 
-/// Sends a frame, giving up after the write timeout.
+/// Sends a frame and flushes, giving up after the write timeout.
 async fn send<S>(shared: &Shared, ws: &mut Ws<S>, frame: &ServerFrame) -> Result<(), ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    feed(shared, ws, frame).await?;
+    flush(shared, ws).await
+}
+
+/// Queues a frame in the WebSocket's write buffer, which goes out when it passes
+/// `ws_write_buffer` bytes or at the next flush; gives up after the write timeout.
+async fn feed<S>(shared: &Shared, ws: &mut Ws<S>, frame: &ServerFrame) -> Result<(), ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let bytes = frame.to_bytes();
     let len = bytes.len() as u64;
-    match timeout(
-        shared.limits.write_timeout(),
-        ws.send(Message::Binary(bytes.into())),
-    )
-    .await
-    {
-        Ok(Ok(())) => {
-            Metrics::add(&shared.metrics.bytes_out, len);
-            Ok(())
-        }
+    within_write_timeout(shared, ws.feed(Message::Binary(bytes.into()))).await?;
+    Metrics::add(&shared.metrics.bytes_out, len);
+    Ok(())
+}
+
+/// Writes out everything queued, giving up after the write timeout.
+async fn flush<S>(shared: &Shared, ws: &mut Ws<S>) -> Result<(), ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    within_write_timeout(shared, ws.flush()).await
+}
+
+async fn within_write_timeout(
+    shared: &Shared,
+    write: impl Future<Output = Result<(), WsError>>,
+) -> Result<(), ()> {
+    match timeout(shared.limits.write_timeout(), write).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(()),
         Err(_) => {
             shared.metrics.reject(Rejection::SlowReader);
@@ -405,6 +425,8 @@ struct Session {
     /// Whether the mailbox may hold envelopes past the cursor.
     more_mail: bool,
     pending_sends: FuturesOrdered<PendingSend>,
+    /// Frames fed to the WebSocket and not flushed yet.
+    unflushed: bool,
     last_heard: StdInstant,
     /// Frames refused in a row (rate limits).
     refusals: u32,
@@ -461,6 +483,12 @@ impl Session {
                     Ok(())
                 }
                 _ = ping.tick() => self.keepalive(ws).await,
+                // Replies and deliveries are fed as they come and flushed once nothing else
+                // is ready: one write for a burst of frames instead of one per frame.
+                () = std::future::ready(()), if self.unflushed => {
+                    self.unflushed = false;
+                    flush(&shared, ws).await.map_err(|()| End::Gone)
+                }
             };
             if let Err(end) = result {
                 break end;
@@ -471,6 +499,9 @@ impl Session {
             if self.answer_send(ws, request_id, result).await.is_err() {
                 return;
             }
+        }
+        if self.unflushed && flush(&shared, ws).await.is_err() {
+            return;
         }
         if let End::Close(code, reason) = end {
             let close = CloseFrame {
@@ -546,7 +577,7 @@ impl Session {
                 received_at: entry.received_at,
                 payload: entry.payload,
             };
-            send(&shared, ws, &frame).await.map_err(|()| End::Gone)?;
+            self.feed(ws, &frame).await?;
             Metrics::add(&shared.metrics.envelopes_delivered, 1);
         }
         Ok(())
@@ -577,7 +608,16 @@ impl Session {
                 "storing the envelopes failed",
             ),
         };
-        send(&self.shared, ws, &frame).await.map_err(|()| End::Gone)
+        self.feed(ws, &frame).await
+    }
+
+    /// Queues a frame; the run loop flushes it.
+    async fn feed<S>(&mut self, ws: &mut Ws<S>, frame: &ServerFrame) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.unflushed = true;
+        feed(&self.shared, ws, frame).await.map_err(|()| End::Gone)
     }
 
     /// Handles one frame from the client.
@@ -691,7 +731,7 @@ impl Session {
             } => Some(self.release(request_id, &release)),
         };
         match reply {
-            Some(frame) => send(&shared, ws, &frame).await.map_err(|()| End::Gone),
+            Some(frame) => self.feed(ws, &frame).await,
             None => Ok(()),
         }
     }
@@ -714,7 +754,7 @@ impl Session {
             ));
         }
         let frame = ServerFrame::error(request_id, ErrorCode::RateLimited, "slow down");
-        send(&shared, ws, &frame).await.map_err(|()| End::Gone)
+        self.feed(ws, &frame).await
     }
 
     fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
