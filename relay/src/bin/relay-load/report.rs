@@ -67,6 +67,8 @@ pub(crate) struct RouteResult {
     pub(crate) server_cpu: Option<Duration>,
     /// CPU time this process used during the run (clients, and the in-process relay).
     pub(crate) own_cpu: Option<Duration>,
+    /// The wall time the CPU times were measured over.
+    pub(crate) cpu_wall: Duration,
     /// The first errors.
     pub(crate) errors: Vec<String>,
 }
@@ -93,7 +95,7 @@ impl RouteResult {
             );
         }
         println!("   send-to-delivery: {}", percentiles(&self.latency));
-        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let secs = self.cpu_wall.as_secs_f64().max(1e-9);
         match (self.server_cpu, self.own_cpu) {
             (Some(server), Some(own)) => println!(
                 "   CPU: server {:.2} cores, load tool {:.2} cores",

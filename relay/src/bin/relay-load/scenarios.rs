@@ -211,6 +211,7 @@ impl Outcome {
                 diff(server_now, self.cpu_before.1)
             },
             own_cpu: diff(own_now, self.cpu_before.0),
+            cpu_wall: self.start.elapsed(),
             errors: self
                 .stats
                 .errors
