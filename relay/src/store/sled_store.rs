@@ -43,10 +43,17 @@
 //! # TTL index and crash ordering
 //!
 //! `expiry` lets [`SledStore::expire`] read only the expired envelopes' index entries instead of
-//! every mailbox. `enqueue` applies one batch to `expiry`, then one to `mailboxes`, then records
-//! the last sequence number in `meta`; removals delete the mailbox entry first, then its index
-//! entry. sled recovers a prefix of its log, so after a crash every envelope still has its
-//! index entry; an index entry without an envelope is deleted by the next sweep, uncounted.
+//! every mailbox. `enqueue` writes a batch's `expiry` entries, then its `mailboxes` entries, then
+//! records the batch's last sequence number in `meta`, which commits the batch; removals delete
+//! the mailbox entry first, then its index entry. sled recovers a prefix of its log, so after a
+//! crash every envelope still has its index entry; an index entry without an envelope is deleted
+//! by the next sweep, uncounted. A batch whose record did not survive was never flushed, so no
+//! sender was told it is stored: [`SledStore::open`] deletes its envelopes (sequence numbers
+//! above the recorded one), so a batch is stored whole or not at all.
+//!
+//! The entries are single inserts, not `apply_batch`: sled serialises a batch against every
+//! other operation on the database with one global lock, so each group commit would stall every
+//! connection's reads and acknowledgements for as long as the batch takes.
 //! `pending` applies the TTL itself, so an envelope is never delivered after its TTL, whatever
 //! the sweep does. [`SledStore::last_sequence`] is the larger of the recorded one and the largest
 //! stored sequence number, so it never goes back even if the record were lost.
@@ -234,17 +241,34 @@ impl SledStore {
             device_count += 1;
         }
 
-        let mut counts = MailboxCounts::default();
-        let mut largest_seq = 0;
-        for key in mailboxes.iter().keys() {
-            let (device, seq) = split_mailbox_key(&key?)?;
-            counts.add(device, 1);
-            largest_seq = largest_seq.max(seq);
-        }
         let recorded = match meta.get(META_LAST_SEQUENCE)? {
             Some(bytes) => decode_u64(&bytes, "meta")?,
             None => 0,
         };
+        let mut counts = MailboxCounts::default();
+        let mut largest_seq = 0;
+        let mut uncommitted = Vec::new();
+        for key in mailboxes.iter().keys() {
+            let key = key?;
+            let (device, seq) = split_mailbox_key(&key)?;
+            largest_seq = largest_seq.max(seq);
+            if seq > recorded {
+                uncommitted.push((key, seq));
+            } else {
+                counts.add(device, 1);
+            }
+        }
+        // What a crash left of a batch that never committed (module documentation).
+        let expiry = db.open_tree("expiry")?;
+        for (key, seq) in uncommitted {
+            if let Some(value) = mailboxes.remove(&key)?
+                && let Ok(entry) = decode_mailbox_value(seq, &value)
+                && let Ok(key) = <&[u8; MAILBOX_KEY_LEN]>::try_from(key.as_ref())
+            {
+                expiry.remove(expiry_key(entry.received_at, key))?;
+            }
+        }
+        // Never reuse a sequence number, even one of a deleted envelope.
         counts.last_sequence = recorded.max(largest_seq);
 
         Ok(Self {
@@ -252,7 +276,7 @@ impl SledStore {
                 devices,
                 prekeys: db.open_tree("prekeys")?,
                 mailboxes,
-                expiry: db.open_tree("expiry")?,
+                expiry,
                 handles: db.open_tree("handles")?,
                 handle_owners: db.open_tree("handle_owners")?,
                 meta,
@@ -525,8 +549,8 @@ impl SledStore {
 
         let mut known: HashMap<[u8; ADDR_LEN], bool> = HashMap::new();
         let mut added: HashMap<[u8; ADDR_LEN], usize> = HashMap::new();
-        let mut mailbox_batch = Batch::default();
-        let mut expiry_batch = Batch::default();
+        let mut envelopes: Vec<([u8; MAILBOX_KEY_LEN], [u8; EXPIRY_KEY_LEN], Vec<u8>)> =
+            Vec::with_capacity(items.len());
         let mut outcomes = Vec::with_capacity(items.len());
         for (addr, entry) in items {
             let device = addr.to_key();
@@ -549,14 +573,24 @@ impl SledStore {
             }
             *adding += 1;
             let key = mailbox_key(addr, entry.seq);
-            mailbox_batch.insert(&key[..], encode_mailbox_value(entry));
-            expiry_batch.insert(&expiry_key(entry.received_at, &key)[..], &[][..]);
+            envelopes.push((
+                key,
+                expiry_key(entry.received_at, &key),
+                encode_mailbox_value(entry),
+            ));
             outcomes.push(EnqueueOutcome::Stored);
         }
 
-        if added.values().any(|&n| n > 0) {
-            self.inner.expiry.apply_batch(expiry_batch)?;
-            self.inner.mailboxes.apply_batch(mailbox_batch)?;
+        if !envelopes.is_empty() {
+            if let Err(e) = self.write_envelopes(&envelopes) {
+                // Undo what was written, as far as the database lets us; anything left has a
+                // sequence number above the recorded one and is deleted at the next open.
+                for (key, index, _) in &envelopes {
+                    let _ = self.inner.mailboxes.remove(key);
+                    let _ = self.inner.expiry.remove(index);
+                }
+                return Err(e);
+            }
             for (device, n) in added {
                 if n > 0 {
                     counts.add(device, n);
@@ -569,6 +603,20 @@ impl SledStore {
                 .insert(META_LAST_SEQUENCE, &last.to_be_bytes()[..])?;
         }
         Ok(outcomes)
+    }
+
+    /// Writes a batch's index entries, then its envelopes (module documentation).
+    fn write_envelopes(
+        &self,
+        envelopes: &[([u8; MAILBOX_KEY_LEN], [u8; EXPIRY_KEY_LEN], Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        for (_, index, _) in envelopes {
+            self.inner.expiry.insert(index, &[][..])?;
+        }
+        for (key, _, value) in envelopes {
+            self.inner.mailboxes.insert(key, value.as_slice())?;
+        }
+        Ok(())
     }
 
     /// Makes every earlier write durable. sled's flush runs on its own thread pool, so this

@@ -1190,6 +1190,36 @@ mod sled_only {
     }
 
     #[test]
+    fn a_batch_whose_record_was_lost_is_deleted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rng(34);
+        let alice = Account::new(&mut rng, 1);
+        let a = alice.addr(0);
+        {
+            let store = open_sled(dir.path());
+            alice.register(&store);
+            store.enqueue(&[(a, entry(5, NOW))], QUOTA).unwrap();
+            store
+                .enqueue(&[(a, entry(6, NOW)), (a, entry(7, NOW + 1))], QUOTA)
+                .unwrap();
+            // As if a crash had kept the second batch's envelopes but not its record.
+            raw(&store)
+                .open_tree("meta")
+                .unwrap()
+                .insert("last_sequence", &5u64.to_be_bytes()[..])
+                .unwrap();
+            flush(&store);
+        }
+        let store = open_sled(dir.path());
+        assert_eq!(seqs(&all_pending(&store, &a)), [5]);
+        assert_eq!(store.mailbox_len(&a).unwrap(), 1);
+        assert_eq!(store.stats().envelopes, 1);
+        // Their numbers are not reused, and their index entries went with them.
+        assert_eq!(store.last_sequence().unwrap(), 7);
+        assert_eq!(store.expire(NOW + 1 + TTL, TTL).unwrap(), 1);
+    }
+
+    #[test]
     fn expire_deletes_index_entries_without_an_envelope() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_sled(dir.path());
