@@ -69,6 +69,8 @@ pub(crate) struct RouteResult {
     pub(crate) own_cpu: Option<Duration>,
     /// The wall time the CPU times were measured over.
     pub(crate) cpu_wall: Duration,
+    /// Envelopes delivered over that time (warm-up included).
+    pub(crate) cpu_envelopes: u64,
     /// The first errors.
     pub(crate) errors: Vec<String>,
 }
@@ -96,15 +98,20 @@ impl RouteResult {
         }
         println!("   send-to-delivery: {}", percentiles(&self.latency));
         let secs = self.cpu_wall.as_secs_f64().max(1e-9);
+        let per_envelope =
+            |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.cpu_envelopes.max(1) as f64;
         match (self.server_cpu, self.own_cpu) {
             (Some(server), Some(own)) => println!(
-                "   CPU: server {:.2} cores, load tool {:.2} cores",
+                "   CPU: server {:.2} cores ({:.0} us per envelope), load tool {:.2} cores ({:.0} us)",
                 server.as_secs_f64() / secs,
-                own.as_secs_f64() / secs
+                per_envelope(server),
+                own.as_secs_f64() / secs,
+                per_envelope(own)
             ),
             (None, Some(own)) => println!(
-                "   CPU: relay and load tool together {:.2} cores",
-                own.as_secs_f64() / secs
+                "   CPU: relay and load tool together {:.2} cores ({:.0} us per envelope)",
+                own.as_secs_f64() / secs,
+                per_envelope(own)
             ),
             _ => {}
         }

@@ -212,6 +212,7 @@ impl Outcome {
             },
             own_cpu: diff(own_now, self.cpu_before.0),
             cpu_wall: self.start.elapsed(),
+            cpu_envelopes: self.stats.delivered.load(Ordering::Relaxed),
             errors: self
                 .stats
                 .errors
