@@ -219,26 +219,29 @@ impl CommitTask {
         // The quota was checked in `check` against the same counts (this task is the only
         // writer), so the store need not check it again.
         let quota = usize::MAX;
-        let written = tokio::task::spawn_blocking(move || store.enqueue(&writes, quota)).await;
+        // Write and flush on one blocking thread: one hop off the runtime per batch, not a
+        // second one to sled's thread pool for the flush.
+        let written = tokio::task::spawn_blocking(move || {
+            let outcomes = store.enqueue(&writes, quota)?;
+            if !outcomes.iter().all(|o| *o == EnqueueOutcome::Stored) {
+                return Ok(false);
+            }
+            store.flush_blocking()?;
+            Ok::<_, StoreError>(true)
+        })
+        .await;
         match written {
-            Ok(Ok(outcomes)) if outcomes.iter().all(|o| *o == EnqueueOutcome::Stored) => {}
-            Ok(Ok(_)) => {
+            Ok(Ok(true)) => true,
+            Ok(Ok(false)) => {
                 tracing::error!("store refused envelopes that passed the commit checks");
-                return false;
+                false
             }
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "writing envelopes failed");
-                return false;
+                tracing::error!(error = %e, "writing or flushing envelopes failed");
+                false
             }
             Err(e) => {
                 tracing::error!(error = %e, "envelope writer panicked");
-                return false;
-            }
-        }
-        match self.store.flush().await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "flushing envelopes failed");
                 false
             }
         }

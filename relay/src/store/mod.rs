@@ -281,6 +281,14 @@ impl Store {
         }
     }
 
+    /// As [`Self::flush`], on the calling thread, for code already on a blocking thread.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(s) => s.flush_blocking(),
+            Store::Memory(_) => Ok(()),
+        }
+    }
+
     /// Up to `limit` envelopes for `addr` with sequence numbers greater than `after` (all when
     /// `None`), in sequence order. Envelopes that arrived `ttl` seconds or more before `now` are
     /// deleted instead of returned (those met before the `limit`-th live one), so the TTL holds

@@ -626,6 +626,13 @@ impl SledStore {
         Ok(())
     }
 
+    /// As [`Self::flush`], blocking the calling thread until the disk has synced. This skips
+    /// the hop to sled's thread pool, whose every job wakes all its idle threads.
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
     pub(super) fn pending(
         &self,
         addr: &DeviceAddr,
