@@ -54,6 +54,10 @@ pub(crate) struct TargetArgs {
     /// Spread client sockets over this many loopback source addresses (127.0.0.1, .2, ...).
     #[arg(long, default_value_t = 4, global = true)]
     pub(crate) source_ips: u8,
+    /// Keep the relay's default per-device rate limits (100 frames/s, 200 envelopes/s) instead
+    /// of raising them; every run stays under them with enough devices.
+    #[arg(long, global = true)]
+    pub(crate) device_limits: bool,
     /// Worker threads of the load tool's runtime (the in-process relay shares them).
     #[arg(long, global = true)]
     pub(crate) threads: Option<usize>,

@@ -27,29 +27,44 @@ const UNLIMITED: RateLimit = RateLimit {
 const MAX_CONNECTIONS: usize = 60_000;
 
 /// The limits the load tool runs an in-process or spawned relay with.
-pub(crate) fn load_limits() -> Limits {
+/// `device_limits`: keep the per-device rates at their defaults.
+pub(crate) fn load_limits(device_limits: bool) -> Limits {
+    let defaults = Limits::default();
     Limits {
         max_connections: MAX_CONNECTIONS,
         max_connections_per_ip: MAX_CONNECTIONS,
-        device_frames: UNLIMITED,
-        device_envelopes: UNLIMITED,
+        device_frames: if device_limits {
+            defaults.device_frames
+        } else {
+            UNLIMITED
+        },
+        device_envelopes: if device_limits {
+            defaults.device_envelopes
+        } else {
+            UNLIMITED
+        },
         ip_frames: UNLIMITED,
         ip_connects: UNLIMITED,
-        ..Limits::default()
+        ..defaults
     }
 }
 
 /// The same limits as a TOML configuration for `chat-relay --config` (LOAD.md shows it).
-pub(crate) fn load_limits_toml() -> String {
+pub(crate) fn load_limits_toml(device_limits: bool) -> String {
     let mut out = format!(
         "[limits]\nmax_connections = {MAX_CONNECTIONS}\nmax_connections_per_ip = {MAX_CONNECTIONS}\n"
     );
-    for name in [
-        "device_frames",
-        "device_envelopes",
-        "ip_frames",
-        "ip_connects",
-    ] {
+    let raised: &[&str] = if device_limits {
+        &["ip_frames", "ip_connects"]
+    } else {
+        &[
+            "device_frames",
+            "device_envelopes",
+            "ip_frames",
+            "ip_connects",
+        ]
+    };
+    for name in raised {
         out.push_str(&format!(
             "\n[limits.{name}]\nper_second = 1e9\nburst = 1e9\n"
         ));
@@ -116,7 +131,7 @@ impl Target {
                     None => Storage::Memory,
                 };
                 let mut config = Config::new(storage);
-                config.limits = load_limits();
+                config.limits = load_limits(args.device_limits);
                 let relay = Relay::start(listener, config).await?;
                 Ok(Self {
                     addr: relay.local_addr(),
@@ -135,7 +150,7 @@ impl Target {
                 let addr = free_port().await?;
                 let config_dir = tempfile::tempdir().context("creating a temporary directory")?;
                 let config_path = config_dir.path().join("relay.toml");
-                std::fs::write(&config_path, load_limits_toml())?;
+                std::fs::write(&config_path, load_limits_toml(args.device_limits))?;
                 let mut command = Command::new(&bin);
                 command
                     .arg("--listen")
