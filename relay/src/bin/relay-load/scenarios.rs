@@ -128,6 +128,8 @@ async fn route_relay(target_args: &TargetArgs, plan: Plan) -> anyhow::Result<Rou
     } else {
         target.pid()
     };
+    // A relay that was running before (`--relay external`) has acknowledgements of its own.
+    let acked_before = target.acked().await?;
     let outcome = drive_with_server(plan, server_pid, |stats, start, stop, tasks| {
         for (me, ws) in sockets.into_iter().enumerate() {
             tasks.spawn(route::relay_device(
@@ -142,7 +144,6 @@ async fn route_relay(target_args: &TargetArgs, plan: Plan) -> anyhow::Result<Rou
         }
     })
     .await?;
-    let acked_before = 0;
     let mut result = outcome.finish(target.describe(), target.in_process());
     // Every delivery acknowledged to the relay (it deletes on ack).
     let deadline = Instant::now() + Duration::from_secs(20);
