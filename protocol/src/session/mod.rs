@@ -341,9 +341,13 @@ impl SessionRecord {
 
     /// Seals the record as an encrypted pickle.
     pub fn to_encrypted(&self, key: &PickleKey, rng: &mut (impl Rng + ?Sized)) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.u8(PROTOCOL_VERSION);
         let sessions: Vec<&Session> = self.current.iter().chain(self.previous.iter()).collect();
+        // Sized up front so the buffer holding secrets never reallocates and leaves unzeroized
+        // copies behind: at most ~4 KiB per session (pending header included) plus 68 bytes per
+        // skipped key.
+        let skipped: usize = sessions.iter().map(|s| s.ratchet.skipped_keys()).sum();
+        let mut w = Writer::with_capacity(3 + sessions.len() * 4096 + skipped * 68);
+        w.u8(PROTOCOL_VERSION);
         w.u8(u8::from(self.current.is_some()));
         w.u8(u8::try_from(sessions.len()).unwrap_or(u8::MAX));
         for session in sessions {
