@@ -1,0 +1,343 @@
+//! Method names and the table that describes every method (params, result, errors). The
+//! daemon registers exactly the methods in [`ALL`] (a test in chatd checks it), and the OpenRPC
+//! document is built from the same table.
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+
+use crate::ErrorCode;
+use crate::types::*;
+
+/// Reports the daemon's state.
+pub const DAEMON_STATUS: &str = "daemon.status";
+/// Creates the account.
+pub const ACCOUNT_CREATE: &str = "account.create";
+/// Unlocks the account.
+pub const ACCOUNT_UNLOCK: &str = "account.unlock";
+/// Locks the account.
+pub const ACCOUNT_LOCK: &str = "account.lock";
+/// Describes the account.
+pub const ACCOUNT_INFO: &str = "account.info";
+/// Claims a handle on the relay.
+pub const ACCOUNT_REGISTER_HANDLE: &str = "account.register_handle";
+/// Adds a contact.
+pub const CONTACTS_ADD: &str = "contacts.add";
+/// Lists contacts.
+pub const CONTACTS_LIST: &str = "contacts.list";
+/// Shows one contact with its safety number.
+pub const CONTACTS_GET: &str = "contacts.get";
+/// Removes a contact.
+pub const CONTACTS_REMOVE: &str = "contacts.remove";
+/// Marks a contact verified.
+pub const CONTACTS_VERIFY: &str = "contacts.verify";
+/// Accepts a contact's changed key.
+pub const CONTACTS_TRUST: &str = "contacts.trust";
+/// Creates an invite code.
+pub const INVITES_CREATE: &str = "invites.create";
+/// Accepts an invite code.
+pub const INVITES_ACCEPT: &str = "invites.accept";
+/// Sends a message.
+pub const MESSAGES_SEND: &str = "messages.send";
+/// Pages through a conversation.
+pub const MESSAGES_HISTORY: &str = "messages.history";
+/// Marks messages read.
+pub const MESSAGES_MARK_READ: &str = "messages.mark_read";
+/// Lists conversations.
+pub const CONVERSATIONS_LIST: &str = "conversations.list";
+/// Subscribes to events.
+pub const EVENTS_SUBSCRIBE: &str = "events.subscribe";
+/// Ends a subscription.
+pub const EVENTS_UNSUBSCRIBE: &str = "events.unsubscribe";
+/// Returns the OpenRPC document.
+pub const RPC_DISCOVER: &str = "rpc.discover";
+
+/// Builds a JSON Schema with a generator (so shared types land in `components`).
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// One method, as documented.
+#[derive(Debug, Clone, Copy)]
+pub struct MethodDoc {
+    /// The method name.
+    pub name: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// More detail (may be empty).
+    pub description: &'static str,
+    /// Schema of the params object.
+    pub params: SchemaFn,
+    /// Schema of the result.
+    pub result: SchemaFn,
+    /// The application errors it can return (beyond the standard JSON-RPC ones).
+    pub errors: &'static [ErrorCode],
+}
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+fn any_object(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({ "type": "object" })
+}
+
+fn subscription_id(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "description": "The subscription id; notifications carry it in `params.subscription`.",
+        "type": ["string", "integer"]
+    })
+}
+
+fn boolean(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({ "type": "boolean" })
+}
+
+use ErrorCode as E;
+
+const LOCKED: &[ErrorCode] = &[E::NoAccount, E::Locked];
+
+/// Every method, in documentation order.
+pub const ALL: &[MethodDoc] = &[
+    MethodDoc {
+        name: DAEMON_STATUS,
+        summary: "Reports the daemon's version, lock state and relay connection.",
+        description: "Works in every state; never fails.",
+        params: schema::<Empty>,
+        result: schema::<DaemonStatus>,
+        errors: &[],
+    },
+    MethodDoc {
+        name: ACCOUNT_CREATE,
+        summary: "Creates the account (identity and device keys) and unlocks it.",
+        description: "The store key is derived from the passphrase with Argon2id. Without a \
+            passphrase, `no_passphrase: true` must be given explicitly. Publishes prekeys to the \
+            relay when it is reachable.",
+        params: schema::<CreateAccount>,
+        result: schema::<AccountInfo>,
+        errors: &[
+            E::AccountExists,
+            E::PassphraseRequired,
+            E::InvalidRelayUrl,
+            E::InvalidAlias,
+            E::StoreError,
+        ],
+    },
+    MethodDoc {
+        name: ACCOUNT_UNLOCK,
+        summary: "Unlocks the account with its passphrase and connects to the relay.",
+        description: "",
+        params: schema::<Unlock>,
+        result: schema::<AccountInfo>,
+        errors: &[
+            E::NoAccount,
+            E::WrongPassphrase,
+            E::AlreadyUnlocked,
+            E::StoreError,
+        ],
+    },
+    MethodDoc {
+        name: ACCOUNT_LOCK,
+        summary: "Locks the account: zeroizes every secret and drops the relay connection.",
+        description: "Locking a locked account succeeds.",
+        params: schema::<Empty>,
+        result: schema::<Empty>,
+        errors: &[E::NoAccount],
+    },
+    MethodDoc {
+        name: ACCOUNT_INFO,
+        summary: "Describes the account: name, address, device, relay, handles.",
+        description: "",
+        params: schema::<Empty>,
+        result: schema::<AccountInfo>,
+        errors: LOCKED,
+    },
+    MethodDoc {
+        name: ACCOUNT_REGISTER_HANDLE,
+        summary: "Claims a handle on the relay, so others can reach this account as @handle.",
+        description: "",
+        params: schema::<RegisterHandle>,
+        result: schema::<HandleRegistered>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::InvalidHandle,
+            E::HandleTaken,
+            E::RelayUnreachable,
+            E::RelayError,
+        ],
+    },
+    MethodDoc {
+        name: CONTACTS_ADD,
+        summary: "Adds a contact by address or @handle and pins its identity key.",
+        description: "",
+        params: schema::<AddContact>,
+        result: schema::<Contact>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::AliasTaken,
+            E::InvalidAlias,
+            E::InvalidAddress,
+            E::NotFound,
+            E::RelayUnreachable,
+        ],
+    },
+    MethodDoc {
+        name: CONTACTS_LIST,
+        summary: "Lists every contact.",
+        description: "",
+        params: schema::<Empty>,
+        result: schema::<ContactList>,
+        errors: LOCKED,
+    },
+    MethodDoc {
+        name: CONTACTS_GET,
+        summary: "Shows one contact with the safety number to compare.",
+        description: "",
+        params: schema::<ContactRef>,
+        result: schema::<ContactDetails>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound],
+    },
+    MethodDoc {
+        name: CONTACTS_REMOVE,
+        summary: "Removes a contact, its sessions and its conversation.",
+        description: "",
+        params: schema::<ContactRef>,
+        result: schema::<Empty>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound],
+    },
+    MethodDoc {
+        name: CONTACTS_VERIFY,
+        summary: "Marks a contact verified after comparing safety numbers.",
+        description: "Refused while the contact's key change is untrusted.",
+        params: schema::<VerifyContact>,
+        result: schema::<Contact>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::SafetyNumberMismatch,
+            E::UntrustedKeyChange,
+        ],
+    },
+    MethodDoc {
+        name: CONTACTS_TRUST,
+        summary: "Accepts a contact's changed identity key (it becomes unverified).",
+        description: "",
+        params: schema::<ContactRef>,
+        result: schema::<Contact>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound],
+    },
+    MethodDoc {
+        name: INVITES_CREATE,
+        summary: "Creates a one-time invite code carrying the relay, this identity and a token.",
+        description: "",
+        params: schema::<Empty>,
+        result: schema::<Invite>,
+        errors: LOCKED,
+    },
+    MethodDoc {
+        name: INVITES_ACCEPT,
+        summary: "Accepts an invite: adds the inviter (pinned) and introduces this account.",
+        description: "",
+        params: schema::<AcceptInvite>,
+        result: schema::<Contact>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::InvalidInvite,
+            E::AliasTaken,
+            E::InvalidAlias,
+        ],
+    },
+    MethodDoc {
+        name: MESSAGES_SEND,
+        summary: "Sends a text message; returns once it is durable in the outbox.",
+        description: "Delivery continues in the background; `message.status` events report \
+            `sent`, `delivered`, `read` or `failed`.",
+        params: schema::<SendMessage>,
+        result: schema::<SentMessage>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::InvalidAddress,
+            E::InvalidMessage,
+            E::UntrustedKeyChange,
+            E::RelayUnreachable,
+        ],
+    },
+    MethodDoc {
+        name: MESSAGES_HISTORY,
+        summary: "Pages through a conversation, newest page first, by a stable cursor.",
+        description: "",
+        params: schema::<History>,
+        result: schema::<HistoryPage>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound],
+    },
+    MethodDoc {
+        name: MESSAGES_MARK_READ,
+        summary: "Marks received messages read and sends read receipts.",
+        description: "",
+        params: schema::<MarkRead>,
+        result: schema::<MarkedRead>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound],
+    },
+    MethodDoc {
+        name: CONVERSATIONS_LIST,
+        summary: "Lists conversations with unread counts, most recent first.",
+        description: "",
+        params: schema::<Empty>,
+        result: schema::<ConversationList>,
+        errors: LOCKED,
+    },
+    MethodDoc {
+        name: EVENTS_SUBSCRIBE,
+        summary: "Subscribes this connection to events (`events.event` notifications).",
+        description: "With `since`, retained events after that cursor are delivered first. \
+            Works in every state; message events retained in the store are replayed once \
+            the account is unlocked.",
+        params: schema::<Subscribe>,
+        result: subscription_id,
+        errors: &[],
+    },
+    MethodDoc {
+        name: EVENTS_UNSUBSCRIBE,
+        summary: "Ends a subscription.",
+        description: "",
+        params: schema::<Unsubscribe>,
+        result: boolean,
+        errors: &[E::UnknownSubscription],
+    },
+    MethodDoc {
+        name: RPC_DISCOVER,
+        summary: "Returns the OpenRPC document of this API.",
+        description: "",
+        params: schema::<Empty>,
+        result: any_object,
+        errors: &[],
+    },
+];
+
+/// The documentation of one method.
+pub fn find(name: &str) -> Option<&'static MethodDoc> {
+    ALL.iter().find(|m| m.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_namespaced() {
+        let mut seen = std::collections::HashSet::new();
+        for method in ALL {
+            assert!(seen.insert(method.name), "{} twice", method.name);
+            assert!(
+                method.name.contains('.'),
+                "{} is not namespaced",
+                method.name
+            );
+            assert!(method.summary.ends_with('.'), "{}: summary", method.name);
+        }
+        assert!(find(MESSAGES_SEND).is_some());
+        assert!(find("nope").is_none());
+    }
+}
