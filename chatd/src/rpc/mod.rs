@@ -1,0 +1,1 @@
+//! The local JSON-RPC server (being written).
