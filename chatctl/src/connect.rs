@@ -24,6 +24,9 @@ pub const BIN_ENV: &str = "CHATD_BIN";
 pub const ARGS_ENV: &str = "CHATCTL_CHATD_ARGS";
 /// How long an autostarted chatd has to open its socket.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to keep trying after the started chatd failed, in case a chatd another chatctl
+/// started at the same moment is about to answer.
+const EXIT_GRACE: Duration = Duration::from_millis(300);
 
 /// Connects to the socket at `socket`, starting chatd first if allowed and needed.
 pub fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
@@ -75,7 +78,8 @@ fn start_and_connect(socket: &Path) -> anyhow::Result<Client> {
         _ => anyhow::Error::new(e).context(format!("cannot run {}", binary.display())),
     })?;
 
-    let deadline = Instant::now() + START_TIMEOUT;
+    let mut deadline = Instant::now() + START_TIMEOUT;
+    let mut failed = None;
     let mut pause = Duration::from_millis(2);
     loop {
         match Client::connect(socket) {
@@ -84,22 +88,28 @@ fn start_and_connect(socket: &Path) -> anyhow::Result<Client> {
             Err(_) => {}
         }
         // A daemon that forks into the background exits successfully; only a failure means it
-        // will never answer.
-        if let Some(status) = child.try_wait().context("cannot watch chatd")?
+        // will never answer. Even then another chatctl may have started a chatd at the same
+        // moment (ours then exits because that one holds the socket), so keep trying briefly.
+        if failed.is_none()
+            && let Some(status) = child.try_wait().context("cannot watch chatd")?
             && !status.success()
         {
-            bail!(
-                "{} exited ({status}) before opening its socket; run it by hand to see why",
-                binary.display()
-            );
+            failed = Some(status);
+            deadline = deadline.min(Instant::now() + EXIT_GRACE);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            bail!(
-                "{} did not open its socket within {} s",
-                binary.display(),
-                START_TIMEOUT.as_secs()
-            );
+            match failed {
+                Some(status) => bail!(
+                    "{} exited ({status}) before opening its socket; run it by hand to see why",
+                    binary.display()
+                ),
+                None => bail!(
+                    "{} did not open its socket within {} s",
+                    binary.display(),
+                    START_TIMEOUT.as_secs()
+                ),
+            }
         }
         thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(50));
