@@ -1,11 +1,33 @@
-//! Entry point of `chatctl`. Not built yet: the command-line client is tracked by issue #4.
+//! `chatctl`, the command-line client of chatd's local JSON-RPC API (design.md section 8).
 //!
-//! Until then the binary says so and exits with a failure status, so nothing mistakes it for
-//! a working program.
+//! It holds no keys and links no cryptography or storage: every command is one or two RPC
+//! calls on chatd's socket, made with the blocking client from the `api` crate (no async
+//! runtime, so a `send` costs little more than process start). The exit codes are in
+//! [`exit`]; `chatctl --help` lists them too.
+
+mod cli;
+mod commands;
+mod connect;
+mod exit;
+mod output;
+mod passphrase;
+mod qr;
+mod render;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    eprintln!("chatctl: not implemented yet (the command-line client is tracked by issue #4)");
-    ExitCode::FAILURE
+    run()
+}
+
+/// Parses the command line (clap exits with code 2 on a usage error, 0 for `--help`), runs the
+/// command and turns its error, if any, into a message and an exit code.
+fn run() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => exit::report(&err, cli.json),
+    }
 }

@@ -1,0 +1,247 @@
+//! The command line: global flags and every command, as clap derive types. Parsing only;
+//! `commands` runs what is parsed here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use api::types::MessageStatus;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+
+/// Control chatd, the end-to-end encrypted messenger daemon.
+#[derive(Debug, Parser)]
+#[command(name = "chatctl", version, long_about = long_about())]
+pub struct Cli {
+    /// chatd's socket [default: $CHATD_SOCKET, else $XDG_RUNTIME_DIR/chatd/chatd.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Machine output: one JSON document per result on stdout (`watch`: one event per line)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Fail with exit code 3 instead of starting chatd when its socket is absent
+    #[arg(long, global = true)]
+    pub no_autostart: bool,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+fn long_about() -> String {
+    format!(
+        "Control chatd, the end-to-end encrypted messenger daemon.\n\n\
+         chatctl is a client of chatd's local JSON-RPC socket: chatd holds every key, chatctl \
+         none. When the socket is absent, chatctl starts chatd (found next to chatctl, else on \
+         PATH; CHATD_BIN overrides it) unless --no-autostart is given. Times are shown in UTC.\n\n\
+         {}",
+        exit::HELP
+    )
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the account (identity and device keys) and print its address
+    Init(InitArgs),
+    /// Unlock the account with its passphrase
+    Unlock(UnlockArgs),
+    /// Lock the account: chatd forgets every secret and drops the relay connection
+    Lock,
+    /// Show chatd's state: version, lock state, relay connection, outbox
+    Status,
+    /// Show this account: name, address, device, relay, handles
+    Whoami,
+    /// Claim a handle on the relay, so others can add you as @HANDLE
+    Register {
+        /// The handle, with or without a leading `@`
+        handle: String,
+    },
+    /// Manage contacts
+    #[command(subcommand)]
+    Contact(ContactCommand),
+    /// Create a one-time invite code to give someone
+    Invite,
+    /// Accept an invite code: adds the inviter as a contact
+    Accept {
+        /// The invite code (`chatinvite1...`)
+        code: String,
+        /// The alias to give the inviter [default: the name in the invite]
+        #[arg(long = "as", value_name = "ALIAS")]
+        alias: Option<String>,
+    },
+    /// Send a text message
+    Send(SendArgs),
+    /// Show a conversation, oldest message first
+    History(HistoryArgs),
+    /// List conversations with unread counts, most recent first
+    Conversations,
+    /// Mark received messages read (sends read receipts)
+    Read {
+        /// The conversation: an alias, @name or address
+        target: String,
+        /// Mark up to and including this message id [default: everything received]
+        #[arg(long, value_name = "ID", value_parser = parse_message_id)]
+        up_to: Option<String>,
+    },
+    /// Print every event as it happens, until interrupted
+    Watch {
+        /// First replay the retained events after this cursor
+        #[arg(long, value_name = "CURSOR")]
+        since: Option<u64>,
+    },
+}
+
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Your display name, as peers see it in invites
+    #[arg(long)]
+    pub name: String,
+    /// The relay (ws:// or wss://) [default: chatd's]
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+    /// Read the passphrase from the first line of this file
+    #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Store the keys unprotected: anyone who can read chatd's data directory can read your
+    /// messages
+    #[arg(long)]
+    pub no_passphrase: bool,
+}
+
+/// Arguments of `unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Read the passphrase from the first line of this file
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The `contact` commands.
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Add a contact by address or @handle
+    Add {
+        /// The local name to give the contact
+        alias: String,
+        /// A chat1... address, or a @handle registered on the relay
+        #[arg(value_name = "ADDRESS|@HANDLE")]
+        target: String,
+    },
+    /// List contacts
+    List,
+    /// Show a contact with the safety number to compare
+    Show {
+        /// The contact's alias
+        alias: String,
+    },
+    /// Mark a contact verified after comparing safety numbers
+    Verify {
+        /// The contact's alias
+        alias: String,
+        /// The safety number the contact sees (60 digits; spaces allowed). Without it,
+        /// chatctl shows the number and asks (on a terminal only)
+        #[arg(long, value_name = "DIGITS", value_parser = parse_safety_number)]
+        safety_number: Option<String>,
+    },
+    /// Accept a contact's changed identity key (the contact becomes unverified)
+    Trust {
+        /// The contact's alias
+        alias: String,
+    },
+    /// Remove a contact, its sessions and its conversation
+    Remove {
+        /// The contact's alias
+        alias: String,
+    },
+}
+
+/// Arguments of `send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Who to send to: an alias, @name or chat1... address
+    pub target: String,
+    /// The text; `-` reads all of stdin (one trailing newline is dropped)
+    pub text: String,
+    /// Wait until the message reaches this status (a later one also counts)
+    #[arg(long, value_enum, value_name = "STATUS")]
+    pub wait: Option<WaitFor>,
+    /// How long --wait waits, in seconds
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value = "30",
+        value_parser = parse_timeout,
+        requires = "wait"
+    )]
+    pub timeout: Duration,
+}
+
+/// The status `send --wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitFor {
+    /// The relay stored it for the recipient
+    Sent,
+    /// The recipient's daemon stored it
+    Delivered,
+    /// The recipient read it
+    Read,
+}
+
+impl WaitFor {
+    /// The message status this stands for.
+    pub fn status(self) -> MessageStatus {
+        match self {
+            WaitFor::Sent => MessageStatus::Sent,
+            WaitFor::Delivered => MessageStatus::Delivered,
+            WaitFor::Read => MessageStatus::Read,
+        }
+    }
+}
+
+/// Arguments of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The conversation: an alias, @name or address
+    pub target: String,
+    /// How many messages (1 to 500) [default: chatd's, 50]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+    /// Show messages older than this cursor (printed with the previous page)
+    #[arg(long, value_name = "CURSOR")]
+    pub before: Option<String>,
+}
+
+/// Parses `--timeout`: a positive number of seconds, fractions allowed.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Err("the timeout must be more than 0 seconds".to_owned());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// Checks a message id (32 hex digits) and keeps it as given.
+fn parse_message_id(text: &str) -> Result<String, String> {
+    match api::types::parse_message_id(text) {
+        Some(_) => Ok(text.to_owned()),
+        None => Err("a message id is 32 hex digits".to_owned()),
+    }
+}
+
+/// Checks a safety number (digits, optionally grouped by spaces) and keeps it as given.
+fn parse_safety_number(text: &str) -> Result<String, String> {
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if digits == 0 || !text.chars().all(|c| c.is_ascii_digit() || c == ' ') {
+        return Err("a safety number is digits, optionally grouped by spaces".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

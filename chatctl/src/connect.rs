@@ -1,0 +1,144 @@
+//! Connecting to chatd, and starting it when its socket is absent (as gpg-agent is started).
+//!
+//! Autostart runs `chatd --socket PATH [$CHATCTL_CHATD_ARGS...]` detached (null stdio, its own
+//! process group, so a Ctrl-C meant for chatctl does not reach it), then connects again until the
+//! socket answers, for up to [`START_TIMEOUT`]. The binary is `$CHATD_BIN`, else `chatd` next to
+//! this executable, else `chatd` on `PATH`.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use api::client::{Client, ClientError};
+
+use crate::exit::{self, Failure};
+
+/// The environment variable naming the chatd binary to autostart.
+pub const BIN_ENV: &str = "CHATD_BIN";
+/// The environment variable with extra arguments for an autostarted chatd (split on whitespace).
+pub const ARGS_ENV: &str = "CHATCTL_CHATD_ARGS";
+/// How long an autostarted chatd has to open its socket.
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to keep trying after the started chatd failed, in case a chatd another chatctl
+/// started at the same moment is about to answer.
+const EXIT_GRACE: Duration = Duration::from_millis(300);
+
+/// Connects to the socket at `socket`, starting chatd first if allowed and needed.
+pub fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
+    let first = match Client::connect(socket) {
+        Ok(client) => return Ok(client),
+        Err(e) => e,
+    };
+    if !autostart || !nobody_listening(&first) {
+        return Err(first.into());
+    }
+    start_and_connect(socket).map_err(|why| {
+        Failure::new(
+            exit::UNREACHABLE,
+            "unreachable",
+            format!("{first}; starting chatd failed: {why:#}"),
+        )
+        .into()
+    })
+}
+
+/// Whether the error says that no daemon is there (rather than, say, a permission problem that
+/// starting another daemon would not fix).
+fn nobody_listening(err: &ClientError) -> bool {
+    match err {
+        ClientError::Unreachable { source, .. } => matches!(
+            source.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+        ),
+        _ => false,
+    }
+}
+
+fn start_and_connect(socket: &Path) -> anyhow::Result<Client> {
+    let binary = daemon_binary();
+    let mut command = Command::new(&binary);
+    command
+        .arg("--socket")
+        .arg(socket)
+        .args(extra_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => anyhow::anyhow!(
+            "{} not found (looked next to chatctl and on PATH; set {BIN_ENV} to choose it)",
+            binary.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot run {}", binary.display())),
+    })?;
+
+    let mut deadline = Instant::now() + START_TIMEOUT;
+    let mut failed = None;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match Client::connect(socket) {
+            Ok(client) => return Ok(client),
+            Err(e) if !nobody_listening(&e) => return Err(e.into()),
+            Err(_) => {}
+        }
+        // A daemon that forks into the background exits successfully; only a failure means it
+        // will never answer. Even then another chatctl may have started a chatd at the same
+        // moment (ours then exits because that one holds the socket), so keep trying briefly.
+        if failed.is_none()
+            && let Some(status) = child.try_wait().context("cannot watch chatd")?
+            && !status.success()
+        {
+            failed = Some(status);
+            deadline = deadline.min(Instant::now() + EXIT_GRACE);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            match failed {
+                Some(status) => bail!(
+                    "{} exited ({status}) before opening its socket; run it by hand to see why",
+                    binary.display()
+                ),
+                None => bail!(
+                    "{} did not open its socket within {} s",
+                    binary.display(),
+                    START_TIMEOUT.as_secs()
+                ),
+            }
+        }
+        thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// `$CHATD_BIN`, else `chatd` next to this executable, else plain `chatd` (found on `PATH`).
+fn daemon_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("chatd")))
+        .filter(|path| path.is_file());
+    sibling.unwrap_or_else(|| PathBuf::from("chatd"))
+}
+
+/// The words of `$CHATCTL_CHATD_ARGS`.
+fn extra_args() -> Vec<OsString> {
+    std::env::var_os(ARGS_ENV)
+        .map(|args| split_args(&args.to_string_lossy()))
+        .unwrap_or_default()
+}
+
+/// Splits on whitespace; no quoting (the variable is for tests and simple setups).
+fn split_args(text: &str) -> Vec<OsString> {
+    text.split_whitespace().map(OsString::from).collect()
+}
+
+#[cfg(test)]
+mod tests;

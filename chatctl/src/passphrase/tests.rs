@@ -1,0 +1,63 @@
+//! Where passphrases come from, and that none is printed.
+
+use std::io::Write;
+
+use super::*;
+use crate::exit;
+
+fn usage_error(result: anyhow::Result<Passphrase>) -> String {
+    let err = result.err().unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(exit::classify(&err).status, exit::USAGE, "{err:#}");
+    format!("{err:#}")
+}
+
+#[test]
+fn a_file_gives_its_first_line_without_the_line_ending() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for (contents, expected) in [
+        ("correct horse\n", "correct horse"),
+        ("correct horse", "correct horse"),
+        ("correct horse\r\nsecond line\n", "correct horse"),
+        ("  spaces kept  \n", "  spaces kept  "),
+    ] {
+        let path = dir.path().join("pass");
+        let mut file = fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        file.write_all(contents.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let passphrase = from_file(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(passphrase.expose(), expected);
+    }
+}
+
+#[test]
+fn an_empty_or_missing_file_is_refused_without_showing_contents() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("empty");
+    fs::write(&path, "\nsecret on line two\n").unwrap_or_else(|e| panic!("{e}"));
+    let message = usage_error(from_file(&path));
+    assert!(message.contains("empty"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+
+    let missing = dir.path().join("missing");
+    let err = from_file(&missing)
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert!(format!("{err:#}").contains("missing"), "{err:#}");
+}
+
+#[test]
+fn stdin_gives_one_line() {
+    let passphrase = from_reader(&b"hunter2\nnot this\n"[..]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(passphrase.expose(), "hunter2");
+    let passphrase = from_reader(&b"no newline"[..]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(passphrase.expose(), "no newline");
+    assert!(usage_error(from_reader(&b""[..])).contains("stdin is empty"));
+    assert!(usage_error(from_reader(&b"\r\n"[..])).contains("empty"));
+}
+
+#[test]
+fn debug_shows_no_secret() {
+    let passphrase = from_reader(&b"hunter2\n"[..]).unwrap_or_else(|e| panic!("{e:#}"));
+    let debug = format!("{passphrase:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+}
