@@ -1,1 +1,246 @@
-//! The local JSON-RPC server (being written).
+//! The daemon's local JSON-RPC transport (design.md section 7): the Unix socket, its framing, and
+//! the connection loop that drives jsonrpsee's [`Methods`] itself, because jsonrpsee's own servers
+//! do not serve a local socket.
+//!
+//! This module owns the transport and nothing else; the daemon registers its methods in a
+//! `jsonrpsee::RpcModule` and hands them to [`serve`].
+//!
+//! - [`RpcListener`] (`listener.rs`): the socket file, its private directory, the lock that keeps
+//!   two daemons off one path, and the removal of the socket on drop.
+//! - [`serve`] (here): the accept loop, the peer-uid check (design.md section 3), the connection
+//!   cap, and shutdown. Every task it starts is owned by a `TaskTracker` and has ended when
+//!   `serve` returns.
+//! - `connection.rs`: one connection's reader (line framing with a hard length cap), its tasks,
+//!   and how it ends.
+//! - `dispatch.rs`: JSON-RPC 2.0 over jsonrpsee's `MethodCallback`s: single calls, notifications,
+//!   batches, subscriptions.
+//! - `writer.rs`: the task that owns a connection's write half, with a timeout on every write.
+//!
+//! # Wire rules
+//!
+//! One JSON message per line (`\n`), UTF-8, at most [`ServerLimits::max_line_len`] bytes before
+//! the `\n`. A longer line is answered with a -32600 error (id null) and skipped without being
+//! buffered; a line that is not JSON (or not UTF-8, anywhere in it) gets -32700, JSON that is
+//! not a request -32600, and the connection carries on in every case. Empty lines are ignored; a
+//! last line without `\n` before end of input is still handled, and once the client has closed
+//! its sending side the calls in flight are still answered before the connection closes. Responses may come out of order (ids match); notifications of
+//! subscriptions are interleaved with them.
+//!
+//! # What method authors can rely on
+//!
+//! - Each connection has its own `jsonrpsee::ConnectionId` (from 1), in every call's
+//!   `Extensions` (`ext.get::<ConnectionId>()`), next to whatever `Methods::extensions_mut` holds.
+//! - Synchronous methods (`register_method`) and unsubscriptions run inline on the connection's
+//!   reader: they must not block. Asynchronous ones (`register_async_method`,
+//!   `register_blocking_method`) run as tasks, at most [`MAX_IN_FLIGHT`] per connection, so a slow
+//!   call does not hold up `daemon.status`.
+//! - A method that panics is answered with -32603 (internal error); the daemon carries on.
+//! - When a connection closes, its outgoing channel closes: a subscription sees
+//!   `SubscriptionSink::closed()` resolve and `send` fail, and must then return. Subscription
+//!   tasks are spawned by jsonrpsee itself, so ending them on close is their job; the transport
+//!   guarantees the signal.
+//! - A notification (a request without `id`) runs and its result is dropped. A notification to a
+//!   subscription method is ignored: the client could never learn the subscription's id.
+//! - In a batch, a subscription's answer goes out as its own line, before the subscription's
+//!   first notification, and is left out of the batch's array.
+//!
+//! # Limits
+//!
+//! See [`ServerLimits`]. A client that stops reading is cut off once a write has waited
+//! [`ServerLimits::write_timeout`]; the daemon keeps serving everyone else. A connection beyond
+//! [`ServerLimits::max_connections`] is answered with one -32009 "server is busy" line, then
+//! closed.
+
+mod connection;
+mod dispatch;
+mod listener;
+mod writer;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonrpsee::types::ErrorObject;
+use jsonrpsee::types::error::{SERVER_IS_BUSY_CODE, SERVER_IS_BUSY_MSG};
+use jsonrpsee::{ConnectionId, Extensions, Methods};
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+pub use listener::RpcListener;
+
+/// How many requests one connection may have running at once (asynchronous methods, pending
+/// subscriptions and batches); the connection stops reading while it is at the limit.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// How long the accept loop waits after a failed `accept` (out of file descriptors, say) so
+/// that it does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The limits [`serve`] enforces.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    /// Connections served at once; further ones get a "server is busy" line and are closed.
+    pub max_connections: usize,
+    /// The longest request line, in bytes, not counting its `\n`.
+    pub max_line_len: usize,
+    /// The longest response (or batch response), in bytes; a method's larger answer is replaced
+    /// by jsonrpsee's "response is too big" error.
+    pub max_response_len: usize,
+    /// How long one write to a client may wait before the client is cut off.
+    pub write_timeout: Duration,
+    /// Subscriptions one connection may hold at once.
+    pub max_subscriptions_per_connection: u32,
+    /// Messages (responses and notifications) queued for one connection's writer.
+    pub outgoing_buffer: usize,
+    /// Requests in one batch.
+    pub max_batch_len: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 64,
+            max_line_len: api::MAX_LINE_LEN,
+            max_response_len: 16 * 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
+            max_subscriptions_per_connection: 16,
+            outgoing_buffer: 1024,
+            max_batch_len: 100,
+        }
+    }
+}
+
+/// Serves `methods` on `listener` until `shutdown` resolves; then stops accepting, closes every
+/// connection (in-flight calls are dropped, subscriptions see their connection close), removes
+/// the socket file and returns.
+///
+/// Only peers running as our own (effective) uid are served; anyone else is dropped at once with
+/// a log line and no answer. Dropping the returned future instead of awaiting it also closes
+/// every connection.
+pub async fn serve(
+    listener: RpcListener,
+    methods: Methods,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (std_listener, socket_file) = listener.into_parts();
+    let listener = match UnixListener::from_std(std_listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            error!(error = %e, "cannot serve the RPC socket (no tokio reactor?)");
+            return;
+        }
+    };
+    let our_uid = rustix::process::geteuid().as_raw();
+    let shared = Arc::new(Shared::new(methods, limits));
+    let busy_line = busy_line(shared.limits.max_connections);
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    let cancel = CancellationToken::new();
+    // If this future is dropped rather than run to the end, the connections still stop.
+    let _stop_connections = cancel.clone().drop_guard();
+    let tracker = TaskTracker::new();
+    let mut last_id = 0usize;
+    let mut shutdown = std::pin::pin!(shutdown);
+    info!(path = %socket_file.path().display(), "RPC socket listening");
+
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                warn!(error = %e, "accept on the RPC socket failed");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == our_uid => {}
+            Ok(cred) => {
+                warn!(
+                    uid = cred.uid(),
+                    pid = cred.pid(),
+                    "refused an RPC connection from another user"
+                );
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "refused an RPC connection whose peer is unknown");
+                continue;
+            }
+        }
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            warn!(
+                limit = shared.limits.max_connections,
+                "refused an RPC connection: too many connections"
+            );
+            // A fresh socket's send buffer is empty, so this short line goes out without
+            // waiting; if it does not, the client gets the bare close.
+            let _ = stream.try_write(busy_line.as_bytes());
+            continue;
+        };
+        last_id += 1;
+        tracker.spawn(connection::run(
+            stream,
+            ConnectionId(last_id),
+            Arc::clone(&shared),
+            cancel.child_token(),
+            slot,
+        ));
+    }
+
+    drop(listener);
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    drop(socket_file);
+    info!("RPC socket closed");
+}
+
+/// What every connection of one server shares.
+#[derive(Debug)]
+struct Shared {
+    methods: Methods,
+    limits: ServerLimits,
+    /// The methods' own extensions, which every call gets (plus its `ConnectionId`).
+    extensions: Extensions,
+}
+
+impl Shared {
+    fn new(mut methods: Methods, limits: ServerLimits) -> Self {
+        let extensions = methods.extensions().clone();
+        Self {
+            methods,
+            limits,
+            extensions,
+        }
+    }
+}
+
+/// The line a connection beyond the cap gets before it is closed.
+fn busy_line(limit: usize) -> String {
+    let error = ErrorObject::owned(
+        SERVER_IS_BUSY_CODE,
+        format!("{SERVER_IS_BUSY_MSG}: too many connections (at most {limit})"),
+        None::<()>,
+    );
+    let mut line = serde_json::json!({ "jsonrpc": "2.0", "id": null, "error": error }).to_string();
+    line.push('\n');
+    line
+}
+
+/// The connection went away (its writer stopped): stop working for it.
+#[derive(Debug, Clone, Copy)]
+struct Closed;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+//! The RPC socket file: its private directory, the lock that keeps two daemons off one path, the
+//! stale-socket check, the bind, the file modes, and removal on drop.
+//!
+//! Directory policy: the socket's parent directory must be owned by us and closed to group and
+//! others (mode `0700` or stricter), because a socket in a directory other users can enter or
+//! write is reachable or replaceable by them (design.md section 3). A missing directory is
+//! created with mode 0700 (and missing ancestors with it). An existing directory that fails the
+//! check is refused with an error that says how to fix it; it is never `chmod`ed, because it may
+//! be a directory the user relies on (a home directory, say) and tightening it silently would
+//! break other things. This also refuses a directory another user planted at a predictable path
+//! (`/tmp/chatd-<uid>`).
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use tracing::{debug, warn};
+
+/// The daemon's bound RPC socket, ready for [`serve`](super::serve).
+///
+/// While it lives it holds an exclusive lock on `<path>.lock` (a file left in place on purpose:
+/// removing a lock file reopens the race it closes), so a second daemon started at the same
+/// moment cannot remove and replace this socket. Dropping it removes the socket file, if the file
+/// at the path is still this socket.
+#[derive(Debug)]
+pub struct RpcListener {
+    listener: UnixListener,
+    socket: SocketFile,
+}
+
+impl RpcListener {
+    /// Binds the socket at `path`.
+    ///
+    /// Creates the parent directory with mode 0700 if it is missing and refuses one that is not
+    /// owned by us or is open to group or others (see the module documentation). Refuses to
+    /// start if another daemon holds the path's lock or answers on the socket
+    /// ([`io::ErrorKind::AddrInUse`]); removes a stale socket otherwise, and refuses to replace
+    /// anything that is not a socket ([`io::ErrorKind::AlreadyExists`]). Binds and sets the
+    /// socket's mode to 0600.
+    ///
+    /// Does not need a tokio runtime.
+    pub fn bind(path: &Path) -> io::Result<RpcListener> {
+        if path.file_name().is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} does not name a socket file", path.display()),
+            ));
+        }
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        ensure_private_dir(dir)?;
+        let lock = lock(path)?;
+        remove_stale_socket(path)?;
+
+        let listener = UnixListener::bind(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
+        })?;
+        // The directory is private, so nobody else can reach the socket in the moment before
+        // its mode is set; the process-wide umask is left alone (other threads use it).
+        let socket = match fs::set_permissions(path, Permissions::from_mode(0o600))
+            .and_then(|()| fs::symlink_metadata(path))
+        {
+            Ok(meta) => SocketFile {
+                path: path.to_path_buf(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+                _lock: lock,
+            },
+            Err(e) => {
+                let _ = fs::remove_file(path);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot set the mode of {}: {e}", path.display()),
+                ));
+            }
+        };
+        listener.set_nonblocking(true)?;
+        debug!(path = %path.display(), "RPC socket bound");
+        Ok(RpcListener { listener, socket })
+    }
+
+    /// The socket's path, as given to [`RpcListener::bind`].
+    pub fn path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// The listening socket, and the guard that removes its file.
+    pub(super) fn into_parts(self) -> (UnixListener, SocketFile) {
+        (self.listener, self.socket)
+    }
+}
+
+/// Owns the socket file: removes it on drop, if the file at the path is still ours, and holds
+/// the path's lock until then.
+#[derive(Debug)]
+pub(super) struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    _lock: File,
+}
+
+impl SocketFile {
+    /// The socket's path.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours = fs::symlink_metadata(&self.path)
+            .is_ok_and(|meta| meta.dev() == self.dev && meta.ino() == self.ino);
+        if ours && let Err(e) = fs::remove_file(&self.path) {
+            warn!(path = %self.path.display(), error = %e, "cannot remove the RPC socket");
+        }
+    }
+}
+
+/// Creates `dir` (mode 0700) if it is missing; then checks that it is a directory, ours, and
+/// closed to group and others.
+fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    match fs::metadata(dir) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+                })?;
+            // The umask may have taken bits away; make the mode exactly 0700. If someone else
+            // created the directory first, this fails or the check below refuses it.
+            fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot set the mode of {}: {e}", dir.display()),
+                )
+            })?;
+        }
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot inspect {}: {e}", dir.display()),
+            ));
+        }
+    }
+    let meta = fs::metadata(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot inspect {}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} belongs to uid {}, not to us (uid {uid}): refusing to put the RPC socket \
+                 there; choose another directory",
+                dir.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is open to other users (mode {mode:04o}): refusing to put the RPC socket \
+                 there; run `chmod 700 {}` or choose a private directory",
+                dir.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes the exclusive lock on `<path>.lock`, or fails with `AddrInUse` if another daemon holds
+/// it.
+fn lock(path: &Path) -> io::Result<File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&lock_path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open {}: {e}", lock_path.display()),
+            )
+        })?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another chatd is already using {} (it holds {})",
+                path.display(),
+                lock_path.display()
+            ),
+        )),
+        Err(e) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("cannot lock {}: {e}", lock_path.display()),
+        )),
+    }
+}
+
+/// Removes a socket at `path` that nobody answers on; refuses a live socket or a file that is
+/// not a socket.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot inspect {}: {e}", path.display()),
+            ));
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket: refusing to replace it",
+                path.display()
+            ),
+        ));
+    }
+    if answers(path)? {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another process is already listening on {}", path.display()),
+        ));
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {
+            debug!(path = %path.display(), "removed a stale RPC socket");
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot remove the stale socket {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Whether something accepts connections on the socket at `path`. The connect is non-blocking,
+/// so a live daemon whose backlog is full counts as live instead of hanging us.
+fn answers(path: &Path) -> io::Result<bool> {
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let addr = SocketAddrUnix::new(path)?;
+    match rustix::net::connect(&socket, &addr) {
+        Ok(()) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INPROGRESS) => Ok(true),
+        Err(rustix::io::Errno::CONNREFUSED | rustix::io::Errno::NOENT) => Ok(false),
+        Err(e) => Err(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("cannot tell whether {} is in use: {e}", path.display()),
+        )),
+    }
+}
