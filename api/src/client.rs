@@ -46,7 +46,7 @@ impl fmt::Display for RpcError {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be reached: the daemon is not running, or not there.
-    #[error("cannot reach chatd at {path}: {source}")]
+    #[error("cannot reach chatd at {path}")]
     Unreachable {
         /// The socket path.
         path: String,

@@ -74,7 +74,7 @@ error_codes! {
     UntrustedKeyChange = 1011, "untrusted_key_change";
     /// The text is not a valid address (`chat1...`), or names this account itself.
     InvalidAddress = 1012, "invalid_address";
-    /// The handle is not valid (3 to 32 of a-z, 0-9, `_`, `.`, `-`, starting with a letter).
+    /// The handle is not valid (3 to 32 of a-z, 0-9, `_` and `.`, starting with a letter).
     InvalidHandle = 1013, "invalid_handle";
     /// Another account holds that handle on the relay.
     HandleTaken = 1014, "handle_taken";

@@ -19,6 +19,8 @@ pub const ACCOUNT_LOCK: &str = "account.lock";
 pub const ACCOUNT_INFO: &str = "account.info";
 /// Claims a handle on the relay.
 pub const ACCOUNT_REGISTER_HANDLE: &str = "account.register_handle";
+/// Gives up a handle on the relay.
+pub const ACCOUNT_RELEASE_HANDLE: &str = "account.release_handle";
 /// Adds a contact.
 pub const CONTACTS_ADD: &str = "contacts.add";
 /// Lists contacts.
@@ -159,6 +161,21 @@ pub const ALL: &[MethodDoc] = &[
             E::Locked,
             E::InvalidHandle,
             E::HandleTaken,
+            E::RelayUnreachable,
+            E::RelayError,
+        ],
+    },
+    MethodDoc {
+        name: ACCOUNT_RELEASE_HANDLE,
+        summary: "Gives up a handle this account holds on the relay, so another account may claim it.",
+        description: "",
+        params: schema::<RegisterHandle>,
+        result: schema::<Empty>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::InvalidHandle,
+            E::NotFound,
             E::RelayUnreachable,
             E::RelayError,
         ],

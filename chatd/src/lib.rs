@@ -1,9 +1,23 @@
-//! The chatd daemon as a library: the binary (`main.rs`) parses flags and calls into it, and
-//! tests drive it directly.
+//! The chatd daemon as a library: the binary (`main.rs`) parses flags and calls
+//! [`daemon::run`], and tests drive it directly.
 //!
+//! - `config`: flags, environment and the TOML file, merged.
+//! - `daemon`: wiring: store, hosted/embedded relay, core, RPC server.
 //! - `store`: the encrypted sled store (and its in-memory twin for `--ephemeral`), the vault
 //!   that derives the store key from a passphrase.
-//! - `rpc`: the local socket and the JSON-RPC connection loop over jsonrpsee's `Methods`.
+//! - `core`: the one task that owns the secrets: account, contacts, sessions, outbox, incoming
+//!   messages, receipts.
+//! - `relay_link`: the relay connection (reconnect, heartbeat).
+//! - `events`: the event bus and cursors.
+//! - `methods`: the JSON-RPC methods; `rpc`: the local socket and the connection loop.
+//! - `error`: `ApiError`, a domain error with its documented code.
 
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod error;
+pub mod events;
+pub mod methods;
+pub mod relay_link;
 pub mod rpc;
 pub mod store;

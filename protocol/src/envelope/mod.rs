@@ -59,11 +59,13 @@ pub enum ContentKind {
     DeliveryReceipt,
     /// A read receipt: the body lists the 16-byte ids of read messages.
     ReadReceipt,
+    /// An introduction: the sender's name, a handle and an invite token (SPEC.md 8.1).
+    Introduction,
     /// A kind this version does not know; carried so newer peers can extend the protocol.
     Other(UnknownKind),
 }
 
-/// A content kind byte this version does not define (4 to 255). Only decoding makes one, so
+/// A content kind byte this version does not define (5 to 255). Only decoding makes one, so
 /// `ContentKind::Other` can never hold a byte that means a known kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UnknownKind(u8);
@@ -82,6 +84,7 @@ impl ContentKind {
             Self::Text => 1,
             Self::DeliveryReceipt => 2,
             Self::ReadReceipt => 3,
+            Self::Introduction => 4,
             Self::Other(UnknownKind(b)) => b,
         }
     }
@@ -93,6 +96,7 @@ impl ContentKind {
             1 => Self::Text,
             2 => Self::DeliveryReceipt,
             3 => Self::ReadReceipt,
+            4 => Self::Introduction,
             other => Self::Other(UnknownKind(other)),
         })
     }

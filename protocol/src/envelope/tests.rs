@@ -89,7 +89,8 @@ fn content_round_trips_and_rejects_bad_input() {
     for byte in 1..=255u8 {
         assert_eq!(ContentKind::from_byte(byte).unwrap().to_byte(), byte);
     }
-    assert!(matches!(ContentKind::from_byte(4), Ok(ContentKind::Other(k)) if k.get() == 4));
+    assert_eq!(ContentKind::from_byte(4), Ok(ContentKind::Introduction));
+    assert!(matches!(ContentKind::from_byte(5), Ok(ContentKind::Other(k)) if k.get() == 5));
     let mut zero_kind = content.to_bytes();
     zero_kind[25] = 0;
     assert_eq!(

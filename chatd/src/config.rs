@@ -1,0 +1,229 @@
+//! The daemon's settings: command-line flags, environment variables and the TOML config file,
+//! merged with flags winning over the environment, the environment over the file, and the file
+//! over the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::store::KdfParams;
+
+/// Where the embedded relay listens when no relay is configured.
+pub const EMBEDDED_RELAY_ADDR: &str = "127.0.0.1:7420";
+
+/// `chatd`: the end-to-end encrypted messenger daemon.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "chatd", version, about, long_about = None)]
+pub struct Args {
+    /// Configuration file (TOML). Default: $XDG_CONFIG_HOME/chatd/config.toml if it exists.
+    #[arg(long, value_name = "FILE", env = "CHATD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the encrypted store lives. Default: $XDG_DATA_HOME/chatd.
+    #[arg(long, value_name = "DIR", env = "CHATD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The local RPC socket. Default: $XDG_RUNTIME_DIR/chatd/chatd.sock.
+    #[arg(long, value_name = "PATH", env = "CHATD_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// The relay for new accounts (ws:// or wss://). Default: the embedded relay.
+    #[arg(long, value_name = "URL", env = "CHATD_RELAY")]
+    pub relay: Option<String>,
+    /// An extra trusted CA certificate (PEM) for a wss:// relay.
+    #[arg(long, value_name = "FILE")]
+    pub relay_ca: Option<PathBuf>,
+    /// Unlock at start with the passphrase in this file (first line). Works with systemd
+    /// credentials.
+    #[arg(long, value_name = "FILE", env = "CHATD_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Keep everything in memory: nothing is written to disk, and everything is gone when
+    /// the daemon exits.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Also serve a relay on ADDR for peers to connect to directly.
+    #[arg(long, value_name = "ADDR")]
+    pub host_relay: Option<SocketAddr>,
+    /// Where the embedded relay listens when no relay is configured.
+    #[arg(long, value_name = "ADDR")]
+    pub embedded_relay_addr: Option<SocketAddr>,
+    /// Argon2id memory for a new account, KiB (default 65536). Lower only for tests.
+    #[arg(long, value_name = "KIB")]
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id passes for a new account (default 3).
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+    /// Argon2id lanes for a new account (default 4).
+    #[arg(long, value_name = "N")]
+    pub kdf_parallelism: Option<u32>,
+}
+
+/// The config file's contents (every key optional; unknown keys are errors).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// `--relay`.
+    pub relay: Option<String>,
+    /// `--relay-ca`.
+    pub relay_ca: Option<PathBuf>,
+    /// `--passphrase-file`.
+    pub passphrase_file: Option<PathBuf>,
+    /// `--ephemeral`.
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// `--host-relay`.
+    pub host_relay: Option<SocketAddr>,
+    /// `--embedded-relay-addr`.
+    pub embedded_relay_addr: Option<SocketAddr>,
+    /// Argon2id parameters for new accounts.
+    #[serde(default)]
+    pub kdf: KdfFile,
+}
+
+/// The `[kdf]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdfFile {
+    /// KiB of memory.
+    pub memory_kib: Option<u32>,
+    /// Passes.
+    pub iterations: Option<u32>,
+    /// Lanes.
+    pub parallelism: Option<u32>,
+}
+
+/// The merged settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The store's directory (`None` when ephemeral).
+    pub data_dir: Option<PathBuf>,
+    /// The RPC socket.
+    pub socket: PathBuf,
+    /// The configured relay, if any.
+    pub relay: Option<String>,
+    /// Extra CA for wss://.
+    pub relay_ca: Option<PathBuf>,
+    /// Passphrase file for unlocking at start.
+    pub passphrase_file: Option<PathBuf>,
+    /// Memory only.
+    pub ephemeral: bool,
+    /// Host a relay here.
+    pub host_relay: Option<SocketAddr>,
+    /// The embedded relay's address.
+    pub embedded_relay_addr: SocketAddr,
+    /// Argon2id parameters for new accounts.
+    pub kdf: KdfParams,
+}
+
+fn default_data_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "chatd")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".chatd"))
+}
+
+fn default_config_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "chatd").map(|d| d.config_dir().join("config.toml"))
+}
+
+impl Config {
+    /// Merges flags (already merged with the environment by clap) with the file.
+    pub fn load(args: Args) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let file_path = args
+            .config
+            .clone()
+            .or_else(|| default_config_file().filter(|p| p.exists()));
+        let file = match &file_path {
+            Some(path) => read_file(path).with_context(|| format!("reading {}", path.display()))?,
+            None => FileConfig::default(),
+        };
+        Ok(Self::merge(args, file))
+    }
+
+    /// Merges flags over a file's settings.
+    pub fn merge(args: Args, file: FileConfig) -> Self {
+        let ephemeral = args.ephemeral || file.ephemeral;
+        let defaults = KdfParams::DEFAULT;
+        Self {
+            data_dir: if ephemeral {
+                None
+            } else {
+                Some(
+                    args.data_dir
+                        .or(file.data_dir)
+                        .unwrap_or_else(default_data_dir),
+                )
+            },
+            socket: args
+                .socket
+                .or(file.socket)
+                .unwrap_or_else(api::paths::default_socket),
+            relay: args.relay.or(file.relay),
+            relay_ca: args.relay_ca.or(file.relay_ca),
+            passphrase_file: args.passphrase_file.or(file.passphrase_file),
+            ephemeral,
+            host_relay: args.host_relay.or(file.host_relay),
+            embedded_relay_addr: args
+                .embedded_relay_addr
+                .or(file.embedded_relay_addr)
+                .unwrap_or_else(|| {
+                    EMBEDDED_RELAY_ADDR
+                        .parse()
+                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7420)))
+                }),
+            kdf: KdfParams {
+                memory_kib: args
+                    .kdf_memory_kib
+                    .or(file.kdf.memory_kib)
+                    .unwrap_or(defaults.memory_kib),
+                iterations: args
+                    .kdf_iterations
+                    .or(file.kdf.iterations)
+                    .unwrap_or(defaults.iterations),
+                parallelism: args
+                    .kdf_parallelism
+                    .or(file.kdf.parallelism)
+                    .unwrap_or(defaults.parallelism),
+            },
+        }
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(toml::from_str(&text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_unknown_keys_are_refused() {
+        let file: FileConfig = toml::from_str(
+            "relay = \"ws://file:1/v1\"\ndata_dir = \"/file\"\n[kdf]\nmemory_kib = 1024\n",
+        )
+        .unwrap_or_default();
+        let args = Args {
+            relay: Some("ws://flag:2/v1".into()),
+            ..Args::default()
+        };
+        let config = Config::merge(args, file);
+        assert_eq!(config.relay.as_deref(), Some("ws://flag:2/v1"));
+        assert_eq!(config.data_dir, Some(PathBuf::from("/file")));
+        assert_eq!(config.kdf.memory_kib, 1024);
+        assert_eq!(config.kdf.iterations, KdfParams::DEFAULT.iterations);
+        assert!(toml::from_str::<FileConfig>("relays = 1\n").is_err());
+        let ephemeral = Config::merge(
+            Args {
+                ephemeral: true,
+                ..Args::default()
+            },
+            FileConfig::default(),
+        );
+        assert_eq!(ephemeral.data_dir, None);
+    }
+}

@@ -1,0 +1,421 @@
+//! Account lifecycle (create, unlock, lock) and the device's prekeys: generation, storage,
+//! publication on every connect, refill below a threshold, and signed prekey rotation with a
+//! grace period.
+
+use api::ErrorCode;
+use api::events::EventKind;
+use api::types::{AccountInfo, ConnectionState};
+use protocol::codec::{Decode, Encode};
+use protocol::frames::{ClientFrame, ServerFrame};
+use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair};
+use protocol::prekeys::{
+    KemPrekey, KemPrekeySecret, OneTimePrekeySecret, SignedPrekey, SignedPrekeySecret,
+};
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use super::records::{AccountRecord, tables};
+use super::unlocked::Unlocked;
+use super::{CoreState, Lock, Txn};
+use crate::error::{ApiError, ApiResult};
+use crate::events::now_ms;
+use crate::relay_link::{LinkConfig, RelayLink};
+use crate::store::{Batch, Store};
+
+/// One-time X25519 prekeys kept on the relay.
+pub const ONE_TIME_TARGET: u32 = 100;
+/// Refill when fewer than this many are left.
+pub const ONE_TIME_LOW: u32 = 40;
+/// One-time KEM prekeys kept on the relay.
+pub const KEM_TARGET: u32 = 20;
+/// Refill when fewer than this many are left.
+pub const KEM_LOW: u32 = 8;
+/// A signed prekey is replaced after this long.
+pub const SIGNED_PREKEY_LIFETIME_MS: u64 = 7 * 24 * 3600 * 1000;
+/// A replaced signed prekey still answers initial messages this long.
+pub const SIGNED_PREKEY_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
+
+const KIND_SIGNED: u8 = 1;
+const KIND_KEM: u8 = 2;
+const KIND_ONE_TIME: u8 = 3;
+
+/// The `PREKEYS` key of a secret.
+pub fn prekey_key(kind: u8, id: u32) -> [u8; 5] {
+    let mut key = [0u8; 5];
+    key[0] = kind;
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// Checks a display name: 1 to 64 characters, no control characters.
+pub fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    let count = name.chars().count();
+    if count == 0 || count > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidAlias,
+            "the name must be 1 to 64 characters without control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// Makes a new account record with fresh keys.
+pub fn new_account(name: String, relay_url: String) -> AccountRecord {
+    let mut rng = rand::rng();
+    let identity = IdentityKeyPair::generate(&mut rng);
+    let device_id = DeviceId::new(1).unwrap_or_else(|_| unreachable_device());
+    let device = DeviceKeyPair::generate(device_id, &mut rng);
+    let certified_at = now_ms() / 1000;
+    let mut signing_seed = Zeroizing::new([0u8; 32]);
+    signing_seed.copy_from_slice(device.signing().to_seed().as_ref());
+    let mut dh_secret = Zeroizing::new([0u8; 32]);
+    dh_secret.copy_from_slice(device.dh().to_bytes().as_ref());
+    AccountRecord {
+        name,
+        created_at_ms: now_ms(),
+        relay_url,
+        identity_seed: identity.to_seed(),
+        device_id: 1,
+        device_signing_seed: signing_seed,
+        device_dh_secret: dh_secret,
+        device_certified_at: certified_at,
+        handles: Vec::new(),
+        next_prekey_id: 1,
+        signed_prekey_id: 0,
+        signed_prekey_created_ms: 0,
+    }
+}
+
+fn unreachable_device() -> DeviceId {
+    // Device id 1 is valid by definition (ids are 1..); this is never reached.
+    unreachable!("device id 1 is valid")
+}
+
+/// Writes the account record into `batch`.
+pub fn save_account(batch: &mut Batch<'_>, account: &AccountRecord) {
+    batch.put(tables::ACCOUNT, b"account", &account.encode());
+}
+
+/// The account as the API describes it.
+pub fn info(unlocked: &Unlocked) -> AccountInfo {
+    AccountInfo {
+        name: unlocked.account.name.clone(),
+        address: unlocked.address(),
+        device_id: unlocked.account.device_id,
+        relay_url: unlocked.account.relay_url.clone(),
+        handles: unlocked.account.handles.clone(),
+        created_at_ms: unlocked.account.created_at_ms,
+        unprotected: false,
+    }
+}
+
+/// Opens the account in `store` (created or just unlocked) and starts the relay link.
+pub fn open(state: &mut CoreState, store: Store, txn: &mut Txn) -> ApiResult<AccountInfo> {
+    let mut unlocked = Unlocked::load(store)?;
+    if let Some((key, _)) = unlocked.store.last(tables::EVENTS, &[])?
+        && let Ok(bytes) = <[u8; 8]>::try_from(key.as_slice())
+    {
+        state.bus.observe(u64::from_be_bytes(bytes));
+    }
+    state.generation += 1;
+    let generation = state.generation;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let inputs = state.inputs.clone();
+    // Forwards link events into the core's input, tagged with this unlock's generation.
+    unlocked.tasks.spawn(async move {
+        while let Some(event) = events_rx.recv().await {
+            if inputs.send(super::Input::Link(generation, event)).is_err() {
+                break;
+            }
+        }
+    });
+    unlocked.link = Some(RelayLink::start(
+        LinkConfig {
+            url: unlocked.account.relay_url.clone(),
+            extra_root_pem: state.config.relay_ca_pem.clone(),
+        },
+        unlocked.local.clone(),
+        events_tx,
+    ));
+    let info = info(&unlocked);
+    state.lock = Lock::Unlocked(Box::new(unlocked));
+    state.connection = ConnectionState::Connecting;
+    state.event(txn, EventKind::Unlocked {});
+    Ok(info)
+}
+
+/// Locks: makes everything durable, then drops every secret and the relay link.
+pub fn lock(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
+    match &state.lock {
+        Lock::NoAccount => return Err(ApiError::no_account()),
+        Lock::Locked => return Ok(()),
+        Lock::Unlocked(unlocked) => unlocked.store.flush_blocking()?,
+    }
+    state.lock = Lock::Locked;
+    state.connection = ConnectionState::Offline;
+    state.event(txn, EventKind::Locked {});
+    Ok(())
+}
+
+/// Generates the first prekeys of a new account into `batch`.
+pub fn initial_prekeys(unlocked: &mut Unlocked, batch: &mut Batch<'_>) {
+    let now = now_ms();
+    rotate_signed_prekey(unlocked, batch, now);
+    let id = take_ids(&mut unlocked.account, 1);
+    let (secret, public) =
+        KemPrekeySecret::generate(id, true, unlocked.local.keys.signing(), &mut rand::rng());
+    save_kem(batch, &secret, Some(&public));
+}
+
+fn take_ids(account: &mut AccountRecord, n: u32) -> u32 {
+    let first = account.next_prekey_id;
+    account.next_prekey_id = account.next_prekey_id.wrapping_add(n).max(1);
+    first
+}
+
+fn rotate_signed_prekey(unlocked: &mut Unlocked, batch: &mut Batch<'_>, now: u64) {
+    let id = take_ids(&mut unlocked.account, 1);
+    let (secret, public) = SignedPrekeySecret::generate(
+        id,
+        now / 1000,
+        unlocked.local.keys.signing(),
+        &mut rand::rng(),
+    );
+    let public = public.to_bytes();
+    let mut value = Zeroizing::new(Vec::with_capacity(40 + public.len()));
+    value.extend_from_slice(secret.key.to_bytes().as_ref());
+    value.extend_from_slice(&secret.created_at.to_be_bytes());
+    value.extend_from_slice(&public);
+    batch.put(tables::PREKEYS, &prekey_key(KIND_SIGNED, id), &value);
+    unlocked.account.signed_prekey_id = id;
+    unlocked.account.signed_prekey_created_ms = now;
+}
+
+/// Stores a KEM prekey secret; a last-resort one keeps its public form, republished on every
+/// connect.
+fn save_kem(batch: &mut Batch<'_>, secret: &KemPrekeySecret, public: Option<&KemPrekey>) {
+    let public = public.map(Encode::to_bytes).unwrap_or_default();
+    let mut value = Zeroizing::new(Vec::with_capacity(65 + public.len()));
+    value.push(u8::from(secret.last_resort));
+    value.extend_from_slice(secret.key.seed());
+    value.extend_from_slice(&public);
+    batch.put(tables::PREKEYS, &prekey_key(KIND_KEM, secret.id), &value);
+}
+
+/// Loads the signed prekey secret `id`.
+pub fn load_signed(store: &Store, id: u32) -> ApiResult<Option<SignedPrekeySecret>> {
+    let Some(value) = store.get(tables::PREKEYS, &prekey_key(KIND_SIGNED, id))? else {
+        return Ok(None);
+    };
+    if value.len() < 40 {
+        return Err(ApiError::store("a signed prekey record"));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&value[..32]);
+    let mut created = [0u8; 8];
+    created.copy_from_slice(&value[32..40]);
+    Ok(Some(SignedPrekeySecret {
+        id,
+        key: protocol::crypto::x25519::X25519Secret::from_bytes(&key),
+        created_at: u64::from_be_bytes(created),
+    }))
+}
+
+/// Loads the KEM prekey secret `id`.
+pub fn load_kem(store: &Store, id: u32) -> ApiResult<Option<KemPrekeySecret>> {
+    let Some(value) = store.get(tables::PREKEYS, &prekey_key(KIND_KEM, id))? else {
+        return Ok(None);
+    };
+    let seed: &[u8; protocol::crypto::kem::KEM_SEED_LEN] = value
+        .get(1..1 + protocol::crypto::kem::KEM_SEED_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| ApiError::store("a KEM prekey record"))?;
+    Ok(Some(KemPrekeySecret {
+        id,
+        last_resort: value.first() == Some(&1),
+        key: protocol::crypto::kem::KemSecret::from_seed(seed),
+    }))
+}
+
+/// Loads the one-time prekey secret `id`.
+pub fn load_one_time(store: &Store, id: u32) -> ApiResult<Option<OneTimePrekeySecret>> {
+    let Some(value) = store.get(tables::PREKEYS, &prekey_key(KIND_ONE_TIME, id))? else {
+        return Ok(None);
+    };
+    let key: &[u8; 32] = value
+        .as_slice()
+        .try_into()
+        .map_err(|_| ApiError::store("a one-time prekey record"))?;
+    Ok(Some(OneTimePrekeySecret {
+        id,
+        key: protocol::crypto::x25519::X25519Secret::from_bytes(key),
+    }))
+}
+
+/// Deletes used one-time prekey secrets.
+pub fn delete_used(batch: &mut Batch<'_>, one_time: Option<u32>, kem: Option<u32>) {
+    if let Some(id) = one_time {
+        batch.delete(tables::PREKEYS, &prekey_key(KIND_ONE_TIME, id));
+    }
+    if let Some(id) = kem {
+        batch.delete(tables::PREKEYS, &prekey_key(KIND_KEM, id));
+    }
+}
+
+/// On connect: publish the current signed prekey and the last-resort KEM prekey (rotating the
+/// signed prekey if it is due), and ask for the counts, which [`on_prekey_count`] answers.
+pub fn publish_on_connect(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
+    let unlocked = state.unlocked()?;
+    let now = now_ms();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    if unlocked.account.signed_prekey_created_ms + SIGNED_PREKEY_LIFETIME_MS <= now {
+        rotate_signed_prekey(unlocked, &mut batch, now);
+        super::account::save_account(&mut batch, &unlocked.account);
+    }
+    drop_expired_signed_prekeys(unlocked, &mut batch, now)?;
+    let signed = unlocked
+        .store
+        .get(
+            tables::PREKEYS,
+            &prekey_key(KIND_SIGNED, unlocked.account.signed_prekey_id),
+        )?
+        .ok_or_else(|| ApiError::store("the current signed prekey is missing"))?;
+    let public_signed = signed
+        .get(40..)
+        .and_then(|bytes| SignedPrekey::from_bytes(bytes).ok())
+        .ok_or_else(|| ApiError::store("the current signed prekey record"))?;
+    let mut kem_prekeys = Vec::new();
+    for item in unlocked.store.scan(tables::PREKEYS, &[KIND_KEM]) {
+        let (_, value) = item?;
+        if value.first() == Some(&1)
+            && let Some(public) = value
+                .get(1 + protocol::crypto::kem::KEM_SEED_LEN..)
+                .and_then(|bytes| KemPrekey::from_bytes(bytes).ok())
+        {
+            kem_prekeys.push(public);
+        }
+    }
+    txn.commit(&store, batch)?;
+    let request_id = match &unlocked.link {
+        Some(link) => link.request_id(),
+        None => return Ok(()),
+    };
+    txn.frame(ClientFrame::PublishPrekeys {
+        request_id,
+        signed_prekey: Some(public_signed),
+        kem_prekeys,
+        one_time_prekeys: Vec::new(),
+    });
+    Ok(())
+}
+
+fn drop_expired_signed_prekeys(
+    unlocked: &mut Unlocked,
+    batch: &mut Batch<'_>,
+    now: u64,
+) -> ApiResult<()> {
+    let current = unlocked.account.signed_prekey_id;
+    let mut expired = Vec::new();
+    for item in unlocked.store.scan(tables::PREKEYS, &[KIND_SIGNED]) {
+        let (key, value) = item?;
+        let Some(id) = key.get(1..5).and_then(|s| <[u8; 4]>::try_from(s).ok()) else {
+            continue;
+        };
+        let id = u32::from_be_bytes(id);
+        let created_s = value
+            .get(32..40)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        if id != current
+            && created_s.saturating_mul(1000) + SIGNED_PREKEY_LIFETIME_MS + SIGNED_PREKEY_GRACE_MS
+                <= now
+        {
+            expired.push(id);
+        }
+    }
+    for id in expired {
+        batch.delete(tables::PREKEYS, &prekey_key(KIND_SIGNED, id));
+        unlocked.replay.forget_signed_prekey(id);
+    }
+    batch.put(tables::ACCOUNT, b"replay", &unlocked.replay.to_bytes());
+    Ok(())
+}
+
+/// Answers the relay's prekey counts: tops up one-time and KEM prekeys below the threshold.
+pub fn on_prekey_count(state: &mut CoreState, txn: &mut Txn, one_time: u32, kem: u32) {
+    let Ok(unlocked) = state.unlocked() else {
+        return;
+    };
+    if one_time >= ONE_TIME_LOW && kem >= KEM_LOW {
+        return;
+    }
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let mut one_time_prekeys = Vec::new();
+    if one_time < ONE_TIME_LOW {
+        let n = ONE_TIME_TARGET - one_time;
+        let first = take_ids(&mut unlocked.account, n);
+        for i in 0..n {
+            let (secret, public) =
+                OneTimePrekeySecret::generate(first.wrapping_add(i), &mut rand::rng());
+            batch.put(
+                tables::PREKEYS,
+                &prekey_key(KIND_ONE_TIME, secret.id),
+                secret.key.to_bytes().as_ref(),
+            );
+            one_time_prekeys.push(public);
+        }
+    }
+    let mut kem_prekeys = Vec::new();
+    if kem < KEM_LOW {
+        let n = KEM_TARGET - kem;
+        let first = take_ids(&mut unlocked.account, n);
+        for i in 0..n {
+            let (secret, public) = KemPrekeySecret::generate(
+                first.wrapping_add(i),
+                false,
+                unlocked.local.keys.signing(),
+                &mut rand::rng(),
+            );
+            save_kem(&mut batch, &secret, None);
+            kem_prekeys.push(public);
+        }
+    }
+    save_account(&mut batch, &unlocked.account);
+    if let Err(e) = txn.commit(&store, batch) {
+        tracing::error!(error = %e, "could not store new prekeys");
+        return;
+    }
+    let Some(link) = &unlocked.link else {
+        return;
+    };
+    tracing::info!(
+        one_time = one_time_prekeys.len(),
+        kem = kem_prekeys.len(),
+        "publishing new prekeys"
+    );
+    txn.frame(ClientFrame::PublishPrekeys {
+        request_id: link.request_id(),
+        signed_prekey: None,
+        kem_prekeys,
+        one_time_prekeys,
+    });
+}
+
+/// Handles a frame about prekeys; returns false if it was not one.
+pub fn on_frame(state: &mut CoreState, txn: &mut Txn, frame: &ServerFrame) -> bool {
+    match frame {
+        ServerFrame::PrekeyCount {
+            one_time,
+            kem_one_time,
+            ..
+        } => {
+            on_prekey_count(state, txn, *one_time, *kem_one_time);
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,575 @@
+//! Contacts and trust: adding (by address, handle or invite), TOFU pinning, key changes found
+//! through handles, verification by safety number, and invites.
+
+use api::ErrorCode;
+use api::events::EventKind;
+use api::types::{Contact, ContactDetails, Invite, Trust};
+use protocol::address::Address;
+use protocol::codec::{Reader, Writer};
+use protocol::frames::{Handle, HandleClaim};
+use protocol::identity::IdentityKey;
+use protocol::safety::SafetyNumber;
+
+use super::records::{ContactRecord, ConversationMeta, InviteRecord, tables};
+use super::unlocked::{ConvId, Unlocked, address_of, identity_key};
+use super::{CoreState, Txn};
+use crate::error::{ApiError, ApiResult};
+use crate::events::now_ms;
+
+/// How long an invite works.
+pub const INVITE_LIFETIME_MS: u64 = 7 * 24 * 3600 * 1000;
+/// The invite code prefix.
+pub const INVITE_PREFIX: &str = "chatinvite1";
+const INVITE_VERSION: u8 = 1;
+
+/// The API view of a contact.
+pub fn view(record: &ContactRecord) -> Contact {
+    Contact {
+        alias: record.alias.clone(),
+        address: address_of(&record.identity),
+        handle: record.handle.clone(),
+        display_name: record.display_name.clone(),
+        trust: record.trust,
+        added_at_ms: record.added_at_ms,
+    }
+}
+
+/// Parses an address typed by a user.
+pub fn parse_address(text: &str) -> ApiResult<[u8; 32]> {
+    let address = Address::parse(text.trim()).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidAddress,
+            format!("{:?} is not a valid address: {e}", text.trim()),
+        )
+    })?;
+    Ok(*address.public_key().as_bytes())
+}
+
+/// Parses a handle (with or without `@`).
+pub fn parse_handle(text: &str) -> ApiResult<Handle> {
+    let bare = text.trim().trim_start_matches('@');
+    Handle::parse(bare).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidHandle,
+            format!("{bare:?} is not a valid handle: {e}"),
+        )
+    })
+}
+
+/// Checks a handle record the relay returned for `handle`: signed by its identity and about
+/// this handle. Returns the identity, or `None` if nobody holds it.
+pub fn verify_claim(handle: &Handle, claim: Option<HandleClaim>) -> ApiResult<Option<[u8; 32]>> {
+    let Some(claim) = claim else {
+        return Ok(None);
+    };
+    claim.verify().map_err(|e| {
+        ApiError::new(
+            ErrorCode::RelayError,
+            format!(
+                "the relay returned a bad claim for @{}: {e}",
+                handle.as_str()
+            ),
+        )
+    })?;
+    if &claim.handle != handle {
+        return Err(ApiError::new(
+            ErrorCode::RelayError,
+            "the relay returned a claim for another handle",
+        ));
+    }
+    Ok(Some(*claim.identity.as_bytes()))
+}
+
+/// Adds a new contact pinned to `identity` (TOFU), with a conversation. With `introduce`, an
+/// introduction (our name and handle) is queued first, so the contact knows who writes.
+pub fn add(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    alias: &str,
+    identity: [u8; 32],
+    handle: Option<String>,
+    display_name: Option<String>,
+    introduce: bool,
+) -> ApiResult<ConvId> {
+    let unlocked = state.unlocked()?;
+    Unlocked::check_alias(alias)?;
+    if unlocked.by_alias.contains_key(alias) {
+        return Err(ApiError::new(
+            ErrorCode::AliasTaken,
+            format!("the alias {alias:?} is already used"),
+        ));
+    }
+    if &identity == unlocked.identity.public_key().as_bytes() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidAddress,
+            "that is this account's own address",
+        ));
+    }
+    if let Some(existing) = unlocked.by_identity.get(&identity) {
+        let existing = unlocked.contact(existing)?;
+        return Err(ApiError::new(
+            ErrorCode::AliasTaken,
+            format!("that address is already the contact {:?}", existing.alias),
+        ));
+    }
+    let mut id = [0u8; 16];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+    let record = ContactRecord {
+        alias: alias.to_owned(),
+        identity,
+        handle,
+        display_name,
+        trust: Trust::Unverified,
+        pending_identity: None,
+        added_at_ms: now_ms(),
+        handle_checked_ms: now_ms(),
+        devices: Vec::new(),
+    };
+    let meta = ConversationMeta::default();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    batch.put(tables::CONTACTS, &id, &record.encode());
+    batch.put(tables::CONVERSATIONS, &id, &meta.encode());
+    let contact = view(&record);
+    let event = state.bus.clone().make(EventKind::ContactAdded { contact });
+    let unlocked = state.unlocked()?;
+    super::messaging::store_event(unlocked, &mut batch, &event);
+    txn.commit(&store, batch)?;
+    unlocked.index_contact(id, record);
+    unlocked.conversations.insert(id, meta);
+    txn.event(event);
+    if introduce {
+        let body = super::messaging::introduction(unlocked, None);
+        super::messaging::queue_control(
+            unlocked,
+            txn,
+            id,
+            protocol::envelope::ContentKind::Introduction,
+            body,
+        )?;
+    }
+    Ok(id)
+}
+
+/// Writes a contact record (after a change) and its event.
+fn save(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    id: ConvId,
+    record: ContactRecord,
+    kind: EventKind,
+) -> ApiResult<()> {
+    let event = state.bus.clone().make(kind);
+    let unlocked = state.unlocked()?;
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    batch.put(tables::CONTACTS, &id, &record.encode());
+    super::messaging::store_event(unlocked, &mut batch, &event);
+    txn.commit(&store, batch)?;
+    unlocked.unindex_contact(&id);
+    unlocked.index_contact(id, record);
+    txn.event(event);
+    Ok(())
+}
+
+/// Applies a fresh handle lookup for a contact: a different identity is a key change.
+pub fn apply_handle_check(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    id: ConvId,
+    found: Option<[u8; 32]>,
+) -> ApiResult<()> {
+    let unlocked = state.unlocked()?;
+    let mut record = unlocked.contact(&id)?.clone();
+    record.handle_checked_ms = now_ms();
+    let Some(found) = found else {
+        // Nobody holds the handle now: nothing to pin against; keep the contact as it is.
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        batch.put(tables::CONTACTS, &id, &record.encode());
+        txn.commit(&store, batch)?;
+        unlocked.contacts.insert(id, record);
+        return Ok(());
+    };
+    if found == record.identity || record.pending_identity == Some(found) {
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        batch.put(tables::CONTACTS, &id, &record.encode());
+        txn.commit(&store, batch)?;
+        unlocked.contacts.insert(id, record);
+        return Ok(());
+    }
+    tracing::warn!(alias = %record.alias, "a contact's identity key changed");
+    record.trust = Trust::KeyChanged;
+    record.pending_identity = Some(found);
+    let kind = EventKind::ContactKeyChanged {
+        alias: record.alias.clone(),
+        old_address: address_of(&record.identity),
+        new_address: address_of(&found),
+    };
+    save(state, txn, id, record, kind)
+}
+
+/// `contacts.get`.
+pub fn details(unlocked: &mut Unlocked, name: &str) -> ApiResult<ContactDetails> {
+    let id = unlocked.find_contact(name)?;
+    let record = unlocked.contact(&id)?.clone();
+    let remote = identity_key(&record.identity)?;
+    let number = SafetyNumber::new(unlocked.identity.public_key().ed25519(), remote.ed25519());
+    Ok(ContactDetails {
+        contact: view(&record),
+        safety_number: number.digits(),
+        safety_number_groups: number.grouped().to_vec(),
+        safety_qr: number
+            .qr_payload()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        devices: record.devices.clone(),
+    })
+}
+
+/// `contacts.verify`.
+pub fn verify(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    name: &str,
+    safety_number: Option<&str>,
+) -> ApiResult<Contact> {
+    let unlocked = state.unlocked()?;
+    let id = unlocked.find_contact(name)?;
+    unlocked.check_trusted(&id)?;
+    if let Some(given) = safety_number {
+        let given: String = given.chars().filter(|c| !c.is_whitespace()).collect();
+        let expected = details(unlocked, name)?.safety_number;
+        if given != expected {
+            return Err(ApiError::new(
+                ErrorCode::SafetyNumberMismatch,
+                "the safety number does not match: do not trust this contact until you find out why",
+            ));
+        }
+    }
+    let mut record = unlocked.contact(&id)?.clone();
+    record.trust = Trust::Verified;
+    let contact = view(&record);
+    save(
+        state,
+        txn,
+        id,
+        record,
+        EventKind::ContactTrust {
+            contact: contact.clone(),
+        },
+    )?;
+    Ok(contact)
+}
+
+/// `contacts.trust`: accept the changed key (the contact becomes unverified).
+pub fn trust(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<Contact> {
+    let unlocked = state.unlocked()?;
+    let id = unlocked.find_contact(name)?;
+    let mut record = unlocked.contact(&id)?.clone();
+    if record.trust != Trust::KeyChanged {
+        return Ok(view(&record));
+    }
+    let old = record.identity;
+    if let Some(new) = record.pending_identity.take() {
+        if unlocked
+            .by_identity
+            .get(&new)
+            .is_some_and(|other| other != &id)
+        {
+            return Err(ApiError::new(
+                ErrorCode::AliasTaken,
+                "the new key is already another contact; remove that contact first",
+            ));
+        }
+        record.identity = new;
+        record.devices.clear();
+        // Sessions with the old key are useless now; queued messages will be sealed anew.
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        let devices: Vec<u32> = unlocked
+            .sessions
+            .keys()
+            .filter(|(identity, _)| identity == &old)
+            .map(|(_, d)| *d)
+            .collect();
+        for device in devices {
+            unlocked.sessions.remove(&(old, device));
+            batch.delete(tables::SESSIONS, &unlocked.session_key(&old, device));
+        }
+        txn.commit(&store, batch)?;
+        super::messaging::unseal_outbox(unlocked, txn, &id)?;
+    }
+    record.trust = Trust::Unverified;
+    let contact = view(&record);
+    save(
+        state,
+        txn,
+        id,
+        record,
+        EventKind::ContactTrust {
+            contact: contact.clone(),
+        },
+    )?;
+    Ok(contact)
+}
+
+/// `contacts.remove`: the contact, its sessions, conversation and queued messages.
+pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()> {
+    let unlocked = state.unlocked()?;
+    let id = unlocked.find_contact(name)?;
+    let record = unlocked.contact(&id)?.clone();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    batch.delete(tables::CONTACTS, &id);
+    batch.delete(tables::CONVERSATIONS, &id);
+    for item in unlocked.store.scan(tables::MESSAGES, &id) {
+        let (key, _) = item?;
+        batch.delete(tables::MESSAGES, &key);
+    }
+    let devices: Vec<u32> = unlocked
+        .sessions
+        .keys()
+        .filter(|(identity, _)| identity == &record.identity)
+        .map(|(_, d)| *d)
+        .chain(record.devices.iter().copied())
+        .collect();
+    for device in devices {
+        unlocked.sessions.remove(&(record.identity, device));
+        batch.delete(
+            tables::SESSIONS,
+            &unlocked.session_key(&record.identity, device),
+        );
+    }
+    let queued: Vec<u64> = unlocked
+        .outbox
+        .iter()
+        .filter(|(_, slot)| slot.conversation == id)
+        .map(|(seq, _)| *seq)
+        .collect();
+    for seq in queued {
+        batch.delete(tables::OUTBOX, &seq.to_be_bytes());
+        unlocked.outbox.remove(&seq);
+    }
+    txn.commit(&store, batch)?;
+    unlocked.unindex_contact(&id);
+    unlocked.conversations.remove(&id);
+    Ok(())
+}
+
+/// What an invite code carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteCode {
+    /// The inviter's relay.
+    pub relay_url: String,
+    /// The inviter's identity.
+    pub identity: [u8; 32],
+    /// The one-time token.
+    pub token: [u8; 16],
+    /// The inviter's display name.
+    pub name: String,
+    /// When it expires.
+    pub expires_at_ms: u64,
+}
+
+impl InviteCode {
+    /// Encodes as text: the prefix, then hex of the fields and a 4-byte checksum.
+    pub fn to_text(&self) -> String {
+        let mut w = Writer::new();
+        w.u8(INVITE_VERSION);
+        w.str16(&self.relay_url);
+        w.raw(&self.identity);
+        w.raw(&self.token);
+        w.str16(&self.name);
+        w.u64(self.expires_at_ms);
+        let mut bytes = w.into_bytes();
+        let check = protocol::crypto::kdf::sha256(&[b"chatd/v1/invite", &bytes]);
+        bytes.extend_from_slice(&check[..4]);
+        let mut text = String::from(INVITE_PREFIX);
+        for b in bytes {
+            text.push_str(&format!("{b:02x}"));
+        }
+        text
+    }
+
+    /// Parses a code; a typo fails the checksum.
+    pub fn parse(text: &str) -> ApiResult<Self> {
+        let invalid = |why: &str| {
+            ApiError::new(
+                ErrorCode::InvalidInvite,
+                format!("invalid invite code: {why}"),
+            )
+        };
+        let hex = text
+            .trim()
+            .strip_prefix(INVITE_PREFIX)
+            .ok_or_else(|| invalid("it does not start with chatinvite1"))?;
+        if hex.len() % 2 != 0 || hex.len() > 8192 {
+            return Err(invalid("bad length"));
+        }
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect();
+        let bytes = bytes.ok_or_else(|| invalid("not hex"))?;
+        if bytes.len() < 5 {
+            return Err(invalid("too short"));
+        }
+        let (body, check) = bytes.split_at(bytes.len() - 4);
+        if protocol::crypto::kdf::sha256(&[b"chatd/v1/invite", body])[..4] != *check {
+            return Err(invalid("the checksum does not match (a typo?)"));
+        }
+        let mut r = Reader::new(body);
+        let decode = |r: &mut Reader<'_>| -> Result<Self, protocol::codec::DecodeError> {
+            r.version("invite", INVITE_VERSION)?;
+            Ok(Self {
+                relay_url: r.str16("relay url", 2048)?.to_owned(),
+                identity: r.array()?,
+                token: r.array()?,
+                name: r.str16("name", 256)?.to_owned(),
+                expires_at_ms: r.u64()?,
+            })
+        };
+        let code = decode(&mut r).map_err(|e| invalid(&e.to_string()))?;
+        r.finish().map_err(|e| invalid(&e.to_string()))?;
+        IdentityKey::from_bytes(&code.identity).map_err(|_| invalid("bad identity key"))?;
+        Ok(code)
+    }
+}
+
+/// `invites.create`.
+pub fn create_invite(state: &mut CoreState, txn: &mut Txn) -> ApiResult<Invite> {
+    let unlocked = state.unlocked()?;
+    let mut token = [0u8; 16];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut token);
+    let expires_at_ms = now_ms() + INVITE_LIFETIME_MS;
+    let code = InviteCode {
+        relay_url: unlocked.account.relay_url.clone(),
+        identity: *unlocked.identity.public_key().as_bytes(),
+        token,
+        name: unlocked.account.name.clone(),
+        expires_at_ms,
+    };
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    batch.put(
+        tables::INVITES,
+        &token,
+        &InviteRecord {
+            expires_at_ms,
+            used: false,
+        }
+        .encode(),
+    );
+    txn.commit(&store, batch)?;
+    Ok(Invite {
+        code: code.to_text(),
+        expires_at_ms,
+    })
+}
+
+/// `invites.accept`: adds the inviter and queues an introduction carrying the token.
+pub fn accept_invite(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    code: &str,
+    alias: Option<&str>,
+) -> ApiResult<Contact> {
+    let code = InviteCode::parse(code)?;
+    let unlocked = state.unlocked()?;
+    if code.relay_url != unlocked.account.relay_url {
+        return Err(ApiError::new(
+            ErrorCode::InvalidInvite,
+            format!(
+                "the invite is for the relay {}, and this account uses {}",
+                code.relay_url, unlocked.account.relay_url
+            ),
+        ));
+    }
+    if code.expires_at_ms < now_ms() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidInvite,
+            "the invite has expired",
+        ));
+    }
+    let alias = match alias {
+        Some(alias) => alias.to_owned(),
+        None => unlocked.free_alias(&code.name),
+    };
+    let id = match unlocked.by_identity.get(&code.identity) {
+        Some(id) => *id,
+        None => add(
+            state,
+            txn,
+            &alias,
+            code.identity,
+            None,
+            Some(code.name.clone()),
+            false,
+        )?,
+    };
+    let unlocked = state.unlocked()?;
+    let body = super::messaging::introduction(unlocked, Some(code.token));
+    super::messaging::queue_control(
+        unlocked,
+        txn,
+        id,
+        protocol::envelope::ContentKind::Introduction,
+        body,
+    )?;
+    Ok(view(unlocked.contact(&id)?))
+}
+
+/// Checks and consumes an invite token from an introduction; true if it was valid.
+pub fn consume_invite(
+    unlocked: &mut Unlocked,
+    batch: &mut crate::store::Batch<'_>,
+    token: &[u8; 16],
+) -> ApiResult<bool> {
+    let Some(value) = unlocked.store.get(tables::INVITES, token)? else {
+        return Ok(false);
+    };
+    let mut record = InviteRecord::decode(&value).map_err(|_| ApiError::store("an invite"))?;
+    if record.used || record.expires_at_ms < now_ms() {
+        return Ok(false);
+    }
+    record.used = true;
+    batch.put(tables::INVITES, token, &record.encode());
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_codes_round_trip_and_catch_typos() {
+        let key = protocol::identity::IdentityKeyPair::from_seed(&[3; 32]).public_key();
+        let code = InviteCode {
+            relay_url: "ws://127.0.0.1:7420/v1".into(),
+            identity: *key.as_bytes(),
+            token: [9; 16],
+            name: "Alice".into(),
+            expires_at_ms: 42,
+        };
+        let text = code.to_text();
+        assert!(text.starts_with(INVITE_PREFIX));
+        assert_eq!(InviteCode::parse(&text), Ok(code));
+        let mut typo = text.clone().into_bytes();
+        let last = typo.len() - 10;
+        typo[last] = if typo[last] == b'0' { b'1' } else { b'0' };
+        let typo = String::from_utf8(typo).unwrap_or_default();
+        assert_eq!(
+            InviteCode::parse(&typo).err().map(|e| e.code),
+            Some(ErrorCode::InvalidInvite)
+        );
+        assert!(InviteCode::parse("chatinvite1zz").is_err());
+        assert!(InviteCode::parse("hello").is_err());
+        assert!(InviteCode::parse(&text[..text.len() - 2]).is_err());
+    }
+}

@@ -1,0 +1,1380 @@
+//! Messages: the outbox (queue, seal, send, retry with backoff and jitter, statuses), incoming
+//! envelopes (open, decrypt, dedup, store, receipt, ack), receipts both ways, history pages,
+//! read marks, conversations and the retained event log.
+
+use std::time::Duration;
+
+use api::ErrorCode;
+use api::events::{Event, EventKind};
+use api::types::{
+    Conversation, ConversationList, Direction, HistoryPage, MarkedRead, Message, MessageStatus,
+    SentMessage,
+};
+use protocol::codec::{Decode, Encode, Reader, Writer};
+use protocol::envelope::{self, Content, ContentKind};
+use protocol::frames::{ClientFrame, EnvelopeId, OutgoingEnvelope, ServerFrame};
+use protocol::identity::{DeviceId, IdentityKey};
+use protocol::pqxdh::ResponderKeys;
+use protocol::prekeys::PrekeyBundle;
+use protocol::ratchet::DecryptError;
+use protocol::session::{SessionError, SessionMessage};
+use rand::RngExt;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use super::account;
+use super::records::{MessageRecord, OutboxEntry, OutboxKind, message_key, tables};
+use super::unlocked::{ConvId, OutboxSlot, Unlocked, identity_key};
+use super::{CoreState, Input, Txn};
+use crate::error::{ApiError, ApiResult};
+use crate::events::now_ms;
+use crate::relay_link::{LinkEvent, RequestError, Requester};
+use crate::store::Batch;
+
+/// Largest text accepted by `messages.send`.
+pub const MAX_TEXT_LEN: usize = 64 * 1024;
+/// Events retained in the store for `since`.
+pub const EVENTS_RETAINED: usize = 10_000;
+/// A message not accepted by the relay after this long fails.
+pub const OUTBOX_EXPIRY_MS: u64 = 7 * 24 * 3600 * 1000;
+/// `Send` frames waiting for the relay at once.
+const MAX_SENDS_IN_FLIGHT: usize = 16;
+/// How long to wait for a `SendAck`.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for device lists and bundles.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// Retry delays grow from this...
+const RETRY_MIN: Duration = Duration::from_millis(500);
+/// ...to this.
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn message_view(conversation: &str, record: &MessageRecord) -> Message {
+    Message {
+        message_id: hex(&record.message_id),
+        conversation: conversation.to_owned(),
+        direction: record.direction,
+        text: record.text.clone(),
+        timestamp_ms: record.timestamp_ms,
+        stored_at_ms: record.stored_at_ms,
+        status: record.status,
+        failure: record.failure.clone(),
+        read: (record.direction == Direction::Incoming).then_some(record.read),
+    }
+}
+
+/// Writes an event into the retained log (in the same batch as the change it reports).
+pub fn store_event(unlocked: &Unlocked, batch: &mut Batch<'_>, event: &Event) {
+    if event.kind.is_persistent()
+        && let Ok(json) = serde_json::to_vec(event)
+    {
+        batch.put(tables::EVENTS, &event.cursor.to_be_bytes(), &json);
+    }
+    let _ = unlocked;
+}
+
+fn index_key(unlocked: &Unlocked, direction: &[u8], peer: &[u8; 32], id: &[u8; 16]) -> [u8; 16] {
+    let mut plain = Vec::with_capacity(3 + 32 + 16);
+    plain.extend_from_slice(direction);
+    plain.extend_from_slice(peer);
+    plain.extend_from_slice(id);
+    unlocked.store.index(tables::MESSAGE_INDEX, &plain)
+}
+
+/// Retry delay after `attempts` failures: exponential with full jitter.
+fn backoff(attempts: u32) -> Duration {
+    let max = RETRY_MIN
+        .saturating_mul(1u32 << attempts.min(12))
+        .min(RETRY_MAX);
+    let ms = rand::rng().random_range(RETRY_MIN.as_millis() as u64 / 2..=max.as_millis() as u64);
+    Duration::from_millis(ms)
+}
+
+/// Puts a message into the outbox (in `batch`).
+fn queue(
+    unlocked: &mut Unlocked,
+    batch: &mut Batch<'_>,
+    conversation: ConvId,
+    kind: OutboxKind,
+    content: &Content,
+) -> ApiResult<()> {
+    let identity = unlocked.contact(&conversation)?.identity;
+    let seq = unlocked.next_outbox_seq;
+    unlocked.next_outbox_seq += 1;
+    let entry = OutboxEntry {
+        conversation,
+        kind,
+        message_id: content.message_id,
+        content: Zeroizing::new(content.to_bytes()),
+        sealed: Vec::new(),
+        sealed_for: identity,
+        attempts: 0,
+        queued_at_ms: now_ms(),
+    };
+    batch.put(tables::OUTBOX, &seq.to_be_bytes(), &entry.encode());
+    unlocked.outbox.insert(
+        seq,
+        OutboxSlot {
+            conversation,
+            kind,
+            message_id: content.message_id,
+            sealed: false,
+            in_flight: false,
+            not_before: None,
+            attempts: 0,
+        },
+    );
+    Ok(())
+}
+
+fn new_content(kind: ContentKind, body: Vec<u8>) -> Content {
+    let mut message_id = [0u8; 16];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut message_id);
+    Content {
+        message_id,
+        timestamp_ms: now_ms(),
+        kind,
+        body,
+    }
+}
+
+/// Queues a control message (receipt, introduction) to a contact.
+pub fn queue_control(
+    unlocked: &mut Unlocked,
+    txn: &mut Txn,
+    conversation: ConvId,
+    kind: ContentKind,
+    body: Vec<u8>,
+) -> ApiResult<()> {
+    let content = new_content(kind, body);
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    queue(
+        unlocked,
+        &mut batch,
+        conversation,
+        OutboxKind::Control,
+        &content,
+    )?;
+    txn.commit(&store, batch)
+}
+
+/// The body of an introduction (SPEC.md 8.1).
+pub fn introduction(unlocked: &Unlocked, token: Option<[u8; 16]>) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(1);
+    w.str16(&unlocked.account.name);
+    match unlocked.account.handles.first() {
+        Some(handle) => {
+            w.u8(1);
+            w.str16(handle);
+        }
+        None => w.u8(0),
+    }
+    match token {
+        Some(token) => {
+            w.u8(1);
+            w.raw(&token);
+        }
+        None => w.u8(0),
+    }
+    w.into_bytes()
+}
+
+/// `messages.send`: stores the message and queues it; durable when the round ends.
+pub fn send_text(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    conversation: ConvId,
+    text: &str,
+) -> ApiResult<SentMessage> {
+    if text.is_empty() || text.len() > MAX_TEXT_LEN {
+        return Err(ApiError::new(
+            ErrorCode::InvalidMessage,
+            format!("the text must be 1 byte to {} KiB", MAX_TEXT_LEN / 1024),
+        ));
+    }
+    let content = new_content(ContentKind::Text, text.as_bytes().to_vec());
+    let unlocked = state.unlocked()?;
+    unlocked.check_trusted(&conversation)?;
+    let record = MessageRecord {
+        message_id: content.message_id,
+        direction: Direction::Outgoing,
+        timestamp_ms: content.timestamp_ms,
+        stored_at_ms: now_ms(),
+        status: Some(MessageStatus::Pending),
+        failure: None,
+        read: false,
+        text: text.to_owned(),
+    };
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let seq = append_message(unlocked, &mut batch, conversation, &record, false)?;
+    let own = *unlocked.identity.public_key().as_bytes();
+    let index = index_key(unlocked, b"out", &own, &content.message_id);
+    batch.put(
+        tables::MESSAGE_INDEX,
+        &index,
+        &message_key(&conversation, seq),
+    );
+    queue(
+        unlocked,
+        &mut batch,
+        conversation,
+        OutboxKind::Text,
+        &content,
+    )?;
+    txn.commit(&store, batch)?;
+    Ok(SentMessage {
+        message_id: hex(&content.message_id),
+        conversation: unlocked.contact(&conversation)?.alias.clone(),
+        timestamp_ms: content.timestamp_ms,
+        status: MessageStatus::Pending,
+    })
+}
+
+/// Appends a message to a conversation (in `batch`), returning its sequence number.
+fn append_message(
+    unlocked: &mut Unlocked,
+    batch: &mut Batch<'_>,
+    conversation: ConvId,
+    record: &MessageRecord,
+    unread: bool,
+) -> ApiResult<u64> {
+    let meta = unlocked.conversations.entry(conversation).or_default();
+    let seq = meta.next_seq;
+    meta.next_seq += 1;
+    meta.total += 1;
+    if unread {
+        meta.unread += 1;
+    }
+    meta.last_activity_ms = record.stored_at_ms;
+    let meta = *meta;
+    batch.put(
+        tables::MESSAGES,
+        &message_key(&conversation, seq),
+        &record.encode(),
+    );
+    batch.put(tables::CONVERSATIONS, &conversation, &meta.encode());
+    Ok(seq)
+}
+
+fn parse_cursor(text: &str) -> ApiResult<u64> {
+    u64::from_str_radix(text, 16).map_err(|_| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("{text:?} is not a history cursor"),
+        )
+    })
+}
+
+/// `messages.history`.
+pub fn history(
+    unlocked: &Unlocked,
+    name: &str,
+    limit: Option<u32>,
+    before: Option<&str>,
+) -> ApiResult<HistoryPage> {
+    let conversation = unlocked.find_contact(name)?;
+    let alias = unlocked.contact(&conversation)?.alias.clone();
+    let limit = limit.unwrap_or(50).clamp(1, 500) as usize;
+    let before = before
+        .map(parse_cursor)
+        .transpose()?
+        .map(|seq| message_key(&conversation, seq));
+    let mut page = Vec::with_capacity(limit);
+    let mut more = false;
+    let mut oldest = None;
+    for item in unlocked.store.scan_rev(
+        tables::MESSAGES,
+        &conversation,
+        before.as_ref().map(|k| &k[..]),
+    ) {
+        let (key, value) = item?;
+        if page.len() == limit {
+            more = true;
+            break;
+        }
+        let seq = key
+            .get(16..24)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| ApiError::store("a message key"))?;
+        let record = MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?;
+        page.push(message_view(&alias, &record));
+        oldest = Some(seq);
+    }
+    page.reverse();
+    Ok(HistoryPage {
+        messages: page,
+        next_before: if more {
+            oldest.map(|seq| format!("{seq:016x}"))
+        } else {
+            None
+        },
+    })
+}
+
+/// `messages.mark_read`: marks received messages read and queues a read receipt.
+pub fn mark_read(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    name: &str,
+    up_to: Option<&str>,
+) -> ApiResult<MarkedRead> {
+    let unlocked = state.unlocked()?;
+    let conversation = unlocked.find_contact(name)?;
+    let alias = unlocked.contact(&conversation)?.alias.clone();
+    let up_to = match up_to {
+        Some(text) => Some(api::types::parse_message_id(text).ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("{text:?} is not a message id"))
+        })?),
+        None => None,
+    };
+    let mut meta = unlocked
+        .conversations
+        .get(&conversation)
+        .copied()
+        .unwrap_or_default();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let mut read_ids = Vec::new();
+    let mut reached = up_to.is_none();
+    let mut new_read_below = meta.read_below;
+    let mut changed = Vec::new();
+    for item in unlocked
+        .store
+        .scan_rev(tables::MESSAGES, &conversation, None)
+    {
+        let (key, value) = item?;
+        let seq = key
+            .get(16..24)
+            .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| ApiError::store("a message key"))?;
+        if seq < meta.read_below {
+            break;
+        }
+        let mut record = MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?;
+        if !reached {
+            if Some(record.message_id) == up_to {
+                reached = true;
+            } else {
+                continue;
+            }
+        }
+        if new_read_below == meta.read_below {
+            new_read_below = seq + 1;
+        }
+        if record.direction == Direction::Incoming && !record.read {
+            record.read = true;
+            read_ids.push(record.message_id);
+            changed.push((key, record));
+        }
+    }
+    if up_to.is_some() && !reached {
+        return Err(ApiError::not_found("that message in this conversation"));
+    }
+    for (key, record) in &changed {
+        batch.put(tables::MESSAGES, key, &record.encode());
+    }
+    let marked = u32::try_from(read_ids.len()).unwrap_or(u32::MAX);
+    meta.unread = meta.unread.saturating_sub(marked);
+    meta.read_below = meta.read_below.max(new_read_below);
+    batch.put(tables::CONVERSATIONS, &conversation, &meta.encode());
+    unlocked.conversations.insert(conversation, meta);
+    if marked > 0 {
+        let event = state.bus.clone().make(EventKind::MessagesRead {
+            conversation: alias,
+            marked,
+        });
+        let unlocked = state.unlocked()?;
+        store_event(unlocked, &mut batch, &event);
+        txn.event(event);
+    }
+    let unlocked = state.unlocked()?;
+    if !read_ids.is_empty() {
+        let body: Vec<u8> = read_ids.iter().flatten().copied().collect();
+        let content = new_content(ContentKind::ReadReceipt, body);
+        queue(
+            unlocked,
+            &mut batch,
+            conversation,
+            OutboxKind::Control,
+            &content,
+        )?;
+    }
+    txn.commit(&store, batch)?;
+    Ok(MarkedRead { marked })
+}
+
+/// `conversations.list`.
+pub fn conversations(unlocked: &Unlocked) -> ApiResult<ConversationList> {
+    let mut list = Vec::with_capacity(unlocked.contacts.len());
+    for (id, contact) in &unlocked.contacts {
+        let meta = unlocked.conversations.get(id).copied().unwrap_or_default();
+        let last_message = match unlocked.store.last(tables::MESSAGES, id)? {
+            Some((_, value)) => Some(message_view(
+                &contact.alias,
+                &MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?,
+            )),
+            None => None,
+        };
+        list.push((
+            meta.last_activity_ms,
+            Conversation {
+                conversation: contact.alias.clone(),
+                address: super::unlocked::address_of(&contact.identity),
+                unread: meta.unread,
+                total: meta.total,
+                last_message,
+            },
+        ));
+    }
+    list.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| a.1.conversation.cmp(&b.1.conversation))
+    });
+    Ok(ConversationList {
+        conversations: list.into_iter().map(|(_, c)| c).collect(),
+    })
+}
+
+/// Retained message events after `since`, oldest first.
+pub fn retained_events(unlocked: &Unlocked, since: u64) -> ApiResult<Vec<Event>> {
+    let mut events = Vec::new();
+    for item in unlocked.store.scan_rev(tables::EVENTS, &[], None) {
+        let (key, value) = item?;
+        let cursor = <[u8; 8]>::try_from(key.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| ApiError::store("an event key"))?;
+        if cursor <= since {
+            break;
+        }
+        match serde_json::from_slice::<Event>(&value) {
+            Ok(event) => events.push(event),
+            Err(e) => tracing::warn!(error = %e, "skipping an unreadable retained event"),
+        }
+    }
+    events.reverse();
+    Ok(events)
+}
+
+/// Drops retained events beyond [`EVENTS_RETAINED`].
+fn prune_events(unlocked: &Unlocked, txn: &mut Txn) -> ApiResult<()> {
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    for item in unlocked
+        .store
+        .scan_rev(tables::EVENTS, &[], None)
+        .skip(EVENTS_RETAINED)
+        .take(10_000)
+    {
+        let (key, _) = item?;
+        batch.delete(tables::EVENTS, &key);
+    }
+    txn.commit(&store, batch)
+}
+
+/// After `contacts.trust`: messages sealed for the old key are sealed again for the new one.
+pub fn unseal_outbox(
+    unlocked: &mut Unlocked,
+    txn: &mut Txn,
+    conversation: &ConvId,
+) -> ApiResult<()> {
+    let seqs: Vec<u64> = unlocked
+        .outbox
+        .iter()
+        .filter(|(_, s)| &s.conversation == conversation && s.sealed)
+        .map(|(seq, _)| *seq)
+        .collect();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    for seq in seqs {
+        if let Some(value) = unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes())? {
+            let mut entry =
+                OutboxEntry::decode(&value).map_err(|_| ApiError::store("an outbox entry"))?;
+            entry.sealed.clear();
+            batch.put(tables::OUTBOX, &seq.to_be_bytes(), &entry.encode());
+        }
+        if let Some(slot) = unlocked.outbox.get_mut(&seq) {
+            slot.sealed = false;
+        }
+    }
+    txn.commit(&store, batch)
+}
+
+/// Reacts to the relay link.
+pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
+    match event {
+        LinkEvent::State { state: new, error } => {
+            let Ok(unlocked) = state.unlocked() else {
+                return;
+            };
+            unlocked.online = new == api::types::ConnectionState::Connected;
+            for slot in unlocked.outbox.values_mut() {
+                slot.in_flight = false;
+            }
+            unlocked.fetching.clear();
+            let relay_url = unlocked.account.relay_url.clone();
+            let online = unlocked.online;
+            if state.connection != new {
+                state.connection = new;
+                state.event(
+                    txn,
+                    EventKind::RelayConnection {
+                        state: new,
+                        relay_url,
+                        error,
+                    },
+                );
+            }
+            if online && let Err(e) = account::publish_on_connect(state, txn) {
+                tracing::error!(error = %e, "could not publish prekeys");
+            }
+        }
+        LinkEvent::Frame(frame) => {
+            if account::on_frame(state, txn, &frame) {
+                return;
+            }
+            match *frame {
+                ServerFrame::Deliver {
+                    envelope_id,
+                    payload,
+                    ..
+                } => receive(state, txn, envelope_id, &payload),
+                other => tracing::debug!(frame = other.name(), "ignoring a frame from the relay"),
+            }
+        }
+    }
+}
+
+/// Periodic work: prune the event log, rotate the signed prekey when due.
+pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
+    let Ok(unlocked) = state.unlocked() else {
+        return;
+    };
+    // About every five minutes (ticks are 500 ms).
+    if rand::rng().random_range(0..600) == 0 {
+        if let Err(e) = prune_events(unlocked, txn) {
+            tracing::warn!(error = %e, "pruning events failed");
+        }
+        if unlocked.online
+            && unlocked.account.signed_prekey_created_ms + account::SIGNED_PREKEY_LIFETIME_MS
+                <= now_ms()
+            && let Err(e) = account::publish_on_connect(state, txn)
+        {
+            tracing::warn!(error = %e, "signed prekey rotation failed");
+        }
+    }
+}
+
+/// Opens, decrypts, stores and acknowledges one delivered envelope. Anything that cannot be
+/// opened or decrypted is logged and acknowledged (it can never become readable), and the
+/// session is left as it was.
+fn receive(state: &mut CoreState, txn: &mut Txn, envelope_id: EnvelopeId, payload: &[u8]) {
+    let result = receive_inner(state, txn, payload);
+    if let Err(e) = &result
+        && e.code == ErrorCode::StoreError
+    {
+        // Not acknowledged: the relay delivers it again after a reconnect.
+        tracing::error!(error = %e, "could not store a received message");
+        return;
+    }
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "dropping an envelope that cannot be read");
+    }
+    if let Ok(unlocked) = state.unlocked() {
+        txn.frame(ClientFrame::Ack {
+            envelope_ids: vec![envelope_id],
+        });
+        let _ = unlocked;
+    }
+}
+
+fn receive_inner(state: &mut CoreState, txn: &mut Txn, payload: &[u8]) -> ApiResult<()> {
+    let unlocked = state.unlocked()?;
+    let unsealed = envelope::open(&unlocked.local, payload)
+        .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("envelope: {e}")))?;
+    let sender = *unsealed.sender_identity.as_bytes();
+    let device = unsealed.sender_device.get();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let mut record = std::mem::take(unlocked.session(sender, device)?);
+    let decrypted = match &unsealed.message {
+        SessionMessage::Normal(message) => record.decrypt(message),
+        SessionMessage::Prekey { header, message } => {
+            let signed = account::load_signed(&unlocked.store, header.signed_prekey_id)?;
+            let kem = account::load_kem(&unlocked.store, header.kem_prekey_id)?;
+            let one_time = match header.one_time_prekey_id {
+                Some(id) => account::load_one_time(&unlocked.store, id)?,
+                None => None,
+            };
+            let keys = match (&signed, &kem) {
+                (Some(signed_prekey), Some(kem_prekey)) => Some(ResponderKeys {
+                    signed_prekey,
+                    one_time_prekey: one_time.as_ref(),
+                    kem_prekey,
+                }),
+                _ => None,
+            };
+            let result = record.decrypt_prekey(
+                &unlocked.local,
+                (unsealed.sender_identity, unsealed.sender_device),
+                header,
+                message,
+                keys,
+                &mut unlocked.replay,
+            );
+            result.map(|d| {
+                account::delete_used(
+                    &mut batch,
+                    d.consumed_one_time_prekey,
+                    d.consumed_kem_prekey,
+                );
+                batch.put(tables::ACCOUNT, b"replay", &unlocked.replay.to_bytes());
+                d.plaintext
+            })
+        }
+    };
+    unlocked.sessions.insert((sender, device), record);
+    let plaintext = match decrypted {
+        Ok(plaintext) => Zeroizing::new(plaintext),
+        Err(SessionError::Decrypt(DecryptError::Duplicate)) => return Ok(()),
+        Err(e) => {
+            return Err(ApiError::new(
+                ErrorCode::RelayError,
+                format!("undecryptable message: {e}"),
+            ));
+        }
+    };
+    unlocked.save_session(&mut batch, &sender, device);
+    let content = Content::from_bytes(&plaintext)
+        .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("bad content: {e}")))?;
+    match content.kind {
+        ContentKind::Text => receive_text(state, txn, &mut batch, sender, device, &content)?,
+        ContentKind::DeliveryReceipt => receive_receipt(
+            state,
+            txn,
+            &mut batch,
+            sender,
+            &content,
+            MessageStatus::Delivered,
+        )?,
+        ContentKind::ReadReceipt => receive_receipt(
+            state,
+            txn,
+            &mut batch,
+            sender,
+            &content,
+            MessageStatus::Read,
+        )?,
+        ContentKind::Introduction => {
+            receive_introduction(state, txn, &mut batch, sender, device, &content)?
+        }
+        ContentKind::Other(kind) => {
+            tracing::debug!(kind = kind.get(), "ignoring a message of an unknown kind");
+        }
+    }
+    txn.commit(&store, batch)
+}
+
+/// The conversation of `sender`, adding an unknown sender as a contact.
+fn conversation_of(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    sender: [u8; 32],
+    device: u32,
+    name: Option<&str>,
+) -> ApiResult<ConvId> {
+    let unlocked = state.unlocked()?;
+    let id = match unlocked.by_identity.get(&sender) {
+        Some(id) => *id,
+        None => {
+            let base = match name {
+                Some(name) => name.to_owned(),
+                None => super::unlocked::address_of(&sender)
+                    .chars()
+                    .take(13)
+                    .collect(),
+            };
+            let alias = unlocked.free_alias(&base);
+            super::contacts::add(
+                state,
+                txn,
+                &alias,
+                sender,
+                None,
+                name.map(str::to_owned),
+                false,
+            )?
+        }
+    };
+    let unlocked = state.unlocked()?;
+    if let Some(contact) = unlocked.contacts.get_mut(&id)
+        && !contact.devices.contains(&device)
+    {
+        contact.devices.push(device);
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        batch.put(tables::CONTACTS, &id, &contact.encode());
+        txn.commit(&store, batch)?;
+    }
+    Ok(id)
+}
+
+fn receive_text(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    batch: &mut Batch<'_>,
+    sender: [u8; 32],
+    device: u32,
+    content: &Content,
+) -> ApiResult<()> {
+    let text = String::from_utf8_lossy(&content.body).into_owned();
+    let conversation = conversation_of(state, txn, sender, device, None)?;
+    let unlocked = state.unlocked()?;
+    let index = index_key(unlocked, b"in", &sender, &content.message_id);
+    if unlocked.store.get(tables::MESSAGE_INDEX, &index)?.is_some() {
+        // A repeat of a message already stored (the sender retried): shown once, but the
+        // sender still gets its receipt.
+        unlocked
+            .pending_receipts
+            .entry(conversation)
+            .or_default()
+            .push(content.message_id);
+        return Ok(());
+    }
+    let record = MessageRecord {
+        message_id: content.message_id,
+        direction: Direction::Incoming,
+        timestamp_ms: content.timestamp_ms,
+        stored_at_ms: now_ms(),
+        status: None,
+        failure: None,
+        read: false,
+        text,
+    };
+    let seq = append_message(unlocked, batch, conversation, &record, true)?;
+    batch.put(
+        tables::MESSAGE_INDEX,
+        &index,
+        &message_key(&conversation, seq),
+    );
+    unlocked
+        .pending_receipts
+        .entry(conversation)
+        .or_default()
+        .push(content.message_id);
+    let contact = unlocked.contact(&conversation)?;
+    let kind = EventKind::MessageReceived {
+        message: message_view(&contact.alias, &record),
+        sender_name: contact.display_name.clone(),
+    };
+    let event = state.bus.clone().make(kind);
+    let unlocked = state.unlocked()?;
+    store_event(unlocked, batch, &event);
+    txn.event(event);
+    Ok(())
+}
+
+fn receive_receipt(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    batch: &mut Batch<'_>,
+    sender: [u8; 32],
+    content: &Content,
+    status: MessageStatus,
+) -> ApiResult<()> {
+    let unlocked = state.unlocked()?;
+    let Some(conversation) = unlocked.by_identity.get(&sender).copied() else {
+        return Ok(());
+    };
+    let alias = unlocked.contact(&conversation)?.alias.clone();
+    let own = *unlocked.identity.public_key().as_bytes();
+    let mut events = Vec::new();
+    for id in content.body.chunks_exact(16) {
+        let Ok(id) = <[u8; 16]>::try_from(id) else {
+            continue;
+        };
+        let index = index_key(unlocked, b"out", &own, &id);
+        let Some(location) = unlocked.store.get(tables::MESSAGE_INDEX, &index)? else {
+            continue;
+        };
+        // Only the conversation's own contact may report on its messages.
+        if location.get(..16) != Some(&conversation[..]) {
+            continue;
+        }
+        let Some(value) = unlocked.store.get(tables::MESSAGES, &location)? else {
+            continue;
+        };
+        let mut record = MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?;
+        let current = record.status.unwrap_or(MessageStatus::Pending);
+        if current == MessageStatus::Failed || current >= status {
+            continue;
+        }
+        record.status = Some(status);
+        batch.put(tables::MESSAGES, &location, &record.encode());
+        events.push(EventKind::MessageStatus {
+            message_id: hex(&id),
+            conversation: alias.clone(),
+            status,
+            failure: None,
+        });
+    }
+    for kind in events {
+        let event = state.bus.clone().make(kind);
+        let unlocked = state.unlocked()?;
+        store_event(unlocked, batch, &event);
+        txn.event(event);
+    }
+    Ok(())
+}
+
+fn receive_introduction(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    batch: &mut Batch<'_>,
+    sender: [u8; 32],
+    device: u32,
+    content: &Content,
+) -> ApiResult<()> {
+    let mut r = Reader::new(&content.body);
+    let parsed = (|| -> Result<(String, Option<[u8; 16]>), protocol::codec::DecodeError> {
+        r.version("introduction", 1)?;
+        let name = r.str16("name", 256)?.to_owned();
+        let _handle = match r.u8()? {
+            0 => None,
+            _ => Some(r.str16("handle", 64)?.to_owned()),
+        };
+        let token = match r.u8()? {
+            0 => None,
+            _ => Some(r.array::<16>()?),
+        };
+        Ok((name, token))
+    })();
+    let (name, token) = parsed
+        .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("bad introduction: {e}")))?;
+    let name = account::check_name(&name).ok();
+    let conversation = conversation_of(state, txn, sender, device, name.as_deref())?;
+    let unlocked = state.unlocked()?;
+    if let Some(token) = token
+        && !super::contacts::consume_invite(unlocked, batch, &token)?
+    {
+        tracing::info!("an introduction carried an unknown or used invite token");
+    }
+    if let Some(contact) = unlocked.contacts.get_mut(&conversation)
+        && contact.display_name.is_none()
+        && name.is_some()
+    {
+        contact.display_name = name;
+        batch.put(tables::CONTACTS, &conversation, &contact.encode());
+    }
+    Ok(())
+}
+
+/// The end of every round: turn pending receipts into outbox entries, seal what can be
+/// sealed, and start sends (which wait for the round's flush before going out).
+pub fn pump(state: &mut CoreState, txn: &mut Txn) {
+    let generation = state.generation;
+    let inputs = state.inputs.clone();
+    let Ok(unlocked) = state.unlocked() else {
+        return;
+    };
+    if let Err(e) = flush_receipts(unlocked, txn) {
+        tracing::error!(error = %e, "could not queue receipts");
+    }
+    if !unlocked.online {
+        return;
+    }
+    let Some(requester) = unlocked.link.as_ref().map(|l| l.requester()) else {
+        return;
+    };
+    if let Err(e) = seal_ready(unlocked, txn, &requester, generation, &inputs) {
+        tracing::error!(error = %e, "sealing the outbox failed");
+    }
+    start_sends(unlocked, txn, &requester, generation, &inputs);
+}
+
+fn flush_receipts(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()> {
+    if unlocked.pending_receipts.is_empty() {
+        return Ok(());
+    }
+    let receipts = std::mem::take(&mut unlocked.pending_receipts);
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    for (conversation, ids) in receipts {
+        for chunk in ids.chunks(4096) {
+            let body: Vec<u8> = chunk.iter().flatten().copied().collect();
+            let content = new_content(ContentKind::DeliveryReceipt, body);
+            queue(
+                unlocked,
+                &mut batch,
+                conversation,
+                OutboxKind::Control,
+                &content,
+            )?;
+        }
+    }
+    txn.commit(&store, batch)
+}
+
+fn due(slot: &OutboxSlot, now: Instant) -> bool {
+    slot.not_before.is_none_or(|t| t <= now)
+}
+
+fn seal_ready(
+    unlocked: &mut Unlocked,
+    txn: &mut Txn,
+    requester: &Requester,
+    generation: u64,
+    inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+) -> ApiResult<()> {
+    let now = Instant::now();
+    let waiting: Vec<(u64, ConvId)> = unlocked
+        .outbox
+        .iter()
+        .filter(|(_, s)| !s.sealed && due(s, now))
+        .map(|(seq, s)| (*seq, s.conversation))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    let mut blocked: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    for (seq, conversation) in waiting {
+        if blocked.contains(&conversation) {
+            continue;
+        }
+        let Some(contact) = unlocked.contacts.get(&conversation).cloned() else {
+            continue;
+        };
+        if contact.trust == api::types::Trust::KeyChanged {
+            blocked.insert(conversation);
+            continue;
+        }
+        let mut ready = !contact.devices.is_empty();
+        for device in &contact.devices {
+            if !unlocked.session(contact.identity, *device)?.has_session() {
+                ready = false;
+            }
+        }
+        if !ready {
+            blocked.insert(conversation);
+            if unlocked.fetching.insert(conversation) {
+                fetch_bundles(
+                    unlocked,
+                    txn,
+                    requester,
+                    generation,
+                    inputs,
+                    conversation,
+                    contact.identity,
+                );
+            }
+            continue;
+        }
+        let Some(value) = unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes())? else {
+            unlocked.outbox.remove(&seq);
+            continue;
+        };
+        let mut entry =
+            OutboxEntry::decode(&value).map_err(|_| ApiError::store("an outbox entry"))?;
+        entry.sealed.clear();
+        entry.sealed_for = contact.identity;
+        for device in &contact.devices {
+            let mut record = std::mem::take(unlocked.session(contact.identity, *device)?);
+            let sealed = record
+                .encrypt(&entry.content, &mut rand::rng())
+                .map_err(|e| e.to_string())
+                .and_then(|message| {
+                    let peer = record.peer().ok_or("no session")?;
+                    envelope::seal(&unlocked.local, peer, &message, &mut rand::rng())
+                        .map_err(|e| e.to_string())
+                });
+            unlocked
+                .sessions
+                .insert((contact.identity, *device), record);
+            match sealed {
+                Ok(payload) => entry.sealed.push((*device, payload)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not encrypt for a device");
+                }
+            }
+            unlocked.save_session(&mut batch, &contact.identity, *device);
+        }
+        if entry.sealed.is_empty() {
+            blocked.insert(conversation);
+            continue;
+        }
+        batch.put(tables::OUTBOX, &seq.to_be_bytes(), &entry.encode());
+        if let Some(slot) = unlocked.outbox.get_mut(&seq) {
+            slot.sealed = true;
+        }
+    }
+    txn.commit(&store, batch)
+}
+
+fn fetch_bundles(
+    unlocked: &mut Unlocked,
+    txn: &mut Txn,
+    requester: &Requester,
+    generation: u64,
+    inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+    conversation: ConvId,
+    identity: [u8; 32],
+) {
+    let requester = requester.clone();
+    let inputs = inputs.clone();
+    let (go, wait) = oneshot::channel::<()>();
+    txn.after(move || {
+        let _ = go.send(());
+    });
+    unlocked.tasks.spawn(async move {
+        if wait.await.is_err() {
+            return;
+        }
+        let result = fetch(&requester, identity).await;
+        let job: super::Job = Box::new(move |state, txn| {
+            if let Err(e) = on_bundles(state, txn, conversation, identity, result) {
+                tracing::warn!(error = %e, "could not set up a session");
+            }
+        });
+        let _ = inputs.send(Input::Continue(generation, job));
+    });
+}
+
+async fn fetch(
+    requester: &Requester,
+    identity: [u8; 32],
+) -> Result<Vec<PrekeyBundle>, RequestError> {
+    let key = IdentityKey::from_bytes(&identity)
+        .map_err(|_| RequestError::Unreachable("bad identity".into()))?;
+    let devices = match requester
+        .request(
+            |request_id| ClientFrame::ListDevices {
+                request_id,
+                identity: key,
+            },
+            FETCH_TIMEOUT,
+        )
+        .await?
+    {
+        ServerFrame::Devices { devices, .. } => devices,
+        other => {
+            return Err(RequestError::Unreachable(format!(
+                "unexpected answer {}",
+                other.name()
+            )));
+        }
+    };
+    let mut bundles = Vec::new();
+    for certificate in devices {
+        let device_id = certificate.device_id();
+        match requester
+            .request(
+                |request_id| ClientFrame::FetchBundle {
+                    request_id,
+                    identity: key,
+                    device_id,
+                },
+                FETCH_TIMEOUT,
+            )
+            .await
+        {
+            Ok(ServerFrame::Bundle { bundle, .. }) => bundles.push(bundle),
+            Ok(other) => tracing::warn!(frame = other.name(), "unexpected answer to FetchBundle"),
+            Err(RequestError::Refused(code, message)) => {
+                tracing::warn!(code = code.name(), %message, "no bundle for a device");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(bundles)
+}
+
+fn on_bundles(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    conversation: ConvId,
+    identity: [u8; 32],
+    result: Result<Vec<PrekeyBundle>, RequestError>,
+) -> ApiResult<()> {
+    let unlocked = state.unlocked()?;
+    unlocked.fetching.remove(&conversation);
+    let delay_conversation = |unlocked: &mut Unlocked| {
+        for slot in unlocked.outbox.values_mut() {
+            if slot.conversation == conversation && !slot.sealed {
+                slot.attempts += 1;
+                slot.not_before = Some(Instant::now() + backoff(slot.attempts));
+            }
+        }
+    };
+    let bundles = match result {
+        Ok(bundles) if !bundles.is_empty() => bundles,
+        Ok(_) => {
+            tracing::info!("the contact has no devices with prekeys yet; retrying later");
+            delay_conversation(unlocked);
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "fetching prekeys failed; retrying later");
+            delay_conversation(unlocked);
+            return Ok(());
+        }
+    };
+    let expected = identity_key(&identity)?;
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let mut devices = Vec::new();
+    for bundle in bundles {
+        let verified = match bundle.verify(Some(&expected)) {
+            Ok(verified) => verified,
+            Err(e) => {
+                tracing::warn!(error = %e, "the relay returned a bundle that does not verify");
+                continue;
+            }
+        };
+        let device = verified.device().device_id().get();
+        let local = unlocked.local.clone();
+        let record = unlocked.session(identity, device)?;
+        if !record.has_session() {
+            record
+                .initiate(&local, &verified, &mut rand::rng())
+                .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("session setup: {e}")))?;
+        }
+        unlocked.save_session(&mut batch, &identity, device);
+        devices.push(device);
+    }
+    if devices.is_empty() {
+        delay_conversation(unlocked);
+        return Ok(());
+    }
+    if let Some(contact) = unlocked.contacts.get_mut(&conversation) {
+        devices.sort_unstable();
+        contact.devices = devices;
+        batch.put(tables::CONTACTS, &conversation, &contact.encode());
+    }
+    txn.commit(&store, batch)
+}
+
+fn start_sends(
+    unlocked: &mut Unlocked,
+    txn: &mut Txn,
+    requester: &Requester,
+    generation: u64,
+    inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+) {
+    let now = Instant::now();
+    let in_flight_groups = unlocked
+        .outbox
+        .values()
+        .filter(|s| s.in_flight)
+        .count()
+        .div_ceil(protocol::frames::MAX_ENVELOPES_PER_SEND);
+    let mut budget = MAX_SENDS_IN_FLIGHT.saturating_sub(in_flight_groups);
+    let ready: Vec<u64> = unlocked
+        .outbox
+        .iter()
+        .filter(|(_, s)| s.sealed && !s.in_flight && due(s, now))
+        .map(|(seq, _)| *seq)
+        .collect();
+    let mut group: Vec<(u64, Vec<OutgoingEnvelope>)> = Vec::new();
+    let mut group_envelopes = 0;
+    let mut group_bytes = 0;
+    let mut groups = Vec::new();
+    for seq in ready {
+        if budget == 0 {
+            break;
+        }
+        let entry = match unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes()) {
+            Ok(Some(value)) => match OutboxEntry::decode(&value) {
+                Ok(entry) => entry,
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        let Ok(recipient) = IdentityKey::from_bytes(&entry.sealed_for) else {
+            continue;
+        };
+        let mut envelopes = Vec::new();
+        let mut bytes = 0;
+        for (device, payload) in entry.sealed {
+            let Ok(device) = DeviceId::new(device) else {
+                continue;
+            };
+            bytes += payload.len();
+            envelopes.push(OutgoingEnvelope {
+                recipient_identity: recipient,
+                recipient_device: device,
+                payload,
+            });
+        }
+        if group_envelopes + envelopes.len() > protocol::frames::MAX_ENVELOPES_PER_SEND
+            || group_bytes + bytes > protocol::frames::MAX_SEND_PAYLOAD_TOTAL
+        {
+            groups.push(std::mem::take(&mut group));
+            group_envelopes = 0;
+            group_bytes = 0;
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+        }
+        group_envelopes += envelopes.len();
+        group_bytes += bytes;
+        group.push((seq, envelopes));
+    }
+    if !group.is_empty() && budget > 0 {
+        groups.push(group);
+    }
+    for group in groups {
+        let seqs: Vec<u64> = group.iter().map(|(seq, _)| *seq).collect();
+        for seq in &seqs {
+            if let Some(slot) = unlocked.outbox.get_mut(seq) {
+                slot.in_flight = true;
+            }
+        }
+        let envelopes: Vec<OutgoingEnvelope> = group.into_iter().flat_map(|(_, e)| e).collect();
+        let requester = requester.clone();
+        let inputs = inputs.clone();
+        let (go, wait) = oneshot::channel::<()>();
+        txn.after(move || {
+            let _ = go.send(());
+        });
+        unlocked.tasks.spawn(async move {
+            let result = match wait.await {
+                Ok(()) => {
+                    requester
+                        .request(
+                            |request_id| ClientFrame::Send {
+                                request_id,
+                                envelopes,
+                            },
+                            SEND_TIMEOUT,
+                        )
+                        .await
+                }
+                Err(_) => Err(RequestError::Unreachable("the store flush failed".into())),
+            };
+            let job: super::Job = Box::new(move |state, txn| {
+                if let Err(e) = on_send_result(state, txn, &seqs, result) {
+                    tracing::error!(error = %e, "could not record a send result");
+                }
+            });
+            let _ = inputs.send(Input::Continue(generation, job));
+        });
+    }
+    while unlocked.tasks.try_join_next().is_some() {}
+}
+
+fn on_send_result(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    seqs: &[u64],
+    result: Result<ServerFrame, RequestError>,
+) -> ApiResult<()> {
+    let failure = match result {
+        Ok(ServerFrame::SendAck { .. }) => None,
+        Ok(other) => Some((false, format!("unexpected answer {}", other.name()))),
+        Err(RequestError::Refused(code, message)) => {
+            use protocol::frames::ErrorCode as Relay;
+            let permanent = matches!(
+                code,
+                Relay::NotFound | Relay::FrameTooLarge | Relay::BadFrame
+            );
+            Some((
+                permanent,
+                format!("the relay refused: {} ({message})", code.name()),
+            ))
+        }
+        Err(RequestError::Unreachable(message)) => Some((false, message)),
+    };
+    let unlocked = state.unlocked()?;
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let mut statuses = Vec::new();
+    for seq in seqs {
+        let Some(slot) = unlocked.outbox.get_mut(seq) else {
+            continue;
+        };
+        slot.in_flight = false;
+        let slot = slot.clone();
+        let expired = unlocked
+            .store
+            .get(tables::OUTBOX, &seq.to_be_bytes())?
+            .and_then(|v| OutboxEntry::decode(&v).ok())
+            .is_some_and(|e| e.queued_at_ms + OUTBOX_EXPIRY_MS <= now_ms());
+        let outcome = match &failure {
+            None => Some((MessageStatus::Sent, None)),
+            Some((true, why)) => Some((MessageStatus::Failed, Some(why.clone()))),
+            Some((false, why)) if expired => Some((
+                MessageStatus::Failed,
+                Some(format!("not delivered to the relay within 7 days: {why}")),
+            )),
+            Some((false, _)) => None,
+        };
+        match outcome {
+            Some((status, why)) => {
+                batch.delete(tables::OUTBOX, &seq.to_be_bytes());
+                unlocked.outbox.remove(seq);
+                if slot.kind == OutboxKind::Text {
+                    statuses.push((slot.conversation, slot.message_id, status, why));
+                }
+            }
+            None => {
+                if let Some(slot) = unlocked.outbox.get_mut(seq) {
+                    slot.attempts += 1;
+                    slot.not_before = Some(Instant::now() + backoff(slot.attempts));
+                }
+            }
+        }
+    }
+    if let Some((_, why)) = &failure {
+        tracing::info!(messages = seqs.len(), reason = %why, "send failed");
+    }
+    let own = *unlocked.identity.public_key().as_bytes();
+    let mut events = Vec::new();
+    for (conversation, id, status, why) in statuses {
+        let index = index_key(unlocked, b"out", &own, &id);
+        let Some(location) = unlocked.store.get(tables::MESSAGE_INDEX, &index)? else {
+            continue;
+        };
+        let Some(value) = unlocked.store.get(tables::MESSAGES, &location)? else {
+            continue;
+        };
+        let mut record = MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?;
+        // A receipt may have overtaken the relay's acknowledgement.
+        if record
+            .status
+            .is_some_and(|s| s >= status && s != MessageStatus::Failed)
+        {
+            continue;
+        }
+        record.status = Some(status);
+        record.failure = why.clone();
+        batch.put(tables::MESSAGES, &location, &record.encode());
+        let alias = unlocked
+            .contact(&conversation)
+            .map(|c| c.alias.clone())
+            .unwrap_or_default();
+        events.push(EventKind::MessageStatus {
+            message_id: hex(&id),
+            conversation: alias,
+            status,
+            failure: why,
+        });
+    }
+    for kind in events {
+        let event = state.bus.clone().make(kind);
+        let unlocked = state.unlocked()?;
+        store_event(unlocked, &mut batch, &event);
+        txn.event(event);
+    }
+    txn.commit(&store, batch)
+}

@@ -1,0 +1,340 @@
+//! The core: the one task that owns the account's secrets and the store, driven by a loop over
+//! a closed set of inputs ([`Input`]).
+//!
+//! Work arrives as jobs (closures from the RPC methods), relay events and results of background
+//! requests. The loop handles a round of inputs, commits each one's writes to the store as it
+//! goes, runs the outbox pump, then flushes the store once (group commit) and only then lets the
+//! round's effects out: RPC replies, events, frames to the relay (sends and acks). So nothing
+//! leaves the daemon before the state it depends on is durable: a message is in the outbox before
+//! `messages.send` answers, a received message is stored before it is acked or announced, and a
+//! ratchet step is saved before its ciphertext goes out.
+//!
+//! State: [`Lock`] is no account -> locked -> unlocked; [`unlocked::Unlocked`] holds the keys,
+//! the caches and the relay link, and dropping it (lock) zeroizes the secrets and stops the link.
+
+pub mod account;
+pub mod contacts;
+pub mod messaging;
+pub mod records;
+pub mod unlocked;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::events::{Event, EventKind};
+use api::types::{ConnectionState, LockState};
+use protocol::frames::ClientFrame;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{ApiError, ApiResult};
+use crate::events::EventBus;
+use crate::relay_link::LinkEvent;
+use crate::store::{Kv, Store, StoreError};
+use unlocked::Unlocked;
+
+/// Most inputs handled in one round before the store is flushed.
+const MAX_ROUND: usize = 512;
+/// How often the core wakes up without input (retries, prekey rotation).
+const TICK: Duration = Duration::from_millis(500);
+
+/// A unit of work for the core, run with exclusive access to its state.
+pub type Job = Box<dyn FnOnce(&mut CoreState, &mut Txn) + Send>;
+
+/// What the core loop reacts to.
+pub enum Input {
+    /// An RPC method's work.
+    Job(Job),
+    /// Something from the relay link of unlock generation `generation`.
+    Link(u64, LinkEvent),
+    /// A background task finished; its continuation runs like a job if `generation` is current.
+    Continue(u64, Job),
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Job(_) => f.write_str("Job"),
+            Input::Link(generation, event) => write!(f, "Link({generation}, {event:?})"),
+            Input::Continue(generation, _) => write!(f, "Continue({generation})"),
+        }
+    }
+}
+
+/// The effects of one round, released after the store is flushed.
+#[derive(Default)]
+pub struct Txn {
+    replies: Vec<Box<dyn FnOnce() + Send>>,
+    events: Vec<Event>,
+    frames: Vec<ClientFrame>,
+    tasks: Vec<Box<dyn FnOnce() + Send>>,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for Txn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Txn")
+            .field("replies", &self.replies.len())
+            .field("events", &self.events.len())
+            .field("frames", &self.frames.len())
+            .field("dirty", &self.dirty)
+            .finish()
+    }
+}
+
+impl Txn {
+    /// Runs `f` once the round is durable.
+    pub fn after(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.replies.push(Box::new(f));
+    }
+
+    /// Publishes `event` once the round is durable.
+    pub fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Sends `frame` to the relay once the round is durable.
+    pub fn frame(&mut self, frame: ClientFrame) {
+        self.frames.push(frame);
+    }
+
+    /// Starts a background task once the round is durable.
+    pub fn spawn_after(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.tasks.push(Box::new(f));
+    }
+
+    /// Commits a batch to the store (durable at the end of the round).
+    pub fn commit(&mut self, store: &Store, batch: crate::store::Batch<'_>) -> ApiResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        store.commit(batch)?;
+        self.dirty = true;
+        Ok(())
+    }
+}
+
+/// Settings the core needs.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The relay new accounts use when `account.create` names none.
+    pub default_relay: String,
+    /// Argon2id parameters for new accounts.
+    pub kdf: crate::store::KdfParams,
+    /// Extra root certificate for `wss://` relays.
+    pub relay_ca_pem: Option<Vec<u8>>,
+    /// True when nothing may touch the disk.
+    pub ephemeral: bool,
+}
+
+/// No account, locked, or unlocked.
+pub enum Lock {
+    /// The data directory has no account.
+    NoAccount,
+    /// The account exists; no secret is in memory.
+    Locked,
+    /// The account is open.
+    Unlocked(Box<Unlocked>),
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lock::NoAccount => "NoAccount",
+            Lock::Locked => "Locked",
+            Lock::Unlocked(_) => "Unlocked",
+        })
+    }
+}
+
+/// Everything the core owns.
+#[derive(Debug)]
+pub struct CoreState {
+    /// The raw store (the vault lives there even while locked).
+    pub kv: Kv,
+    /// The lock state.
+    pub lock: Lock,
+    /// Settings.
+    pub config: CoreConfig,
+    /// The event bus.
+    pub bus: Arc<EventBus>,
+    /// The relay connection's state.
+    pub connection: ConnectionState,
+    /// Bumped at every unlock, so late results from an earlier unlock are ignored.
+    pub generation: u64,
+    /// The core's own input, for background tasks to report back.
+    pub inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl CoreState {
+    /// The lock state as the API reports it.
+    pub fn lock_state(&self) -> LockState {
+        match self.lock {
+            Lock::NoAccount => LockState::NoAccount,
+            Lock::Locked => LockState::Locked,
+            Lock::Unlocked(_) => LockState::Unlocked,
+        }
+    }
+
+    /// The unlocked account, or the error that explains why there is none.
+    pub fn unlocked(&mut self) -> ApiResult<&mut Unlocked> {
+        match &mut self.lock {
+            Lock::Unlocked(u) => Ok(u),
+            Lock::Locked => Err(ApiError::locked()),
+            Lock::NoAccount => Err(ApiError::no_account()),
+        }
+    }
+
+    /// Makes an event now (it is published after the round is durable).
+    pub fn event(&self, txn: &mut Txn, kind: EventKind) -> Event {
+        let event = self.bus.make(kind);
+        txn.event(event.clone());
+        event
+    }
+}
+
+/// A cheap handle to the core, used by the RPC methods.
+#[derive(Debug, Clone)]
+pub struct CoreHandle {
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl CoreHandle {
+    /// Runs `f` in the core and returns its result once the round it ran in is durable.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut CoreState, &mut Txn) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |state, txn| {
+            let result = f(state, txn);
+            txn.after(move || {
+                let _ = reply.send(result);
+            });
+        });
+        self.inputs
+            .send(Input::Job(job))
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(api::ErrorCode::StoreError, "the daemon is shutting down")
+}
+
+/// Starts the core task on `kv`; it runs until `shutdown` fires, then flushes and returns.
+pub fn start(
+    kv: Kv,
+    config: CoreConfig,
+    bus: Arc<EventBus>,
+) -> Result<(CoreHandle, CoreTask), StoreError> {
+    let lock = if crate::store::Vault::exists(&kv)? {
+        Lock::Locked
+    } else {
+        Lock::NoAccount
+    };
+    let (inputs, receiver) = mpsc::unbounded_channel();
+    let state = CoreState {
+        kv,
+        lock,
+        config,
+        bus,
+        connection: ConnectionState::Offline,
+        generation: 0,
+        inputs: inputs.clone(),
+    };
+    Ok((CoreHandle { inputs }, CoreTask { state, receiver }))
+}
+
+/// The core loop, to be spawned.
+#[derive(Debug)]
+pub struct CoreTask {
+    state: CoreState,
+    receiver: mpsc::UnboundedReceiver<Input>,
+}
+
+impl CoreTask {
+    /// Runs until `shutdown` resolves (or every handle is gone).
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut txn = Txn::default();
+            tokio::select! {
+                () = &mut shutdown => break,
+                input = self.receiver.recv() => match input {
+                    None => break,
+                    Some(input) => self.handle(input, &mut txn),
+                },
+                _ = tick.tick() => self.tick(&mut txn),
+            }
+            let mut handled = 1;
+            while handled < MAX_ROUND {
+                match self.receiver.try_recv() {
+                    Ok(input) => self.handle(input, &mut txn),
+                    Err(_) => break,
+                }
+                handled += 1;
+            }
+            self.finish_round(txn).await;
+        }
+        // Shutdown: whatever was committed becomes durable; secrets are dropped (zeroized).
+        if let Lock::Unlocked(unlocked) = &self.state.lock
+            && let Err(e) = unlocked.store.flush().await
+        {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        self.state.lock = Lock::Locked;
+    }
+
+    fn handle(&mut self, input: Input, txn: &mut Txn) {
+        match input {
+            Input::Job(job) => job(&mut self.state, txn),
+            Input::Link(generation, event) => {
+                if generation == self.state.generation {
+                    messaging::on_link_event(&mut self.state, event, txn);
+                }
+            }
+            Input::Continue(generation, job) => {
+                if generation == self.state.generation {
+                    job(&mut self.state, txn);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, txn: &mut Txn) {
+        messaging::on_tick(&mut self.state, txn);
+    }
+
+    async fn finish_round(&mut self, mut txn: Txn) {
+        messaging::pump(&mut self.state, &mut txn);
+        if txn.dirty
+            && let Lock::Unlocked(unlocked) = &self.state.lock
+            && let Err(e) = unlocked.store.flush().await
+        {
+            // The round's effects must not escape if its state is not durable: replies
+            // report the failure (their senders see the channel closed), events and frames
+            // are dropped; the relay will redeliver what was not acknowledged.
+            tracing::error!(error = %e, "store flush failed; dropping the round's effects");
+            return;
+        }
+        for event in txn.events {
+            self.state.bus.publish(event);
+        }
+        if let Lock::Unlocked(unlocked) = &self.state.lock
+            && let Some(link) = &unlocked.link
+        {
+            for frame in txn.frames {
+                link.send(frame);
+            }
+        }
+        for task in txn.tasks {
+            task();
+        }
+        for reply in txn.replies {
+            reply();
+        }
+    }
+}

@@ -1,0 +1,601 @@
+//! The daemon's stored records and their byte encodings (each versioned; the store encrypts
+//! every value). Tables and key layouts are listed in [`tables`]; ARCHITECTURE.md repeats them.
+//!
+//! Records carrying secrets (the account's seeds, prekey secrets) decode from and encode into
+//! zeroizing buffers; nothing here derives `Serialize`.
+
+use protocol::codec::{DecodeError, Reader, Writer};
+use zeroize::Zeroizing;
+
+use api::types::{Direction, MessageStatus, Trust};
+
+/// Tables (the first byte of every store key) and what their keys are.
+pub mod tables {
+    use crate::store::Table;
+
+    /// `b"account"` -> [`super::AccountRecord`]; `b"replay"` -> the PQXDH replay guard.
+    pub const ACCOUNT: Table = Table(1);
+    /// conversation id (16 random bytes) -> [`super::ContactRecord`].
+    pub const CONTACTS: Table = Table(2);
+    /// conversation id -> [`super::ConversationMeta`].
+    pub const CONVERSATIONS: Table = Table(3);
+    /// conversation id || sequence (u64 BE) -> [`super::MessageRecord`].
+    pub const MESSAGES: Table = Table(4);
+    /// keyed hash of (direction, peer, message id) -> conversation id || sequence.
+    pub const MESSAGE_INDEX: Table = Table(5);
+    /// outbox sequence (u64 BE) -> [`super::OutboxEntry`].
+    pub const OUTBOX: Table = Table(6);
+    /// keyed hash of (peer identity, device id) -> the session record's pickle.
+    pub const SESSIONS: Table = Table(7);
+    /// kind byte (1 signed, 2 KEM, 3 one-time) || prekey id (u32 BE) -> the secret.
+    pub const PREKEYS: Table = Table(8);
+    /// invite token (16 random bytes) -> [`super::InviteRecord`].
+    pub const INVITES: Table = Table(9);
+    /// event cursor (u64 BE) -> the event as JSON.
+    pub const EVENTS: Table = Table(10);
+}
+
+const VERSION: u8 = 1;
+
+/// Longest text field in a record (names, aliases, handles, URLs, failure reasons).
+pub const MAX_SHORT_TEXT: usize = 4096;
+
+fn opt_str(w: &mut Writer, v: Option<&str>) {
+    match v {
+        None => w.u8(0),
+        Some(s) => {
+            w.u8(1);
+            w.str16(s);
+        }
+    }
+}
+
+fn read_opt_str(r: &mut Reader<'_>, what: &'static str) -> Result<Option<String>, DecodeError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(r.str16(what, MAX_SHORT_TEXT)?.to_owned())),
+        _ => Err(DecodeError::Invalid(what)),
+    }
+}
+
+fn read_bool(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::Invalid(what)),
+    }
+}
+
+/// The account: who we are and the seeds of our keys.
+#[derive(Clone)]
+pub struct AccountRecord {
+    /// Display name.
+    pub name: String,
+    /// When it was created.
+    pub created_at_ms: u64,
+    /// The relay URL (also the relay id it must present).
+    pub relay_url: String,
+    /// Ed25519 identity seed.
+    pub identity_seed: Zeroizing<[u8; 32]>,
+    /// This device's number.
+    pub device_id: u32,
+    /// Device signing seed.
+    pub device_signing_seed: Zeroizing<[u8; 32]>,
+    /// Device X25519 secret.
+    pub device_dh_secret: Zeroizing<[u8; 32]>,
+    /// When the device certificate was made (seconds), so it is reproduced exactly.
+    pub device_certified_at: u64,
+    /// Handles registered on the relay.
+    pub handles: Vec<String>,
+    /// The next prekey id to hand out (all kinds share the counter).
+    pub next_prekey_id: u32,
+    /// The signed prekey currently published.
+    pub signed_prekey_id: u32,
+    /// When that signed prekey was made (ms).
+    pub signed_prekey_created_ms: u64,
+}
+
+impl std::fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("device_id", &self.device_id)
+            .field("handles", &self.handles.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccountRecord {
+    /// Encodes into a zeroizing buffer.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(512);
+        w.u8(VERSION);
+        w.str16(&self.name);
+        w.u64(self.created_at_ms);
+        w.str16(&self.relay_url);
+        w.raw(self.identity_seed.as_ref());
+        w.u32(self.device_id);
+        w.raw(self.device_signing_seed.as_ref());
+        w.raw(self.device_dh_secret.as_ref());
+        w.u64(self.device_certified_at);
+        w.u16(u16::try_from(self.handles.len()).unwrap_or(u16::MAX));
+        for handle in &self.handles {
+            w.str16(handle);
+        }
+        w.u32(self.next_prekey_id);
+        w.u32(self.signed_prekey_id);
+        w.u64(self.signed_prekey_created_ms);
+        Zeroizing::new(w.into_bytes())
+    }
+
+    /// Decodes a stored record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.version("account record", VERSION)?;
+        let name = r.str16("name", MAX_SHORT_TEXT)?.to_owned();
+        let created_at_ms = r.u64()?;
+        let relay_url = r.str16("relay url", MAX_SHORT_TEXT)?.to_owned();
+        let identity_seed = Zeroizing::new(r.array()?);
+        let device_id = r.u32()?;
+        let device_signing_seed = Zeroizing::new(r.array()?);
+        let device_dh_secret = Zeroizing::new(r.array()?);
+        let device_certified_at = r.u64()?;
+        let count = usize::from(r.u16()?);
+        let mut handles = Vec::with_capacity(count.min(16));
+        for _ in 0..count {
+            handles.push(r.str16("handle", MAX_SHORT_TEXT)?.to_owned());
+        }
+        let record = Self {
+            name,
+            created_at_ms,
+            relay_url,
+            identity_seed,
+            device_id,
+            device_signing_seed,
+            device_dh_secret,
+            device_certified_at,
+            handles,
+            next_prekey_id: r.u32()?,
+            signed_prekey_id: r.u32()?,
+            signed_prekey_created_ms: r.u64()?,
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
+/// A contact, and the conversation with it (they share the conversation id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRecord {
+    /// Local name.
+    pub alias: String,
+    /// The pinned identity key.
+    pub identity: [u8; 32],
+    /// The handle the contact was found by.
+    pub handle: Option<String>,
+    /// The name the contact gave.
+    pub display_name: Option<String>,
+    /// Trust in the pinned key.
+    pub trust: Trust,
+    /// The key the handle now names, while `trust` is `KeyChanged`.
+    pub pending_identity: Option<[u8; 32]>,
+    /// When added.
+    pub added_at_ms: u64,
+    /// When the handle was last checked against the relay.
+    pub handle_checked_ms: u64,
+    /// The contact's devices, as last listed by the relay.
+    pub devices: Vec<u32>,
+}
+
+fn trust_byte(trust: Trust) -> u8 {
+    match trust {
+        Trust::Unverified => 0,
+        Trust::Verified => 1,
+        Trust::KeyChanged => 2,
+    }
+}
+
+impl ContactRecord {
+    /// Encodes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256);
+        w.u8(VERSION);
+        w.str16(&self.alias);
+        w.raw(&self.identity);
+        opt_str(&mut w, self.handle.as_deref());
+        opt_str(&mut w, self.display_name.as_deref());
+        w.u8(trust_byte(self.trust));
+        match &self.pending_identity {
+            None => w.u8(0),
+            Some(key) => {
+                w.u8(1);
+                w.raw(key);
+            }
+        }
+        w.u64(self.added_at_ms);
+        w.u64(self.handle_checked_ms);
+        w.u16(u16::try_from(self.devices.len()).unwrap_or(u16::MAX));
+        for device in &self.devices {
+            w.u32(*device);
+        }
+        w.into_bytes()
+    }
+
+    /// Decodes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.version("contact record", VERSION)?;
+        let alias = r.str16("alias", MAX_SHORT_TEXT)?.to_owned();
+        let identity = r.array()?;
+        let handle = read_opt_str(&mut r, "handle")?;
+        let display_name = read_opt_str(&mut r, "display name")?;
+        let trust = match r.u8()? {
+            0 => Trust::Unverified,
+            1 => Trust::Verified,
+            2 => Trust::KeyChanged,
+            _ => return Err(DecodeError::Invalid("trust")),
+        };
+        let pending_identity = match r.u8()? {
+            0 => None,
+            1 => Some(r.array()?),
+            _ => return Err(DecodeError::Invalid("pending identity")),
+        };
+        let added_at_ms = r.u64()?;
+        let handle_checked_ms = r.u64()?;
+        let count = usize::from(r.u16()?);
+        let mut devices = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            devices.push(r.u32()?);
+        }
+        r.finish()?;
+        Ok(Self {
+            alias,
+            identity,
+            handle,
+            display_name,
+            trust,
+            pending_identity,
+            added_at_ms,
+            handle_checked_ms,
+            devices,
+        })
+    }
+}
+
+/// Counters of a conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConversationMeta {
+    /// The next message's sequence number.
+    pub next_seq: u64,
+    /// Messages stored.
+    pub total: u64,
+    /// Unread incoming messages.
+    pub unread: u32,
+    /// Incoming messages with a sequence number below this are read.
+    pub read_below: u64,
+    /// When the last message was stored.
+    pub last_activity_ms: u64,
+}
+
+impl ConversationMeta {
+    /// Encodes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(40);
+        w.u8(VERSION);
+        w.u64(self.next_seq);
+        w.u64(self.total);
+        w.u32(self.unread);
+        w.u64(self.read_below);
+        w.u64(self.last_activity_ms);
+        w.into_bytes()
+    }
+
+    /// Decodes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.version("conversation record", VERSION)?;
+        let meta = Self {
+            next_seq: r.u64()?,
+            total: r.u64()?,
+            unread: r.u32()?,
+            read_below: r.u64()?,
+            last_activity_ms: r.u64()?,
+        };
+        r.finish()?;
+        Ok(meta)
+    }
+}
+
+/// A message in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// The sender's id for it.
+    pub message_id: [u8; 16],
+    /// In or out.
+    pub direction: Direction,
+    /// Sender's clock.
+    pub timestamp_ms: u64,
+    /// When stored here.
+    pub stored_at_ms: u64,
+    /// Status of an outgoing message.
+    pub status: Option<MessageStatus>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// Whether an incoming message was read.
+    pub read: bool,
+    /// The text.
+    pub text: String,
+}
+
+fn status_byte(status: Option<MessageStatus>) -> u8 {
+    match status {
+        None => 0,
+        Some(MessageStatus::Pending) => 1,
+        Some(MessageStatus::Sent) => 2,
+        Some(MessageStatus::Delivered) => 3,
+        Some(MessageStatus::Read) => 4,
+        Some(MessageStatus::Failed) => 5,
+    }
+}
+
+impl MessageRecord {
+    /// Encodes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(48 + self.text.len());
+        w.u8(VERSION);
+        w.raw(&self.message_id);
+        w.u8(match self.direction {
+            Direction::Incoming => 0,
+            Direction::Outgoing => 1,
+        });
+        w.u64(self.timestamp_ms);
+        w.u64(self.stored_at_ms);
+        w.u8(status_byte(self.status));
+        opt_str(&mut w, self.failure.as_deref());
+        w.u8(u8::from(self.read));
+        w.bytes32(self.text.as_bytes());
+        w.into_bytes()
+    }
+
+    /// Decodes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.version("message record", VERSION)?;
+        let message_id = r.array()?;
+        let direction = match r.u8()? {
+            0 => Direction::Incoming,
+            1 => Direction::Outgoing,
+            _ => return Err(DecodeError::Invalid("direction")),
+        };
+        let timestamp_ms = r.u64()?;
+        let stored_at_ms = r.u64()?;
+        let status = match r.u8()? {
+            0 => None,
+            1 => Some(MessageStatus::Pending),
+            2 => Some(MessageStatus::Sent),
+            3 => Some(MessageStatus::Delivered),
+            4 => Some(MessageStatus::Read),
+            5 => Some(MessageStatus::Failed),
+            _ => return Err(DecodeError::Invalid("status")),
+        };
+        let failure = read_opt_str(&mut r, "failure")?;
+        let read = read_bool(&mut r, "read flag")?;
+        let text = std::str::from_utf8(r.bytes32("text", protocol::envelope::MAX_BODY_LEN)?)
+            .map_err(|_| DecodeError::Invalid("text"))?
+            .to_owned();
+        r.finish()?;
+        Ok(Self {
+            message_id,
+            direction,
+            timestamp_ms,
+            stored_at_ms,
+            status,
+            failure,
+            read,
+            text,
+        })
+    }
+}
+
+/// What an outbox entry carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxKind {
+    /// A text message in the history (its status is tracked).
+    Text,
+    /// A receipt or introduction: not in the history.
+    Control,
+}
+
+/// A message waiting for the relay's acknowledgement.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The conversation (contact).
+    pub conversation: [u8; 16],
+    /// Text or control.
+    pub kind: OutboxKind,
+    /// The message id (for a text message, the history's).
+    pub message_id: [u8; 16],
+    /// The encoded `Content`, until it is encrypted.
+    pub content: Zeroizing<Vec<u8>>,
+    /// The sealed payloads per recipient device, once encrypted (then resent as they are).
+    pub sealed: Vec<(u32, Vec<u8>)>,
+    /// The identity they are sealed for.
+    pub sealed_for: [u8; 32],
+    /// Send attempts so far.
+    pub attempts: u32,
+    /// When it was queued.
+    pub queued_at_ms: u64,
+}
+
+impl std::fmt::Debug for OutboxEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxEntry")
+            .field("kind", &self.kind)
+            .field("sealed", &self.sealed.len())
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxEntry {
+    /// Encodes.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let sealed_len: usize = self.sealed.iter().map(|(_, p)| p.len() + 8).sum();
+        let mut w = Writer::with_capacity(128 + self.content.len() + sealed_len);
+        w.u8(VERSION);
+        w.raw(&self.conversation);
+        w.u8(match self.kind {
+            OutboxKind::Text => 0,
+            OutboxKind::Control => 1,
+        });
+        w.raw(&self.message_id);
+        w.bytes32(&self.content);
+        w.u16(u16::try_from(self.sealed.len()).unwrap_or(u16::MAX));
+        for (device, payload) in &self.sealed {
+            w.u32(*device);
+            w.bytes32(payload);
+        }
+        w.raw(&self.sealed_for);
+        w.u32(self.attempts);
+        w.u64(self.queued_at_ms);
+        Zeroizing::new(w.into_bytes())
+    }
+
+    /// Decodes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.version("outbox entry", VERSION)?;
+        let conversation = r.array()?;
+        let kind = match r.u8()? {
+            0 => OutboxKind::Text,
+            1 => OutboxKind::Control,
+            _ => return Err(DecodeError::Invalid("outbox kind")),
+        };
+        let message_id = r.array()?;
+        let content = Zeroizing::new(r.bytes32("content", 2 * 1024 * 1024)?.to_vec());
+        let count = usize::from(r.u16()?);
+        let mut sealed = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let device = r.u32()?;
+            let payload = r
+                .bytes32("payload", protocol::frames::MAX_PAYLOAD_LEN)?
+                .to_vec();
+            sealed.push((device, payload));
+        }
+        let entry = Self {
+            conversation,
+            kind,
+            message_id,
+            content,
+            sealed,
+            sealed_for: r.array()?,
+            attempts: r.u32()?,
+            queued_at_ms: r.u64()?,
+        };
+        r.finish()?;
+        Ok(entry)
+    }
+}
+
+/// An invite this account created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InviteRecord {
+    /// When it stops working.
+    pub expires_at_ms: u64,
+    /// Whether someone used it.
+    pub used: bool,
+}
+
+impl InviteRecord {
+    /// Encodes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(10);
+        w.u8(VERSION);
+        w.u64(self.expires_at_ms);
+        w.u8(u8::from(self.used));
+        w.into_bytes()
+    }
+
+    /// Decodes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        r.version("invite record", VERSION)?;
+        let record = Self {
+            expires_at_ms: r.u64()?,
+            used: read_bool(&mut r, "used flag")?,
+        };
+        r.finish()?;
+        Ok(record)
+    }
+}
+
+/// Builds a `MESSAGES` key.
+pub fn message_key(conversation: &[u8; 16], seq: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(conversation);
+    key[16..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_refuse_trailing_bytes() {
+        let contact = ContactRecord {
+            alias: "bob".into(),
+            identity: [7; 32],
+            handle: Some("bob".into()),
+            display_name: None,
+            trust: Trust::KeyChanged,
+            pending_identity: Some([8; 32]),
+            added_at_ms: 5,
+            handle_checked_ms: 6,
+            devices: vec![1, 2],
+        };
+        assert_eq!(
+            ContactRecord::decode(&contact.encode()),
+            Ok(contact.clone())
+        );
+        let mut long = contact.encode();
+        long.push(0);
+        assert!(ContactRecord::decode(&long).is_err());
+
+        let message = MessageRecord {
+            message_id: [1; 16],
+            direction: Direction::Outgoing,
+            timestamp_ms: 1,
+            stored_at_ms: 2,
+            status: Some(MessageStatus::Delivered),
+            failure: None,
+            read: false,
+            text: "héllo".into(),
+        };
+        assert_eq!(MessageRecord::decode(&message.encode()), Ok(message));
+
+        let entry = OutboxEntry {
+            conversation: [3; 16],
+            kind: OutboxKind::Text,
+            message_id: [4; 16],
+            content: Zeroizing::new(vec![9; 40]),
+            sealed: vec![(1, vec![5; 100])],
+            sealed_for: [6; 32],
+            attempts: 2,
+            queued_at_ms: 3,
+        };
+        let decoded = OutboxEntry::decode(&entry.encode());
+        assert!(decoded.as_ref().is_ok_and(|d| d == &entry), "{decoded:?}");
+
+        let meta = ConversationMeta {
+            next_seq: 3,
+            total: 3,
+            unread: 1,
+            read_below: 2,
+            last_activity_ms: 9,
+        };
+        assert_eq!(ConversationMeta::decode(&meta.encode()), Ok(meta));
+        for truncated in 0..meta.encode().len() {
+            assert!(ConversationMeta::decode(&meta.encode()[..truncated]).is_err());
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The unlocked account: keys, the store, in-memory indexes of contacts and conversations, the
+//! session cache, the outbox schedule and the relay link. Dropping it zeroizes every secret
+//! (the protocol key types and the account record zeroize on drop) and stops the link.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use api::ErrorCode;
+use api::types::Trust;
+use protocol::address::Address;
+use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKey, IdentityKeyPair, LocalDevice};
+use protocol::pqxdh::ReplayGuard;
+use protocol::session::SessionRecord;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::records::{
+    AccountRecord, ContactRecord, ConversationMeta, OutboxEntry, OutboxKind, tables,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::relay_link::RelayLink;
+use crate::store::{Store, StoreError};
+
+/// A conversation id: 16 random bytes, the key of a contact and its conversation.
+pub type ConvId = [u8; 16];
+
+/// Where an outbox entry stands, in memory.
+#[derive(Debug, Clone)]
+pub struct OutboxSlot {
+    /// The conversation.
+    pub conversation: ConvId,
+    /// Text or control.
+    pub kind: OutboxKind,
+    /// The message id.
+    pub message_id: [u8; 16],
+    /// Whether the payloads are sealed.
+    pub sealed: bool,
+    /// Whether a `Send` with it is waiting for the relay's answer.
+    pub in_flight: bool,
+    /// Not before this instant (backoff after a failure).
+    pub not_before: Option<Instant>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// The unlocked account.
+pub struct Unlocked {
+    /// The store (shared, so a batch can be built while the rest of the state changes).
+    pub store: std::sync::Arc<Store>,
+    /// The account record.
+    pub account: AccountRecord,
+    /// The identity key pair.
+    pub identity: IdentityKeyPair,
+    /// This device.
+    pub local: LocalDevice,
+    /// Initial messages without a one-time prekey already seen.
+    pub replay: ReplayGuard,
+    /// Contacts by conversation id.
+    pub contacts: HashMap<ConvId, ContactRecord>,
+    /// Conversation counters.
+    pub conversations: HashMap<ConvId, ConversationMeta>,
+    /// Alias -> conversation.
+    pub by_alias: HashMap<String, ConvId>,
+    /// Identity -> conversation.
+    pub by_identity: HashMap<[u8; 32], ConvId>,
+    /// Loaded session records by (peer identity, device).
+    pub sessions: HashMap<([u8; 32], u32), SessionRecord>,
+    /// The outbox schedule, by outbox sequence.
+    pub outbox: BTreeMap<u64, OutboxSlot>,
+    /// The next outbox sequence.
+    pub next_outbox_seq: u64,
+    /// Conversations whose bundles are being fetched.
+    pub fetching: HashSet<ConvId>,
+    /// The relay link.
+    pub link: Option<RelayLink>,
+    /// Whether the relay connection is up and prekeys were checked.
+    pub online: bool,
+    /// Background requests (bundle fetches, sends); aborted on lock.
+    pub tasks: JoinSet<()>,
+    /// Delivery receipts to send at the end of the round, per conversation.
+    pub pending_receipts: HashMap<ConvId, Vec<[u8; 16]>>,
+}
+
+impl std::fmt::Debug for Unlocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unlocked")
+            .field("contacts", &self.contacts.len())
+            .field("outbox", &self.outbox.len())
+            .field("online", &self.online)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt(what: &'static str) -> StoreError {
+    StoreError::Corrupt(what)
+}
+
+impl Unlocked {
+    /// Rebuilds the account's keys and in-memory indexes from an unlocked store.
+    pub fn load(store: Store) -> ApiResult<Self> {
+        let account = store
+            .get(tables::ACCOUNT, b"account")?
+            .ok_or(corrupt("the account record is missing"))?;
+        let account = AccountRecord::decode(&account).map_err(|_| corrupt("the account record"))?;
+        let replay = match store.get(tables::ACCOUNT, b"replay")? {
+            Some(bytes) => {
+                use protocol::codec::Decode;
+                ReplayGuard::from_bytes(&bytes).map_err(|_| corrupt("the replay guard"))?
+            }
+            None => ReplayGuard::new(),
+        };
+        let (identity, local) = keys_of(&account)?;
+        let mut unlocked = Self {
+            store: std::sync::Arc::new(store),
+            account,
+            identity,
+            local,
+            replay,
+            contacts: HashMap::new(),
+            conversations: HashMap::new(),
+            by_alias: HashMap::new(),
+            by_identity: HashMap::new(),
+            sessions: HashMap::new(),
+            outbox: BTreeMap::new(),
+            next_outbox_seq: 1,
+            fetching: HashSet::new(),
+            link: None,
+            online: false,
+            tasks: JoinSet::new(),
+            pending_receipts: HashMap::new(),
+        };
+        unlocked.load_indexes()?;
+        Ok(unlocked)
+    }
+
+    fn load_indexes(&mut self) -> ApiResult<()> {
+        let mut contacts = Vec::new();
+        for item in self.store.scan(tables::CONTACTS, &[]) {
+            let (key, value) = item?;
+            let id: ConvId = key.try_into().map_err(|_| corrupt("a contact key"))?;
+            let record = ContactRecord::decode(&value).map_err(|_| corrupt("a contact"))?;
+            contacts.push((id, record));
+        }
+        for (id, record) in contacts {
+            self.index_contact(id, record);
+        }
+        for item in self.store.scan(tables::CONVERSATIONS, &[]) {
+            let (key, value) = item?;
+            let id: ConvId = key.try_into().map_err(|_| corrupt("a conversation key"))?;
+            let meta = ConversationMeta::decode(&value).map_err(|_| corrupt("a conversation"))?;
+            self.conversations.insert(id, meta);
+        }
+        for item in self.store.scan(tables::OUTBOX, &[]) {
+            let (key, value) = item?;
+            let seq = u64::from_be_bytes(key.try_into().map_err(|_| corrupt("an outbox key"))?);
+            let entry = OutboxEntry::decode(&value).map_err(|_| corrupt("an outbox entry"))?;
+            self.outbox.insert(
+                seq,
+                OutboxSlot {
+                    conversation: entry.conversation,
+                    kind: entry.kind,
+                    message_id: entry.message_id,
+                    sealed: !entry.sealed.is_empty(),
+                    in_flight: false,
+                    not_before: None,
+                    attempts: entry.attempts,
+                },
+            );
+            self.next_outbox_seq = self.next_outbox_seq.max(seq + 1);
+        }
+        Ok(())
+    }
+
+    /// Adds a contact to the in-memory indexes (not to the store).
+    pub fn index_contact(&mut self, id: ConvId, record: ContactRecord) {
+        self.by_alias.insert(record.alias.clone(), id);
+        self.by_identity.insert(record.identity, id);
+        self.contacts.insert(id, record);
+    }
+
+    /// Removes a contact from the indexes.
+    pub fn unindex_contact(&mut self, id: &ConvId) -> Option<ContactRecord> {
+        let record = self.contacts.remove(id)?;
+        self.by_alias.remove(&record.alias);
+        if self.by_identity.get(&record.identity) == Some(id) {
+            self.by_identity.remove(&record.identity);
+        }
+        Some(record)
+    }
+
+    /// This account's address.
+    pub fn address(&self) -> String {
+        Address::new(self.identity.public_key().ed25519()).to_string()
+    }
+
+    /// Finds a contact by alias, `@alias` or address.
+    pub fn find_contact(&self, name: &str) -> ApiResult<ConvId> {
+        let name = name.trim();
+        let bare = name.strip_prefix('@').unwrap_or(name);
+        if let Some(id) = self.by_alias.get(bare) {
+            return Ok(*id);
+        }
+        if let Ok(address) = Address::parse(name)
+            && let Some(id) = self.by_identity.get(address.public_key().as_bytes())
+        {
+            return Ok(*id);
+        }
+        Err(ApiError::not_found(format!("contact {name:?}")))
+    }
+
+    /// The contact by id.
+    pub fn contact(&self, id: &ConvId) -> ApiResult<&ContactRecord> {
+        self.contacts
+            .get(id)
+            .ok_or_else(|| ApiError::not_found("contact"))
+    }
+
+    /// The contact's session record with `device`, loaded from the store on first use.
+    pub fn session(&mut self, identity: [u8; 32], device: u32) -> ApiResult<&mut SessionRecord> {
+        if !self.sessions.contains_key(&(identity, device)) {
+            let key = self.session_key(&identity, device);
+            let record = match self.store.get(tables::SESSIONS, &key)? {
+                Some(pickle) => SessionRecord::from_encrypted(self.store.pickle_key(), &pickle)
+                    .map_err(|_| corrupt("a session record"))?,
+                None => SessionRecord::new(),
+            };
+            self.sessions.insert((identity, device), record);
+        }
+        self.sessions
+            .get_mut(&(identity, device))
+            .ok_or_else(|| ApiError::store("session cache"))
+    }
+
+    /// The store key of a session record.
+    pub fn session_key(&self, identity: &[u8; 32], device: u32) -> [u8; 16] {
+        let mut plain = [0u8; 36];
+        plain[..32].copy_from_slice(identity);
+        plain[32..].copy_from_slice(&device.to_be_bytes());
+        self.store.index(tables::SESSIONS, &plain)
+    }
+
+    /// Writes a session record into `batch`.
+    pub fn save_session(
+        &self,
+        batch: &mut crate::store::Batch<'_>,
+        identity: &[u8; 32],
+        device: u32,
+    ) {
+        if let Some(record) = self.sessions.get(&(*identity, device)) {
+            let pickle = record.to_encrypted(self.store.pickle_key(), &mut rand::rng());
+            batch.put(
+                tables::SESSIONS,
+                &self.session_key(identity, device),
+                &pickle,
+            );
+        }
+    }
+
+    /// Checks an alias: 1 to 64 characters, no whitespace or control characters, not starting
+    /// with `@`, not an address.
+    pub fn check_alias(alias: &str) -> ApiResult<()> {
+        let count = alias.chars().count();
+        let bad = count == 0
+            || count > 64
+            || alias.starts_with('@')
+            || alias.chars().any(|c| c.is_whitespace() || c.is_control())
+            || Address::parse(alias).is_ok();
+        if bad {
+            return Err(ApiError::new(
+                ErrorCode::InvalidAlias,
+                format!(
+                    "invalid alias {alias:?}: use 1 to 64 characters without spaces, not starting with @"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An alias not yet used, from `base` (`base`, `base-2`, `base-3`...).
+    pub fn free_alias(&self, base: &str) -> String {
+        let base: String = base
+            .chars()
+            .filter(|c| !c.is_whitespace() && !c.is_control())
+            .take(48)
+            .collect();
+        let base = base.trim_start_matches('@');
+        let base = if base.is_empty() { "contact" } else { base };
+        if !self.by_alias.contains_key(base) && Self::check_alias(base).is_ok() {
+            return base.to_owned();
+        }
+        (2u32..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|a| !self.by_alias.contains_key(a))
+            .unwrap_or_else(|| "contact".to_owned())
+    }
+
+    /// Whether the contact may be sent to.
+    pub fn check_trusted(&self, id: &ConvId) -> ApiResult<()> {
+        let contact = self.contact(id)?;
+        if contact.trust == Trust::KeyChanged {
+            return Err(ApiError::new(
+                ErrorCode::UntrustedKeyChange,
+                format!(
+                    "the identity key of {} changed; compare safety numbers, then run `chatctl contact trust {}`",
+                    contact.alias, contact.alias
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds the identity and device keys from the account record.
+pub fn keys_of(account: &AccountRecord) -> ApiResult<(IdentityKeyPair, LocalDevice)> {
+    let identity = IdentityKeyPair::from_seed(&account.identity_seed);
+    let device_id =
+        DeviceId::new(account.device_id).map_err(|_| corrupt("the account's device id"))?;
+    let keys = DeviceKeyPair::from_seeds(
+        device_id,
+        &account.device_signing_seed,
+        &account.device_dh_secret,
+    );
+    let local = LocalDevice::new(&identity, keys, account.device_certified_at);
+    Ok((identity, local))
+}
+
+/// Parses a 32-byte identity into a key.
+pub fn identity_key(bytes: &[u8; 32]) -> ApiResult<IdentityKey> {
+    IdentityKey::from_bytes(bytes).map_err(|_| ApiError::store("a stored identity key"))
+}
+
+/// The address text of an identity.
+pub fn address_of(bytes: &[u8; 32]) -> String {
+    match IdentityKey::from_bytes(bytes) {
+        Ok(key) => Address::new(key.ed25519()).to_string(),
+        Err(_) => "(invalid key)".to_owned(),
+    }
+}

@@ -1,0 +1,178 @@
+//! Wiring: opens the store, hosts a relay if asked (or the embedded one when no relay is
+//! configured), starts the core, unlocks from a passphrase file, and serves the RPC socket until
+//! shutdown. [`run`] is what `main` calls and what tests call in-process.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chat_relay::{Relay, Storage};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::core::{self, CoreConfig};
+use crate::events::EventBus;
+use crate::methods::{self, Context};
+use crate::rpc::{self, RpcListener, ServerLimits};
+use crate::store::Kv;
+
+/// Page cache of the sled store: small, because the daemon's memory matters more than
+/// re-reading pages the OS caches anyway.
+const STORE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Creates `dir` (and parents) with mode 0700 on Unix.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+async fn host_relay(addr: SocketAddr, storage: Storage) -> anyhow::Result<Relay> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the relay on {addr}"))?;
+    let relay = Relay::start(listener, chat_relay::Config::new(storage)).await?;
+    tracing::info!(%addr, "hosting a relay");
+    Ok(relay)
+}
+
+fn relay_storage(config: &Config, name: &str) -> anyhow::Result<Storage> {
+    Ok(match &config.data_dir {
+        Some(dir) => {
+            let path = dir.join(name);
+            create_private_dir(&path)?;
+            Storage::Disk(path)
+        }
+        None => Storage::Memory,
+    })
+}
+
+/// Runs the daemon until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let kv = match &config.data_dir {
+        Some(dir) => {
+            create_private_dir(dir)
+                .with_context(|| format!("creating the data directory {}", dir.display()))?;
+            Kv::open(&dir.join("store"), STORE_CACHE_BYTES)
+                .with_context(|| format!("opening the store in {}", dir.display()))?
+        }
+        None => Kv::memory(),
+    };
+    let mut relays = Vec::new();
+    let mut hosted = None;
+    if let Some(addr) = config.host_relay {
+        let relay = host_relay(addr, relay_storage(&config, "relay")?).await?;
+        hosted = Some(format!("ws://{}/v1", relay.local_addr()));
+        relays.push(relay);
+    }
+    let default_relay = match (&config.relay, &hosted) {
+        (Some(url), _) => crate::relay_link::normalize_url(url).map_err(anyhow::Error::msg)?,
+        (None, Some(url)) => url.clone(),
+        (None, None) => {
+            // The embedded relay: whichever local daemon binds the address first hosts it, and
+            // every other one uses it.
+            let addr = config.embedded_relay_addr;
+            match host_relay(addr, relay_storage(&config, "embedded-relay")?).await {
+                Ok(relay) => {
+                    hosted = Some(format!("ws://{}/v1", relay.local_addr()));
+                    relays.push(relay);
+                }
+                Err(e) => {
+                    tracing::info!(error = %format!("{e:#}"), "not hosting the embedded relay; using the one already there")
+                }
+            }
+            format!("ws://{addr}/v1")
+        }
+    };
+    let relay_ca_pem = match &config.relay_ca {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let bus = Arc::new(EventBus::new());
+    let (core, task) = core::start(
+        kv.clone(),
+        CoreConfig {
+            default_relay: default_relay.clone(),
+            kdf: config.kdf,
+            relay_ca_pem,
+            ephemeral: config.ephemeral,
+        },
+        bus.clone(),
+    )?;
+    let (stop_core, core_stopped) = tokio::sync::oneshot::channel::<()>();
+    let core_task = tokio::spawn(task.run(async {
+        let _ = core_stopped.await;
+    }));
+    let methods = methods::methods(Context {
+        core,
+        bus,
+        kv,
+        started,
+        ephemeral: config.ephemeral,
+        hosted_relay: hosted,
+        default_relay,
+        kdf: config.kdf,
+    });
+    if let Some(path) = &config.passphrase_file {
+        unlock_from_file(&methods, path).await;
+    }
+    let listener = RpcListener::bind(&config.socket)
+        .with_context(|| format!("binding the socket {}", config.socket.display()))?;
+    tracing::info!(socket = %config.socket.display(), "chatd ready");
+    rpc::serve(listener, methods, ServerLimits::default(), shutdown).await;
+    let _ = stop_core.send(());
+    let _ = core_task.await;
+    for relay in relays {
+        if let Err(e) = relay.shutdown().await {
+            tracing::warn!(error = %format!("{e:#}"), "relay shutdown");
+        }
+    }
+    tracing::info!("chatd stopped");
+    Ok(())
+}
+
+async fn unlock_from_file(methods: &jsonrpsee::Methods, path: &Path) {
+    let passphrase = match std::fs::read_to_string(path) {
+        Ok(text) => zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().to_owned()),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "cannot read the passphrase file");
+            return;
+        }
+    };
+    let params = serde_json::json!({ "passphrase": passphrase.as_str() });
+    let request = zeroize::Zeroizing::new(
+        serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": api::methods::ACCOUNT_UNLOCK, "params": params})
+            .to_string(),
+    );
+    match methods.raw_json_request(&request, 1).await {
+        Ok((response, _)) => {
+            let response: serde_json::Value =
+                serde_json::from_str(response.get()).unwrap_or_default();
+            match response.get("error") {
+                None => tracing::info!("unlocked with the passphrase file"),
+                Some(error) => tracing::warn!(
+                    error = %error.get("message").and_then(|m| m.as_str()).unwrap_or("?"),
+                    "could not unlock with the passphrase file"
+                ),
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "unlock request failed"),
+    }
+}

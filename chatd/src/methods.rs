@@ -1,0 +1,702 @@
+//! The RPC methods: one registration per method in `api::methods::ALL`, each parsing its
+//! params into the `api` type, running in the core (or, for the slow parts such as Argon2id
+//! and relay lookups, around it), and mapping domain errors to their documented codes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::ErrorCode;
+use api::events::Event;
+use api::methods as m;
+use api::types::*;
+use jsonrpsee::core::server::{Methods, RpcModule};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
+use protocol::frames::{ClientFrame, HandleClaim, HandleRelease, ServerFrame};
+use serde::de::DeserializeOwned;
+
+use crate::core::{CoreHandle, Lock, account, contacts, messaging};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{EventBus, now_ms};
+use crate::relay_link::Requester;
+use crate::store::{KdfParams, Kv, Store, StoreError, Vault};
+
+/// How long relay lookups made on behalf of a method may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A handle-bound contact is checked against the relay before a send at most this often.
+const HANDLE_RECHECK_MS: u64 = 30_000;
+
+/// What every method can reach.
+#[derive(Debug)]
+pub struct Context {
+    /// The core.
+    pub core: CoreHandle,
+    /// The event bus.
+    pub bus: Arc<EventBus>,
+    /// The raw store (for the vault, which is read outside the core).
+    pub kv: Kv,
+    /// When the daemon started.
+    pub started: Instant,
+    /// Whether nothing touches the disk.
+    pub ephemeral: bool,
+    /// The relay the daemon hosts, if any.
+    pub hosted_relay: Option<String>,
+    /// The relay new accounts use by default.
+    pub default_relay: String,
+    /// Argon2id parameters for new accounts.
+    pub kdf: KdfParams,
+}
+
+fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+    let text = params.as_str().unwrap_or("{}");
+    let text = if text.trim() == "null" { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| {
+        ErrorObjectOwned::owned(
+            api::error::INVALID_PARAMS,
+            format!("Invalid params: {e}"),
+            None::<()>,
+        )
+    })
+}
+
+type RpcResult<T> = Result<T, ErrorObjectOwned>;
+
+fn out<T>(result: ApiResult<T>) -> RpcResult<T> {
+    result.map_err(Into::into)
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::WrongPassphrase => {
+            ApiError::new(ErrorCode::WrongPassphrase, "wrong passphrase")
+        }
+        StoreError::PassphraseRequired => ApiError::new(
+            ErrorCode::WrongPassphrase,
+            "this account is protected by a passphrase; give it",
+        ),
+        StoreError::NoVault => ApiError::no_account(),
+        StoreError::VaultExists => ApiError::new(
+            ErrorCode::AccountExists,
+            "an account already exists in this data directory",
+        ),
+        other => ApiError::store(other),
+    }
+}
+
+/// Builds every method.
+pub fn methods(context: Context) -> Methods {
+    let mut module = RpcModule::new(context);
+    register(&mut module);
+    module.into()
+}
+
+macro_rules! method {
+    ($module:expr, $name:expr, |$params:ident, $ctx:ident| $body:expr) => {
+        $module
+            .register_async_method($name, |params, context, _| async move {
+                let $params = params;
+                let $ctx = context;
+                $body
+            })
+            .map_err(|e| tracing::error!(error = %e, "registering a method"))
+            .ok();
+    };
+}
+
+fn register(module: &mut RpcModule<Context>) {
+    method!(module, m::DAEMON_STATUS, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        Ok::<_, ErrorObjectOwned>(status(&ctx).await)
+    });
+    method!(module, m::ACCOUNT_CREATE, |params, ctx| {
+        let p: CreateAccount = parse(&params)?;
+        out(create(&ctx, p).await)
+    });
+    method!(module, m::ACCOUNT_UNLOCK, |params, ctx| {
+        let p: Unlock = parse(&params)?;
+        out(unlock(&ctx, p).await)
+    });
+    method!(module, m::ACCOUNT_LOCK, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        out(ctx.core.call(account::lock).await.map(|()| Empty {}))
+    });
+    method!(module, m::ACCOUNT_INFO, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        out(ctx.core.call(|s, _| Ok(account::info(s.unlocked()?))).await)
+    });
+    method!(module, m::ACCOUNT_REGISTER_HANDLE, |params, ctx| {
+        let p: RegisterHandle = parse(&params)?;
+        out(register_handle(&ctx, p).await)
+    });
+    method!(module, m::ACCOUNT_RELEASE_HANDLE, |params, ctx| {
+        let p: RegisterHandle = parse(&params)?;
+        out(release_handle(&ctx, p).await.map(|()| Empty {}))
+    });
+    method!(module, m::CONTACTS_ADD, |params, ctx| {
+        let p: AddContact = parse(&params)?;
+        out(add_contact(&ctx, p).await)
+    });
+    method!(module, m::CONTACTS_LIST, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        out(ctx
+            .core
+            .call(|s, _| {
+                let u = s.unlocked()?;
+                let mut contacts: Vec<Contact> = u.contacts.values().map(contacts::view).collect();
+                contacts.sort_by(|a, b| a.alias.cmp(&b.alias));
+                Ok(ContactList { contacts })
+            })
+            .await)
+    });
+    method!(module, m::CONTACTS_GET, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, _| contacts::details(s.unlocked()?, &p.contact))
+            .await)
+    });
+    method!(module, m::CONTACTS_REMOVE, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::remove(s, t, &p.contact))
+            .await
+            .map(|()| Empty {}))
+    });
+    method!(module, m::CONTACTS_VERIFY, |params, ctx| {
+        let p: VerifyContact = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::verify(s, t, &p.contact, p.safety_number.as_deref()))
+            .await)
+    });
+    method!(module, m::CONTACTS_TRUST, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::trust(s, t, &p.contact))
+            .await)
+    });
+    method!(module, m::INVITES_CREATE, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        out(ctx.core.call(contacts::create_invite).await)
+    });
+    method!(module, m::INVITES_ACCEPT, |params, ctx| {
+        let p: AcceptInvite = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::accept_invite(s, t, &p.code, p.alias.as_deref()))
+            .await)
+    });
+    method!(module, m::MESSAGES_SEND, |params, ctx| {
+        let p: SendMessage = parse(&params)?;
+        out(send(&ctx, p).await)
+    });
+    method!(module, m::MESSAGES_HISTORY, |params, ctx| {
+        let p: History = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, _| {
+                messaging::history(s.unlocked()?, &p.conversation, p.limit, p.before.as_deref())
+            })
+            .await)
+    });
+    method!(module, m::MESSAGES_MARK_READ, |params, ctx| {
+        let p: MarkRead = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| messaging::mark_read(s, t, &p.conversation, p.up_to.as_deref()))
+            .await)
+    });
+    method!(module, m::CONVERSATIONS_LIST, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        out(ctx
+            .core
+            .call(|s, _| messaging::conversations(s.unlocked()?))
+            .await)
+    });
+    method!(module, m::RPC_DISCOVER, |params, _ctx| {
+        let _: Empty = parse(&params)?;
+        Ok::<_, ErrorObjectOwned>(api::openrpc::document(env!("CARGO_PKG_VERSION")))
+    });
+    let registered = module.register_subscription(
+        m::EVENTS_SUBSCRIBE,
+        api::events::NOTIFICATION,
+        m::EVENTS_UNSUBSCRIBE,
+        |params, pending, ctx, _| async move { subscribe(params, pending, ctx).await },
+    );
+    if let Err(e) = registered {
+        tracing::error!(error = %e, "registering the subscription");
+    }
+}
+
+async fn status(ctx: &Context) -> DaemonStatus {
+    let core = ctx
+        .core
+        .call(|s, _| {
+            let state = s.lock_state();
+            let connection = s.connection;
+            let (address, outbox, relay) = match &s.lock {
+                Lock::Unlocked(u) => (
+                    Some(u.address()),
+                    Some(u.outbox.len() as u64),
+                    Some(u.account.relay_url.clone()),
+                ),
+                _ => (None, None, None),
+            };
+            Ok((state, connection, address, outbox, relay))
+        })
+        .await;
+    let (state, connection, address, outbox, relay) = core.unwrap_or((
+        LockState::Locked,
+        ConnectionState::Offline,
+        None,
+        None,
+        None,
+    ));
+    DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        api_version: api::API_VERSION.to_owned(),
+        pid: std::process::id(),
+        uptime_ms: u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        state,
+        ephemeral: ctx.ephemeral,
+        relay_url: relay.or_else(|| Some(ctx.default_relay.clone())),
+        connection,
+        address,
+        outbox,
+        hosted_relay: ctx.hosted_relay.clone(),
+    }
+}
+
+async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<AccountInfo> {
+    let name = account::check_name(&p.name)?;
+    let relay = match &p.relay {
+        Some(url) => crate::relay_link::normalize_url(url)?,
+        None => ctx.default_relay.clone(),
+    };
+    let passphrase = match (p.passphrase, p.no_passphrase) {
+        (Some(passphrase), false) if !passphrase.is_empty() => {
+            Some(zeroize::Zeroizing::new(passphrase))
+        }
+        (None, true) => None,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::PassphraseRequired,
+                "give a passphrase, or explicitly no_passphrase: true (not both)",
+            ));
+        }
+    };
+    if Vault::exists(&ctx.kv)? {
+        return Err(store_error(StoreError::VaultExists));
+    }
+    if passphrase.is_none() {
+        tracing::warn!("creating an account without a passphrase: the store key is unprotected");
+    }
+    let kv = ctx.kv.clone();
+    let kdf = ctx.kdf;
+    let keys = tokio::task::spawn_blocking(move || {
+        Vault::create(
+            &kv,
+            passphrase.as_ref().map(|p| p.as_bytes()),
+            kdf,
+            &mut rand::rng(),
+        )
+    })
+    .await
+    .map_err(ApiError::store)?
+    .map_err(store_error)?;
+    let store = Store::new(ctx.kv.clone(), keys);
+    let unprotected = !Vault::is_protected(&ctx.kv)?;
+    ctx.core
+        .call(move |s, t| {
+            if !matches!(s.lock, Lock::NoAccount) {
+                return Err(store_error(StoreError::VaultExists));
+            }
+            let record = account::new_account(name, relay);
+            let mut batch = store.batch();
+            account::save_account(&mut batch, &record);
+            t.commit(&store, batch)?;
+            let mut info = account::open(s, store, t)?;
+            let unlocked = s.unlocked()?;
+            let store = unlocked.store.clone();
+            let mut batch = store.batch();
+            account::initial_prekeys(unlocked, &mut batch);
+            account::save_account(&mut batch, &unlocked.account);
+            t.commit(&store, batch)?;
+            info.unprotected = unprotected;
+            Ok(info)
+        })
+        .await
+}
+
+async fn unlock(ctx: &Context, p: Unlock) -> ApiResult<AccountInfo> {
+    let state = ctx.core.call(|s, _| Ok(s.lock_state())).await?;
+    match state {
+        LockState::NoAccount => return Err(ApiError::no_account()),
+        LockState::Unlocked => {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyUnlocked,
+                "the account is already unlocked",
+            ));
+        }
+        LockState::Locked => {}
+    }
+    let kv = ctx.kv.clone();
+    let passphrase = p.passphrase.map(zeroize::Zeroizing::new);
+    let keys = tokio::task::spawn_blocking(move || {
+        Vault::unlock(&kv, passphrase.as_ref().map(|p| p.as_bytes()))
+    })
+    .await
+    .map_err(ApiError::store)?
+    .map_err(store_error)?;
+    let store = Store::new(ctx.kv.clone(), keys);
+    let unprotected = !Vault::is_protected(&ctx.kv)?;
+    ctx.core
+        .call(move |s, t| {
+            if !matches!(s.lock, Lock::Locked) {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyUnlocked,
+                    "the account is already unlocked",
+                ));
+            }
+            let mut info = account::open(s, store, t)?;
+            info.unprotected = unprotected;
+            Ok(info)
+        })
+        .await
+}
+
+async fn requester(ctx: &Context) -> ApiResult<Requester> {
+    ctx.core
+        .call(|s, _| {
+            let u = s.unlocked()?;
+            u.link
+                .as_ref()
+                .map(|l| l.requester())
+                .ok_or_else(|| ApiError::new(ErrorCode::RelayUnreachable, "no relay connection"))
+        })
+        .await
+}
+
+/// Looks a handle up on the relay and verifies the answer.
+async fn lookup_handle(ctx: &Context, text: &str) -> ApiResult<Option<[u8; 32]>> {
+    let handle = contacts::parse_handle(text)?;
+    let requester = requester(ctx).await?;
+    let asked = handle.clone();
+    let answer = requester
+        .request(
+            |request_id| ClientFrame::LookupHandle {
+                request_id,
+                handle: asked,
+            },
+            LOOKUP_TIMEOUT,
+        )
+        .await?;
+    match answer {
+        ServerFrame::HandleRecord { claim, .. } => contacts::verify_claim(&handle, claim),
+        other => Err(ApiError::new(
+            ErrorCode::RelayError,
+            format!("unexpected answer {}", other.name()),
+        )),
+    }
+}
+
+async fn register_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<HandleRegistered> {
+    let handle = contacts::parse_handle(&p.handle)?;
+    let signed = handle.clone();
+    let (claim, requester) = ctx
+        .core
+        .call(move |s, _| {
+            let u = s.unlocked()?;
+            let claim = HandleClaim::sign(&u.identity, signed, now_ms() / 1000);
+            let requester = u.link.as_ref().map(|l| l.requester());
+            Ok((claim, requester))
+        })
+        .await?;
+    let requester = requester
+        .ok_or_else(|| ApiError::new(ErrorCode::RelayUnreachable, "no relay connection"))?;
+    let answer = requester
+        .request(
+            |request_id| ClientFrame::ClaimHandle { request_id, claim },
+            LOOKUP_TIMEOUT,
+        )
+        .await;
+    match answer {
+        Ok(ServerFrame::Done { .. }) => {}
+        Err(crate::relay_link::RequestError::Refused(
+            protocol::frames::ErrorCode::HandleTaken,
+            _,
+        )) => {
+            return Err(ApiError::new(
+                ErrorCode::HandleTaken,
+                format!("@{} is taken by another account", handle.as_str()),
+            ));
+        }
+        Err(crate::relay_link::RequestError::Refused(
+            protocol::frames::ErrorCode::HandleInvalid,
+            message,
+        )) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidHandle,
+                format!("the relay refused @{}: {message}", handle.as_str()),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+        Ok(other) => {
+            return Err(ApiError::new(
+                ErrorCode::RelayError,
+                format!("unexpected answer {}", other.name()),
+            ));
+        }
+    }
+    let name = handle.as_str().to_owned();
+    ctx.core
+        .call(move |s, t| {
+            let u = s.unlocked()?;
+            if !u.account.handles.contains(&name) {
+                u.account.handles.push(name.clone());
+            }
+            let store = u.store.clone();
+            let mut batch = store.batch();
+            account::save_account(&mut batch, &u.account);
+            t.commit(&store, batch)?;
+            Ok(HandleRegistered {
+                handle: name,
+                relay_url: u.account.relay_url.clone(),
+            })
+        })
+        .await
+}
+
+async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<()> {
+    let handle = contacts::parse_handle(&p.handle)?;
+    let signed = handle.clone();
+    let (release, requester) = ctx
+        .core
+        .call(move |s, _| {
+            let u = s.unlocked()?;
+            if !u.account.handles.iter().any(|h| h == signed.as_str()) {
+                return Err(ApiError::not_found(format!(
+                    "the handle @{} on this account",
+                    signed.as_str()
+                )));
+            }
+            let release = HandleRelease::sign(&u.identity, signed, now_ms() / 1000);
+            Ok((release, u.link.as_ref().map(|l| l.requester())))
+        })
+        .await?;
+    let requester = requester
+        .ok_or_else(|| ApiError::new(ErrorCode::RelayUnreachable, "no relay connection"))?;
+    match requester
+        .request(
+            |request_id| ClientFrame::ReleaseHandle {
+                request_id,
+                release,
+            },
+            LOOKUP_TIMEOUT,
+        )
+        .await
+    {
+        Ok(ServerFrame::Done { .. })
+        | Err(crate::relay_link::RequestError::Refused(protocol::frames::ErrorCode::NotFound, _)) =>
+            {}
+        Ok(other) => {
+            return Err(ApiError::new(
+                ErrorCode::RelayError,
+                format!("unexpected answer {}", other.name()),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let name = handle.as_str().to_owned();
+    ctx.core
+        .call(move |s, t| {
+            let u = s.unlocked()?;
+            u.account.handles.retain(|h| h != &name);
+            let store = u.store.clone();
+            let mut batch = store.batch();
+            account::save_account(&mut batch, &u.account);
+            t.commit(&store, batch)
+        })
+        .await
+}
+
+async fn add_contact(ctx: &Context, p: AddContact) -> ApiResult<Contact> {
+    crate::core::unlocked::Unlocked::check_alias(&p.alias)?;
+    let target = p.target.trim().to_owned();
+    let (identity, handle) = if target.starts_with('@') {
+        let identity = lookup_handle(ctx, &target)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("the handle {target} on the relay")))?;
+        (identity, Some(target.trim_start_matches('@').to_owned()))
+    } else {
+        (contacts::parse_address(&target)?, None)
+    };
+    ctx.core
+        .call(move |s, t| {
+            let id = contacts::add(s, t, &p.alias, identity, handle, None, true)?;
+            let u = s.unlocked()?;
+            Ok(contacts::view(u.contact(&id)?))
+        })
+        .await
+}
+
+/// What a send target resolved to.
+enum Resolved {
+    Contact([u8; 16], Option<(String, u64)>),
+    Unknown,
+}
+
+async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
+    let target = p.to.trim().to_owned();
+    let lookup = target.clone();
+    let resolved = ctx
+        .core
+        .call(move |s, _| {
+            let u = s.unlocked()?;
+            match u.find_contact(&lookup) {
+                Ok(id) => {
+                    let c = u.contact(&id)?;
+                    let check = c.handle.clone().map(|h| (h, c.handle_checked_ms));
+                    Ok(Resolved::Contact(id, check))
+                }
+                Err(_) => Ok(Resolved::Unknown),
+            }
+        })
+        .await?;
+    let conversation = match resolved {
+        Resolved::Contact(id, check) => {
+            // A contact found by handle: if the relay now names another key for the handle,
+            // that is a key change, and the send is refused until the user trusts it.
+            if let Some((handle, checked)) = check
+                && checked + HANDLE_RECHECK_MS <= now_ms()
+            {
+                match lookup_handle(ctx, &handle).await {
+                    Ok(found) => {
+                        ctx.core
+                            .call(move |s, t| contacts::apply_handle_check(s, t, id, found))
+                            .await?;
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "could not re-check a handle; sending anyway")
+                    }
+                }
+            }
+            id
+        }
+        Resolved::Unknown if target.starts_with('@') => {
+            let identity = lookup_handle(ctx, &target).await?.ok_or_else(|| {
+                ApiError::not_found(format!("{target} (no contact or handle by that name)"))
+            })?;
+            let alias = target.trim_start_matches('@').to_owned();
+            ctx.core
+                .call(move |s, t| {
+                    let u = s.unlocked()?;
+                    if let Some(id) = u.by_identity.get(&identity) {
+                        return Ok(*id);
+                    }
+                    let alias = u.free_alias(&alias);
+                    contacts::add(s, t, &alias, identity, Some(alias.clone()), None, true)
+                })
+                .await?
+        }
+        Resolved::Unknown => {
+            let identity = contacts::parse_address(&target)?;
+            ctx.core
+                .call(move |s, t| {
+                    let u = s.unlocked()?;
+                    if let Some(id) = u.by_identity.get(&identity) {
+                        return Ok(*id);
+                    }
+                    let base: String = target.chars().take(13).collect();
+                    let alias = u.free_alias(&base);
+                    contacts::add(s, t, &alias, identity, None, None, true)
+                })
+                .await?
+        }
+    };
+    let text = p.text;
+    ctx.core
+        .call(move |s, t| messaging::send_text(s, t, conversation, &text))
+        .await
+}
+
+async fn subscribe(params: Params<'static>, pending: PendingSubscriptionSink, ctx: Arc<Context>) {
+    let p: Subscribe = match parse(&params) {
+        Ok(p) => p,
+        Err(e) => {
+            pending.reject(e).await;
+            return;
+        }
+    };
+    let mut live = ctx.bus.subscribe();
+    let Ok(sink) = pending.accept().await else {
+        return;
+    };
+    let mut last = 0u64;
+    if let Some(since) = p.since {
+        last = since;
+        match catch_up(&ctx, since).await {
+            Ok(events) => {
+                for event in events {
+                    if !send_event(&sink, &event).await {
+                        return;
+                    }
+                    last = last.max(event.cursor);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not replay retained events"),
+        }
+    }
+    loop {
+        tokio::select! {
+            () = sink.closed() => return,
+            event = live.recv() => match event {
+                Ok(event) => {
+                    if event.cursor > last {
+                        last = event.cursor;
+                        if !send_event(&sink, &event).await {
+                            return;
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind the live buffer: catch up from retention, then go on.
+                    if let Ok(events) = catch_up(&ctx, last).await {
+                        for event in events {
+                            if !send_event(&sink, &event).await {
+                                return;
+                            }
+                            last = last.max(event.cursor);
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// Retained events after `since`: message events from the store (if unlocked) and transient
+/// ones from memory, in cursor order.
+async fn catch_up(ctx: &Context, since: u64) -> ApiResult<Vec<Event>> {
+    let mut events = ctx
+        .core
+        .call(move |s, _| match &s.lock {
+            Lock::Unlocked(u) => messaging::retained_events(u, since),
+            _ => Ok(Vec::new()),
+        })
+        .await?;
+    events.extend(ctx.bus.transient_since(since));
+    events.sort_by_key(|e| e.cursor);
+    events.dedup_by_key(|e| e.cursor);
+    Ok(events)
+}
+
+async fn send_event(sink: &jsonrpsee::SubscriptionSink, event: &Event) -> bool {
+    match serde_json::value::to_raw_value(event) {
+        Ok(raw) => sink.send(SubscriptionMessage::from(raw)).await.is_ok(),
+        Err(_) => true,
+    }
+}
