@@ -1,3 +1,4 @@
 //! Whole-system and tidy tests for the workspace.
 
+mod smoke;
 mod tidy;

@@ -1,0 +1,45 @@
+//! Two daemons and a relay, as real processes: the first message each way, with receipts.
+
+use serde_json::json;
+use tests::{DaemonProcess, RelayProcess, wait_for};
+
+#[test]
+fn two_daemons_exchange_messages_with_receipts() {
+    let relay = RelayProcess::start();
+    let alice = DaemonProcess::start(&relay.url());
+    let bob = DaemonProcess::start(&relay.url());
+    let alice_info = alice.create("Alice");
+    bob.create("Bob");
+    bob.call(
+        "contacts.add",
+        json!({ "alias": "alice", "target": alice_info.address }),
+    );
+    let sent = bob.call(
+        "messages.send",
+        json!({ "to": "alice", "text": "hello alice" }),
+    );
+    let id = sent["message_id"].as_str().unwrap_or_default().to_owned();
+    let conversation = wait_for("alice to receive", || {
+        let list = alice.call("conversations.list", json!({}));
+        let first = list["conversations"].get(0)?.clone();
+        (first["unread"] == 1).then_some(first["conversation"].clone())
+    });
+    assert_eq!(conversation, "Bob", "the introduction names the sender");
+    let history = alice.call("messages.history", json!({ "conversation": "Bob" }));
+    assert_eq!(history["messages"][0]["text"], "hello alice");
+    wait_for("bob to see the delivery receipt", || {
+        let history = bob.call("messages.history", json!({ "conversation": "alice" }));
+        let message = history["messages"].get(0)?.clone();
+        (message["message_id"] == id.as_str() && message["status"] == "delivered").then_some(())
+    });
+    alice.call("messages.mark_read", json!({ "conversation": "Bob" }));
+    wait_for("bob to see the read receipt", || {
+        let history = bob.call("messages.history", json!({ "conversation": "alice" }));
+        (history["messages"][0]["status"] == "read").then_some(())
+    });
+    alice.call("messages.send", json!({ "to": "Bob", "text": "hi bob" }));
+    wait_for("bob to receive the answer", || {
+        let history = bob.call("messages.history", json!({ "conversation": "alice" }));
+        (history["messages"][1]["text"] == "hi bob").then_some(())
+    });
+}
