@@ -46,6 +46,10 @@ pub struct Args {
     /// Where the embedded relay listens when no relay is configured.
     #[arg(long, value_name = "ADDR")]
     pub embedded_relay_addr: Option<SocketAddr>,
+    /// Before sending to a contact found by handle, re-check the handle's key on the relay if
+    /// the last check is older than this many seconds (default 30; 0 checks every time).
+    #[arg(long, value_name = "SECS")]
+    pub handle_recheck_secs: Option<u64>,
     /// Argon2id memory for a new account, KiB (default 65536). Lower only for tests.
     #[arg(long, value_name = "KIB")]
     pub kdf_memory_kib: Option<u32>,
@@ -78,6 +82,8 @@ pub struct FileConfig {
     pub host_relay: Option<SocketAddr>,
     /// `--embedded-relay-addr`.
     pub embedded_relay_addr: Option<SocketAddr>,
+    /// `--handle-recheck-secs`.
+    pub handle_recheck_secs: Option<u64>,
     /// Argon2id parameters for new accounts.
     #[serde(default)]
     pub kdf: KdfFile,
@@ -114,6 +120,8 @@ pub struct Config {
     pub host_relay: Option<SocketAddr>,
     /// The embedded relay's address.
     pub embedded_relay_addr: SocketAddr,
+    /// How old a handle check may be before a send re-checks it, in seconds.
+    pub handle_recheck_secs: u64,
     /// Argon2id parameters for new accounts.
     pub kdf: KdfParams,
 }
@@ -174,6 +182,10 @@ impl Config {
                         .parse()
                         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7420)))
                 }),
+            handle_recheck_secs: args
+                .handle_recheck_secs
+                .or(file.handle_recheck_secs)
+                .unwrap_or(30),
             kdf: KdfParams {
                 memory_kib: args
                     .kdf_memory_kib

@@ -129,6 +129,7 @@ pub async fn run(
         hosted_relay: hosted,
         default_relay,
         kdf: config.kdf,
+        handle_recheck_ms: config.handle_recheck_secs.saturating_mul(1000),
     });
     if let Some(path) = &config.passphrase_file {
         unlock_from_file(&methods, path).await;

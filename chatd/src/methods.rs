@@ -23,8 +23,6 @@ use crate::store::{KdfParams, Kv, Store, StoreError, Vault};
 
 /// How long relay lookups made on behalf of a method may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// A handle-bound contact is checked against the relay before a send at most this often.
-const HANDLE_RECHECK_MS: u64 = 30_000;
 
 /// What every method can reach.
 #[derive(Debug)]
@@ -45,6 +43,8 @@ pub struct Context {
     pub default_relay: String,
     /// Argon2id parameters for new accounts.
     pub kdf: KdfParams,
+    /// A handle-bound contact is checked against the relay before a send at most this often.
+    pub handle_recheck_ms: u64,
 }
 
 fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
@@ -570,7 +570,7 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
             // A contact found by handle: if the relay now names another key for the handle,
             // that is a key change, and the send is refused until the user trusts it.
             if let Some((handle, checked)) = check
-                && checked + HANDLE_RECHECK_MS <= now_ms()
+                && checked + ctx.handle_recheck_ms <= now_ms()
             {
                 match lookup_handle(ctx, &handle).await {
                     Ok(found) => {
