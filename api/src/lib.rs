@@ -19,6 +19,7 @@ pub mod events;
 pub mod methods;
 pub mod openrpc;
 pub mod paths;
+pub mod reference;
 pub mod types;
 
 pub use error::ErrorCode;

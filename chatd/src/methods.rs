@@ -700,3 +700,40 @@ async fn send_event(sink: &jsonrpsee::SubscriptionSink, event: &Event) -> bool {
         Err(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon registers exactly the methods the API documents (and so `rpc.discover`
+    /// describes every method there is).
+    #[test]
+    fn every_documented_method_is_registered_and_nothing_else() {
+        let kv = Kv::memory();
+        let bus = Arc::new(EventBus::new());
+        let config = crate::core::CoreConfig {
+            default_relay: "ws://127.0.0.1:1/v1".into(),
+            kdf: KdfParams::INSECURE_FOR_TESTS,
+            relay_ca_pem: None,
+            ephemeral: true,
+        };
+        let (core, _task) = crate::core::start(kv.clone(), config, bus.clone())
+            .unwrap_or_else(|e| panic!("core: {e}"));
+        let methods = methods(Context {
+            core,
+            bus,
+            kv,
+            started: Instant::now(),
+            ephemeral: true,
+            hosted_relay: None,
+            default_relay: "ws://127.0.0.1:1/v1".into(),
+            kdf: KdfParams::INSECURE_FOR_TESTS,
+            handle_recheck_ms: 0,
+        });
+        let mut registered: Vec<&str> = methods.method_names().collect();
+        registered.sort_unstable();
+        let mut documented: Vec<&str> = api::methods::ALL.iter().map(|m| m.name).collect();
+        documented.sort_unstable();
+        assert_eq!(registered, documented);
+    }
+}
