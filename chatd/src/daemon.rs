@@ -16,7 +16,7 @@ use crate::core::{self, CoreConfig};
 use crate::events::EventBus;
 use crate::methods::{self, Context};
 use crate::rpc::{self, RpcListener, ServerLimits};
-use crate::store::Kv;
+use crate::store::{Kv, Vault};
 
 /// Page cache of the sled store: small, because the daemon's memory matters more than
 /// re-reading pages the OS caches anyway.
@@ -120,6 +120,7 @@ pub async fn run(
     let core_task = tokio::spawn(task.run(async {
         let _ = core_stopped.await;
     }));
+    let kv_for_unlock = kv.clone();
     let methods = methods::methods(Context {
         core,
         bus,
@@ -133,6 +134,10 @@ pub async fn run(
     });
     if let Some(path) = &config.passphrase_file {
         unlock_from_file(&methods, path).await;
+    } else if Vault::exists(&kv_for_unlock)? && !Vault::is_protected(&kv_for_unlock)? {
+        // The key of an account created without a passphrase is stored unprotected anyway:
+        // unlocking at start changes nothing about its security and keeps messages flowing.
+        unlock_request(&methods, serde_json::json!({})).await;
     }
     let listener = RpcListener::bind(&config.socket)
         .with_context(|| format!("binding the socket {}", config.socket.display()))?;
@@ -157,7 +162,14 @@ async fn unlock_from_file(methods: &jsonrpsee::Methods, path: &Path) {
             return;
         }
     };
-    let params = serde_json::json!({ "passphrase": passphrase.as_str() });
+    unlock_request(
+        methods,
+        serde_json::json!({ "passphrase": passphrase.as_str() }),
+    )
+    .await;
+}
+
+async fn unlock_request(methods: &jsonrpsee::Methods, params: serde_json::Value) {
     let request = zeroize::Zeroizing::new(
         serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": api::methods::ACCOUNT_UNLOCK, "params": params})
             .to_string(),
@@ -167,10 +179,10 @@ async fn unlock_from_file(methods: &jsonrpsee::Methods, path: &Path) {
             let response: serde_json::Value =
                 serde_json::from_str(response.get()).unwrap_or_default();
             match response.get("error") {
-                None => tracing::info!("unlocked with the passphrase file"),
+                None => tracing::info!("unlocked at start"),
                 Some(error) => tracing::warn!(
                     error = %error.get("message").and_then(|m| m.as_str()).unwrap_or("?"),
-                    "could not unlock with the passphrase file"
+                    "could not unlock at start"
                 ),
             }
         }

@@ -588,11 +588,9 @@ fn receive(state: &mut CoreState, txn: &mut Txn, envelope_id: EnvelopeId, payloa
     if let Err(e) = result {
         tracing::warn!(error = %e, "dropping an envelope that cannot be read");
     }
+    // Acknowledged at the end of the round, all in one frame, once the round is durable.
     if let Ok(unlocked) = state.unlocked() {
-        txn.frame(ClientFrame::Ack {
-            envelope_ids: vec![envelope_id],
-        });
-        let _ = unlocked;
+        unlocked.pending_acks.push(envelope_id);
     }
 }
 
@@ -887,6 +885,11 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
     };
     if let Err(e) = flush_receipts(unlocked, txn) {
         tracing::error!(error = %e, "could not queue receipts");
+    }
+    for ids in std::mem::take(&mut unlocked.pending_acks).chunks(protocol::frames::MAX_ACK_IDS) {
+        txn.frame(ClientFrame::Ack {
+            envelope_ids: ids.to_vec(),
+        });
     }
     if !unlocked.online {
         return;

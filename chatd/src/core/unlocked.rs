@@ -78,6 +78,8 @@ pub struct Unlocked {
     pub tasks: JoinSet<()>,
     /// Delivery receipts to send at the end of the round, per conversation.
     pub pending_receipts: HashMap<ConvId, Vec<[u8; 16]>>,
+    /// Envelopes stored this round, acknowledged once the round is durable.
+    pub pending_acks: Vec<protocol::frames::EnvelopeId>,
 }
 
 impl std::fmt::Debug for Unlocked {
@@ -127,6 +129,7 @@ impl Unlocked {
             online: false,
             tasks: JoinSet::new(),
             pending_receipts: HashMap::new(),
+            pending_acks: Vec::new(),
         };
         unlocked.load_indexes()?;
         Ok(unlocked)
