@@ -35,6 +35,9 @@ pub const SIGNED_PREKEY_LIFETIME_MS: u64 = 7 * 24 * 3600 * 1000;
 /// A replaced signed prekey still answers initial messages this long.
 pub const SIGNED_PREKEY_GRACE_MS: u64 = 30 * 24 * 3600 * 1000;
 
+/// After one-time prekeys were used, the relay's counts are asked for at most this often.
+pub const PREKEY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 const KIND_SIGNED: u8 = 1;
 const KIND_KEM: u8 = 2;
 const KIND_ONE_TIME: u8 = 3;
@@ -402,6 +405,32 @@ pub fn on_prekey_count(state: &mut CoreState, txn: &mut Txn, one_time: u32, kem:
         signed_prekey: None,
         kem_prekeys,
         one_time_prekeys,
+    });
+}
+
+/// Asks the relay for the prekey counts (an empty publish) when one-time prekeys were used
+/// and the last ask is older than [`PREKEY_CHECK_INTERVAL`]; the answer tops them up.
+pub fn check_prekeys_if_used(unlocked: &mut Unlocked, txn: &mut Txn) {
+    if !unlocked.prekeys_used || !unlocked.online {
+        return;
+    }
+    let now = tokio::time::Instant::now();
+    if unlocked
+        .prekeys_checked
+        .is_some_and(|t| now.duration_since(t) < PREKEY_CHECK_INTERVAL)
+    {
+        return;
+    }
+    let Some(link) = &unlocked.link else {
+        return;
+    };
+    unlocked.prekeys_used = false;
+    unlocked.prekeys_checked = Some(now);
+    txn.frame(ClientFrame::PublishPrekeys {
+        request_id: link.request_id(),
+        signed_prekey: None,
+        kem_prekeys: Vec::new(),
+        one_time_prekeys: Vec::new(),
     });
 }
 

@@ -629,6 +629,9 @@ fn receive_inner(state: &mut CoreState, txn: &mut Txn, payload: &[u8]) -> ApiRes
                 &mut unlocked.replay,
             );
             result.map(|d| {
+                if d.consumed_one_time_prekey.is_some() || d.consumed_kem_prekey.is_some() {
+                    unlocked.prekeys_used = true;
+                }
                 account::delete_used(
                     &mut batch,
                     d.consumed_one_time_prekey,
@@ -886,6 +889,7 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
     if let Err(e) = flush_receipts(unlocked, txn) {
         tracing::error!(error = %e, "could not queue receipts");
     }
+    account::check_prekeys_if_used(unlocked, txn);
     for ids in std::mem::take(&mut unlocked.pending_acks).chunks(protocol::frames::MAX_ACK_IDS) {
         txn.frame(ClientFrame::Ack {
             envelope_ids: ids.to_vec(),

@@ -80,6 +80,10 @@ pub struct Unlocked {
     pub pending_receipts: HashMap<ConvId, Vec<[u8; 16]>>,
     /// Envelopes stored this round, acknowledged once the round is durable.
     pub pending_acks: Vec<protocol::frames::EnvelopeId>,
+    /// A one-time prekey was used since the relay's counts were last asked for.
+    pub prekeys_used: bool,
+    /// When the counts were last asked for.
+    pub prekeys_checked: Option<Instant>,
 }
 
 impl std::fmt::Debug for Unlocked {
@@ -130,6 +134,8 @@ impl Unlocked {
             tasks: JoinSet::new(),
             pending_receipts: HashMap::new(),
             pending_acks: Vec::new(),
+            prekeys_used: false,
+            prekeys_checked: None,
         };
         unlocked.load_indexes()?;
         Ok(unlocked)

@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod prekeys;
+
 #[test]
 fn help_and_version_work() {
     let out = Command::new(env!("CARGO_BIN_EXE_chatd"))
