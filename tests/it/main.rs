@@ -1,4 +1,5 @@
 //! Whole-system and tidy tests for the workspace.
 
+mod lifecycle;
 mod smoke;
 mod tidy;
