@@ -155,8 +155,22 @@ pub fn lock(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
         Lock::Locked => return Ok(()),
         Lock::Unlocked(unlocked) => unlocked.store.flush_blocking()?,
     }
+    let relay_url = match &state.lock {
+        Lock::Unlocked(unlocked) => unlocked.account.relay_url.clone(),
+        _ => String::new(),
+    };
     state.lock = Lock::Locked;
-    state.connection = ConnectionState::Offline;
+    if state.connection != ConnectionState::Offline {
+        state.connection = ConnectionState::Offline;
+        state.event(
+            txn,
+            EventKind::RelayConnection {
+                state: ConnectionState::Offline,
+                relay_url,
+                error: None,
+            },
+        );
+    }
     state.event(txn, EventKind::Locked {});
     Ok(())
 }
