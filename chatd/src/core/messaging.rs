@@ -1312,11 +1312,13 @@ fn on_send_result(
         };
         slot.in_flight = false;
         let slot = slot.clone();
-        let expired = unlocked
-            .store
-            .get(tables::OUTBOX, &seq.to_be_bytes())?
-            .and_then(|v| OutboxEntry::decode(&v).ok())
-            .is_some_and(|e| e.queued_at_ms + OUTBOX_EXPIRY_MS <= now_ms());
+        // Only a failed attempt needs the entry's age (the success path reads nothing).
+        let expired = matches!(failure, Some((false, _)))
+            && unlocked
+                .store
+                .get(tables::OUTBOX, &seq.to_be_bytes())?
+                .and_then(|v| OutboxEntry::decode(&v).ok())
+                .is_some_and(|e| e.queued_at_ms + OUTBOX_EXPIRY_MS <= now_ms());
         let outcome = match &failure {
             None => Some((MessageStatus::Sent, None)),
             Some((true, why)) => Some((MessageStatus::Failed, Some(why.clone()))),
