@@ -321,7 +321,7 @@ async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<AccountInfo> {
             let unlocked = s.unlocked()?;
             let store = unlocked.store.clone();
             let mut batch = store.batch();
-            account::initial_prekeys(unlocked, &mut batch);
+            account::initial_prekeys(unlocked, &mut batch, now_ms());
             account::save_account(&mut batch, &unlocked.account);
             t.commit(&store, batch)?;
             info.unprotected = unprotected;

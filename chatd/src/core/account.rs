@@ -175,9 +175,8 @@ pub fn lock(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
     Ok(())
 }
 
-/// Generates the first prekeys of a new account into `batch`.
-pub fn initial_prekeys(unlocked: &mut Unlocked, batch: &mut Batch<'_>) {
-    let now = now_ms();
+/// Generates the first prekeys of a new account into `batch`, at time `now` (ms).
+pub fn initial_prekeys(unlocked: &mut Unlocked, batch: &mut Batch<'_>, now: u64) {
     rotate_signed_prekey(unlocked, batch, now);
     let id = take_ids(&mut unlocked.account, 1);
     let (secret, public) =
@@ -283,8 +282,12 @@ pub fn delete_used(batch: &mut Batch<'_>, one_time: Option<u32>, kem: Option<u32
 /// On connect: publish the current signed prekey and the last-resort KEM prekey (rotating the
 /// signed prekey if it is due), and ask for the counts, which [`on_prekey_count`] answers.
 pub fn publish_on_connect(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
+    publish_at(state, txn, now_ms())
+}
+
+/// [`publish_on_connect`] at time `now` (ms).
+fn publish_at(state: &mut CoreState, txn: &mut Txn, now: u64) -> ApiResult<()> {
     let unlocked = state.unlocked()?;
-    let now = now_ms();
     let store = unlocked.store.clone();
     let mut batch = store.batch();
     if unlocked.account.signed_prekey_created_ms + SIGNED_PREKEY_LIFETIME_MS <= now {
@@ -292,6 +295,8 @@ pub fn publish_on_connect(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()>
         super::account::save_account(&mut batch, &unlocked.account);
     }
     drop_expired_signed_prekeys(unlocked, &mut batch, now)?;
+    // Committed before reading back: a just-rotated signed prekey is in this batch.
+    txn.commit(&store, batch)?;
     let signed = unlocked
         .store
         .get(
@@ -314,7 +319,6 @@ pub fn publish_on_connect(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()>
             kem_prekeys.push(public);
         }
     }
-    txn.commit(&store, batch)?;
     let request_id = match &unlocked.link {
         Some(link) => link.request_id(),
         None => return Ok(()),
@@ -460,5 +464,95 @@ pub fn on_frame(state: &mut CoreState, txn: &mut Txn, frame: &ServerFrame) -> bo
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::core::{CoreConfig, Lock};
+    use crate::events::EventBus;
+    use crate::store::{KdfParams, Kv, Vault};
+
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+
+    fn unlocked_state(now: u64) -> CoreState {
+        let kv = Kv::memory();
+        let keys = Vault::create(&kv, None, KdfParams::INSECURE_FOR_TESTS, &mut rand::rng())
+            .unwrap_or_else(|e| panic!("vault: {e}"));
+        let store = Store::new(kv.clone(), keys);
+        let mut record = new_account("Gil".into(), "ws://127.0.0.1:1/v1".into());
+        record.signed_prekey_created_ms = 0;
+        let mut batch = store.batch();
+        save_account(&mut batch, &record);
+        store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        let mut unlocked = Unlocked::load(store).unwrap_or_else(|e| panic!("{e}"));
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        initial_prekeys(&mut unlocked, &mut batch, now);
+        save_account(&mut batch, &unlocked.account);
+        store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        CoreState {
+            kv,
+            lock: Lock::Unlocked(Box::new(unlocked)),
+            config: CoreConfig {
+                default_relay: "ws://127.0.0.1:1/v1".into(),
+                kdf: KdfParams::INSECURE_FOR_TESTS,
+                relay_ca_pem: None,
+                ephemeral: true,
+            },
+            bus: Arc::new(EventBus::new()),
+            connection: ConnectionState::Connected,
+            generation: 1,
+            inputs: tokio::sync::mpsc::unbounded_channel().0,
+        }
+    }
+
+    fn signed_id(state: &mut CoreState) -> u32 {
+        state
+            .unlocked()
+            .map(|u| u.account.signed_prekey_id)
+            .unwrap_or_default()
+    }
+
+    fn has_signed(state: &mut CoreState, id: u32) -> bool {
+        state
+            .unlocked()
+            .ok()
+            .and_then(|u| load_signed(&u.store, id).ok().flatten())
+            .is_some()
+    }
+
+    /// The signed prekey is replaced after its lifetime, the old one keeps answering initial
+    /// messages for the grace period, and is deleted after it.
+    #[test]
+    fn signed_prekeys_rotate_with_a_grace_period() {
+        let t0 = 1_800_000_000_000;
+        let mut state = unlocked_state(t0);
+        let first = signed_id(&mut state);
+        assert!(has_signed(&mut state, first));
+
+        publish_at(&mut state, &mut Txn::default(), t0 + DAY_MS).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(signed_id(&mut state), first, "not due after a day");
+
+        let rotated_at = t0 + 8 * DAY_MS;
+        publish_at(&mut state, &mut Txn::default(), rotated_at).unwrap_or_else(|e| panic!("{e}"));
+        let second = signed_id(&mut state);
+        assert_ne!(second, first, "rotated after seven days");
+        assert!(
+            has_signed(&mut state, first),
+            "the old one is kept for the grace period"
+        );
+
+        let after_grace = t0 + SIGNED_PREKEY_LIFETIME_MS + SIGNED_PREKEY_GRACE_MS + 1000;
+        publish_at(&mut state, &mut Txn::default(), after_grace).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !has_signed(&mut state, first),
+            "deleted after the grace period"
+        );
+        let current = signed_id(&mut state);
+        assert!(has_signed(&mut state, current), "the current one stays");
     }
 }
