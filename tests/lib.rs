@@ -189,6 +189,11 @@ impl DaemonProcess {
         daemon
     }
 
+    /// Starts a daemon with no `--relay` (it uses the relay it hosts, or the embedded one).
+    pub fn start_without_relay(extra_args: &[&str]) -> Self {
+        Self::start_with("", extra_args)
+    }
+
     /// The daemon's own directory (data dir and socket live inside).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -211,8 +216,6 @@ impl DaemonProcess {
             self.data_dir().display().to_string(),
             "--socket".to_owned(),
             self.socket().display().to_string(),
-            "--relay".to_owned(),
-            self.relay.clone(),
             "--kdf-memory-kib".to_owned(),
             "64".to_owned(),
             "--kdf-iterations".to_owned(),
@@ -220,6 +223,9 @@ impl DaemonProcess {
             "--kdf-parallelism".to_owned(),
             "1".to_owned(),
         ];
+        if !self.relay.is_empty() {
+            args.extend(["--relay".to_owned(), self.relay.clone()]);
+        }
         args.extend(self.extra_args.iter().cloned());
         args
     }

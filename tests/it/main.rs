@@ -1,6 +1,7 @@
 //! Whole-system and tidy tests for the workspace.
 
 mod contacts;
+mod hosting;
 mod lifecycle;
 mod smoke;
 mod tidy;
