@@ -409,7 +409,8 @@ async fn register_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<HandleRe
         .core
         .call(move |s, _| {
             let u = s.unlocked()?;
-            let claim = HandleClaim::sign(&u.identity, signed, now_ms() / 1000);
+            let issued_at = u.handle_issued_at(signed.as_str(), now_ms() / 1000);
+            let claim = HandleClaim::sign(&u.identity, signed, issued_at);
             let requester = u.link.as_ref().map(|l| l.requester());
             Ok((claim, requester))
         })
@@ -482,7 +483,8 @@ async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<()> {
                     signed.as_str()
                 )));
             }
-            let release = HandleRelease::sign(&u.identity, signed, now_ms() / 1000);
+            let issued_at = u.handle_issued_at(signed.as_str(), now_ms() / 1000);
+            let release = HandleRelease::sign(&u.identity, signed, issued_at);
             Ok((release, u.link.as_ref().map(|l| l.requester())))
         })
         .await?;

@@ -84,6 +84,9 @@ pub struct Unlocked {
     pub prekeys_used: bool,
     /// When the counts were last asked for.
     pub prekeys_checked: Option<Instant>,
+    /// The `issued_at` of the last claim or release signed per handle: the relay wants each
+    /// statement strictly newer than the one it holds (SPEC.md 10.6).
+    pub handle_statements: HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for Unlocked {
@@ -136,6 +139,7 @@ impl Unlocked {
             pending_acks: Vec::new(),
             prekeys_used: false,
             prekeys_checked: None,
+            handle_statements: HashMap::new(),
         };
         unlocked.load_indexes()?;
         Ok(unlocked)
@@ -300,6 +304,15 @@ impl Unlocked {
             .map(|n| format!("{base}-{n}"))
             .find(|a| !self.by_alias.contains_key(a))
             .unwrap_or_else(|| "contact".to_owned())
+    }
+
+    /// The `issued_at` (seconds) for a new claim or release of `handle`: now, or one second
+    /// after the last statement about it if that is not yet in the past.
+    pub fn handle_issued_at(&mut self, handle: &str, now_s: u64) -> u64 {
+        let last = self.handle_statements.get(handle).copied().unwrap_or(0);
+        let issued_at = now_s.max(last + 1);
+        self.handle_statements.insert(handle.to_owned(), issued_at);
+        issued_at
     }
 
     /// Whether the contact may be sent to.
