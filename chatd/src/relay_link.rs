@@ -424,8 +424,10 @@ async fn session(
                 match frame {
                     ServerFrame::Ping { nonce } => send(&mut socket, &ClientFrame::Pong { nonce }).await?,
                     ServerFrame::Pong { .. } => {}
+                    // A refusal of a frame without a request id (an ack over a rate limit, say),
+                    // or the notice before the relay closes: the close itself ends the session.
                     ServerFrame::Error { request_id: None, code, message } => {
-                        return Err(format!("the relay closed the connection: {} ({message})", code.name()));
+                        tracing::warn!(code = code.name(), %message, "the relay reported an error");
                     }
                     frame => {
                         let waiter = frame.request_id().and_then(|id| pending.remove(&id.get()));
