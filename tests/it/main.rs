@@ -1,4 +1,5 @@
 //! Whole-system and tidy tests for the workspace.
 
+mod bench_tool;
 mod smoke;
 mod tidy;
