@@ -343,6 +343,15 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     }
 }
 
+/// Bytes a process caused to be written to storage so far (`write_bytes` of `/proc/<pid>/io`).
+pub fn disk_writes(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/io");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:")?.trim().parse().ok())
+        .with_context(|| format!("{path} has no write_bytes"))
+}
+
 /// `load average 1.2 1.4 1.5` from `/proc/loadavg`.
 pub fn load_average() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

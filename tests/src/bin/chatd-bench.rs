@@ -18,8 +18,8 @@ use api::methods;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tests::bench_support::{
-    Binaries, Daemon, Latencies, Relay, RelayLimits, Unit, cpu_time, machine_line, pipeline,
-    proc_status_kib, wait_until,
+    Binaries, Daemon, Latencies, Relay, RelayLimits, Unit, cpu_time, disk_writes, machine_line,
+    pipeline, proc_status_kib, wait_until,
 };
 
 /// Benchmarks of chatd, chatctl and the path through a relay, with real processes.
@@ -679,7 +679,7 @@ impl<'a> Bench<'a> {
             let start = Instant::now();
             let mut samples = vec![(Duration::ZERO, baseline)];
             let mut cpu_start = None;
-            let sampled = (|| -> anyhow::Result<Vec<Duration>> {
+            let sampled = (|| -> anyhow::Result<Vec<(Duration, u64)>> {
                 loop {
                     std::thread::sleep(Duration::from_millis(250));
                     let at = start.elapsed();
@@ -748,7 +748,7 @@ impl<'a> Bench<'a> {
                 .iter()
                 .zip(start.iter().zip(end.iter()))
                 .map(|((name, _), (a, b))| {
-                    let used = b.saturating_sub(*a).as_secs_f64();
+                    let used = b.0.saturating_sub(a.0).as_secs_f64();
                     format!(
                         "{name} {:.2} cores ({:.0} us/message)",
                         used / steady_wall,
@@ -757,6 +757,23 @@ impl<'a> Bench<'a> {
                 })
                 .collect();
             println!("   CPU in the steady state: {}", parts.join(", "));
+            let parts: Vec<String> = pids
+                .iter()
+                .zip(start.iter().zip(end.iter()))
+                .take(3)
+                .map(|((name, _), (a, b))| {
+                    let bytes = b.1.saturating_sub(a.1) as f64;
+                    format!(
+                        "{name} {:.1} MiB/s ({:.1} KiB/message)",
+                        bytes / steady_wall / (1024.0 * 1024.0),
+                        bytes / 1024.0 / steady_messages.max(1) as f64
+                    )
+                })
+                .collect();
+            println!(
+                "   written to disk in the steady state: {}",
+                parts.join(", ")
+            );
         }
         let drain_start = Instant::now();
         self.wait_quiet(Some(baseline + accepted), Duration::from_secs(300))?;
@@ -936,6 +953,9 @@ fn conversation_total(client: &mut Client, conversation: &str) -> anyhow::Result
     found.with_context(|| format!("no conversation {conversation:?} in {list}"))
 }
 
-fn cpu_times(pids: &[(&str, u32)]) -> anyhow::Result<Vec<Duration>> {
-    pids.iter().map(|(_, pid)| cpu_time(*pid)).collect()
+/// CPU time and bytes written to disk so far, per process.
+fn cpu_times(pids: &[(&str, u32)]) -> anyhow::Result<Vec<(Duration, u64)>> {
+    pids.iter()
+        .map(|(_, pid)| Ok((cpu_time(*pid)?, disk_writes(*pid)?)))
+        .collect()
 }
