@@ -945,6 +945,10 @@ fn seal_ready(
         return Ok(());
     }
     let mut blocked: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
+    // Sessions this round advanced; each is saved once, after the loop, in the same batch as
+    // every outbox entry it sealed (a per-message save pickled and encrypted the whole record
+    // again for each message, and only the last write of a key in a batch counts).
+    let mut advanced: Vec<([u8; 32], u32)> = Vec::new();
     let store = unlocked.store.clone();
     let mut batch = store.batch();
     for (seq, conversation) in waiting {
@@ -1006,7 +1010,9 @@ fn seal_ready(
                     tracing::warn!(error = %e, "could not encrypt for a device");
                 }
             }
-            unlocked.save_session(&mut batch, &contact.identity, *device);
+            if !advanced.contains(&(contact.identity, *device)) {
+                advanced.push((contact.identity, *device));
+            }
         }
         if entry.sealed.is_empty() {
             blocked.insert(conversation);
@@ -1016,6 +1022,9 @@ fn seal_ready(
         if let Some(slot) = unlocked.outbox.get_mut(&seq) {
             slot.sealed = true;
         }
+    }
+    for (identity, device) in &advanced {
+        unlocked.save_session(&mut batch, identity, *device);
     }
     txn.commit(&store, batch)
 }
