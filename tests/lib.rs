@@ -7,6 +7,8 @@
 //! own, so cargo builds them before any test runs. `CHATD_TEST_BIN_DIR` overrides the
 //! directory.
 
+pub mod bench_support;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

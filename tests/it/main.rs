@@ -1,5 +1,6 @@
 //! Whole-system and tidy tests for the workspace.
 
+mod bench_tool;
 mod contacts;
 mod hosting;
 mod lifecycle;
