@@ -74,6 +74,10 @@ pub struct Requester {
     next_request: Arc<AtomicU32>,
 }
 
+/// The pending reply to an enqueued request.
+#[derive(Debug)]
+pub struct Answer(oneshot::Receiver<ServerFrame>);
+
 /// Why a request to the relay failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
@@ -195,12 +199,23 @@ impl Requester {
         build: impl FnOnce(RequestId) -> ClientFrame,
         timeout: Duration,
     ) -> Result<ServerFrame, RequestError> {
-        let frame = build(self.request_id());
+        let answer = self.enqueue(build(self.request_id()))?;
+        Self::answer(answer, timeout).await
+    }
+
+    /// Hands a request to the connection now (requests go out in the order they are
+    /// enqueued); [`Self::answer`] waits for the reply.
+    pub fn enqueue(&self, frame: ClientFrame) -> Result<Answer, RequestError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Request(frame, reply))
             .map_err(|_| RequestError::Unreachable("the relay connection is closed".into()))?;
-        match tokio::time::timeout(timeout, answer).await {
+        Ok(Answer(answer))
+    }
+
+    /// Waits for the reply to an enqueued request.
+    pub async fn answer(answer: Answer, timeout: Duration) -> Result<ServerFrame, RequestError> {
+        match tokio::time::timeout(timeout, answer.0).await {
             Ok(Ok(ServerFrame::Error { code, message, .. })) => {
                 Err(RequestError::Refused(code, message))
             }

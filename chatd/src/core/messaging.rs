@@ -942,16 +942,23 @@ fn seal_ready(
     inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
 ) -> ApiResult<()> {
     let now = Instant::now();
-    let waiting: Vec<(u64, ConvId)> = unlocked
-        .outbox
-        .iter()
-        .filter(|(_, s)| !s.sealed && due(s, now))
-        .map(|(seq, s)| (*seq, s.conversation))
-        .collect();
+    let mut blocked: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
+    // In outbox order; an entry waiting out a retry holds back the later ones of its
+    // conversation, so they are sealed (and sent) after it.
+    let mut waiting: Vec<(u64, ConvId)> = Vec::new();
+    for (seq, slot) in &unlocked.outbox {
+        if slot.sealed {
+            continue;
+        }
+        if !due(slot, now) {
+            blocked.insert(slot.conversation);
+        } else if !blocked.contains(&slot.conversation) {
+            waiting.push((*seq, slot.conversation));
+        }
+    }
     if waiting.is_empty() {
         return Ok(());
     }
-    let mut blocked: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
     // Sessions this round advanced; each is saved once, after the loop, in the same batch as
     // every outbox entry it sealed (a per-message save pickled and encrypted the whole record
     // again for each message, and only the last write of a key in a batch counts).
@@ -1194,12 +1201,21 @@ fn start_sends(
         .count()
         .div_ceil(protocol::frames::MAX_ENVELOPES_PER_SEND);
     let mut budget = MAX_SENDS_IN_FLIGHT.saturating_sub(in_flight_groups);
-    let ready: Vec<u64> = unlocked
-        .outbox
-        .iter()
-        .filter(|(_, s)| s.sealed && !s.in_flight && due(s, now))
-        .map(|(seq, _)| *seq)
-        .collect();
+    // First in, first out per conversation: an entry that is not sealed yet or waits out a
+    // retry holds back every later entry of its conversation. (Entries already in flight do
+    // not: their frames went to the link earlier, and the link keeps the order.)
+    let mut held: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
+    let mut ready: Vec<u64> = Vec::new();
+    for (seq, slot) in &unlocked.outbox {
+        if slot.in_flight {
+            continue;
+        }
+        if !slot.sealed || !due(slot, now) {
+            held.insert(slot.conversation);
+        } else if !held.contains(&slot.conversation) {
+            ready.push(*seq);
+        }
+    }
     let mut group: Vec<(u64, Vec<OutgoingEnvelope>)> = Vec::new();
     let mut group_envelopes = 0;
     let mut group_bytes = 0;
@@ -1270,25 +1286,23 @@ fn start_sends(
             }
         }
         let envelopes: Vec<OutgoingEnvelope> = group.into_iter().flat_map(|(_, e)| e).collect();
-        let requester = requester.clone();
+        let frame = ClientFrame::Send {
+            request_id: requester.request_id(),
+            envelopes,
+        };
         let inputs = inputs.clone();
-        let (go, wait) = oneshot::channel::<()>();
+        // The frame is handed to the link when the round is durable, by the round's effects,
+        // which run in order: so Sends reach the relay in outbox order, and a conversation's
+        // messages are stored in its recipient's mailbox in the order they were written.
+        let (go, wait) = oneshot::channel();
+        let enqueuer = requester.clone();
         txn.after(move || {
-            let _ = go.send(());
+            let _ = go.send(enqueuer.enqueue(frame));
         });
         unlocked.tasks.spawn(async move {
             let result = match wait.await {
-                Ok(()) => {
-                    requester
-                        .request(
-                            |request_id| ClientFrame::Send {
-                                request_id,
-                                envelopes,
-                            },
-                            SEND_TIMEOUT,
-                        )
-                        .await
-                }
+                Ok(Ok(answer)) => Requester::answer(answer, SEND_TIMEOUT).await,
+                Ok(Err(e)) => Err(e),
                 Err(_) => Err(RequestError::Unreachable("the store flush failed".into())),
             };
             let job: super::Job = Box::new(move |state, txn| {
