@@ -64,6 +64,20 @@ pub fn wait_for_within<T>(what: &str, patience: Duration, mut f: impl FnMut() ->
     }
 }
 
+/// Waits until the wall clock is in a later second than when called. The relay orders handle
+/// claims and releases by their `issued_at` in whole seconds (protocol/SPEC.md, section 10.6),
+/// so a test that claims and releases in a row must let a second pass between them.
+pub fn wait_for_next_second() {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_else(|e| panic!("the clock is before 1970: {e}"))
+    };
+    let start = now();
+    wait_for("the next second", || (now() > start).then_some(()));
+}
+
 /// A free loopback port (bound and released; good enough for tests on one machine).
 pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
@@ -186,7 +200,7 @@ impl RelayProcess {
             .arg("--listen")
             .arg(self.addr.to_string())
             .arg("--data-dir")
-            .arg(self.dir.path().join("relay"))
+            .arg(self.data_dir())
             .args(&self.extra_args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -195,6 +209,11 @@ impl RelayProcess {
         self.child = Some(child);
         let addr = self.addr;
         wait_for("the relay to listen", || TcpStream::connect(addr).ok());
+    }
+
+    /// Its storage directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("relay")
     }
 
     /// The address it listens on.

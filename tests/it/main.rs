@@ -1,7 +1,10 @@
 //! Whole-system and tidy tests for the workspace.
 
+mod at_rest;
 mod corrupt_relay;
 mod delivery;
+mod ephemeral;
 mod messaging;
+mod rpc_abuse;
 mod smoke;
 mod tidy;
