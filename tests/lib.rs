@@ -736,6 +736,141 @@ pub fn chatctl(socket: &Path) -> Command {
     command
 }
 
+/// What a command that ran to the end printed, and how it exited.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code (`None` if a signal ended it).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Runs `command` to the end, feeding it `input` on stdin.
+    pub fn run(command: &mut Command, input: &[u8]) -> Self {
+        use std::io::Write;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input)
+                .unwrap_or_else(|e| panic!("writing to {command:?}: {e}"));
+        }
+        let output = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("waiting for {command:?}: {e}"));
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with everything it printed unless it exited with `code`.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Standard output parsed as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
+    }
+}
+
+/// Runs `chatctl --socket SOCKET --no-autostart ARGS...` to the end with an empty stdin.
+pub fn run_chatctl(socket: &Path, args: &[&str]) -> Finished {
+    Finished::run(chatctl(socket).args(args), b"")
+}
+
+/// A long-running child (`chatctl watch`, say) whose stdout lines a thread collects; killed on
+/// drop.
+#[derive(Debug)]
+pub struct LineReader {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl LineReader {
+    /// Spawns `command` with its stdout piped.
+    pub fn spawn(command: &mut Command) -> Self {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("{command:?} has no stdout"));
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The lines up to and including the first that `stop` accepts; panics if the child ends
+    /// or prints no such line within [`PATIENCE`].
+    pub fn until(&self, what: &str, mut stop: impl FnMut(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = stop(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no line with {what} ({e}); got: {seen:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for LineReader {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// Stops a process that is not our child (one `chatctl` autostarted, say) when dropped.
+#[derive(Debug)]
+pub struct KillOnDrop {
+    /// Its process id.
+    pub pid: u32,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid.to_string())
+            .status();
+    }
+}
+
 /// A man-in-the-middle WebSocket proxy between daemons and a relay, as a hostile network or
 /// relay would be: it forwards every binary frame both ways, and on request flips a byte in the
 /// payload of one `Deliver` frame, or swallows the daemons' `Ack` frames (protocol/SPEC.md,
