@@ -2,10 +2,19 @@
 //! find the workspace's binaries, run a `chat-relay` and `chatd` daemons as child processes,
 //! kill and restart them, and wait for conditions with a bound.
 //!
+//! - Processes: [`RelayProcess`] (and [`shared_relay`] for tests that leave it alone),
+//!   [`DaemonProcess`] with [`DaemonOptions`], [`Pair`] (two accounts that know each other).
+//! - RPC: calls and message helpers on [`DaemonProcess`], [`EventStream`] for subscriptions,
+//!   [`assert_received_exactly_once`] for the delivery guarantees.
+//! - Other binaries: [`chatctl`], [`run_chatctl`], [`Finished`] and [`LineReader`] for
+//!   commands that end or keep printing, [`KillOnDrop`] for a process that is not our child.
+//! - The network: [`WsProxy`], a man in the middle between daemons and a relay.
+//!
 //! The binaries are the ones `cargo test --workspace` builds next to this test binary
 //! (`target/<profile>/`): chatctl, chatd and chat-relay all have integration tests of their
-//! own, so cargo builds them before any test runs. `CHATD_TEST_BIN_DIR` overrides the
-//! directory.
+//! own, so cargo builds them before any test runs (`cargo test -p tests` alone does not: run
+//! `cargo build --bins -p chatd -p chatctl -p chat-relay` first). `CHATD_TEST_BIN_DIR`
+//! overrides the directory.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -153,10 +162,7 @@ fn kill(child: &mut Child) {
 fn terminate(child: &mut Child) {
     #[cfg(unix)]
     {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        signal(child.id(), "-TERM");
         let start = Instant::now();
         while start.elapsed() < PATIENCE {
             if let Ok(Some(_)) = child.try_wait() {
@@ -433,6 +439,20 @@ impl DaemonProcess {
             .as_str()
             .unwrap_or_else(|| panic!("messages.send returned no id: {sent}"))
             .to_owned()
+    }
+
+    /// Sends `texts` to `to` one at a time, each accepted by the relay (`sent`) before the next
+    /// goes, and returns their ids. For tests that check order: messages sent without waiting
+    /// have been seen to arrive out of order (tests/it/pending_bugs.rs).
+    pub fn send_one_by_one(&self, to: &str, texts: &[String]) -> Vec<String> {
+        texts
+            .iter()
+            .map(|text| {
+                let id = self.send(to, text);
+                self.wait_status(to, &id, "sent");
+                id
+            })
+            .collect()
     }
 
     /// Every message of a conversation, oldest first, paging back with `before` cursors.
@@ -855,20 +875,45 @@ impl Drop for LineReader {
     }
 }
 
-/// Stops a process that is not our child (one `chatctl` autostarted, say) when dropped.
+/// Kills a process that is not our child (a chatd that `chatctl` started, say) when dropped,
+/// unless it was stopped with [`KillOnDrop::terminate`].
 #[derive(Debug)]
 pub struct KillOnDrop {
-    /// Its process id.
-    pub pid: u32,
+    pid: u32,
+    armed: bool,
+}
+
+impl KillOnDrop {
+    /// Guards the process `pid`.
+    pub fn new(pid: u32) -> Self {
+        Self { pid, armed: true }
+    }
+
+    /// Sends SIGTERM and waits until `stopped` says it has stopped (the process is not ours to
+    /// wait for, so the caller knows the sign: a socket removed, say).
+    pub fn terminate(mut self, mut stopped: impl FnMut() -> bool) {
+        signal(self.pid, "-TERM");
+        wait_for(&format!("process {} to stop", self.pid), || {
+            stopped().then_some(())
+        });
+        self.armed = false;
+    }
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(self.pid.to_string())
-            .status();
+        if self.armed {
+            signal(self.pid, "-KILL");
+        }
     }
+}
+
+/// Sends a signal (`-TERM`, `-KILL`) with kill(1).
+fn signal(pid: u32, which: &str) {
+    let _ = Command::new("kill")
+        .arg(which)
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A man-in-the-middle WebSocket proxy between daemons and a relay, as a hostile network or

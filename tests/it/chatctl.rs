@@ -42,6 +42,18 @@ fn chatctl_creates_accounts_sends_reads_and_watches_between_two_daemons() {
     assert!(bob_address.starts_with("chat1"), "{bob_info}");
 
     run_chatctl(&a, &["contact", "add", "bob", &bob_address]).expect_code(0);
+    // Alice's introduction tells Bob her name. (Waiting for it keeps the test off a known
+    // ordering bug: a text can overtake the introduction, see pending_bugs.rs.)
+    wait_for("bob to learn alice's name from her introduction", || {
+        let contacts = run_chatctl(&b, &["--json", "contact", "list"])
+            .expect_code(0)
+            .json();
+        contacts["contacts"]
+            .as_array()?
+            .iter()
+            .any(|c| c["alias"] == "Alice" && c["address"] == alice_address.as_str())
+            .then_some(())
+    });
     let sent = run_chatctl(&a, &["send", "bob", "hello bob", "--wait", "delivered"]).expect_code(0);
     assert!(sent.stdout.starts_with("delivered"), "{}", sent.stdout);
     let piped = Finished::run(
@@ -69,7 +81,6 @@ fn chatctl_creates_accounts_sends_reads_and_watches_between_two_daemons() {
         .json();
     assert_eq!(first["messages"][0]["text"], "hello bob", "{first}");
 
-    // Bob knows Alice by her name, from her introduction.
     let conversations = run_chatctl(&b, &["--json", "conversations"])
         .expect_code(0)
         .json();
@@ -174,8 +185,7 @@ fn chatctl_starts_chatd_when_its_socket_is_absent() {
         data.display(),
         relay.url()
     );
-    let mut command = chatctl(&socket);
-    // `chatctl(...)` says --no-autostart; this one must be allowed to start chatd.
+    // Not `chatctl(..)`, which says --no-autostart: this one must start chatd.
     let mut autostart = std::process::Command::new(bin("chatctl"));
     autostart
         .arg("--socket")
@@ -189,7 +199,7 @@ fn chatctl_starts_chatd_when_its_socket_is_absent() {
         .as_u64()
         .and_then(|p| u32::try_from(p).ok())
         .unwrap_or_else(|| panic!("no pid in {status}"));
-    let started = KillOnDrop { pid };
+    let started = KillOnDrop::new(pid);
     assert_eq!(status["state"], "no_account", "{status}");
     assert_eq!(status["relay_url"], relay.url().as_str(), "{status}");
     assert!(
@@ -198,17 +208,11 @@ fn chatctl_starts_chatd_when_its_socket_is_absent() {
     );
 
     // The next command finds the running daemon: the same process answers.
-    let again = Finished::run(command.args(["--json", "status"]), b"")
+    let again = run_chatctl(&socket, &["--json", "status"])
         .expect_code(0)
         .json();
     assert_eq!(again["pid"], pid);
 
-    let _ = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    wait_for("the started chatd to stop", || {
-        (!socket.exists()).then_some(())
-    });
-    drop(started);
+    // It removes its socket when it stops.
+    started.terminate(|| !socket.exists());
 }

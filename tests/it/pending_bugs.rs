@@ -168,3 +168,149 @@ fn chatctl_unlocks_an_account_created_without_passphrase() {
     tests::run_chatctl(&socket, &["lock"]).expect_code(0);
     tests::run_chatctl(&socket, &["unlock"]).expect_code(0);
 }
+
+/// Belongs in `delivery.rs`. Fails today (most runs; it depends on chatd's random backoff): a
+/// message queued while earlier ones to the same contact wait out a retry overtakes them.
+///
+/// When a contact has no prekeys on the relay yet, `on_bundles` (chatd/src/core/messaging.rs)
+/// puts the conversation's unsealed outbox entries into backoff (`not_before`), but an entry
+/// queued afterwards has no `not_before`, so `seal_ready` seals and sends it at once, ahead of
+/// the older ones. Here Alice's introduction and first message wait for Bob's prekeys; her
+/// second message, sent once Bob is online, arrives first: Bob sees "second" before "first"
+/// and, not knowing her name yet, files her under an alias made from her address (the same
+/// happens when `chatctl init`, `contact add` and `send` run in a row against a fresh peer).
+#[test]
+fn a_message_does_not_overtake_earlier_ones_waiting_for_the_recipients_prekeys() {
+    let mut relay = RelayProcess::start();
+    let alice = DaemonProcess::start(&relay.url());
+    let mut bob = DaemonProcess::start(&relay.url());
+    alice.create("alice");
+    // Bob's account is made while the relay is down, so it has no prekeys there yet.
+    relay.kill();
+    let bob_info = bob.call(
+        "account.create",
+        json!({ "name": "bob", "no_passphrase": true }),
+    );
+    bob.stop();
+    relay.restart();
+    alice.wait_connected();
+    alice.add_contact("bob", bob_info["address"].as_str().unwrap_or_default());
+    alice.send("bob", "first");
+    // Let the outbox retry (and back off) a few times; not an assertion.
+    std::thread::sleep(Duration::from_millis(1500));
+    bob.restart_unlocked();
+    alice.send("bob", "second");
+    let conversation = wait_for("bob to receive both messages", || {
+        let list = bob.call("conversations.list", json!({}));
+        let first = list["conversations"].get(0)?.clone();
+        (first["total"] == 2).then_some(first)
+    });
+    let name = conversation["conversation"].as_str().unwrap_or_default();
+    let texts: Vec<Value> = bob
+        .messages_in(name, "incoming")
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, ["first", "second"], "in the order they were sent");
+    assert_eq!(name, "alice", "the introduction came first");
+}
+
+/// Belongs in `delivery.rs` (as the last check of
+/// `messages_to_a_recipient_killed_before_its_acks_reached_the_relay_...`). Fails rarely (seen
+/// once in about twenty loaded runs of the suite): a message the recipient stored just before
+/// it was killed can stay "sent" for the sender forever.
+///
+/// chatd commits a received message (with the ratchet step) in one batch and queues its
+/// delivery receipt in another (`pending_receipts`, flushed by the pump). sled's background
+/// flush can make the first durable without the second; after the restart the relay delivers
+/// the envelope again (never acked), the ratchet calls it a duplicate, and `receive_inner`
+/// returns without a receipt (the content-level repeat path in `receive_text`, which does send
+/// one, is never reached). Fix: queue the receipt in the message's batch, or answer a
+/// duplicate envelope with a receipt.
+#[test]
+fn every_message_stored_before_a_recipient_crash_is_eventually_delivered() {
+    let (_relay, proxy) = tests::WsProxy::relay();
+    let mut pair = tests::Pair::start(&proxy.url());
+    proxy.drop_acks(true);
+    let mut ids = Vec::new();
+    // Several crashes, each a chance to land between the two commits.
+    for round in 0..3 {
+        for i in 0..20 {
+            ids.push(
+                pair.alice
+                    .send("bob", &format!("round {round} message {i}")),
+            );
+        }
+        let before = ids.len() - 20;
+        wait_for("some messages of this round to reach bob", || {
+            let stored = pair.bob.find_conversation("alice")?["total"].as_u64()?;
+            (stored > before as u64).then_some(())
+        });
+        pair.bob.kill();
+        pair.bob.restart_unlocked();
+    }
+    proxy.drop_acks(false);
+    pair.bob.restart_unlocked();
+    tests::assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
+    for id in &ids {
+        pair.alice.wait_status("bob", id, "delivered");
+    }
+}
+
+/// Belongs in `delivery.rs` (as an order check in
+/// `messages_sent_while_the_relay_is_killed_and_restarted_all_arrive_once`). Fails every run:
+/// the message in flight when the relay connection dropped arrives after every message sent
+/// later.
+///
+/// A `Send` that fails puts its outbox entries into backoff (`not_before`), while entries
+/// queued later have none, so `start_sends` sends them first once the link is back. Order per
+/// contact should hold across retries (hold back a conversation's later entries while an
+/// earlier one waits).
+#[test]
+fn messages_in_flight_when_the_relay_dies_keep_their_order() {
+    let mut relay = RelayProcess::start();
+    let pair = tests::Pair::start(&relay.url());
+    let texts: Vec<String> = (0..30).map(|i| format!("message {i:02}")).collect();
+    let mut ids = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        ids.push(pair.alice.send("bob", text));
+        if i == 10 {
+            relay.kill();
+        }
+        if i == 20 {
+            relay.restart();
+        }
+    }
+    let received =
+        tests::assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
+    let got: Vec<&str> = received
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(got, texts, "in the order they were sent");
+}
+
+/// Belongs in `delivery.rs`. Seen to fail once, not reproduced since (cause not pinned down):
+/// in a loaded run of the whole suite (`--test-threads 6`), three messages Alice sent one after
+/// the other without waiting were stored by Bob out of order ("to bob 2" before "to bob 1"),
+/// all delivered, with no daemon or relay restart.
+///
+/// A likely mechanism: each `messages.send` is its own core round, so each message becomes its
+/// own `Send` group, and `start_sends` runs each group in a task of its own (up to
+/// `MAX_SENDS_IN_FLIGHT` = 16 at once); nothing orders those tasks, so a later one can hand its
+/// frame to the link first. The registered tests send one message at a time where they check
+/// order (`DaemonProcess::send_one_by_one`).
+#[test]
+fn messages_sent_in_quick_succession_arrive_in_order() {
+    let relay = RelayProcess::start();
+    let pair = tests::Pair::start(&relay.url());
+    let texts: Vec<String> = (0..100).map(|i| format!("message {i:03}")).collect();
+    let ids: Vec<String> = texts.iter().map(|t| pair.alice.send("bob", t)).collect();
+    let received =
+        tests::assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
+    let got: Vec<&str> = received
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(got, texts, "in the order they were sent");
+}

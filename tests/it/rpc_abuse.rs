@@ -183,8 +183,8 @@ if drop:
     os.setgid(65534)
     os.setuid(65534)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)  # blocking: a busy daemon's full backlog makes it wait, not fail
 s.settimeout(20)
-s.connect(path)
 try:
     s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
     data = s.recv(65536)
