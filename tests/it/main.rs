@@ -1,8 +1,16 @@
 //! Whole-system and tidy tests for the workspace.
 
+mod at_rest;
 mod bench_tool;
+mod chatctl;
 mod contacts;
+mod corrupt_relay;
+mod delivery;
+mod ephemeral;
 mod hosting;
 mod lifecycle;
+mod messaging;
+mod python_client;
+mod rpc_abuse;
 mod smoke;
 mod tidy;
