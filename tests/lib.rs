@@ -550,7 +550,12 @@ impl DaemonProcess {
     /// Starts it again with the same data, unlocks it and waits until it is connected.
     pub fn restart_unlocked(&mut self) {
         self.restart();
-        self.unlock();
+        // An account without a passphrase is unlocked by the daemon itself at start.
+        wait_for("the daemon to unlock at start", || {
+            let status = self.call(m::DAEMON_STATUS, json!({}));
+            (status["state"] == "unlocked").then_some(())
+        });
+        self.wait_connected();
     }
 }
 

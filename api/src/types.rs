@@ -65,6 +65,9 @@ pub struct DaemonStatus {
     /// The address of the relay the daemon hosts for peers (`--host-relay`, or the embedded
     /// one), if any.
     pub hosted_relay: Option<String>,
+    /// Whether `account.unlock` needs a passphrase (absent when there is no account).
+    #[serde(default)]
+    pub passphrase_protected: Option<bool>,
 }
 
 /// Params of `account.create`.

@@ -50,6 +50,13 @@ pub struct Context {
 fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
     let text = params.as_str().unwrap_or("{}");
     let text = if text.trim() == "null" { "{}" } else { text };
+    if !text.trim_start().starts_with('{') {
+        return Err(ErrorObjectOwned::owned(
+            api::error::INVALID_PARAMS,
+            "Invalid params: params must be an object (by name)",
+            None::<()>,
+        ));
+    }
     serde_json::from_str(text).map_err(|e| {
         ErrorObjectOwned::owned(
             api::error::INVALID_PARAMS,
@@ -266,6 +273,10 @@ async fn status(ctx: &Context) -> DaemonStatus {
         address,
         outbox,
         hosted_relay: ctx.hosted_relay.clone(),
+        passphrase_protected: match state {
+            LockState::NoAccount => None,
+            _ => Vault::is_protected(&ctx.kv).ok(),
+        },
     }
 }
 
@@ -317,14 +328,13 @@ async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<AccountInfo> {
             let mut batch = store.batch();
             account::save_account(&mut batch, &record);
             t.commit(&store, batch)?;
-            let mut info = account::open(s, store, t)?;
+            let info = account::open(s, store, unprotected, t)?;
             let unlocked = s.unlocked()?;
             let store = unlocked.store.clone();
             let mut batch = store.batch();
             account::initial_prekeys(unlocked, &mut batch, now_ms());
             account::save_account(&mut batch, &unlocked.account);
             t.commit(&store, batch)?;
-            info.unprotected = unprotected;
             Ok(info)
         })
         .await
@@ -360,8 +370,7 @@ async fn unlock(ctx: &Context, p: Unlock) -> ApiResult<AccountInfo> {
                     "the account is already unlocked",
                 ));
             }
-            let mut info = account::open(s, store, t)?;
-            info.unprotected = unprotected;
+            let info = account::open(s, store, unprotected, t)?;
             Ok(info)
         })
         .await
@@ -604,6 +613,13 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
                 .await?
         }
         Resolved::Unknown => {
+            // Not a contact: an address is accepted as it is; anything else that does not look
+            // like one is an unknown contact.
+            if !target.to_ascii_lowercase().starts_with("chat1") {
+                return Err(ApiError::not_found(format!(
+                    "contact {target:?} (no contact by that name; use @handle or an address)"
+                )));
+            }
             let identity = contacts::parse_address(&target)?;
             ctx.core
                 .call(move |s, t| {

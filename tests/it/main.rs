@@ -11,6 +11,7 @@ mod hosting;
 mod lifecycle;
 mod messaging;
 mod python_client;
+mod regressions;
 mod rpc_abuse;
 mod smoke;
 mod tidy;

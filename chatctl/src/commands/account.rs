@@ -60,9 +60,14 @@ pub(super) fn unlock(ctx: &Ctx, args: &UnlockArgs) -> anyhow::Result<()> {
             Some(rpc.call(methods::ACCOUNT_UNLOCK, &Unlock { passphrase: None })?)
         }
         LockState::Locked => {
-            let passphrase = passphrase::for_unlock(args.passphrase_file.as_deref())?;
-            let params = Unlock {
-                passphrase: Some(passphrase.expose().to_owned()),
+            // An account created without a passphrase unlocks without one.
+            let params = if status.passphrase_protected == Some(false) {
+                Unlock { passphrase: None }
+            } else {
+                let passphrase = passphrase::for_unlock(args.passphrase_file.as_deref())?;
+                Unlock {
+                    passphrase: Some(passphrase.expose().to_owned()),
+                }
             };
             match rpc.call(methods::ACCOUNT_UNLOCK, &params) {
                 Ok(value) => Some(value),

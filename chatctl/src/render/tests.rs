@@ -72,6 +72,7 @@ fn status_of(state: LockState) -> DaemonStatus {
         address: Some("chat1aliceqqqqqqqqqqqqqqqqqqqqqqqqqqqq".to_owned()),
         outbox: Some(2),
         hosted_relay: None,
+        passphrase_protected: Some(true),
     }
 }
 

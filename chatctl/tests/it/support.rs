@@ -250,6 +250,7 @@ fn status() -> DaemonStatus {
         address: Some("chat1fakeaddress".to_owned()),
         outbox: Some(0),
         hosted_relay: None,
+        passphrase_protected: Some(true),
     }
 }
 

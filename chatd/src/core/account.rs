@@ -109,13 +109,19 @@ pub fn info(unlocked: &Unlocked) -> AccountInfo {
         relay_url: unlocked.account.relay_url.clone(),
         handles: unlocked.account.handles.clone(),
         created_at_ms: unlocked.account.created_at_ms,
-        unprotected: false,
+        unprotected: unlocked.unprotected,
     }
 }
 
 /// Opens the account in `store` (created or just unlocked) and starts the relay link.
-pub fn open(state: &mut CoreState, store: Store, txn: &mut Txn) -> ApiResult<AccountInfo> {
+pub fn open(
+    state: &mut CoreState,
+    store: Store,
+    unprotected: bool,
+    txn: &mut Txn,
+) -> ApiResult<AccountInfo> {
     let mut unlocked = Unlocked::load(store)?;
+    unlocked.unprotected = unprotected;
     if let Some((key, _)) = unlocked.store.last(tables::EVENTS, &[])?
         && let Ok(bytes) = <[u8; 8]>::try_from(key.as_slice())
     {

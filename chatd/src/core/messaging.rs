@@ -743,11 +743,7 @@ fn receive_text(
     if unlocked.store.get(tables::MESSAGE_INDEX, &index)?.is_some() {
         // A repeat of a message already stored (the sender retried): shown once, but the
         // sender still gets its receipt.
-        unlocked
-            .pending_receipts
-            .entry(conversation)
-            .or_default()
-            .push(content.message_id);
+        owe_receipt(unlocked, batch, conversation, content.message_id);
         return Ok(());
     }
     let record = MessageRecord {
@@ -766,11 +762,7 @@ fn receive_text(
         &index,
         &message_key(&conversation, seq),
     );
-    unlocked
-        .pending_receipts
-        .entry(conversation)
-        .or_default()
-        .push(content.message_id);
+    owe_receipt(unlocked, batch, conversation, content.message_id);
     let contact = unlocked.contact(&conversation)?;
     let kind = EventKind::MessageReceived {
         message: message_view(&contact.alias, &record),
@@ -907,6 +899,23 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
     start_sends(unlocked, txn, &requester, generation, &inputs);
 }
 
+/// Records that a delivery receipt is owed for a stored message, in the message's own batch:
+/// the receipt can then not be lost to a crash between storing the message and queueing the
+/// receipt (after which the relay's redelivery would only look like a ratchet duplicate).
+fn owe_receipt(unlocked: &mut Unlocked, batch: &mut Batch<'_>, conversation: ConvId, id: [u8; 16]) {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&conversation);
+    key[16..].copy_from_slice(&id);
+    batch.put(tables::OWED_RECEIPTS, &key, &[]);
+    unlocked
+        .pending_receipts
+        .entry(conversation)
+        .or_default()
+        .push(id);
+}
+
+/// Turns the owed receipts into one outbox entry per conversation, deleting the records in
+/// the same batch.
 fn flush_receipts(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()> {
     if unlocked.pending_receipts.is_empty() {
         return Ok(());
@@ -915,6 +924,15 @@ fn flush_receipts(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()> {
     let store = unlocked.store.clone();
     let mut batch = store.batch();
     for (conversation, ids) in receipts {
+        for id in &ids {
+            let mut key = [0u8; 32];
+            key[..16].copy_from_slice(&conversation);
+            key[16..].copy_from_slice(id);
+            batch.delete(tables::OWED_RECEIPTS, &key);
+        }
+        if !unlocked.contacts.contains_key(&conversation) {
+            continue;
+        }
         for chunk in ids.chunks(4096) {
             let body: Vec<u8> = chunk.iter().flatten().copied().collect();
             let content = new_content(ContentKind::DeliveryReceipt, body);

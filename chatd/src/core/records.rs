@@ -33,6 +33,8 @@ pub mod tables {
     pub const INVITES: Table = Table(9);
     /// event cursor (u64 BE) -> the event as JSON.
     pub const EVENTS: Table = Table(10);
+    /// conversation id || message id -> nothing: a delivery receipt owed for a stored message.
+    pub const OWED_RECEIPTS: Table = Table(11);
 }
 
 const VERSION: u8 = 1;

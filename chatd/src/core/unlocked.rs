@@ -84,6 +84,8 @@ pub struct Unlocked {
     pub prekeys_used: bool,
     /// When the counts were last asked for.
     pub prekeys_checked: Option<Instant>,
+    /// Whether the store key is kept without a passphrase.
+    pub unprotected: bool,
     /// The `issued_at` of the last claim or release signed per handle: the relay wants each
     /// statement strictly newer than the one it holds (SPEC.md 10.6).
     pub handle_statements: HashMap<String, u64>,
@@ -140,6 +142,7 @@ impl Unlocked {
             prekeys_used: false,
             prekeys_checked: None,
             handle_statements: HashMap::new(),
+            unprotected: false,
         };
         unlocked.load_indexes()?;
         Ok(unlocked)
@@ -161,6 +164,21 @@ impl Unlocked {
             let id: ConvId = key.try_into().map_err(|_| corrupt("a conversation key"))?;
             let meta = ConversationMeta::decode(&value).map_err(|_| corrupt("a conversation"))?;
             self.conversations.insert(id, meta);
+        }
+        for item in self.store.scan(tables::OWED_RECEIPTS, &[]) {
+            let (key, _) = item?;
+            let conversation: ConvId = key
+                .get(..16)
+                .and_then(|k| k.try_into().ok())
+                .ok_or(corrupt("an owed receipt key"))?;
+            let id: [u8; 16] = key
+                .get(16..32)
+                .and_then(|k| k.try_into().ok())
+                .ok_or(corrupt("an owed receipt key"))?;
+            self.pending_receipts
+                .entry(conversation)
+                .or_default()
+                .push(id);
         }
         for item in self.store.scan(tables::OUTBOX, &[]) {
             let (key, value) = item?;

@@ -1,13 +1,8 @@
-//! Tests that fail, or cannot run in reasonable time, against today's daemon. This file is not
-//! registered in `main.rs`; once chatd is fixed, move each test to its module (named in its doc
-//! comment) and register that.
-//!
-//! - `a_handle_taken_over_by_a_new_key_...`: passes, but slowly: the handle re-check window
-//!   (`HANDLE_RECHECK_MS` in chatd/src/methods.rs) is a constant 30 s with no flag to shorten
-//!   it, so the test waits it out. Once chatd has a flag for it, add the flag to
-//!   `RECHECK_ARGS` and set `RECHECK_WINDOW` to just past it.
-//! - `a_handle_can_be_released_...` and `params_by_position_...`: fail (see their doc
-//!   comments).
+//! Behaviours that the whole-system tests first found broken, each pinned by the test that
+//! found it: key changes through a re-claimed handle, handle statements within one second,
+//! params by name only, `account.info` on an unprotected account, unknown aliases, `chatctl
+//! unlock` without a passphrase, per-conversation order across retries and bursts, and
+//! receipts for messages stored just before a crash.
 
 use std::time::Duration;
 
@@ -15,12 +10,11 @@ use api::ErrorCode;
 use serde_json::{Value, json};
 use tests::{DaemonProcess, EventStream, RelayProcess, wait_for, wait_for_next_second};
 
-/// Extra `chatd` arguments that shorten the handle re-check window (none exist yet).
-const RECHECK_ARGS: &[&str] = &[];
-/// Just past the re-check window that `RECHECK_ARGS` sets (chatd's default: 30 s).
-const RECHECK_WINDOW: Duration = Duration::from_millis(30_500);
+/// Re-check a handle-bound contact's key before every send (the default is every 30 s).
+const RECHECK_ARGS: &[&str] = &["--handle-recheck-secs", "0"];
 
-/// Belongs in `key_change.rs`.
+/// A contact whose handle another key claims: a `contact.key_changed` event, sends refused
+/// with 1011 until `contacts.trust`, then messages reach the new key.
 #[test]
 fn a_handle_taken_over_by_a_new_key_blocks_sending_until_the_contact_is_trusted() {
     let relay = RelayProcess::start();
@@ -51,8 +45,6 @@ fn a_handle_taken_over_by_a_new_key_blocks_sending_until_the_contact_is_trusted(
     bob.call("account.register_handle", json!({ "handle": "bob" }));
 
     let mut events = EventStream::subscribe(&alice, None);
-    // Waiting out the window is not an assertion: the send below is what re-checks.
-    std::thread::sleep(RECHECK_WINDOW);
     let refused = alice
         .try_call(
             "messages.send",
@@ -88,10 +80,8 @@ fn a_handle_taken_over_by_a_new_key_blocks_sending_until_the_contact_is_trusted(
     });
 }
 
-/// Belongs in `key_change.rs`. Fails today: chatd signs a release with the current second, and
-/// the relay wants it strictly newer than the handle's claim (protocol/SPEC.md, section 10.6),
-/// so a release in the same second as the claim is refused: `account.release_handle` fails
-/// with 1021 relay_error, "the release is older than the claim".
+/// Found broken: a release signed in the same second as the claim was refused by the relay,
+/// which wants each statement strictly newer than the last (protocol/SPEC.md, section 10.6).
 #[test]
 fn a_handle_can_be_released_and_claimed_again_within_one_second() {
     let relay = RelayProcess::start();
@@ -105,10 +95,8 @@ fn a_handle_can_be_released_and_claimed_again_within_one_second() {
     carol.call("account.register_handle", json!({ "handle": "bobby" }));
 }
 
-/// Belongs in `rpc_abuse.rs`. Fails today: params are documented as objects, by name
-/// (api/src/types.rs), but an array is bound to the fields in declaration order (serde's
-/// derived `Deserialize` accepts a sequence for a struct), so `["alice", 5]` is taken as
-/// `{"conversation": "alice", "limit": 5}` and field order silently becomes part of the API.
+/// Found broken: params are objects by name, but an array was bound to the fields in
+/// declaration order, silently making field order part of the API.
 #[test]
 fn params_by_position_are_refused_as_invalid_params() {
     let relay = RelayProcess::start();
@@ -122,9 +110,7 @@ fn params_by_position_are_refused_as_invalid_params() {
     assert_eq!(response["error"]["code"], -32602, "{response}");
 }
 
-/// Belongs in `chatctl.rs` (or a daemon test). Fails today: `account.info` always reports
-/// `unprotected: false` (chatd/src/core/account.rs, `info`); only `account.create` and
-/// `account.unlock` fill it in. So `chatctl whoami` hides that the keys are unprotected.
+/// Found broken: `account.info` always reported `unprotected: false`.
 #[test]
 fn account_info_reports_an_account_without_passphrase_as_unprotected() {
     let relay = RelayProcess::start();
@@ -138,10 +124,8 @@ fn account_info_reports_an_account_without_passphrase_as_unprotected() {
     assert_eq!(info["unprotected"], true, "{info}");
 }
 
-/// Belongs in `chatctl.rs`. Fails today: a target that is neither a contact nor `@name` is
-/// parsed as an address, so `chatctl send nobody hi` fails with 1012 invalid_address (exit 2,
-/// "usage") where `chatctl --help` promises exit 5 for an unknown contact, as `history nobody`
-/// gives.
+/// Found broken: a target that is neither a contact nor `@name` was parsed as an address, so
+/// `chatctl send nobody hi` exited 2 (usage) instead of 5 (not found).
 #[test]
 fn sending_to_an_unknown_alias_is_not_found() {
     let relay = RelayProcess::start();
@@ -156,9 +140,8 @@ fn sending_to_an_unknown_alias_is_not_found() {
     assert_eq!(sent.code, Some(5), "{}", sent.stderr);
 }
 
-/// Belongs in `chatctl.rs`. Fails today: `chatctl unlock` always asks for a passphrase and
-/// refuses an empty one, so an account created with `init --no-passphrase` can only be unlocked
-/// with a made-up passphrase file (chatd ignores its contents) or over RPC.
+/// Found broken: `chatctl unlock` always asked for a passphrase, so an account created with
+/// `init --no-passphrase` could not be unlocked with it.
 #[test]
 fn chatctl_unlocks_an_account_created_without_passphrase() {
     let relay = RelayProcess::start();
@@ -169,16 +152,9 @@ fn chatctl_unlocks_an_account_created_without_passphrase() {
     tests::run_chatctl(&socket, &["unlock"]).expect_code(0);
 }
 
-/// Belongs in `delivery.rs`. Fails today (most runs; it depends on chatd's random backoff): a
-/// message queued while earlier ones to the same contact wait out a retry overtakes them.
-///
-/// When a contact has no prekeys on the relay yet, `on_bundles` (chatd/src/core/messaging.rs)
-/// puts the conversation's unsealed outbox entries into backoff (`not_before`), but an entry
-/// queued afterwards has no `not_before`, so `seal_ready` seals and sends it at once, ahead of
-/// the older ones. Here Alice's introduction and first message wait for Bob's prekeys; her
-/// second message, sent once Bob is online, arrives first: Bob sees "second" before "first"
-/// and, not knowing her name yet, files her under an alias made from her address (the same
-/// happens when `chatctl init`, `contact add` and `send` run in a row against a fresh peer).
+/// Found broken: a message queued while earlier ones to the same contact waited for the
+/// recipient's prekeys overtook them (and the introduction), so the recipient filed the sender
+/// under an alias made from her address.
 #[test]
 fn a_message_does_not_overtake_earlier_ones_waiting_for_the_recipients_prekeys() {
     let mut relay = RelayProcess::start();
@@ -215,18 +191,10 @@ fn a_message_does_not_overtake_earlier_ones_waiting_for_the_recipients_prekeys()
     assert_eq!(name, "alice", "the introduction came first");
 }
 
-/// Belongs in `delivery.rs` (as the last check of
-/// `messages_to_a_recipient_killed_before_its_acks_reached_the_relay_...`). Fails rarely (seen
-/// once in about twenty loaded runs of the suite): a message the recipient stored just before
-/// it was killed can stay "sent" for the sender forever.
-///
-/// chatd commits a received message (with the ratchet step) in one batch and queues its
-/// delivery receipt in another (`pending_receipts`, flushed by the pump). sled's background
-/// flush can make the first durable without the second; after the restart the relay delivers
-/// the envelope again (never acked), the ratchet calls it a duplicate, and `receive_inner`
-/// returns without a receipt (the content-level repeat path in `receive_text`, which does send
-/// one, is never reached). Fix: queue the receipt in the message's batch, or answer a
-/// duplicate envelope with a receipt.
+/// Found broken, rarely: a message stored just before the recipient was killed could stay
+/// "sent" forever, because its receipt was queued in a later batch than the message and the
+/// relay's redelivery only looked like a ratchet duplicate. The owed receipt is now written in
+/// the message's own batch.
 #[test]
 fn every_message_stored_before_a_recipient_crash_is_eventually_delivered() {
     let (_relay, proxy) = tests::WsProxy::relay();
@@ -257,15 +225,9 @@ fn every_message_stored_before_a_recipient_crash_is_eventually_delivered() {
     }
 }
 
-/// Belongs in `delivery.rs` (as an order check in
-/// `messages_sent_while_the_relay_is_killed_and_restarted_all_arrive_once`). Fails every run:
-/// the message in flight when the relay connection dropped arrives after every message sent
-/// later.
-///
-/// A `Send` that fails puts its outbox entries into backoff (`not_before`), while entries
-/// queued later have none, so `start_sends` sends them first once the link is back. Order per
-/// contact should hold across retries (hold back a conversation's later entries while an
-/// earlier one waits).
+/// Found broken: the message in flight when the relay connection dropped arrived after every
+/// message sent later (a failed `Send` waited out its backoff while later entries went). An
+/// entry waiting out a retry now holds back its conversation's later entries.
 #[test]
 fn messages_in_flight_when_the_relay_dies_keep_their_order() {
     let mut relay = RelayProcess::start();
@@ -290,16 +252,9 @@ fn messages_in_flight_when_the_relay_dies_keep_their_order() {
     assert_eq!(got, texts, "in the order they were sent");
 }
 
-/// Belongs in `delivery.rs`. Seen to fail once, not reproduced since (cause not pinned down):
-/// in a loaded run of the whole suite (`--test-threads 6`), three messages Alice sent one after
-/// the other without waiting were stored by Bob out of order ("to bob 2" before "to bob 1"),
-/// all delivered, with no daemon or relay restart.
-///
-/// A likely mechanism: each `messages.send` is its own core round, so each message becomes its
-/// own `Send` group, and `start_sends` runs each group in a task of its own (up to
-/// `MAX_SENDS_IN_FLIGHT` = 16 at once); nothing orders those tasks, so a later one can hand its
-/// frame to the link first. The registered tests send one message at a time where they check
-/// order (`DaemonProcess::send_one_by_one`).
+/// Found broken under load: messages sent one after the other without waiting were stored out
+/// of order, because each `Send` went out from its own task. Sends now reach the link in
+/// outbox order.
 #[test]
 fn messages_sent_in_quick_succession_arrive_in_order() {
     let relay = RelayProcess::start();
