@@ -352,6 +352,29 @@ pub fn disk_writes(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("{path} has no write_bytes"))
 }
 
+/// CPU time all cores together have spent busy since boot (not idle, not waiting for I/O), from
+/// the first line of `/proc/stat`: how much of the machine was in use over an interval,
+/// whoever used it.
+pub fn machine_busy() -> anyhow::Result<Duration> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let ticks: Vec<u64> = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if ticks.len() < 5 {
+        bail!("/proc/stat does not parse");
+    }
+    // user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+    let busy: u64 = ticks.iter().sum::<u64>() - ticks[3] - ticks[4];
+    Ok(Duration::from_millis(busy * 10))
+}
+
 /// `load average 1.2 1.4 1.5` from `/proc/loadavg`.
 pub fn load_average() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

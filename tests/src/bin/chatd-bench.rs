@@ -18,8 +18,8 @@ use api::methods;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tests::bench_support::{
-    Binaries, Daemon, Latencies, Relay, RelayLimits, Unit, cpu_time, disk_writes, machine_line,
-    pipeline, proc_status_kib, wait_until,
+    Binaries, Daemon, Latencies, Relay, RelayLimits, Unit, cpu_time, disk_writes, machine_busy,
+    machine_line, pipeline, proc_status_kib, wait_until,
 };
 
 /// Benchmarks of chatd, chatctl and the path through a relay, with real processes.
@@ -538,6 +538,15 @@ impl<'a> Bench<'a> {
         let received = AtomicU64::new(0);
         let mut sender = self.sender.client()?;
         let period = Duration::from_secs_f64(1.0 / rate as f64);
+        let pids = [
+            self.sender.pid(),
+            self.recipient.pid(),
+            self.relay.pid(),
+            std::process::id(),
+        ];
+        let ours = || -> anyhow::Result<Duration> { pids.iter().map(|p| cpu_time(*p)).sum() };
+        let (machine_before, ours_before, window_start) =
+            (machine_busy()?, ours()?, Instant::now());
         let (to_event, rpc, late) = std::thread::scope(|scope| -> anyhow::Result<_> {
             let listener = scope.spawn(|| -> anyhow::Result<Latencies> {
                 let mut latencies = Latencies::new()?;
@@ -611,6 +620,14 @@ impl<'a> Bench<'a> {
             sending?;
             Ok((latencies, rpc, late))
         })?;
+        let window = window_start.elapsed().as_secs_f64().max(1e-9);
+        let busy = machine_busy()?.saturating_sub(machine_before).as_secs_f64();
+        let own = ours()?.saturating_sub(ours_before).as_secs_f64();
+        println!(
+            "   machine: {:.2} cores busy over the run, {:.2} of them not these processes",
+            busy / window,
+            (busy - own).max(0.0) / window
+        );
         println!("   send-to-event: {}", to_event.summary(Unit::Ms));
         println!("   messages.send round trip: {}", rpc.summary(Unit::Ms));
         println!("   sends started over 1 ms behind schedule: {late} of {total}");
@@ -757,6 +774,21 @@ impl<'a> Bench<'a> {
                 })
                 .collect();
             println!("   CPU in the steady state: {}", parts.join(", "));
+            if let (Some(a), Some(b)) = (start.last(), end.last()) {
+                let ours: f64 = start
+                    .iter()
+                    .zip(end.iter())
+                    .take(pids.len())
+                    .map(|(a, b)| b.0.saturating_sub(a.0).as_secs_f64())
+                    .sum();
+                let busy = b.0.saturating_sub(a.0).as_secs_f64();
+                println!(
+                    "   machine: {:.2} of {} cores busy, {:.2} of them not these processes",
+                    busy / steady_wall,
+                    std::thread::available_parallelism().map_or(0, |n| n.get()),
+                    (busy - ours).max(0.0) / steady_wall
+                );
+            }
             let parts: Vec<String> = pids
                 .iter()
                 .zip(start.iter().zip(end.iter()))
@@ -867,9 +899,11 @@ impl<'a> Bench<'a> {
         for (who, daemon) in [("sender", &self.sender), ("recipient", &self.recipient)] {
             let rss = proc_status_kib(daemon.pid(), "VmRSS")? as f64;
             let hwm = proc_status_kib(daemon.pid(), "VmHWM")? as f64;
+            let anon = proc_status_kib(daemon.pid(), "RssAnon")? as f64;
             println!(
-                "   {who} chatd: VmRSS {:.1} MiB (peak VmHWM {:.1} MiB)",
+                "   {who} chatd: VmRSS {:.1} MiB, of it anonymous {:.1} MiB (peak VmHWM {:.1} MiB)",
                 rss / MIB,
+                anon / MIB,
                 hwm / MIB
             );
             larger = larger.max(rss);
@@ -953,9 +987,12 @@ fn conversation_total(client: &mut Client, conversation: &str) -> anyhow::Result
     found.with_context(|| format!("no conversation {conversation:?} in {list}"))
 }
 
-/// CPU time and bytes written to disk so far, per process.
+/// CPU time and bytes written to disk so far, per process, then the machine's busy time.
 fn cpu_times(pids: &[(&str, u32)]) -> anyhow::Result<Vec<(Duration, u64)>> {
-    pids.iter()
+    let mut times = pids
+        .iter()
         .map(|(_, pid)| Ok((cpu_time(*pid)?, disk_writes(*pid)?)))
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    times.push((machine_busy()?, 0));
+    Ok(times)
 }
