@@ -38,8 +38,10 @@ pub const MAX_TEXT_LEN: usize = 64 * 1024;
 pub const EVENTS_RETAINED: usize = 10_000;
 /// A message not accepted by the relay after this long fails.
 pub const OUTBOX_EXPIRY_MS: u64 = 7 * 24 * 3600 * 1000;
-/// `Send` frames waiting for the relay at once.
-const MAX_SENDS_IN_FLIGHT: usize = 16;
+/// `Send` frames waiting for the relay at once. With at most 64 envelopes each, fewer than
+/// `MAX_SKIP` (1000) messages can overtake one whose `Send` was refused and is retried, so the
+/// recipient can still decrypt it when it comes (SPEC.md 5.6).
+const MAX_SENDS_IN_FLIGHT: usize = 8;
 /// How long to wait for a `SendAck`.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to wait for device lists and bundles.
