@@ -555,6 +555,7 @@ async fn add_contact(ctx: &Context, p: AddContact) -> ApiResult<Contact> {
 
 /// What a send target resolved to.
 enum Resolved {
+    Sent(SentMessage),
     Contact([u8; 16], Option<(String, u64)>),
     Unknown,
 }
@@ -562,21 +563,31 @@ enum Resolved {
 async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
     let target = p.to.trim().to_owned();
     let lookup = target.clone();
+    let recheck_ms = ctx.handle_recheck_ms;
+    // The common case, a known contact whose handle needs no re-check, is one core job.
+    let text = std::sync::Arc::new(p.text);
+    let first_text = text.clone();
     let resolved = ctx
         .core
-        .call(move |s, _| {
+        .call(move |s, t| {
             let u = s.unlocked()?;
             match u.find_contact(&lookup) {
                 Ok(id) => {
                     let c = u.contact(&id)?;
                     let check = c.handle.clone().map(|h| (h, c.handle_checked_ms));
-                    Ok(Resolved::Contact(id, check))
+                    match check {
+                        Some((_, checked)) if checked + recheck_ms <= now_ms() => {
+                            Ok(Resolved::Contact(id, check))
+                        }
+                        _ => messaging::send_text(s, t, id, &first_text).map(Resolved::Sent),
+                    }
                 }
                 Err(_) => Ok(Resolved::Unknown),
             }
         })
         .await?;
     let conversation = match resolved {
+        Resolved::Sent(sent) => return Ok(sent),
         Resolved::Contact(id, check) => {
             // A contact found by handle: if the relay now names another key for the handle,
             // that is a key change, and the send is refused until the user trusts it.
@@ -634,7 +645,6 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
                 .await?
         }
     };
-    let text = p.text;
     ctx.core
         .call(move |s, t| messaging::send_text(s, t, conversation, &text))
         .await
