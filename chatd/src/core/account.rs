@@ -122,10 +122,8 @@ pub fn open(
 ) -> ApiResult<AccountInfo> {
     let mut unlocked = Unlocked::load(store)?;
     unlocked.unprotected = unprotected;
-    if let Some((key, _)) = unlocked.store.last(tables::EVENTS, &[])?
-        && let Ok(bytes) = <[u8; 8]>::try_from(key.as_slice())
-    {
-        state.bus.observe(u64::from_be_bytes(bytes));
+    if let Some(cursor) = unlocked.retained_events.back() {
+        state.bus.observe(*cursor);
     }
     state.generation += 1;
     let generation = state.generation;
@@ -560,5 +558,41 @@ mod tests {
         );
         let current = signed_id(&mut state);
         assert!(has_signed(&mut state, current), "the current one stays");
+    }
+
+    /// The retained event log keeps the newest `EVENTS_RETAINED` events, deleting the oldest in
+    /// the batch that adds a new one, so it cannot grow under any load.
+    #[test]
+    fn the_event_log_is_bounded() {
+        use crate::core::messaging::{EVENTS_RETAINED, record_event};
+        let mut state = unlocked_state(1_800_000_000_000);
+        let store = state
+            .unlocked()
+            .map(|u| u.store.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        for marked in 0..(EVENTS_RETAINED as u32 + 5) {
+            let mut batch = store.batch();
+            let kind = api::events::EventKind::MessagesRead {
+                conversation: "x".into(),
+                marked,
+            };
+            record_event(&mut state, &mut batch, &mut Txn::default(), kind)
+                .unwrap_or_else(|e| panic!("{e}"));
+            store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let stored = store.scan(tables::EVENTS, &[]).count();
+        assert_eq!(stored, EVENTS_RETAINED);
+        let oldest = crate::core::messaging::retained_events(
+            state.unlocked().unwrap_or_else(|e| panic!("{e}")),
+            0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(
+                oldest.first().map(|e| &e.kind),
+                Some(api::events::EventKind::MessagesRead { marked: 5, .. })
+            ),
+            "the five oldest are gone"
+        );
     }
 }

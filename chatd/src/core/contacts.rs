@@ -131,13 +131,11 @@ pub fn add(
     batch.put(tables::CONTACTS, &id, &record.encode());
     batch.put(tables::CONVERSATIONS, &id, &meta.encode());
     let contact = view(&record);
-    let event = state.bus.clone().make(EventKind::ContactAdded { contact });
-    let unlocked = state.unlocked()?;
-    super::messaging::store_event(unlocked, &mut batch, &event);
+    super::messaging::record_event(state, &mut batch, txn, EventKind::ContactAdded { contact })?;
     txn.commit(&store, batch)?;
+    let unlocked = state.unlocked()?;
     unlocked.index_contact(id, record);
     unlocked.conversations.insert(id, meta);
-    txn.event(event);
     if introduce {
         let body = super::messaging::introduction(unlocked, None);
         super::messaging::queue_control(
@@ -159,16 +157,14 @@ fn save(
     record: ContactRecord,
     kind: EventKind,
 ) -> ApiResult<()> {
-    let event = state.bus.clone().make(kind);
-    let unlocked = state.unlocked()?;
-    let store = unlocked.store.clone();
+    let store = state.unlocked()?.store.clone();
     let mut batch = store.batch();
     batch.put(tables::CONTACTS, &id, &record.encode());
-    super::messaging::store_event(unlocked, &mut batch, &event);
+    super::messaging::record_event(state, &mut batch, txn, kind)?;
     txn.commit(&store, batch)?;
+    let unlocked = state.unlocked()?;
     unlocked.unindex_contact(&id);
     unlocked.index_contact(id, record);
-    txn.event(event);
     Ok(())
 }
 

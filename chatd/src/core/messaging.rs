@@ -8,7 +8,7 @@ use api::ErrorCode;
 use api::events::{Event, EventKind};
 use api::types::{
     Conversation, ConversationList, Direction, HistoryPage, MarkedRead, Message, MessageStatus,
-    SentMessage,
+    SentMessage, message_id_to_string,
 };
 use protocol::codec::{Decode, Encode, Reader, Writer};
 use protocol::envelope::{self, Content, ContentKind};
@@ -51,13 +51,9 @@ const RETRY_MIN: Duration = Duration::from_millis(500);
 /// ...to this.
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn message_view(conversation: &str, record: &MessageRecord) -> Message {
     Message {
-        message_id: hex(&record.message_id),
+        message_id: message_id_to_string(&record.message_id),
         conversation: conversation.to_owned(),
         direction: record.direction,
         text: record.text.clone(),
@@ -69,14 +65,30 @@ fn message_view(conversation: &str, record: &MessageRecord) -> Message {
     }
 }
 
-/// Writes an event into the retained log (in the same batch as the change it reports).
-pub fn store_event(unlocked: &Unlocked, batch: &mut Batch<'_>, event: &Event) {
+/// Makes an event, writes it into the retained log in `batch` (with the change it reports),
+/// and publishes it once the round is durable. The log keeps the newest [`EVENTS_RETAINED`]:
+/// older ones are deleted in the same batch.
+pub fn record_event(
+    state: &mut CoreState,
+    batch: &mut Batch<'_>,
+    txn: &mut Txn,
+    kind: EventKind,
+) -> ApiResult<()> {
+    let event = state.bus.make(kind);
+    let unlocked = state.unlocked()?;
     if event.kind.is_persistent()
-        && let Ok(json) = serde_json::to_vec(event)
+        && let Ok(json) = serde_json::to_vec(&event)
     {
         batch.put(tables::EVENTS, &event.cursor.to_be_bytes(), &json);
+        unlocked.retained_events.push_back(event.cursor);
+        while unlocked.retained_events.len() > EVENTS_RETAINED {
+            if let Some(oldest) = unlocked.retained_events.pop_front() {
+                batch.delete(tables::EVENTS, &oldest.to_be_bytes());
+            }
+        }
     }
-    let _ = unlocked;
+    txn.event(event);
+    Ok(())
 }
 
 fn index_key(unlocked: &Unlocked, direction: &[u8], peer: &[u8; 32], id: &[u8; 16]) -> [u8; 16] {
@@ -232,7 +244,7 @@ pub fn send_text(
     )?;
     txn.commit(&store, batch)?;
     Ok(SentMessage {
-        message_id: hex(&content.message_id),
+        message_id: message_id_to_string(&content.message_id),
         conversation: unlocked.contact(&conversation)?.alias.clone(),
         timestamp_ms: content.timestamp_ms,
         status: MessageStatus::Pending,
@@ -390,13 +402,15 @@ pub fn mark_read(
     batch.put(tables::CONVERSATIONS, &conversation, &meta.encode());
     unlocked.conversations.insert(conversation, meta);
     if marked > 0 {
-        let event = state.bus.clone().make(EventKind::MessagesRead {
-            conversation: alias,
-            marked,
-        });
-        let unlocked = state.unlocked()?;
-        store_event(unlocked, &mut batch, &event);
-        txn.event(event);
+        record_event(
+            state,
+            &mut batch,
+            txn,
+            EventKind::MessagesRead {
+                conversation: alias,
+                marked,
+            },
+        )?;
     }
     let unlocked = state.unlocked()?;
     if !read_ids.is_empty() {
@@ -464,22 +478,6 @@ pub fn retained_events(unlocked: &Unlocked, since: u64) -> ApiResult<Vec<Event>>
     }
     events.reverse();
     Ok(events)
-}
-
-/// Drops retained events beyond [`EVENTS_RETAINED`].
-fn prune_events(unlocked: &Unlocked, txn: &mut Txn) -> ApiResult<()> {
-    let store = unlocked.store.clone();
-    let mut batch = store.batch();
-    for item in unlocked
-        .store
-        .scan_rev(tables::EVENTS, &[], None)
-        .skip(EVENTS_RETAINED)
-        .take(10_000)
-    {
-        let (key, _) = item?;
-        batch.delete(tables::EVENTS, &key);
-    }
-    txn.commit(&store, batch)
 }
 
 /// After `contacts.trust`: messages sealed for the old key are sealed again for the new one.
@@ -555,23 +553,17 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
     }
 }
 
-/// Periodic work: prune the event log, rotate the signed prekey when due.
+/// Periodic work: rotate the signed prekey when it is due.
 pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
     let Ok(unlocked) = state.unlocked() else {
         return;
     };
-    // About every five minutes (ticks are 500 ms).
-    if rand::rng().random_range(0..600) == 0 {
-        if let Err(e) = prune_events(unlocked, txn) {
-            tracing::warn!(error = %e, "pruning events failed");
-        }
-        if unlocked.online
-            && unlocked.account.signed_prekey_created_ms + account::SIGNED_PREKEY_LIFETIME_MS
-                <= now_ms()
-            && let Err(e) = account::publish_on_connect(state, txn)
-        {
-            tracing::warn!(error = %e, "signed prekey rotation failed");
-        }
+    if unlocked.online
+        && unlocked.account.signed_prekey_created_ms + account::SIGNED_PREKEY_LIFETIME_MS
+            <= now_ms()
+        && let Err(e) = account::publish_on_connect(state, txn)
+    {
+        tracing::warn!(error = %e, "signed prekey rotation failed");
     }
 }
 
@@ -770,11 +762,7 @@ fn receive_text(
         message: message_view(&contact.alias, &record),
         sender_name: contact.display_name.clone(),
     };
-    let event = state.bus.clone().make(kind);
-    let unlocked = state.unlocked()?;
-    store_event(unlocked, batch, &event);
-    txn.event(event);
-    Ok(())
+    record_event(state, batch, txn, kind)
 }
 
 fn receive_receipt(
@@ -815,17 +803,14 @@ fn receive_receipt(
         record.status = Some(status);
         batch.put(tables::MESSAGES, &location, &record.encode());
         events.push(EventKind::MessageStatus {
-            message_id: hex(&id),
+            message_id: message_id_to_string(&id),
             conversation: alias.clone(),
             status,
             failure: None,
         });
     }
     for kind in events {
-        let event = state.bus.clone().make(kind);
-        let unlocked = state.unlocked()?;
-        store_event(unlocked, batch, &event);
-        txn.event(event);
+        record_event(state, batch, txn, kind)?;
     }
     Ok(())
 }
@@ -1429,17 +1414,14 @@ fn on_send_result(
             .map(|c| c.alias.clone())
             .unwrap_or_default();
         events.push(EventKind::MessageStatus {
-            message_id: hex(&id),
+            message_id: message_id_to_string(&id),
             conversation: alias,
             status,
             failure: why,
         });
     }
     for kind in events {
-        let event = state.bus.clone().make(kind);
-        let unlocked = state.unlocked()?;
-        store_event(unlocked, &mut batch, &event);
-        txn.event(event);
+        record_event(state, &mut batch, txn, kind)?;
     }
     txn.commit(&store, batch)
 }

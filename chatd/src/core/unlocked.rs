@@ -84,6 +84,8 @@ pub struct Unlocked {
     pub prekeys_used: bool,
     /// When the counts were last asked for.
     pub prekeys_checked: Option<Instant>,
+    /// Cursors of the events in the retained log, oldest first.
+    pub retained_events: std::collections::VecDeque<u64>,
     /// Whether the store key is kept without a passphrase.
     pub unprotected: bool,
     /// The `issued_at` of the last claim or release signed per handle: the relay wants each
@@ -143,6 +145,7 @@ impl Unlocked {
             prekeys_checked: None,
             handle_statements: HashMap::new(),
             unprotected: false,
+            retained_events: std::collections::VecDeque::new(),
         };
         unlocked.load_indexes()?;
         Ok(unlocked)
@@ -164,6 +167,13 @@ impl Unlocked {
             let id: ConvId = key.try_into().map_err(|_| corrupt("a conversation key"))?;
             let meta = ConversationMeta::decode(&value).map_err(|_| corrupt("a conversation"))?;
             self.conversations.insert(id, meta);
+        }
+        for item in self.store.scan(tables::EVENTS, &[]) {
+            let (key, _) = item?;
+            let cursor = <[u8; 8]>::try_from(key.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| corrupt("an event key"))?;
+            self.retained_events.push_back(cursor);
         }
         for item in self.store.scan(tables::OWED_RECEIPTS, &[]) {
             let (key, _) = item?;
