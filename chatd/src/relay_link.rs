@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::ApiError;
 
@@ -331,9 +332,15 @@ async fn connect(config: &LinkConfig, device: &LocalDevice) -> Result<Socket, St
     } else {
         Box::new(tcp)
     };
-    let (mut socket, _) = tokio_tungstenite::client_async(config.url.as_str(), stream)
-        .await
-        .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
+    // A relay may send nothing larger than a frame (SPEC.md 10.7): the WebSocket refuses
+    // anything bigger instead of buffering it.
+    let limits = WebSocketConfig::default()
+        .max_message_size(Some(protocol::frames::MAX_FRAME_LEN))
+        .max_frame_size(Some(protocol::frames::MAX_FRAME_LEN));
+    let (mut socket, _) =
+        tokio_tungstenite::client_async_with_config(config.url.as_str(), stream, Some(limits))
+            .await
+            .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
     let relay_id = RelayId::new(config.url.as_bytes().to_vec()).map_err(|e| e.to_string())?;
     let (found, nonce) = match recv(&mut socket).await? {
         ServerFrame::Challenge {

@@ -280,22 +280,13 @@ pub fn trust(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<Cont
                 "the new key is already another contact; remove that contact first",
             ));
         }
-        record.identity = new;
-        record.devices.clear();
         // Sessions with the old key are useless now; queued messages will be sealed anew.
         let store = unlocked.store.clone();
         let mut batch = store.batch();
-        let devices: Vec<u32> = unlocked
-            .sessions
-            .keys()
-            .filter(|(identity, _)| identity == &old)
-            .map(|(_, d)| *d)
-            .collect();
-        for device in devices {
-            unlocked.sessions.remove(&(old, device));
-            batch.delete(tables::SESSIONS, &unlocked.session_key(&old, device));
-        }
+        unlocked.forget_sessions(&mut batch, &old, &record.devices);
         txn.commit(&store, batch)?;
+        record.identity = new;
+        record.devices.clear();
         super::messaging::unseal_outbox(unlocked, txn, &id)?;
     }
     record.trust = Trust::Unverified;
@@ -325,20 +316,7 @@ pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()>
         let (key, _) = item?;
         batch.delete(tables::MESSAGES, &key);
     }
-    let devices: Vec<u32> = unlocked
-        .sessions
-        .keys()
-        .filter(|(identity, _)| identity == &record.identity)
-        .map(|(_, d)| *d)
-        .chain(record.devices.iter().copied())
-        .collect();
-    for device in devices {
-        unlocked.sessions.remove(&(record.identity, device));
-        batch.delete(
-            tables::SESSIONS,
-            &unlocked.session_key(&record.identity, device),
-        );
-    }
+    unlocked.forget_sessions(&mut batch, &record.identity, &record.devices);
     let queued: Vec<u64> = unlocked
         .outbox
         .iter()

@@ -381,7 +381,10 @@ impl MessageRecord {
         };
         let failure = read_opt_str(&mut r, "failure")?;
         let read = read_bool(&mut r, "read flag")?;
-        let text = std::str::from_utf8(r.bytes32("text", protocol::envelope::MAX_BODY_LEN)?)
+        // A peer's invalid UTF-8 is stored lossily, and each bad byte can become a 3-byte
+        // replacement character: allow for that, or such a message would make the history
+        // unreadable.
+        let text = std::str::from_utf8(r.bytes32("text", 3 * protocol::envelope::MAX_BODY_LEN)?)
             .map_err(|_| DecodeError::Invalid("text"))?
             .to_owned();
         r.finish()?;
@@ -573,7 +576,16 @@ mod tests {
             read: false,
             text: "héllo".into(),
         };
-        assert_eq!(MessageRecord::decode(&message.encode()), Ok(message));
+        assert_eq!(
+            MessageRecord::decode(&message.encode()),
+            Ok(message.clone())
+        );
+        // The largest body a peer can send, all invalid UTF-8, as stored after lossy decoding.
+        let lossy = MessageRecord {
+            text: "\u{FFFD}".repeat(protocol::envelope::MAX_BODY_LEN),
+            ..message
+        };
+        assert_eq!(MessageRecord::decode(&lossy.encode()), Ok(lossy));
 
         let entry = OutboxEntry {
             conversation: [3; 16],

@@ -296,6 +296,29 @@ impl Unlocked {
         }
     }
 
+    /// Drops every session with `identity` (cached ones and `devices`) from memory and, in
+    /// `batch`, from the store.
+    pub fn forget_sessions(
+        &mut self,
+        batch: &mut crate::store::Batch<'_>,
+        identity: &[u8; 32],
+        devices: &[u32],
+    ) {
+        let mut all: Vec<u32> = self
+            .sessions
+            .keys()
+            .filter(|(peer, _)| peer == identity)
+            .map(|(_, d)| *d)
+            .chain(devices.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        for device in all {
+            self.sessions.remove(&(*identity, device));
+            batch.delete(tables::SESSIONS, &self.session_key(identity, device));
+        }
+    }
+
     /// Checks an alias: 1 to 64 characters, no whitespace or control characters, not starting
     /// with `@`, not an address.
     pub fn check_alias(alias: &str) -> ApiResult<()> {
@@ -337,6 +360,8 @@ impl Unlocked {
     /// The `issued_at` (seconds) for a new claim or release of `handle`: now, or one second
     /// after the last statement about it if that is not yet in the past.
     pub fn handle_issued_at(&mut self, handle: &str, now_s: u64) -> u64 {
+        // Only the last second or two matter; forget older ones so the map stays small.
+        self.handle_statements.retain(|_, t| *t + 2 >= now_s);
         let last = self.handle_statements.get(handle).copied().unwrap_or(0);
         let issued_at = now_s.max(last + 1);
         self.handle_statements.insert(handle.to_owned(), issued_at);
