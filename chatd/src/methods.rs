@@ -376,16 +376,23 @@ async fn unlock(ctx: &Context, p: Unlock) -> ApiResult<AccountInfo> {
         .await
 }
 
+/// The relay link's requester, or `relay_unreachable` while there is none.
+fn link_requester(u: &crate::core::unlocked::Unlocked) -> ApiResult<Requester> {
+    u.link
+        .as_ref()
+        .map(|l| l.requester())
+        .ok_or_else(|| ApiError::new(ErrorCode::RelayUnreachable, "no relay connection"))
+}
+
+fn unexpected(frame: &ServerFrame) -> ApiError {
+    ApiError::new(
+        ErrorCode::RelayError,
+        format!("unexpected answer {}", frame.name()),
+    )
+}
+
 async fn requester(ctx: &Context) -> ApiResult<Requester> {
-    ctx.core
-        .call(|s, _| {
-            let u = s.unlocked()?;
-            u.link
-                .as_ref()
-                .map(|l| l.requester())
-                .ok_or_else(|| ApiError::new(ErrorCode::RelayUnreachable, "no relay connection"))
-        })
-        .await
+    ctx.core.call(|s, _| link_requester(s.unlocked()?)).await
 }
 
 /// Looks a handle up on the relay and verifies the answer.
@@ -404,82 +411,81 @@ async fn lookup_handle(ctx: &Context, text: &str) -> ApiResult<Option<[u8; 32]>>
         .await?;
     match answer {
         ServerFrame::HandleRecord { claim, .. } => contacts::verify_claim(&handle, claim),
-        other => Err(ApiError::new(
-            ErrorCode::RelayError,
-            format!("unexpected answer {}", other.name()),
-        )),
+        other => Err(unexpected(&other)),
     }
 }
 
+/// Changes the account's list of handles and stores it; returns the relay URL.
+async fn save_handles(
+    ctx: &Context,
+    edit: impl FnOnce(&mut Vec<String>) + Send + 'static,
+) -> ApiResult<String> {
+    ctx.core
+        .call(move |s, t| {
+            let u = s.unlocked()?;
+            edit(&mut u.account.handles);
+            let store = u.store.clone();
+            let mut batch = store.batch();
+            account::save_account(&mut batch, &u.account);
+            t.commit(&store, batch)?;
+            Ok(u.account.relay_url.clone())
+        })
+        .await
+}
+
 async fn register_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<HandleRegistered> {
+    use crate::relay_link::RequestError::Refused;
+    use protocol::frames::ErrorCode as Relay;
     let handle = contacts::parse_handle(&p.handle)?;
     let signed = handle.clone();
     let (claim, requester) = ctx
         .core
         .call(move |s, _| {
             let u = s.unlocked()?;
+            let requester = link_requester(u)?;
             let issued_at = u.handle_issued_at(signed.as_str(), now_ms() / 1000);
-            let claim = HandleClaim::sign(&u.identity, signed, issued_at);
-            let requester = u.link.as_ref().map(|l| l.requester());
-            Ok((claim, requester))
+            Ok((HandleClaim::sign(&u.identity, signed, issued_at), requester))
         })
         .await?;
-    let requester = requester
-        .ok_or_else(|| ApiError::new(ErrorCode::RelayUnreachable, "no relay connection"))?;
     let answer = requester
         .request(
             |request_id| ClientFrame::ClaimHandle { request_id, claim },
             LOOKUP_TIMEOUT,
         )
         .await;
+    let name = handle.as_str().to_owned();
     match answer {
         Ok(ServerFrame::Done { .. }) => {}
-        Err(crate::relay_link::RequestError::Refused(
-            protocol::frames::ErrorCode::HandleTaken,
-            _,
-        )) => {
+        Err(Refused(Relay::HandleTaken, _)) => {
             return Err(ApiError::new(
                 ErrorCode::HandleTaken,
-                format!("@{} is taken by another account", handle.as_str()),
+                format!("@{name} is taken by another account"),
             ));
         }
-        Err(crate::relay_link::RequestError::Refused(
-            protocol::frames::ErrorCode::HandleInvalid,
-            message,
-        )) => {
+        Err(Refused(Relay::HandleInvalid, message)) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidHandle,
-                format!("the relay refused @{}: {message}", handle.as_str()),
+                format!("the relay refused @{name}: {message}"),
             ));
         }
         Err(e) => return Err(e.into()),
-        Ok(other) => {
-            return Err(ApiError::new(
-                ErrorCode::RelayError,
-                format!("unexpected answer {}", other.name()),
-            ));
-        }
+        Ok(other) => return Err(unexpected(&other)),
     }
-    let name = handle.as_str().to_owned();
-    ctx.core
-        .call(move |s, t| {
-            let u = s.unlocked()?;
-            if !u.account.handles.contains(&name) {
-                u.account.handles.push(name.clone());
-            }
-            let store = u.store.clone();
-            let mut batch = store.batch();
-            account::save_account(&mut batch, &u.account);
-            t.commit(&store, batch)?;
-            Ok(HandleRegistered {
-                handle: name,
-                relay_url: u.account.relay_url.clone(),
-            })
-        })
-        .await
+    let added = name.clone();
+    let relay_url = save_handles(ctx, move |handles| {
+        if !handles.contains(&added) {
+            handles.push(added);
+        }
+    })
+    .await?;
+    Ok(HandleRegistered {
+        handle: name,
+        relay_url,
+    })
 }
 
 async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<()> {
+    use crate::relay_link::RequestError::Refused;
     let handle = contacts::parse_handle(&p.handle)?;
     let signed = handle.clone();
     let (release, requester) = ctx
@@ -492,14 +498,15 @@ async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<()> {
                     signed.as_str()
                 )));
             }
+            let requester = link_requester(u)?;
             let issued_at = u.handle_issued_at(signed.as_str(), now_ms() / 1000);
-            let release = HandleRelease::sign(&u.identity, signed, issued_at);
-            Ok((release, u.link.as_ref().map(|l| l.requester())))
+            Ok((
+                HandleRelease::sign(&u.identity, signed, issued_at),
+                requester,
+            ))
         })
         .await?;
-    let requester = requester
-        .ok_or_else(|| ApiError::new(ErrorCode::RelayUnreachable, "no relay connection"))?;
-    match requester
+    let answer = requester
         .request(
             |request_id| ClientFrame::ReleaseHandle {
                 request_id,
@@ -507,30 +514,16 @@ async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<()> {
             },
             LOOKUP_TIMEOUT,
         )
-        .await
-    {
-        Ok(ServerFrame::Done { .. })
-        | Err(crate::relay_link::RequestError::Refused(protocol::frames::ErrorCode::NotFound, _)) =>
-            {}
-        Ok(other) => {
-            return Err(ApiError::new(
-                ErrorCode::RelayError,
-                format!("unexpected answer {}", other.name()),
-            ));
-        }
+        .await;
+    match answer {
+        // Not found: the relay already forgot it; either way it is no longer ours.
+        Ok(ServerFrame::Done { .. }) | Err(Refused(protocol::frames::ErrorCode::NotFound, _)) => {}
+        Ok(other) => return Err(unexpected(&other)),
         Err(e) => return Err(e.into()),
     }
     let name = handle.as_str().to_owned();
-    ctx.core
-        .call(move |s, t| {
-            let u = s.unlocked()?;
-            u.account.handles.retain(|h| h != &name);
-            let store = u.store.clone();
-            let mut batch = store.batch();
-            account::save_account(&mut batch, &u.account);
-            t.commit(&store, batch)
-        })
-        .await
+    save_handles(ctx, move |handles| handles.retain(|h| h != &name)).await?;
+    Ok(())
 }
 
 async fn add_contact(ctx: &Context, p: AddContact) -> ApiResult<Contact> {
@@ -555,9 +548,32 @@ async fn add_contact(ctx: &Context, p: AddContact) -> ApiResult<Contact> {
 
 /// What a send target resolved to.
 enum Resolved {
+    /// A known contact needing no handle re-check: the message is already stored.
     Sent(SentMessage),
-    Contact([u8; 16], Option<(String, u64)>),
+    /// A known contact found by this handle, whose re-check is due.
+    Recheck([u8; 16], String),
+    /// No contact by that name.
     Unknown,
+}
+
+/// The conversation with `identity`, adding it as a contact (named from `alias_base`) if it is
+/// not one yet.
+async fn contact_for(
+    ctx: &Context,
+    identity: [u8; 32],
+    alias_base: String,
+    handle: Option<String>,
+) -> ApiResult<[u8; 16]> {
+    ctx.core
+        .call(move |s, t| {
+            let u = s.unlocked()?;
+            if let Some(id) = u.by_identity.get(&identity) {
+                return Ok(*id);
+            }
+            let alias = u.free_alias(&alias_base);
+            contacts::add(s, t, &alias, identity, handle, None, true)
+        })
+        .await
 }
 
 async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
@@ -565,44 +581,37 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
     let lookup = target.clone();
     let recheck_ms = ctx.handle_recheck_ms;
     // The common case, a known contact whose handle needs no re-check, is one core job.
-    let text = std::sync::Arc::new(p.text);
+    let text = Arc::new(p.text);
     let first_text = text.clone();
     let resolved = ctx
         .core
         .call(move |s, t| {
             let u = s.unlocked()?;
-            match u.find_contact(&lookup) {
-                Ok(id) => {
-                    let c = u.contact(&id)?;
-                    let check = c.handle.clone().map(|h| (h, c.handle_checked_ms));
-                    match check {
-                        Some((_, checked)) if checked + recheck_ms <= now_ms() => {
-                            Ok(Resolved::Contact(id, check))
-                        }
-                        _ => messaging::send_text(s, t, id, &first_text).map(Resolved::Sent),
-                    }
+            let Ok(id) = u.find_contact(&lookup) else {
+                return Ok(Resolved::Unknown);
+            };
+            let c = u.contact(&id)?;
+            match &c.handle {
+                Some(handle) if c.handle_checked_ms + recheck_ms <= now_ms() => {
+                    Ok(Resolved::Recheck(id, handle.clone()))
                 }
-                Err(_) => Ok(Resolved::Unknown),
+                _ => messaging::send_text(s, t, id, &first_text).map(Resolved::Sent),
             }
         })
         .await?;
     let conversation = match resolved {
         Resolved::Sent(sent) => return Ok(sent),
-        Resolved::Contact(id, check) => {
-            // A contact found by handle: if the relay now names another key for the handle,
-            // that is a key change, and the send is refused until the user trusts it.
-            if let Some((handle, checked)) = check
-                && checked + ctx.handle_recheck_ms <= now_ms()
-            {
-                match lookup_handle(ctx, &handle).await {
-                    Ok(found) => {
-                        ctx.core
-                            .call(move |s, t| contacts::apply_handle_check(s, t, id, found))
-                            .await?;
-                    }
-                    Err(e) => {
-                        tracing::info!(error = %e, "could not re-check a handle; sending anyway")
-                    }
+        Resolved::Recheck(id, handle) => {
+            // If the relay now names another key for the handle, that is a key change, and
+            // the send is refused until the user trusts it.
+            match lookup_handle(ctx, &handle).await {
+                Ok(found) => {
+                    ctx.core
+                        .call(move |s, t| contacts::apply_handle_check(s, t, id, found))
+                        .await?;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "could not re-check a handle; sending anyway")
                 }
             }
             id
@@ -611,17 +620,8 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
             let identity = lookup_handle(ctx, &target).await?.ok_or_else(|| {
                 ApiError::not_found(format!("{target} (no contact or handle by that name)"))
             })?;
-            let alias = target.trim_start_matches('@').to_owned();
-            ctx.core
-                .call(move |s, t| {
-                    let u = s.unlocked()?;
-                    if let Some(id) = u.by_identity.get(&identity) {
-                        return Ok(*id);
-                    }
-                    let alias = u.free_alias(&alias);
-                    contacts::add(s, t, &alias, identity, Some(alias.clone()), None, true)
-                })
-                .await?
+            let handle = target.trim_start_matches('@').to_owned();
+            contact_for(ctx, identity, handle.clone(), Some(handle)).await?
         }
         Resolved::Unknown => {
             // Not a contact: an address is accepted as it is; anything else that does not look
@@ -632,17 +632,7 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
                 )));
             }
             let identity = contacts::parse_address(&target)?;
-            ctx.core
-                .call(move |s, t| {
-                    let u = s.unlocked()?;
-                    if let Some(id) = u.by_identity.get(&identity) {
-                        return Ok(*id);
-                    }
-                    let base: String = target.chars().take(13).collect();
-                    let alias = u.free_alias(&base);
-                    contacts::add(s, t, &alias, identity, None, None, true)
-                })
-                .await?
+            contact_for(ctx, identity, target.chars().take(13).collect(), None).await?
         }
     };
     ctx.core
