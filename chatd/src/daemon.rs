@@ -137,7 +137,7 @@ pub async fn run(
     } else if Vault::exists(&kv_for_unlock)? && !Vault::is_protected(&kv_for_unlock)? {
         // The key of an account created without a passphrase is stored unprotected anyway:
         // unlocking at start changes nothing about its security and keeps messages flowing.
-        unlock_request(&methods, serde_json::json!({})).await;
+        unlock_request(&methods, "{}").await;
     }
     let listener = RpcListener::bind(&config.socket)
         .with_context(|| format!("binding the socket {}", config.socket.display()))?;
@@ -154,26 +154,46 @@ pub async fn run(
     Ok(())
 }
 
+/// The longest passphrase file read (a passphrase is its first line).
+const MAX_PASSPHRASE_FILE: u64 = 64 * 1024;
+
 async fn unlock_from_file(methods: &jsonrpsee::Methods, path: &Path) {
-    let passphrase = match std::fs::read_to_string(path) {
-        Ok(text) => zeroize::Zeroizing::new(text.lines().next().unwrap_or_default().to_owned()),
-        Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "cannot read the passphrase file");
-            return;
-        }
+    use std::io::Read as _;
+    use zeroize::Zeroizing;
+    // Every copy of the passphrase lives in a zeroizing buffer sized up front.
+    let mut text = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE_FILE as usize));
+    let read = std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PASSPHRASE_FILE).read_to_end(&mut text));
+    if let Err(e) = read {
+        tracing::error!(file = %path.display(), error = %e, "cannot read the passphrase file");
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(&text) else {
+        tracing::error!(file = %path.display(), "the passphrase file is not UTF-8");
+        return;
     };
-    unlock_request(
-        methods,
-        serde_json::json!({ "passphrase": passphrase.as_str() }),
-    )
-    .await;
+    let passphrase = text.lines().next().unwrap_or_default();
+    let mut params = Zeroizing::new(Vec::with_capacity(passphrase.len() * 6 + 32));
+    params.extend_from_slice(b"{\"passphrase\":");
+    // JSON-escaping writes into the pre-sized buffer: at most 6 bytes per input byte.
+    if serde_json::to_writer(&mut *params, passphrase).is_err() {
+        return;
+    }
+    params.push(b'}');
+    match std::str::from_utf8(&params) {
+        Ok(params) => unlock_request(methods, params).await,
+        Err(_) => tracing::error!("could not build the unlock request"),
+    }
 }
 
-async fn unlock_request(methods: &jsonrpsee::Methods, params: serde_json::Value) {
-    let request = zeroize::Zeroizing::new(
-        serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": api::methods::ACCOUNT_UNLOCK, "params": params})
-            .to_string(),
-    );
+/// Calls `account.unlock` with `params` (a JSON object) and logs the outcome.
+async fn unlock_request(methods: &jsonrpsee::Methods, params: &str) {
+    let mut request = zeroize::Zeroizing::new(String::with_capacity(params.len() + 80));
+    request.push_str("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"");
+    request.push_str(api::methods::ACCOUNT_UNLOCK);
+    request.push_str("\",\"params\":");
+    request.push_str(params);
+    request.push('}');
     match methods.raw_json_request(&request, 1).await {
         Ok((response, _)) => {
             let response: serde_json::Value =
