@@ -10,6 +10,7 @@ mod ephemeral;
 mod hosting;
 mod lifecycle;
 mod messaging;
+mod prekeys;
 mod python_client;
 mod regressions;
 mod rpc_abuse;

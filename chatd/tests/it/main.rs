@@ -3,8 +3,6 @@
 
 use std::process::Command;
 
-mod prekeys;
-
 #[test]
 fn help_and_version_work() {
     let out = Command::new(env!("CARGO_BIN_EXE_chatd"))
