@@ -9,6 +9,7 @@
 //! - Other binaries: [`chatctl`], [`run_chatctl`], [`Finished`] and [`LineReader`] for
 //!   commands that end or keep printing, [`KillOnDrop`] for a process that is not our child.
 //! - The network: [`WsProxy`], a man in the middle between daemons and a relay.
+//! - System programs from Debian's packages: [`system_tool_available`] skips or fails.
 //!
 //! The binaries are the ones `cargo test --workspace` builds next to this test binary
 //! (`target/<profile>/`): chatctl, chatd and chat-relay all have integration tests of their
@@ -87,6 +88,35 @@ pub fn wait_for_next_second() {
     };
     let start = now();
     wait_for("the next second", || (now() > start).then_some(()));
+}
+
+/// Whether a system program a test drives (from Debian's packages: `dbus-run-session`,
+/// `systemd-analyze`, `node`, ...) can run here. `probe` is the program and its arguments for a
+/// cheap run that succeeds only if the program works (`["node", "--version"]`).
+///
+/// When it cannot run, the test should return early: this prints that the test was skipped
+/// and why, unless `CHATD_REQUIRE_SYSTEM_TOOLS` is set (`.ci/run` sets it after installing the
+/// programs), in which case it panics, so CI never passes by skipping.
+pub fn system_tool_available(test: &str, probe: &[&str]) -> bool {
+    let Some((program, args)) = probe.split_first() else {
+        panic!("system_tool_available needs a program to probe");
+    };
+    let works = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if works {
+        return true;
+    }
+    let why = format!("`{}` does not run here", probe.join(" "));
+    if std::env::var_os("CHATD_REQUIRE_SYSTEM_TOOLS").is_some() {
+        panic!("{test}: {why}, and CHATD_REQUIRE_SYSTEM_TOOLS is set (.ci/run installs it)");
+    }
+    eprintln!("{test}: SKIPPED: {why} (.ci/run installs it; see README, Tests)");
+    false
 }
 
 /// A free loopback port (bound and released; good enough for tests on one machine).

@@ -20,12 +20,7 @@ fn script() -> PathBuf {
 /// `python3` with the environment cleared of the socket variables, or `None` (with a note
 /// printed) when there is no python3.
 fn python3() -> Option<Command> {
-    let found = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("not run: python3 is not installed");
+    if !tests::system_tool_available("python_client", &["python3", "--version"]) {
         return None;
     }
     let mut command = Command::new("python3");
