@@ -2,6 +2,14 @@
 //! same semantics for `--ephemeral` (which must write nothing to disk, so sled's `temporary`
 //! mode, which writes files, is not used).
 //!
+//! On disk, writes go to a write-back overlay first ([`Pending`]): the batches applied between
+//! two flushes are merged there (the last write of a key wins) and reach sled as one batch
+//! when the store is flushed or scanned. The core applies a batch per request and flushes once
+//! per round, so a round that stores 100 messages used to rewrite the conversation's record
+//! 100 times and each outbox entry twice (queued, then sealed); sled copies a whole tree node
+//! for every write, so each of those cost a node's worth of bytes on disk. Reads see the
+//! overlay, so nothing changes for callers but the cost.
+//!
 //! `Kv` stores opaque byte strings; it neither encrypts nor knows about tables. [`super::Store`]
 //! and [`super::Vault`] are its only users, so the read and write methods are crate-private:
 //! nothing outside the store can write a value that skipped encryption.
@@ -28,6 +36,11 @@ pub(crate) type Op = (Vec<u8>, Option<Vec<u8>>);
 /// The ordered map behind the in-memory backend.
 type MemoryMap = BTreeMap<IVec, IVec>;
 
+/// Writes applied since the last drain into sled: the new value of each key, `None` for a
+/// deletion. Drained (under its lock, so no reader misses a write in between) by flushes and
+/// range scans.
+type Pending = BTreeMap<Vec<u8>, Option<IVec>>;
+
 /// The raw key-value backend: a sled database on disk or an ordered map in memory.
 ///
 /// Cheap to clone: clones share the same database or map.
@@ -38,8 +51,13 @@ pub struct Kv {
 
 #[derive(Clone)]
 enum Backend {
-    /// The durable backend. `db` is kept for flushing; everything lives in `tree`.
-    Sled { db: sled::Db, tree: sled::Tree },
+    /// The durable backend. `db` is kept for flushing; everything lives in `tree`, behind the
+    /// `pending` overlay.
+    Sled {
+        db: sled::Db,
+        tree: sled::Tree,
+        pending: Arc<Mutex<Pending>>,
+    },
     /// The `--ephemeral` backend.
     Memory(Arc<Mutex<MemoryMap>>),
 }
@@ -54,11 +72,18 @@ impl Kv {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity)
+            // The core flushes after every round that wrote; sled's own timer would only
+            // wake a thread to find nothing new.
+            .flush_every_ms(None)
             .open()
             .map_err(open_error)?;
         let tree = db.open_tree(TREE_NAME)?;
         Ok(Kv {
-            backend: Backend::Sled { db, tree },
+            backend: Backend::Sled {
+                db,
+                tree,
+                pending: Arc::default(),
+            },
         })
     }
 
@@ -77,7 +102,12 @@ impl Kv {
     /// The value stored under `key`.
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<IVec>, StoreError> {
         match &self.backend {
-            Backend::Sled { tree, .. } => Ok(tree.get(key)?),
+            Backend::Sled { tree, pending, .. } => {
+                if let Some(value) = lock(pending).get(key) {
+                    return Ok(value.clone());
+                }
+                Ok(tree.get(key)?)
+            }
             Backend::Memory(map) => Ok(lock(map).get(key).cloned()),
         }
     }
@@ -85,9 +115,19 @@ impl Kv {
     /// Stores `value` under `key` only if the key is absent; returns whether it was stored.
     pub(crate) fn insert_new(&self, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sled { tree, .. } => Ok(tree
-                .compare_and_swap(key, None::<&[u8]>, Some(value))?
-                .is_ok()),
+            Backend::Sled { tree, pending, .. } => {
+                let mut pending = lock(pending);
+                match pending.get(key) {
+                    Some(Some(_)) => Ok(false),
+                    Some(None) => {
+                        pending.insert(key.to_vec(), Some(IVec::from(value)));
+                        Ok(true)
+                    }
+                    None => Ok(tree
+                        .compare_and_swap(key, None::<&[u8]>, Some(value))?
+                        .is_ok()),
+                }
+            }
             Backend::Memory(map) => {
                 let mut map = lock(map);
                 if map.contains_key(key) {
@@ -103,27 +143,16 @@ impl Kv {
     /// Applies `ops` in order, atomically: a reader sees all of them or none.
     pub(crate) fn apply(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sled { tree, .. } if ops.len() == 1 => {
-                // One write is atomic by itself, and a plain insert costs about half of a
-                // one-entry batch: it takes the shared side of sled's concurrency-control lock,
-                // where a batch takes the exclusive side and pins the log.
+            Backend::Sled { pending, .. } => {
+                let ops: Vec<(Vec<u8>, Option<IVec>)> = ops
+                    .into_iter()
+                    .map(|(key, value)| (key, value.map(IVec::from)))
+                    .collect();
+                let mut pending = lock(pending);
                 for (key, value) in ops {
-                    match value {
-                        Some(value) => tree.insert(key, value)?,
-                        None => tree.remove(key)?,
-                    };
+                    pending.insert(key, value);
                 }
                 Ok(())
-            }
-            Backend::Sled { tree, .. } => {
-                let mut batch = sled::Batch::default();
-                for (key, value) in ops {
-                    match value {
-                        Some(value) => batch.insert(key, value),
-                        None => batch.remove(key),
-                    }
-                }
-                Ok(tree.apply_batch(batch)?)
             }
             Backend::Memory(map) => {
                 // Convert before taking the lock so the critical section only links nodes.
@@ -152,10 +181,17 @@ impl Kv {
             return RawIter::Empty;
         }
         match &self.backend {
-            Backend::Sled { tree, .. } => RawIter::Sled {
-                iter: tree.range::<Vec<u8>, _>((lo, hi)),
-                rev,
-            },
+            Backend::Sled { tree, .. } => {
+                // Scans are rare (history pages, start-up): merging the overlay into sled
+                // first is simpler than merging two ordered iterators, and as cheap.
+                if let Err(e) = self.drain() {
+                    return RawIter::Failed(Some(e));
+                }
+                RawIter::Sled {
+                    iter: tree.range::<Vec<u8>, _>((lo, hi)),
+                    rev,
+                }
+            }
             Backend::Memory(map) => RawIter::Memory(MemoryCursor {
                 map: Arc::clone(map),
                 lo,
@@ -171,6 +207,7 @@ impl Kv {
     pub(crate) fn flush_blocking(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sled { db, .. } => {
+                self.drain()?;
                 db.flush()?;
                 Ok(())
             }
@@ -182,11 +219,34 @@ impl Kv {
     pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sled { db, .. } => {
+                self.drain()?;
                 db.flush_async().await?;
                 Ok(())
             }
             Backend::Memory(_) => Ok(()),
         }
+    }
+
+    /// Moves the overlay's writes into sled as one atomic batch. The overlay's lock is held
+    /// until sled has them, so a concurrent `get` sees each write in one place or the other.
+    fn drain(&self) -> Result<(), StoreError> {
+        let Backend::Sled { tree, pending, .. } = &self.backend else {
+            return Ok(());
+        };
+        let mut pending = lock(pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in pending.iter() {
+            match value {
+                Some(value) => batch.insert(key.as_slice(), value.clone()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        tree.apply_batch(batch)?;
+        pending.clear();
+        Ok(())
     }
 }
 
@@ -223,7 +283,7 @@ fn open_error(error: sled::Error) -> StoreError {
 
 /// Locks the in-memory map. A panic while it was held cannot leave it inconsistent (every
 /// critical section is a sequence of whole `BTreeMap` operations), so poisoning is ignored.
-fn lock(map: &Mutex<MemoryMap>) -> MutexGuard<'_, MemoryMap> {
+fn lock<T>(map: &Mutex<T>) -> MutexGuard<'_, T> {
     map.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -247,6 +307,8 @@ pub(crate) enum RawIter {
     Sled { iter: sled::Iter, rev: bool },
     /// An in-memory range.
     Memory(MemoryCursor),
+    /// The overlay could not be written to sled before the scan: yields the error once.
+    Failed(Option<StoreError>),
 }
 
 impl Iterator for RawIter {
@@ -258,6 +320,7 @@ impl Iterator for RawIter {
             RawIter::Sled { iter, rev: false } => iter.next().map(|entry| Ok(entry?)),
             RawIter::Sled { iter, rev: true } => iter.next_back().map(|entry| Ok(entry?)),
             RawIter::Memory(cursor) => cursor.next().map(Ok),
+            RawIter::Failed(error) => error.take().map(Err),
         }
     }
 }

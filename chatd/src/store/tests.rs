@@ -695,6 +695,71 @@ fn a_reopened_sled_store_keeps_flushed_data() {
 }
 
 #[test]
+fn writes_between_flushes_are_read_back_and_the_last_one_is_kept() {
+    // On sled, committed batches wait in the write-back overlay until the next flush or scan;
+    // every read must see them there, deletions included, and the flush must keep the last
+    // write of each key.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let kv = Kv::open(dir.path(), CACHE).unwrap();
+        let store = new_store(&kv);
+        put(&store, MESSAGES, b"kept", b"old");
+        put(&store, MESSAGES, b"deleted", b"flushed");
+        store.flush_blocking().unwrap();
+
+        put(&store, MESSAGES, b"kept", b"new");
+        put(&store, MESSAGES, b"added", b"one");
+        put(&store, MESSAGES, b"added", b"two");
+        let mut batch = store.batch();
+        batch.delete(MESSAGES, b"deleted");
+        store.commit(batch).unwrap();
+        assert_eq!(get(&store, MESSAGES, b"kept").as_deref(), Some(&b"new"[..]));
+        assert_eq!(
+            get(&store, MESSAGES, b"added").as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(get(&store, MESSAGES, b"deleted"), None);
+
+        // A scan sees the same (it moves the overlay into sled first), and writes made after
+        // it are seen by reads as before.
+        let scanned = collect(store.scan(MESSAGES, b""));
+        assert_eq!(
+            scanned,
+            vec![
+                (b"added".to_vec(), b"two".to_vec()),
+                (b"kept".to_vec(), b"new".to_vec()),
+            ]
+        );
+        put(&store, MESSAGES, b"late", b"after the scan");
+        assert_eq!(
+            get(&store, MESSAGES, b"late").as_deref(),
+            Some(&b"after the scan"[..])
+        );
+        store.flush_blocking().unwrap();
+    }
+
+    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    let store = Store::new(kv.clone(), Vault::unlock(&kv, Some(PASSPHRASE)).unwrap());
+    assert_eq!(
+        keys(&collect(store.scan(MESSAGES, b""))),
+        vec![b"added".to_vec(), b"kept".to_vec(), b"late".to_vec()]
+    );
+    assert_eq!(get(&store, MESSAGES, b"kept").as_deref(), Some(&b"new"[..]));
+}
+
+#[test]
+fn insert_new_sees_unflushed_writes() {
+    each_backend(|kv| {
+        let key = backend_key(CONTACTS, b"claimed");
+        assert!(kv.insert_new(key.as_slice(), b"first").unwrap());
+        assert!(!kv.insert_new(key.as_slice(), b"second").unwrap());
+        kv.apply(vec![(key.as_slice().to_vec(), None)]).unwrap();
+        assert!(kv.insert_new(key.as_slice(), b"third").unwrap());
+        assert_eq!(kv.get(key.as_slice()).unwrap().unwrap().as_ref(), b"third");
+    });
+}
+
+#[test]
 fn a_sled_directory_opens_once() {
     let dir = tempfile::tempdir().unwrap();
     let first = Kv::open(dir.path(), CACHE).unwrap();
