@@ -868,6 +868,7 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
     if let Err(e) = flush_receipts(unlocked, txn) {
         tracing::error!(error = %e, "could not queue receipts");
     }
+    defer_fresh_receipts(unlocked, &inputs);
     account::check_prekeys_if_used(unlocked, txn);
     for ids in std::mem::take(&mut unlocked.pending_acks).chunks(protocol::frames::MAX_ACK_IDS) {
         txn.frame(ClientFrame::Ack {
@@ -895,10 +896,32 @@ fn owe_receipt(unlocked: &mut Unlocked, batch: &mut Batch<'_>, conversation: Con
     key[16..].copy_from_slice(&id);
     batch.put(tables::OWED_RECEIPTS, &key, &[]);
     unlocked
-        .pending_receipts
+        .fresh_receipts
         .entry(conversation)
         .or_default()
         .push(id);
+}
+
+/// Hands the receipts owed for this round's messages to the next round, and makes sure there
+/// is one. The receipt is a ratchet step and a sealed envelope (an X25519 key and DH); sealing
+/// it after this round's flush lets the messages' events out sooner. Under a steady load the
+/// next round comes anyway and queues them with its own work.
+fn defer_fresh_receipts(
+    unlocked: &mut Unlocked,
+    inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+) {
+    if unlocked.fresh_receipts.is_empty() {
+        return;
+    }
+    for (conversation, ids) in std::mem::take(&mut unlocked.fresh_receipts) {
+        unlocked
+            .pending_receipts
+            .entry(conversation)
+            .or_default()
+            .extend(ids);
+    }
+    let wake: super::Job = Box::new(|_, _| {});
+    let _ = inputs.send(Input::Job(wake));
 }
 
 /// Turns the owed receipts into one outbox entry per conversation, deleting the records in

@@ -76,8 +76,11 @@ pub struct Unlocked {
     pub online: bool,
     /// Background requests (bundle fetches, sends); aborted on lock.
     pub tasks: JoinSet<()>,
-    /// Delivery receipts to send at the end of the round, per conversation.
+    /// Delivery receipts to queue at the end of the round, per conversation.
     pub pending_receipts: HashMap<ConvId, Vec<[u8; 16]>>,
+    /// Receipts owed for messages stored this round: they wait for the next round, so that
+    /// sealing them does not delay this round's flush and its `message.received` events.
+    pub fresh_receipts: HashMap<ConvId, Vec<[u8; 16]>>,
     /// Envelopes stored this round, acknowledged once the round is durable.
     pub pending_acks: Vec<protocol::frames::EnvelopeId>,
     /// A one-time prekey was used since the relay's counts were last asked for.
@@ -140,6 +143,7 @@ impl Unlocked {
             online: false,
             tasks: JoinSet::new(),
             pending_receipts: HashMap::new(),
+            fresh_receipts: HashMap::new(),
             pending_acks: Vec::new(),
             prekeys_used: false,
             prekeys_checked: None,
