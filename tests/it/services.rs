@@ -548,25 +548,30 @@ fn socket_activation_serves_the_inherited_socket_as_it_is() {
     create_private_dir(&run);
     let socket = run.join("chatd.sock");
     let notify = NotifySocket::at_path(&dir.path().join("notify"));
-    // systemd-socket-activate passes on only the variables named with -E.
+    // systemd-socket-activate passes on only the variables named with -E. Its log (and
+    // chatd's) goes to a file: "Listening on" there means it has called listen(2), whereas the
+    // socket file appears already at bind(2), when a connection would still be refused.
+    let log_path = dir.path().join("activate.log");
+    let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
     let mut activate = Command::new("systemd-socket-activate");
     activate
         .arg("--listen")
         .arg(&socket)
         .arg(format!("--setenv=NOTIFY_SOCKET={}", notify.address))
         .arg("--setenv=RUST_LOG=warn")
-        .env("SYSTEMD_LOG_LEVEL", "warning")
         .arg(bin("chatd"))
         .args(chatd_args(&socket))
+        .env("SYSTEMD_LOG_LEVEL", "info")
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdout(Stdio::null())
+        .stderr(log);
     let mut chatd = Running(
         activate
             .spawn()
             .unwrap_or_else(|e| panic!("spawning systemd-socket-activate: {e}")),
     );
     wait_for("systemd-socket-activate to listen", || {
-        socket.exists().then_some(())
+        read(&log_path).contains("Listening on").then_some(())
     });
     // The manager's choice of modes (SocketMode=0600 in chatd.socket), made before chatd runs.
     chmod(&socket, 0o600);
