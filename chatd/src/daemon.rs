@@ -1,6 +1,10 @@
 //! Wiring: opens the store, hosts a relay if asked (or the embedded one when no relay is
 //! configured), starts the core, unlocks from a passphrase file, and serves the RPC socket until
 //! shutdown. [`run`] is what `main` calls and what tests call in-process.
+//!
+//! Under a service manager (contrib/systemd, docs/SERVICES.md) it also serves the socket the
+//! manager passed instead of binding one (socket activation), and tells the manager when it is
+//! ready (`READY=1`, once the socket is served) and when it stops (`STOPPING=1`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,7 +19,7 @@ use crate::config::Config;
 use crate::core::{self, CoreConfig};
 use crate::events::EventBus;
 use crate::methods::{self, Context};
-use crate::rpc::{self, RpcListener, ServerLimits};
+use crate::rpc::{self, Notifier, RpcListener, ServerLimits};
 use crate::store::{Kv, Vault};
 
 /// Page cache of the sled store: small, because the daemon's memory matters more than
@@ -64,6 +68,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    // A socket passed by a service manager is taken over before anything else opens a file
+    // or a socket (see `rpc::activation` for why that order matters).
+    let inherited =
+        RpcListener::inherited().context("taking over the socket the service manager passed")?;
+    let notifier = Notifier::from_env();
     let kv = match &config.data_dir {
         Some(dir) => {
             create_private_dir(dir)
@@ -139,10 +148,31 @@ pub async fn run(
         // unlocking at start changes nothing about its security and keeps messages flowing.
         unlock_request(&methods, "{}").await;
     }
-    let listener = RpcListener::bind(&config.socket)
-        .with_context(|| format!("binding the socket {}", config.socket.display()))?;
-    tracing::info!(socket = %config.socket.display(), "chatd ready");
-    rpc::serve(listener, methods, ServerLimits::default(), shutdown).await;
+    let listener = match inherited {
+        Some(listener) => {
+            if listener.path() != config.socket {
+                tracing::warn!(
+                    inherited = %listener.path().display(),
+                    configured = %config.socket.display(),
+                    "serving the socket the service manager passed, not the configured one"
+                );
+            }
+            listener
+        }
+        None => RpcListener::bind(&config.socket)
+            .with_context(|| format!("binding the socket {}", config.socket.display()))?,
+    };
+    let activated = listener.is_inherited();
+    let notifier = &notifier;
+    let ready = move |socket: &Path| {
+        tracing::info!(socket = %socket.display(), activated, "chatd ready");
+        notifier.ready(&format!("Serving {}", socket.display()));
+    };
+    let shutdown = async move {
+        shutdown.await;
+        notifier.stopping();
+    };
+    rpc::serve(listener, methods, ServerLimits::default(), ready, shutdown).await;
     let _ = stop_core.send(());
     let _ = core_task.await;
     for relay in relays {

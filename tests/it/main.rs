@@ -14,5 +14,6 @@ mod prekeys;
 mod python_client;
 mod regressions;
 mod rpc_abuse;
+mod services;
 mod smoke;
 mod tidy;

@@ -1,5 +1,6 @@
 //! The RPC socket file: its private directory, the lock that keeps two daemons off one path, the
-//! stale-socket check, the bind, the file modes, and removal on drop.
+//! stale-socket check, the bind, the file modes, and removal on drop; or, under socket
+//! activation, the listener a service manager bound, adopted as it is.
 //!
 //! Directory policy: the socket's parent directory must be owned by us and closed to group and
 //! others (mode `0700` or stricter), because a socket in a directory other users can enter or
@@ -24,8 +25,9 @@ use tracing::{debug, warn};
 ///
 /// While it lives it holds an exclusive lock on `<path>.lock` (a file left in place on purpose:
 /// removing a lock file reopens the race it closes), so a second daemon started at the same
-/// moment cannot remove and replace this socket. Dropping it removes the socket file, if the file
-/// at the path is still this socket.
+/// moment cannot remove and replace this socket. Dropping a socket it bound removes the socket
+/// file, if the file at the path is still this socket; an inherited socket's file is left
+/// alone, because it belongs to the service manager, which goes on listening on it.
 #[derive(Debug)]
 pub struct RpcListener {
     listener: UnixListener,
@@ -68,8 +70,7 @@ impl RpcListener {
         {
             Ok(meta) => SocketFile {
                 path: path.to_path_buf(),
-                dev: meta.dev(),
-                ino: meta.ino(),
+                bound_here: Some((meta.dev(), meta.ino())),
                 _lock: lock,
             },
             Err(e) => {
@@ -85,9 +86,60 @@ impl RpcListener {
         Ok(RpcListener { listener, socket })
     }
 
-    /// The socket's path, as given to [`RpcListener::bind`].
+    /// The listening socket a service manager passed to this process (socket activation,
+    /// `activation.rs`), adopted as it is, or `None` when there is none.
+    ///
+    /// The socket file is not touched: no stale-socket check, no bind, no change of mode,
+    /// and no removal on drop. The rest holds as for [`RpcListener::bind`]: the socket must
+    /// have a path, its directory must pass the same check (though it is never created
+    /// here), and the path's lock is taken, so a second daemon cannot serve the same path
+    /// ([`io::ErrorKind::AddrInUse`] if one already does). [`serve`](super::serve) checks
+    /// every peer's uid all the same.
+    ///
+    /// Call it once, early: it adopts descriptor 3 at most once per process.
+    pub fn inherited() -> io::Result<Option<RpcListener>> {
+        let Some(listener) = super::activation::take_listener()? else {
+            return Ok(None);
+        };
+        let path = listener
+            .local_addr()?
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .filter(|path| path.file_name().is_some())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "socket activation: the socket has no path (an abstract or unnamed \
+                     socket); chatd serves a socket file (ListenStream=%t/chatd/chatd.sock)",
+                )
+            })?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        check_private_dir(dir)?;
+        let lock = lock(&path)?;
+        listener.set_nonblocking(true)?;
+        debug!(path = %path.display(), "RPC socket inherited");
+        Ok(Some(RpcListener {
+            listener,
+            socket: SocketFile {
+                path,
+                bound_here: None,
+                _lock: lock,
+            },
+        }))
+    }
+
+    /// The socket's path, as given to [`RpcListener::bind`] or as the inherited socket is
+    /// bound.
     pub fn path(&self) -> &Path {
         &self.socket.path
+    }
+
+    /// Whether the socket was passed by a service manager rather than bound here.
+    pub fn is_inherited(&self) -> bool {
+        self.socket.bound_here.is_none()
     }
 
     /// The listening socket, and the guard that removes its file.
@@ -96,13 +148,14 @@ impl RpcListener {
     }
 }
 
-/// Owns the socket file: removes it on drop, if the file at the path is still ours, and holds
-/// the path's lock until then.
+/// Owns the socket file: removes it on drop if it was bound here and the file at the path is
+/// still ours, and holds the path's lock until then.
 #[derive(Debug)]
 pub(super) struct SocketFile {
     path: PathBuf,
-    dev: u64,
-    ino: u64,
+    /// The device and inode of the socket file this process bound; `None` for an inherited
+    /// socket, whose file is never removed here.
+    bound_here: Option<(u64, u64)>,
     _lock: File,
 }
 
@@ -115,8 +168,11 @@ impl SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        let Some((dev, ino)) = self.bound_here else {
+            return;
+        };
         let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|meta| meta.dev() == self.dev && meta.ino() == self.ino);
+            .is_ok_and(|meta| meta.dev() == dev && meta.ino() == ino);
         if ours && let Err(e) = fs::remove_file(&self.path) {
             warn!(path = %self.path.display(), error = %e, "cannot remove the RPC socket");
         }
@@ -152,6 +208,11 @@ fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             ));
         }
     }
+    check_private_dir(dir)
+}
+
+/// Checks that `dir` is a directory, ours, and closed to group and others.
+fn check_private_dir(dir: &Path) -> io::Result<()> {
     let meta = fs::metadata(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot inspect {}: {e}", dir.display())))?;
     if !meta.is_dir() {

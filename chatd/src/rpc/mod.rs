@@ -6,10 +6,14 @@
 //! `jsonrpsee::RpcModule` and hands them to [`serve`].
 //!
 //! - [`RpcListener`] (`listener.rs`): the socket file, its private directory, the lock that keeps
-//!   two daemons off one path, and the removal of the socket on drop.
+//!   two daemons off one path, and the removal of the socket on drop; or the socket a service
+//!   manager passed, taken over as it is ([`RpcListener::inherited`], with `activation.rs`,
+//!   the `LISTEN_FDS` protocol).
 //! - [`serve`] (here): the accept loop, the peer-uid check (design.md section 3), the connection
 //!   cap, and shutdown. Every task it starts is owned by a `TaskTracker` and has ended when
-//!   `serve` returns.
+//!   `serve` returns. It calls its `ready` hook once the socket accepts connections, which is
+//!   when the daemon tells a service manager it is ready ([`Notifier`], `notify.rs`, the
+//!   `sd_notify` protocol).
 //! - `connection.rs`: one connection's reader (line framing with a hard length cap), its tasks,
 //!   and how it ends.
 //! - `dispatch.rs`: JSON-RPC 2.0 over jsonrpsee's `MethodCallback`s: single calls, notifications,
@@ -51,9 +55,11 @@
 //! [`ServerLimits::max_connections`] is answered with one -32009 "server is busy" line, then
 //! closed.
 
+mod activation;
 mod connection;
 mod dispatch;
 mod listener;
+mod notify;
 mod writer;
 
 use std::future::Future;
@@ -70,6 +76,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 pub use listener::RpcListener;
+pub use notify::Notifier;
 
 /// How many requests one connection may have running at once (asynchronous methods, pending
 /// subscriptions and batches); the connection stops reading while it is at the limit.
@@ -115,7 +122,10 @@ impl Default for ServerLimits {
 
 /// Serves `methods` on `listener` until `shutdown` resolves; then stops accepting, closes every
 /// connection (in-flight calls are dropped, subscriptions see their connection close), removes
-/// the socket file and returns.
+/// the socket file (unless it was inherited) and returns.
+///
+/// `ready` is called once, with the socket's path, as soon as the socket is served: a client
+/// that connects after it is answered. It is not called if the socket cannot be served.
 ///
 /// Only peers running as our own (effective) uid are served; anyone else is dropped at once with
 /// a log line and no answer. Dropping the returned future instead of awaiting it also closes
@@ -124,6 +134,7 @@ pub async fn serve(
     listener: RpcListener,
     methods: Methods,
     limits: ServerLimits,
+    ready: impl FnOnce(&std::path::Path),
     shutdown: impl Future<Output = ()>,
 ) {
     let (std_listener, socket_file) = listener.into_parts();
@@ -145,6 +156,9 @@ pub async fn serve(
     let mut last_id = 0usize;
     let mut shutdown = std::pin::pin!(shutdown);
     info!(path = %socket_file.path().display(), "RPC socket listening");
+    // The socket has listened since it was bound, so connections made from here on queue in
+    // its backlog, and the loop below, which runs next, accepts and answers them.
+    ready(socket_file.path());
 
     loop {
         let accepted = tokio::select! {

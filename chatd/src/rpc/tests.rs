@@ -181,7 +181,7 @@ impl TestServer {
         let module = toy_module(Arc::clone(&toy))?;
         let path = listener.path().to_path_buf();
         let (shutdown, stop) = oneshot::channel::<()>();
-        let task = runtime.spawn(serve(listener, module.into(), limits, async move {
+        let task = runtime.spawn(serve(listener, module.into(), limits, |_| {}, async move {
             let _ = stop.await;
         }));
         Ok(Self {
