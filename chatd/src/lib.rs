@@ -11,12 +11,14 @@
 //! - `events`: the event bus and cursors.
 //! - `methods`: the JSON-RPC methods; `rpc`: the local socket and the connection loop.
 //! - `error`: `ApiError`, a domain error with its documented code.
+//! - `memory`: keeping glibc's malloc from holding on to freed memory.
 
 pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod memory;
 pub mod methods;
 pub mod relay_link;
 pub mod rpc;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    chatd::memory::limit_arenas();
     let args = chatd::config::Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -36,6 +36,9 @@ use unlocked::Unlocked;
 const MAX_ROUND: usize = 512;
 /// How often the core wakes up without input (retries, prekey rotation).
 const TICK: Duration = Duration::from_millis(500);
+/// How long after its last write the core counts as quiet, and hands the memory freed since
+/// back to the system ([`crate::memory::release_free_memory`]).
+const QUIET: Duration = Duration::from_secs(2);
 
 /// A unit of work for the core, run with exclusive access to its state.
 pub type Job = Box<dyn FnOnce(&mut CoreState, &mut Txn) + Send>;
@@ -243,7 +246,14 @@ pub fn start(
         generation: 0,
         inputs: inputs.clone(),
     };
-    Ok((CoreHandle { inputs }, CoreTask { state, receiver }))
+    Ok((
+        CoreHandle { inputs },
+        CoreTask {
+            state,
+            receiver,
+            last_write: None,
+        },
+    ))
 }
 
 /// The core loop, to be spawned.
@@ -251,6 +261,8 @@ pub fn start(
 pub struct CoreTask {
     state: CoreState,
     receiver: mpsc::UnboundedReceiver<Input>,
+    /// When a round last wrote to the store, until the quiet time after it has been used.
+    last_write: Option<std::time::Instant>,
 }
 
 impl CoreTask {
@@ -267,7 +279,10 @@ impl CoreTask {
                     None => break,
                     Some(input) => self.handle(input, &mut txn),
                 },
-                _ = tick.tick() => self.tick(&mut txn),
+                _ = tick.tick() => {
+                    self.release_memory_when_quiet();
+                    self.tick(&mut txn);
+                }
             }
             let mut handled = 1;
             while handled < MAX_ROUND {
@@ -276,6 +291,9 @@ impl CoreTask {
                     Err(_) => break,
                 }
                 handled += 1;
+            }
+            if txn.dirty {
+                self.last_write = Some(std::time::Instant::now());
             }
             self.finish_round(txn).await;
         }
@@ -301,6 +319,15 @@ impl CoreTask {
                     job(&mut self.state, txn);
                 }
             }
+        }
+    }
+
+    /// After a burst of writes (sled's pages, messages, envelopes), the memory freed since is
+    /// returned once the core has been quiet for [`QUIET`], on a blocking thread.
+    fn release_memory_when_quiet(&mut self) {
+        if self.last_write.is_some_and(|at| at.elapsed() >= QUIET) {
+            self.last_write = None;
+            tokio::task::spawn_blocking(crate::memory::release_free_memory);
         }
     }
 
