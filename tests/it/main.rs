@@ -3,6 +3,7 @@
 mod at_rest;
 mod bench_tool;
 mod chatctl;
+mod completions;
 mod contacts;
 mod corrupt_relay;
 mod delivery;
