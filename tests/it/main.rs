@@ -8,6 +8,7 @@ mod contacts;
 mod corrupt_relay;
 mod delivery;
 mod ephemeral;
+mod examples;
 mod hosting;
 mod lifecycle;
 mod messaging;
