@@ -11,7 +11,12 @@ use crate::exit;
 
 /// Control chatd, the end-to-end encrypted messenger daemon.
 #[derive(Debug, Parser)]
-#[command(name = "chatctl", version, long_about = long_about())]
+#[command(
+    name = "chatctl",
+    version,
+    long_about = LONG_ABOUT,
+    after_long_help = exit::help()
+)]
 pub struct Cli {
     /// chatd's socket [default: $CHATD_SOCKET, else $XDG_RUNTIME_DIR/chatd/chatd.sock]
     #[arg(long, global = true, value_name = "PATH")]
@@ -30,16 +35,11 @@ pub struct Cli {
     pub command: Command,
 }
 
-fn long_about() -> String {
-    format!(
-        "Control chatd, the end-to-end encrypted messenger daemon.\n\n\
-         chatctl is a client of chatd's local JSON-RPC socket: chatd holds every key, chatctl \
-         none. When the socket is absent, chatctl starts chatd (found next to chatctl, else on \
-         PATH; CHATD_BIN overrides it) unless --no-autostart is given. Times are shown in UTC.\n\n\
-         {}",
-        exit::HELP
-    )
-}
+/// What `chatctl --help` (and the man page's DESCRIPTION) says about chatctl.
+const LONG_ABOUT: &str = "Control chatd, the end-to-end encrypted messenger daemon.\n\n\
+    chatctl is a client of chatd's local JSON-RPC socket: chatd holds every key, chatctl none. \
+    When the socket is absent, chatctl starts chatd (found next to chatctl, else on PATH; \
+    CHATD_BIN overrides it) unless --no-autostart is given. Times are shown in UTC.";
 
 /// Every command.
 #[derive(Debug, Subcommand)]
@@ -92,6 +92,50 @@ pub enum Command {
         #[arg(long, value_name = "CURSOR")]
         since: Option<u64>,
     },
+    /// Print a shell completion script to stdout (bash, zsh or fish)
+    #[command(long_about = COMPLETIONS_ABOUT)]
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// What `chatctl completions --help` says: where each shell looks for the script.
+const COMPLETIONS_ABOUT: &str = "Print a shell completion script to stdout (bash, zsh or fish).\n\n\
+    The script completes commands, flags and fixed values; it needs no running chatd. Install \
+    it where your shell loads completions from, for example:\n\n\
+    bash: chatctl completions bash > ~/.local/share/bash-completion/completions/chatctl\n\
+    (loaded on demand by the bash-completion package; system-wide: \
+    /usr/share/bash-completion/completions/chatctl. Without that package, put \
+    `source <(chatctl completions bash)` in ~/.bashrc)\n\n\
+    zsh: chatctl completions zsh > ~/.zfunc/_chatctl\n\
+    with `fpath=(~/.zfunc $fpath); autoload -Uz compinit && compinit` in ~/.zshrc \
+    (system-wide: /usr/local/share/zsh/site-functions/_chatctl)\n\n\
+    fish: chatctl completions fish > ~/.config/fish/completions/chatctl.fish\n\
+    (system-wide: /usr/share/fish/vendor_completions.d/chatctl.fish)\n\n\
+    Then start a new shell.";
+
+/// A shell `chatctl completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// GNU Bash
+    Bash,
+    /// Z shell
+    Zsh,
+    /// fish
+    Fish,
+}
+
+impl Shell {
+    /// clap_complete's generator for this shell.
+    pub fn generator(self) -> clap_complete::Shell {
+        match self {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        }
+    }
 }
 
 /// Arguments of `init`.

@@ -15,8 +15,8 @@
 //! | 9 | wrong passphrase |
 //!
 //! Every [`ErrorCode`] is mapped by a `match` without a wildcard, so a new code in the API does
-//! not compile here until someone decides its exit code. [`HELP`] repeats the table for
-//! `chatctl --help`; a unit test keeps the two in step with the constants.
+//! not compile here until someone decides its exit code. [`CODES`] repeats the table for
+//! `chatctl --help` and the man page; a unit test keeps it in step with the constants.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -47,19 +47,41 @@ pub const RELAY: u8 = 8;
 /// The passphrase does not unlock the account.
 pub const WRONG_PASSPHRASE: u8 = 9;
 
-/// The exit codes as `chatctl --help` shows them.
-pub const HELP: &str = "\
-Exit codes:
-  0  success
-  1  any other error
-  2  usage: bad command line, or an argument chatd refused as invalid
-  3  chatd unreachable (autostart failed or disabled), or chatd went away
-  4  the account is locked, or there is no account yet
-  5  not found (contact, conversation, message, handle, or a device to send to)
-  6  the contact's identity key changed and was not trusted again
-  7  timed out waiting (send --wait)
-  8  the relay is unreachable or refused the request
-  9  wrong passphrase";
+/// Every exit code with its meaning, in order: what `chatctl --help` lists ([`help`]) and the
+/// man page's EXIT STATUS section shows.
+pub const CODES: &[(u8, &str)] = &[
+    (OK, "success"),
+    (OTHER, "any other error"),
+    (
+        USAGE,
+        "usage: bad command line, or an argument chatd refused as invalid",
+    ),
+    (
+        UNREACHABLE,
+        "chatd unreachable (autostart failed or disabled), or chatd went away",
+    ),
+    (LOCKED, "the account is locked, or there is no account yet"),
+    (
+        NOT_FOUND,
+        "not found (contact, conversation, message, handle, or a device to send to)",
+    ),
+    (
+        UNTRUSTED_KEY_CHANGE,
+        "the contact's identity key changed and was not trusted again",
+    ),
+    (TIMEOUT, "timed out waiting (send --wait)"),
+    (RELAY, "the relay is unreachable or refused the request"),
+    (WRONG_PASSPHRASE, "wrong passphrase"),
+];
+
+/// The exit codes as `chatctl --help` shows them, from [`CODES`].
+pub fn help() -> String {
+    let mut text = String::from("Exit codes:");
+    for (code, meaning) in CODES {
+        text.push_str(&format!("\n  {code}  {meaning}"));
+    }
+    text
+}
 
 /// The exit code for a domain error from chatd.
 pub fn for_error_code(code: ErrorCode) -> u8 {

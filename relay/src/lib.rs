@@ -8,12 +8,13 @@
 //! completes, and [`Relay`] is the same relay as a handle, so `chatd` can host one in-process
 //! and tests can start one on `127.0.0.1:0`.
 //!
-//! Map: `server` (accept loop, caps, lifecycle), `connection` (one client), `http` (the request
+//! Map: `cli` (the binary's flags), `server` (accept loop, caps, lifecycle), `connection` (one client), `http` (the request
 //! that opens a connection, `/healthz`, `/metrics`), `commit` (group commit, the only mailbox
 //! writer), `router` (device -> live connection), `store` (sled or memory), `envelope_ids`,
 //! `ratelimit`, `metrics`, `clock`, `config`, `tls`, `client` (a minimal client for tests, the
 //! load tool and chatd).
 
+pub mod cli;
 pub mod client;
 pub mod clock;
 mod commit;

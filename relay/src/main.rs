@@ -1,53 +1,13 @@
-//! The `chat-relay` binary: flags and an optional TOML file into a [`chat_relay::Config`],
-//! logs to stderr, serve until SIGINT or SIGTERM.
+//! The `chat-relay` binary: flags (`chat_relay::cli`) and an optional TOML file into a
+//! [`chat_relay::Config`], logs to stderr, serve until SIGINT or SIGTERM.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use chat_relay::cli::Args;
 use chat_relay::{Config, Storage, TlsConfig};
 use clap::Parser;
-
-/// A blind store-and-forward relay for chatd.
-#[derive(Debug, Parser)]
-#[command(name = "chat-relay", version, about)]
-struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:7420")]
-    listen: SocketAddr,
-    /// TOML configuration file (flags override it).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Directory of the embedded database (created if missing).
-    #[arg(long, conflicts_with = "ephemeral")]
-    data_dir: Option<PathBuf>,
-    /// Keep everything in memory and write nothing to disk.
-    #[arg(long)]
-    ephemeral: bool,
-    /// The relay binding devices sign: the public URL of this relay's `/v1` endpoint as
-    /// clients dial it, e.g. `wss://relay.example.org/v1`. Default: `ws://<listen>/v1`.
-    #[arg(long)]
-    relay_id: Option<String>,
-    /// TLS certificate chain (PEM) for native `wss://`.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Most simultaneous connections.
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// Most simultaneous connections from one IP address.
-    #[arg(long)]
-    max_connections_per_ip: Option<usize>,
-    /// Envelopes a mailbox may hold.
-    #[arg(long)]
-    mailbox_quota: Option<usize>,
-    /// Days an unacknowledged envelope is kept.
-    #[arg(long)]
-    ttl_days: Option<u64>,
-}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

@@ -3,10 +3,12 @@
 mod at_rest;
 mod bench_tool;
 mod chatctl;
+mod completions;
 mod contacts;
 mod corrupt_relay;
 mod delivery;
 mod ephemeral;
+mod examples;
 mod hosting;
 mod lifecycle;
 mod messaging;

@@ -312,5 +312,5 @@ fn unknown_commands_and_flags_are_usage_errors() {
 #[test]
 fn long_help_lists_every_exit_code() {
     let help = Cli::command().render_long_help().to_string();
-    assert!(help.contains(crate::exit::HELP), "{help}");
+    assert!(help.contains(&crate::exit::help()), "{help}");
 }

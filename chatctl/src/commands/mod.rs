@@ -3,6 +3,7 @@
 //! through.
 
 mod account;
+mod completions;
 mod contact;
 mod message;
 mod watch;
@@ -41,6 +42,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Conversations => message::conversations(&ctx),
         Command::Read { target, up_to } => message::read(&ctx, target, up_to.as_deref()),
         Command::Watch { since } => watch::watch(&ctx, *since),
+        Command::Completions { shell } => completions::completions(&ctx, *shell),
     }
 }
 

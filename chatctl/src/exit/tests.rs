@@ -59,12 +59,18 @@ fn the_codes_are_distinct_and_documented() {
     let mut seen = std::collections::HashSet::new();
     for (code, words) in all {
         assert!(seen.insert(code), "{code} twice");
-        let line = HELP
+        let help = help();
+        let line = help
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("{code} ")))
-            .unwrap_or_else(|| panic!("HELP does not list {code}"));
+            .unwrap_or_else(|| panic!("help() does not list {code}"));
         assert!(line.contains(words), "{line:?} should say {words:?}");
     }
+    assert_eq!(
+        CODES.iter().map(|(code, _)| *code).collect::<Vec<_>>(),
+        (OK..=WRONG_PASSPHRASE).collect::<Vec<_>>(),
+        "CODES lists every code once, in order"
+    );
     assert_eq!(USAGE, 2, "clap exits with 2 on a usage error");
 }
 
