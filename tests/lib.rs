@@ -35,6 +35,14 @@ use serde_json::{Value, json};
 /// How long a condition may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The workspace root: the parent of this crate's directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| panic!("the tests crate lives inside the workspace directory"))
+        .to_path_buf()
+}
+
 /// The directory holding the workspace binaries.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CHATD_TEST_BIN_DIR") {

@@ -11,9 +11,7 @@ use tests::{Finished, LineReader, Pair, shared_relay};
 
 /// `contrib/examples/<dir>/<file>` in the workspace.
 fn example(dir: &str, file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or_else(|| panic!("the tests crate lives inside the workspace"))
+    tests::workspace_root()
         .join("contrib")
         .join("examples")
         .join(dir)

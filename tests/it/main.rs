@@ -9,6 +9,7 @@ mod corrupt_relay;
 mod delivery;
 mod ephemeral;
 mod examples;
+mod first_message;
 mod hosting;
 mod lifecycle;
 mod messaging;

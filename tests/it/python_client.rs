@@ -10,11 +10,9 @@ use tests::{Finished, LineReader, Pair, shared_relay};
 
 /// The client script in the workspace.
 fn script() -> PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or_else(|| panic!("the tests crate lives inside the workspace"))
-        .to_path_buf();
-    root.join("contrib").join("chatd_client.py")
+    tests::workspace_root()
+        .join("contrib")
+        .join("chatd_client.py")
 }
 
 /// `python3` with the environment cleared of the socket variables, or `None` (with a note

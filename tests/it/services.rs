@@ -13,14 +13,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use api::client::Client;
 use serde_json::{Value, json};
-use tests::{PATIENCE, bin, bin_dir, free_addr, private_dir, system_tool_available, wait_for};
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or_else(|| panic!("the tests crate lives inside the workspace"))
-        .to_path_buf()
-}
+use tests::{
+    PATIENCE, bin, bin_dir, free_addr, private_dir, system_tool_available, wait_for, workspace_root,
+};
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))

@@ -8,14 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-
-/// The workspace root: the parent of this crate's directory.
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives inside the workspace directory")
-        .to_path_buf()
-}
+use tests::workspace_root;
 
 /// `path` relative to the workspace root, with `/` separators, for messages.
 fn display(path: &Path) -> String {
