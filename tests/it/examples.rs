@@ -4,7 +4,7 @@
 //! prints one the peer sends while it watches. Python finds the socket through `CHATD_SOCKET`,
 //! Node through `XDG_RUNTIME_DIR`, so both halves of the default-path rules run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use tests::{Finished, LineReader, Pair, shared_relay};
