@@ -16,3 +16,4 @@ mod regressions;
 mod rpc_abuse;
 mod smoke;
 mod tidy;
+mod tray;
