@@ -49,14 +49,19 @@ pub fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
 }
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`).
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`). zbus is held at
+/// `debug` whatever `RUST_LOG` says: at `trace` it writes raw D-Bus bytes, and the bytes of a
+/// Notify call are a message's text.
 pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = match "zbus=debug".parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .init();
 }
 
