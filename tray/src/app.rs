@@ -283,7 +283,7 @@ impl App {
             };
             if let Some(counts) = &counts {
                 self.icon.set(Status::Unlocked {
-                    unread: counts.values().sum(),
+                    unread: crate::inbox::total(counts),
                 });
             }
             for effect in self.inbox.flush(counts.as_ref()) {
@@ -336,7 +336,7 @@ impl App {
     fn refresh_icon(&mut self) -> Result<(), Exit> {
         if let Some(counts) = self.unread_counts()? {
             self.icon.set(Status::Unlocked {
-                unread: counts.values().sum(),
+                unread: crate::inbox::total(&counts),
             });
         }
         Ok(())

@@ -194,7 +194,7 @@ impl Inbox {
         let mut messages = Vec::new();
         if self.privacy {
             if !received.is_empty() || !read.is_empty() {
-                let total: u32 = unread.values().sum();
+                let total = total(unread);
                 if total > 0 && !received.is_empty() {
                     messages.push(Effect::Show(Slot::Messages, privacy_content(total)));
                 } else if total == 0 {
@@ -244,6 +244,11 @@ impl Inbox {
         }
         effects
     }
+}
+
+/// The sum of unread counts (saturating: the counts come from outside).
+pub fn total(counts: &HashMap<String, u32>) -> u32 {
+    counts.values().fold(0u32, |sum, n| sum.saturating_add(*n))
 }
 
 fn message_content(latest: &Latest, unread: u32) -> Content {
