@@ -20,3 +20,4 @@ mod rpc_abuse;
 mod services;
 mod smoke;
 mod tidy;
+mod tray;

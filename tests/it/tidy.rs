@@ -358,8 +358,20 @@ fn dependency_invariants_hold() {
         ),
         (
             "chat-tray",
-            &["sled", "x25519-dalek", "ed25519-dalek", "ml-kem"],
-            "chat-tray is an RPC client: it never links the store or key material",
+            &[
+                "sled",
+                "x25519-dalek",
+                "ed25519-dalek",
+                "ml-kem",
+                "chatd",
+                "protocol",
+            ],
+            "chat-tray is an RPC client: it never links the daemon, the store or key material",
+        ),
+        (
+            "chat-tray",
+            &["libdbus-sys", "dbus"],
+            "chat-tray speaks D-Bus in pure Rust (zbus), with no C libdbus to install",
         ),
     ];
     let mut offenders = Vec::new();

@@ -1,11 +1,18 @@
-//! Entry point of `chat-tray`. Not built yet: the desktop notifier is tracked by issue #5.
-//!
-//! Until then the binary says so and exits with a failure status, so nothing mistakes it for
-//! a working program.
+//! Entry point of `chat-tray`: parses flags, sets up logging to stderr, and runs the notifier
+//! (the library's [`chat_tray::run`]) until Quit; errors are printed with their causes.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    eprintln!("chat-tray: not implemented yet (the desktop notifier is tracked by issue #5)");
-    ExitCode::FAILURE
+    let args = chat_tray::Args::parse();
+    chat_tray::init_logging();
+    match chat_tray::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chat-tray: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
