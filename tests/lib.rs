@@ -12,10 +12,9 @@
 //! - System programs from Debian's packages: [`system_tool_available`] skips or fails.
 //!
 //! The binaries are the ones `cargo test --workspace` builds next to this test binary
-//! (`target/<profile>/`): chatctl, chatd and chat-relay all have integration tests of their
-//! own, so cargo builds them before any test runs (`cargo test -p tests` alone does not: run
-//! `cargo build --bins -p chatd -p chatctl -p chat-relay` first). `CHATD_TEST_BIN_DIR`
-//! overrides the directory.
+//! (`target/<profile>/`): chatctl, chatd, chat-relay and chat-tray all have integration tests
+//! of their own, so cargo builds them before any test runs (`cargo test -p tests` alone does
+//! not: run `cargo build --bins` first). `CHATD_TEST_BIN_DIR` overrides the directory.
 
 pub mod bench_support;
 

@@ -20,6 +20,7 @@ pub const PROGRAMS: &[Program] = &[
     ("chatctl", chatctl::command),
     ("chatd", chatd_command),
     ("chat-relay", chat_relay::cli::command),
+    ("chat-tray", chat_tray::command),
 ];
 
 /// chatd's command line (`chatd::config::Args`).

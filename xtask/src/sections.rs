@@ -53,6 +53,10 @@ pub fn extras(name: &str, command: &clap::Command) -> Extras {
             environment.extend(relay_environment());
             (daemon_exit_status("chat-relay"), relay_files(), false)
         }
+        "chat-tray" => {
+            environment.extend(tray_environment());
+            (daemon_exit_status("chat-tray"), tray_files(), false)
+        }
         _ => (None, None, false),
     };
     let environment = (!environment.is_empty()).then_some(Section {
@@ -173,6 +177,45 @@ fn relay_environment() -> Vec<(Term, String)> {
                 .to_owned(),
         ),
     ]
+}
+
+/// The variables chat-tray reads besides its flags' own.
+fn tray_environment() -> Vec<(Term, String)> {
+    vec![
+        rust_log("chat-tray"),
+        (
+            Term::Bold("XDG_RUNTIME_DIR".to_owned()),
+            "Without --socket or CHATD_SOCKET, chatd's socket is \
+             $XDG_RUNTIME_DIR/chatd/chatd.sock, as chatd and chatctl find it."
+                .to_owned(),
+        ),
+        (
+            Term::Bold("XDG_CONFIG_HOME, XDG_STATE_HOME".to_owned()),
+            "Where the configuration and state files are by default (see FILES).".to_owned(),
+        ),
+    ]
+}
+
+fn tray_files() -> Option<Section> {
+    Some(Section {
+        title: "FILES",
+        intro: None,
+        items: vec![
+            (
+                Term::Italic("$XDG_CONFIG_HOME/chatd/tray.toml".to_owned()),
+                "The configuration file, read if it exists (--config names another): the long \
+                 flags with underscores (privacy, preview_chars, terminal, ...); unknown keys \
+                 are errors."
+                    .to_owned(),
+            ),
+            (
+                Term::Italic("$XDG_STATE_HOME/chatd/tray-state.toml".to_owned()),
+                "The cursor of the last event shown, so that a restart of chat-tray or chatd \
+                 neither loses nor repeats a notification (--state-file moves it)."
+                    .to_owned(),
+            ),
+        ],
+    })
 }
 
 fn rust_log(program: &str) -> (Term, String) {
