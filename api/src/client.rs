@@ -1,10 +1,17 @@
 //! A small blocking JSON-RPC client over the daemon's socket: one connection, one request at a
 //! time, notifications buffered while a response is awaited. `chatctl`, `chat-tray` and the
-//! tests use it; it starts fast because it needs no async runtime.
+//! tests use it; on Unix it starts fast because it needs no async runtime.
+//!
+//! The transport is a Unix domain socket on Unix and a named pipe on Windows (`Conn`, one per
+//! platform). Windows named pipes have no read timeout, so there the connection is driven by a
+//! current-thread tokio runtime of its own, which gives [`Client::set_read_timeout`] the same
+//! meaning as on Unix without a helper thread (a read that times out there fails with
+//! `TimedOut`, on Unix with `WouldBlock`). The Windows transport is compiled and linted in
+//! CI (`x86_64-pc-windows-gnu`) but has not been run: nothing here runs Windows binaries.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,9 +21,6 @@ use serde_json::{Value, json};
 
 use crate::ErrorCode;
 use crate::events::{Event, NOTIFICATION};
-
-#[cfg(unix)]
-type Stream = std::os::unix::net::UnixStream;
 
 /// A JSON-RPC error object from the daemon.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,24 +102,26 @@ impl Notification {
 /// One connection to the daemon.
 #[derive(Debug)]
 pub struct Client {
-    reader: BufReader<Stream>,
-    writer: Stream,
+    conn: Conn,
     next_id: u64,
     notifications: VecDeque<Notification>,
     line: String,
 }
 
 impl Client {
-    /// Connects to the socket at `path`.
+    /// Connects to the socket at `path` (on Windows, the named pipe at `path`, such as
+    /// `\\.\pipe\chatd-alice`).
+    ///
+    /// When nobody serves `path`, the error is [`ClientError::Unreachable`] with an
+    /// [`io::ErrorKind::NotFound`] or [`io::ErrorKind::ConnectionRefused`] source, on every
+    /// platform.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
-        let stream = Stream::connect(path).map_err(|source| ClientError::Unreachable {
+        let conn = Conn::connect(path).map_err(|source| ClientError::Unreachable {
             path: path.display().to_string(),
             source,
         })?;
-        let writer = stream.try_clone()?;
         Ok(Self {
-            reader: BufReader::new(stream),
-            writer,
+            conn,
             next_id: 1,
             notifications: VecDeque::new(),
             line: String::new(),
@@ -124,7 +130,7 @@ impl Client {
 
     /// Limits how long a read may block (`None`: forever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), ClientError> {
-        self.writer.set_read_timeout(timeout)?;
+        self.conn.set_read_timeout(timeout)?;
         Ok(())
     }
 
@@ -148,7 +154,7 @@ impl Client {
         let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let mut line = request.to_string();
         line.push('\n');
-        self.writer.write_all(line.as_bytes())?;
+        self.conn.write_all(line.as_bytes())?;
         loop {
             let message = self.read_message()?;
             if message.get("method").is_some() {
@@ -198,8 +204,8 @@ impl Client {
     /// Sends a raw line as it is (tests use it for malformed input) and returns the next
     /// message the daemon sends that is not a notification.
     pub fn send_raw_line(&mut self, line: &str) -> Result<Value, ClientError> {
-        self.writer.write_all(line.as_bytes())?;
-        self.writer.write_all(b"\n")?;
+        self.conn.write_all(line.as_bytes())?;
+        self.conn.write_all(b"\n")?;
         loop {
             let message = self.read_message()?;
             if message.get("method").is_some() && message.get("id").is_none() {
@@ -222,7 +228,7 @@ impl Client {
 
     fn read_message(&mut self) -> Result<Value, ClientError> {
         self.line.clear();
-        let n = self.reader.read_line(&mut self.line)?;
+        let n = self.conn.read_line(&mut self.line)?;
         if n == 0 {
             return Err(ClientError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -231,5 +237,132 @@ impl Client {
         }
         serde_json::from_str(self.line.trim_end())
             .map_err(|e| ClientError::Protocol(format!("not JSON ({e}): {}", self.line.trim_end())))
+    }
+}
+
+/// The Unix transport: a Unix domain socket, read through a buffer and written directly.
+#[cfg(unix)]
+#[derive(Debug)]
+struct Conn {
+    reader: io::BufReader<std::os::unix::net::UnixStream>,
+    writer: std::os::unix::net::UnixStream,
+}
+
+#[cfg(unix)]
+impl Conn {
+    fn connect(path: &Path) -> io::Result<Self> {
+        let stream = std::os::unix::net::UnixStream::connect(path)?;
+        let writer = stream.try_clone()?;
+        Ok(Self {
+            reader: io::BufReader::new(stream),
+            writer,
+        })
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.writer.set_read_timeout(timeout)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        io::Write::write_all(&mut self.writer, bytes)
+    }
+
+    fn read_line(&mut self, line: &mut String) -> io::Result<usize> {
+        io::BufRead::read_line(&mut self.reader, line)
+    }
+}
+
+/// The Windows transport: a named pipe, driven by a current-thread runtime that only runs
+/// while a call of this client blocks (compiled, never run here: see the module documentation).
+///
+/// The pipe is opened with tokio's `ClientOptions`, whose default security quality of service
+/// is `SECURITY_IDENTIFICATION`: a program that took the pipe's name before chatd started can
+/// learn who connected but cannot impersonate the user (interprocess's client leaves the
+/// Windows default, full impersonation, which is why it is not used here).
+#[cfg(windows)]
+#[derive(Debug)]
+struct Conn {
+    runtime: tokio::runtime::Runtime,
+    stream: tokio::io::BufReader<tokio::net::windows::named_pipe::NamedPipeClient>,
+    /// What [`Client::set_read_timeout`] set; a lock because that method takes `&self`.
+    read_timeout: std::sync::Mutex<Option<Duration>>,
+}
+
+#[cfg(windows)]
+impl Conn {
+    /// How long a connect waits for a free pipe instance when the daemon is between two
+    /// accepts; a pipe that does not exist fails at once with `NotFound`.
+    const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+    /// `ERROR_PIPE_BUSY`: the pipe exists but no instance is waiting for a client.
+    const ERROR_PIPE_BUSY: i32 = 231;
+
+    fn connect(path: &Path) -> io::Result<Self> {
+        use tokio::net::windows::named_pipe::ClientOptions;
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let deadline = std::time::Instant::now() + Self::BUSY_WAIT;
+        let client = runtime.block_on(async {
+            loop {
+                match ClientOptions::new().open(path) {
+                    Err(e) if e.raw_os_error() == Some(Self::ERROR_PIPE_BUSY) => {
+                        if std::time::Instant::now() >= deadline {
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "chatd's pipe stayed busy",
+                            ));
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    opened => return opened,
+                }
+            }
+        })?;
+        Ok(Self {
+            runtime,
+            stream: tokio::io::BufReader::new(client),
+            read_timeout: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        *self
+            .read_timeout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = timeout;
+        Ok(())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt as _;
+        let stream = self.stream.get_mut();
+        self.runtime.block_on(stream.write_all(bytes))
+    }
+
+    /// Reads a line like `BufRead::read_line`; past the read timeout it fails with
+    /// `TimedOut`, as a socket with `SO_RCVTIMEO` fails with `WouldBlock` on Unix.
+    fn read_line(&mut self, line: &mut String) -> io::Result<usize> {
+        use tokio::io::AsyncBufReadExt as _;
+        let timeout = *self
+            .read_timeout
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stream = &mut self.stream;
+        self.runtime.block_on(async {
+            match timeout {
+                None => stream.read_line(line).await,
+                Some(timeout) => tokio::time::timeout(timeout, stream.read_line(line))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "timed out waiting for chatd",
+                        ))
+                    }),
+            }
+        })
     }
 }

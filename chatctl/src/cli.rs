@@ -18,7 +18,8 @@ use crate::exit;
     after_long_help = exit::help()
 )]
 pub struct Cli {
-    /// chatd's socket [default: $CHATD_SOCKET, else $XDG_RUNTIME_DIR/chatd/chatd.sock]
+    /// chatd's socket [default: $CHATD_SOCKET, else $XDG_RUNTIME_DIR/chatd/chatd.sock; on
+    /// Windows the pipe \\.\pipe\chatd-%USERNAME%]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

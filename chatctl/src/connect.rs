@@ -4,10 +4,19 @@
 //! process group, so a Ctrl-C meant for chatctl does not reach it), then connects again until the
 //! socket answers, for up to [`START_TIMEOUT`]. The binary is `$CHATD_BIN`, else `chatd` next to
 //! this executable, else `chatd` on `PATH`.
+//!
+//! On Windows `PATH` is the named pipe's (`\\.\pipe\chatd-<user>`), the binary `chatd.exe`, and
+//! the daemon is started with `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP`: no console of its
+//! own or chatctl's (closing the terminal does not end it) and no Ctrl-C from chatctl's
+//! console. A missing pipe is `NotFound`, as a missing socket is on Unix. This path is compiled
+//! for Windows in CI but has not been run.
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::process::CommandExt;
+#[cfg(unix)]
+use std::os::unix::process::CommandExt as _;
+#[cfg(windows)]
+use std::os::windows::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -24,6 +33,10 @@ pub const BIN_ENV: &str = "CHATD_BIN";
 pub const ARGS_ENV: &str = "CHATCTL_CHATD_ARGS";
 /// How long an autostarted chatd has to open its socket.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// Windows process creation flags for the autostarted daemon: `DETACHED_PROCESS` (no console)
+/// and `CREATE_NEW_PROCESS_GROUP` (Ctrl-C in chatctl's console is not its business).
+#[cfg(windows)]
+const DETACHED_CREATION_FLAGS: u32 = 0x0000_0008 | 0x0000_0200;
 /// How long to keep trying after the started chatd failed, in case a chatd another chatctl
 /// started at the same moment is about to answer.
 const EXIT_GRACE: Duration = Duration::from_millis(300);
@@ -68,8 +81,11 @@ fn start_and_connect(socket: &Path) -> anyhow::Result<Client> {
         .args(extra_args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
+        .stderr(Stdio::null());
+    #[cfg(unix)]
+    command.process_group(0);
+    #[cfg(windows)]
+    command.creation_flags(DETACHED_CREATION_FLAGS);
     let mut child = command.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => anyhow::anyhow!(
             "{} not found (looked next to chatctl and on PATH; set {BIN_ENV} to choose it)",
@@ -116,14 +132,16 @@ fn start_and_connect(socket: &Path) -> anyhow::Result<Client> {
     }
 }
 
-/// `$CHATD_BIN`, else `chatd` next to this executable, else plain `chatd` (found on `PATH`).
+/// `$CHATD_BIN`, else `chatd` next to this executable (`chatd.exe` on Windows), else plain
+/// `chatd` (found on `PATH`).
 fn daemon_binary() -> PathBuf {
     if let Some(path) = std::env::var_os(BIN_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
+    let file_name = format!("chatd{}", std::env::consts::EXE_SUFFIX);
     let sibling = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("chatd")))
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&file_name)))
         .filter(|path| path.is_file());
     sibling.unwrap_or_else(|| PathBuf::from("chatd"))
 }

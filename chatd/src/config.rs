@@ -23,7 +23,8 @@ pub struct Args {
     /// Where the encrypted store lives. Default: $XDG_DATA_HOME/chatd.
     #[arg(long, value_name = "DIR", env = "CHATD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The local RPC socket. Default: $XDG_RUNTIME_DIR/chatd/chatd.sock.
+    /// The local RPC socket. Default: $XDG_RUNTIME_DIR/chatd/chatd.sock (on Windows the named
+    /// pipe \\.\pipe\chatd-%USERNAME%).
     #[arg(long, value_name = "PATH", env = "CHATD_SOCKET")]
     pub socket: Option<PathBuf>,
     /// The relay for new accounts (ws:// or wss://). Default: the embedded relay.

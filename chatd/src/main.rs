@@ -1,5 +1,5 @@
 //! Entry point of `chatd`: parses flags, sets up logging to stderr, and runs the daemon until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM (on Windows: until Ctrl-C; compiled, not run there).
 
 use std::process::ExitCode;
 

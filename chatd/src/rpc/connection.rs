@@ -8,6 +8,9 @@
 //! the writer stops, that receiver is dropped, so every subscription of the connection sees its
 //! sink closed.
 //!
+//! The stream is a Unix socket or, on Windows, a named pipe instance (`listener.rs` and
+//! `pipe.rs` name the types); everything here is the same for both.
+//!
 //! On end of input (the client closed its sending side, as `socat` does after its input ends),
 //! the requests in flight are finished and their answers written before the connection closes.
 
@@ -15,14 +18,13 @@ use std::sync::Arc;
 
 use jsonrpsee::{ConnectionId, MethodSink};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use super::dispatch::Dispatcher;
+use super::listener::{self, ReadHalf, Stream};
 use super::{Closed, Shared, writer};
 
 /// The read buffer of a connection.
@@ -45,7 +47,7 @@ enum End {
 /// Serves one accepted (and vetted) connection until it ends or `cancel` fires. `_slot` is the
 /// connection's place under the connection cap, released when this returns.
 pub(super) async fn run(
-    stream: UnixStream,
+    stream: Stream,
     conn_id: ConnectionId,
     shared: Arc<Shared>,
     cancel: CancellationToken,
@@ -53,7 +55,7 @@ pub(super) async fn run(
 ) {
     let conn = conn_id.0;
     debug!(conn, "RPC connection opened");
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = listener::split(stream);
     let (tx, rx) = mpsc::channel(shared.limits.outgoing_buffer.max(1));
     let drain = CancellationToken::new();
     let mut writer = AbortOnDropHandle::new(tokio::spawn(writer::run(
@@ -102,7 +104,7 @@ pub(super) async fn run(
 /// Reads lines until end of input (`Ok`) or until the writer is gone (`Err`). A line longer than
 /// `max_line_len` is answered with an error and its rest skipped as it arrives, never buffered.
 async fn read_requests(
-    read_half: OwnedReadHalf,
+    read_half: ReadHalf,
     dispatcher: &mut Dispatcher,
     max_line_len: usize,
     conn: usize,

@@ -1,6 +1,8 @@
-//! The RPC socket file: its private directory, the lock that keeps two daemons off one path, the
-//! stale-socket check, the bind, the file modes, and removal on drop; or, under socket
-//! activation, the listener a service manager bound, adopted as it is.
+//! The RPC socket file (Unix): its private directory, the lock that keeps two daemons off one
+//! path, the stale-socket check, the bind, the file modes, and removal on drop; or, under socket
+//! activation, the listener a service manager bound, adopted as it is. Also the accept side
+//! [`serve`](super::serve) drives: [`Acceptor`] with the peer-uid check, and the stream types
+//! the connection loop reads and writes. `pipe.rs` is the Windows twin, with the same items.
 //!
 //! Directory policy: the socket's parent directory must be owned by us and closed to group and
 //! others (mode `0700` or stricter), because a socket in a directory other users can enter or
@@ -19,7 +21,57 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
+
+/// One accepted connection.
+pub(super) type Stream = tokio::net::UnixStream;
+/// The half of a connection its reader owns.
+pub(super) type ReadHalf = tokio::net::unix::OwnedReadHalf;
+/// The half of a connection its writer task owns.
+pub(super) type WriteHalf = tokio::net::unix::OwnedWriteHalf;
+
+/// Splits a connection into the halves its reader and writer own.
+pub(super) fn split(stream: Stream) -> (ReadHalf, WriteHalf) {
+    stream.into_split()
+}
+
+/// Tells a connection beyond the cap why it is closed: `line` goes out without waiting (a fresh
+/// socket's send buffer is empty); if it does not, the client gets the bare close.
+pub(super) fn refuse_busy(stream: Stream, line: &str, _tracker: &TaskTracker) {
+    let _ = stream.try_write(line.as_bytes());
+}
+
+/// The accepting side of the socket, on the runtime: accepts connections and lets through only
+/// peers running as our own (effective) uid (design.md section 3).
+#[derive(Debug)]
+pub(super) struct Acceptor {
+    listener: tokio::net::UnixListener,
+    our_uid: u32,
+}
+
+impl Acceptor {
+    /// The next connection, or `None` for one that was refused (and logged): its peer runs as
+    /// another uid, or its peer is unknown.
+    pub(super) async fn accept(&self) -> io::Result<Option<Stream>> {
+        let (stream, _) = self.listener.accept().await?;
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == self.our_uid => Ok(Some(stream)),
+            Ok(cred) => {
+                warn!(
+                    uid = cred.uid(),
+                    pid = cred.pid(),
+                    "refused an RPC connection from another user"
+                );
+                Ok(None)
+            }
+            Err(e) => {
+                warn!(error = %e, "refused an RPC connection whose peer is unknown");
+                Ok(None)
+            }
+        }
+    }
+}
 
 /// The daemon's bound RPC socket, ready for [`serve`](super::serve).
 ///
@@ -142,9 +194,15 @@ impl RpcListener {
         self.socket.bound_here.is_none()
     }
 
-    /// The listening socket, and the guard that removes its file.
-    pub(super) fn into_parts(self) -> (UnixListener, SocketFile) {
-        (self.listener, self.socket)
+    /// The listening socket on the current tokio runtime, and the guard that removes its
+    /// file. Fails without a tokio reactor.
+    pub(super) fn into_acceptor(self) -> io::Result<(Acceptor, SocketFile)> {
+        let listener = tokio::net::UnixListener::from_std(self.listener)?;
+        let acceptor = Acceptor {
+            listener,
+            our_uid: rustix::process::geteuid().as_raw(),
+        };
+        Ok((acceptor, self.socket))
     }
 }
 

@@ -1,6 +1,6 @@
-//! The daemon's local JSON-RPC transport (design.md section 7): the Unix socket, its framing, and
-//! the connection loop that drives jsonrpsee's [`Methods`] itself, because jsonrpsee's own servers
-//! do not serve a local socket.
+//! The daemon's local JSON-RPC transport (design.md section 7): the Unix socket (a named pipe on
+//! Windows), its framing, and the connection loop that drives jsonrpsee's [`Methods`] itself,
+//! because jsonrpsee's own servers do not serve a local socket.
 //!
 //! This module owns the transport and nothing else; the daemon registers its methods in a
 //! `jsonrpsee::RpcModule` and hands them to [`serve`].
@@ -9,11 +9,15 @@
 //!   two daemons off one path, and the removal of the socket on drop; or the socket a service
 //!   manager passed, taken over as it is ([`RpcListener::inherited`], with `activation.rs`,
 //!   the `LISTEN_FDS` protocol).
-//! - [`serve`] (here): the accept loop, the peer-uid check (design.md section 3), the connection
-//!   cap, and shutdown. Every task it starts is owned by a `TaskTracker` and has ended when
-//!   `serve` returns. It calls its `ready` hook once the socket accepts connections, which is
-//!   when the daemon tells a service manager it is ready ([`Notifier`], `notify.rs`, the
-//!   `sd_notify` protocol).
+//! - On Windows, `pipe.rs` takes `listener.rs`'s place (same items): the named pipe, created as
+//!   its first instance (one daemon per name) with a DACL that admits only the user and SYSTEM,
+//!   which stands in for the peer-uid check; `notify_windows.rs` is a no-op `Notifier`. Both
+//!   are compiled and linted for Windows in CI but have never run.
+//! - [`serve`] (here): the accept loop, the peer-uid check (design.md section 3; the
+//!   `Acceptor` of `listener.rs`), the connection cap, and shutdown. Every task it starts is
+//!   owned by a `TaskTracker` and has ended when `serve` returns. It calls its `ready` hook
+//!   once the socket accepts connections, which is when the daemon tells a service manager it
+//!   is ready ([`Notifier`], `notify.rs`, the `sd_notify` protocol).
 //! - `connection.rs`: one connection's reader (line framing with a hard length cap), its tasks,
 //!   and how it ends.
 //! - `dispatch.rs`: JSON-RPC 2.0 over jsonrpsee's `MethodCallback`s: single calls, notifications,
@@ -55,10 +59,19 @@
 //! [`ServerLimits::max_connections`] is answered with one -32009 "server is busy" line, then
 //! closed.
 
+#[cfg(unix)]
 mod activation;
 mod connection;
 mod dispatch;
+#[cfg(unix)]
 mod listener;
+#[cfg(windows)]
+#[path = "pipe.rs"]
+mod listener;
+#[cfg(unix)]
+mod notify;
+#[cfg(windows)]
+#[path = "notify_windows.rs"]
 mod notify;
 mod writer;
 
@@ -69,7 +82,6 @@ use std::time::Duration;
 use jsonrpsee::types::ErrorObject;
 use jsonrpsee::types::error::{SERVER_IS_BUSY_CODE, SERVER_IS_BUSY_MSG};
 use jsonrpsee::{ConnectionId, Extensions, Methods};
-use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -128,7 +140,7 @@ impl Default for ServerLimits {
 /// that connects after it is answered. It is not called if the socket cannot be served.
 ///
 /// Only peers running as our own (effective) uid are served; anyone else is dropped at once with
-/// a log line and no answer. Dropping the returned future instead of awaiting it also closes
+/// a log line and no answer. (On Windows the pipe's DACL keeps everyone else from opening it.) Dropping the returned future instead of awaiting it also closes
 /// every connection.
 pub async fn serve(
     listener: RpcListener,
@@ -137,15 +149,13 @@ pub async fn serve(
     ready: impl FnOnce(&std::path::Path),
     shutdown: impl Future<Output = ()>,
 ) {
-    let (std_listener, socket_file) = listener.into_parts();
-    let listener = match UnixListener::from_std(std_listener) {
-        Ok(listener) => listener,
+    let (acceptor, socket_file) = match listener.into_acceptor() {
+        Ok(parts) => parts,
         Err(e) => {
             error!(error = %e, "cannot serve the RPC socket (no tokio reactor?)");
             return;
         }
     };
-    let our_uid = rustix::process::geteuid().as_raw();
     let shared = Arc::new(Shared::new(methods, limits));
     let busy_line = busy_line(shared.limits.max_connections);
     let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
@@ -156,18 +166,21 @@ pub async fn serve(
     let mut last_id = 0usize;
     let mut shutdown = std::pin::pin!(shutdown);
     info!(path = %socket_file.path().display(), "RPC socket listening");
-    // The socket has listened since it was bound, so connections made from here on queue in
-    // its backlog, and the loop below, which runs next, accepts and answers them.
+    // The socket has listened since it was bound (on Windows: the pipe's first instance has
+    // waited for a client since it was created), so connections made from here on queue, and
+    // the loop below, which runs next, accepts and answers them.
     ready(socket_file.path());
 
     loop {
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            accepted = acceptor.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(Some(stream)) => stream,
+            // Refused by the peer check, and logged there.
+            Ok(None) => continue,
             Err(e) => {
                 warn!(error = %e, "accept on the RPC socket failed");
                 tokio::select! {
@@ -177,29 +190,12 @@ pub async fn serve(
                 }
             }
         };
-        match stream.peer_cred() {
-            Ok(cred) if cred.uid() == our_uid => {}
-            Ok(cred) => {
-                warn!(
-                    uid = cred.uid(),
-                    pid = cred.pid(),
-                    "refused an RPC connection from another user"
-                );
-                continue;
-            }
-            Err(e) => {
-                warn!(error = %e, "refused an RPC connection whose peer is unknown");
-                continue;
-            }
-        }
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             warn!(
                 limit = shared.limits.max_connections,
                 "refused an RPC connection: too many connections"
             );
-            // A fresh socket's send buffer is empty, so this short line goes out without
-            // waiting; if it does not, the client gets the bare close.
-            let _ = stream.try_write(busy_line.as_bytes());
+            listener::refuse_busy(stream, &busy_line, &tracker);
             continue;
         };
         last_id += 1;
@@ -212,7 +208,7 @@ pub async fn serve(
         ));
     }
 
-    drop(listener);
+    drop(acceptor);
     cancel.cancel();
     tracker.close();
     tracker.wait().await;
@@ -256,5 +252,5 @@ fn busy_line(limit: usize) -> String {
 #[derive(Debug, Clone, Copy)]
 struct Closed;
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests;

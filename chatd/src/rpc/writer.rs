@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+use super::listener::WriteHalf;
 
 /// How many bytes of waiting messages one write gathers.
 const COALESCE: usize = 64 * 1024;
@@ -26,7 +27,7 @@ const KEPT_CAPACITY: usize = 256 * 1024;
 /// within one `write_timeout`), and shuts the write half down. Returning drops `rx`, which is
 /// what tells the connection's subscriptions that it closed.
 pub(super) async fn run(
-    mut out: OwnedWriteHalf,
+    mut out: WriteHalf,
     mut rx: mpsc::Receiver<Box<RawValue>>,
     write_timeout: Duration,
     drain: CancellationToken,
