@@ -126,6 +126,42 @@ pub fn system_tool_available(test: &str, probe: &[&str]) -> bool {
     false
 }
 
+/// Connects to chatd's `socket` as the current user, or as uid/gid 65534 (`nobody`) with
+/// `as_nobody` (which needs root), sends `daemon.status`, and says `answered` or `refused`.
+/// The client is a python3 one-liner: it can drop privileges after the fork, which a Rust test
+/// cannot do without `unsafe`.
+pub fn connect_as_peer(socket: &Path, as_nobody: bool) -> String {
+    const PEER_SCRIPT: &str = r#"
+import os, socket, sys
+path, drop = sys.argv[1], sys.argv[2] == "drop"
+if drop:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)  # blocking: a busy daemon's full backlog makes it wait, not fail
+s.settimeout(20)
+try:
+    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
+    data = s.recv(65536)
+except (BrokenPipeError, ConnectionResetError):
+    data = b""
+print("answered" if data else "refused")
+"#;
+    let output = Command::new("python3")
+        .args(["-c", PEER_SCRIPT])
+        .arg(socket)
+        .arg(if as_nobody { "drop" } else { "keep" })
+        .output()
+        .unwrap_or_else(|e| panic!("running python3: {e}"));
+    assert!(
+        output.status.success(),
+        "the peer script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
 /// A free loopback port (bound and released; good enough for tests on one machine).
 pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));

@@ -6,7 +6,6 @@
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use api::client::Client;
@@ -173,26 +172,6 @@ fn a_client_that_never_reads_is_cut_off_without_holding_up_others() {
     serves_others(&daemon);
 }
 
-/// Connects to `socket` as the current user, or as uid/gid 65534 (`nobody`) with `drop`, sends
-/// `daemon.status` and prints `answered` or `refused`.
-const PEER_SCRIPT: &str = r#"
-import os, socket, sys
-path, drop = sys.argv[1], sys.argv[2] == "drop"
-if drop:
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(path)  # blocking: a busy daemon's full backlog makes it wait, not fail
-s.settimeout(20)
-try:
-    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
-    data = s.recv(65536)
-except (BrokenPipeError, ConnectionResetError):
-    data = b""
-print("answered" if data else "refused")
-"#;
-
 #[test]
 fn a_connection_from_another_uid_is_refused() {
     if api::paths::current_uid() != 0 {
@@ -210,21 +189,11 @@ fn a_connection_from_another_uid_is_refused() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
     }
-    let peer = |mode: &str| {
-        let output = Command::new("python3")
-            .args(["-c", PEER_SCRIPT])
-            .arg(&socket)
-            .arg(mode)
-            .output()
-            .unwrap_or_else(|e| panic!("running python3: {e}"));
-        assert!(
-            output.status.success(),
-            "the peer script failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    };
-    assert_eq!(peer("keep"), "answered", "a control: our own uid is served");
-    assert_eq!(peer("drop"), "refused");
+    assert_eq!(
+        tests::connect_as_peer(&socket, false),
+        "answered",
+        "a control: our own uid is served"
+    );
+    assert_eq!(tests::connect_as_peer(&socket, true), "refused");
     serves_others(&daemon);
 }

@@ -486,41 +486,6 @@ fn readiness_reaches_an_abstract_notify_socket() {
     readiness_round(&NotifySocket::abstract_name());
 }
 
-/// Connects to `socket` as the current user, or as uid/gid 65534 (`nobody`) with `drop`, sends
-/// `daemon.status` and prints `answered` or `refused` (as in rpc_abuse.rs).
-const PEER_SCRIPT: &str = r#"
-import os, socket, sys
-path, drop = sys.argv[1], sys.argv[2] == "drop"
-if drop:
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(path)
-s.settimeout(20)
-try:
-    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"daemon.status"}\n')
-    data = s.recv(65536)
-except (BrokenPipeError, ConnectionResetError):
-    data = b""
-print("answered" if data else "refused")
-"#;
-
-fn peer(socket: &Path, mode: &str) -> String {
-    let output = Command::new("python3")
-        .args(["-c", PEER_SCRIPT])
-        .arg(socket)
-        .arg(mode)
-        .output()
-        .unwrap_or_else(|e| panic!("running python3: {e}"));
-    assert!(
-        output.status.success(),
-        "the peer script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 /// The socket file's inode and mode bits.
 fn inode_and_mode(path: &Path) -> (u64, u32) {
     let meta =
@@ -620,11 +585,15 @@ fn socket_activation_serves_the_inherited_socket_as_it_is() {
         chmod(&run, 0o711);
         chmod(&socket, 0o666);
         assert_eq!(
-            peer(&socket, "keep"),
+            tests::connect_as_peer(&socket, false),
             "answered",
             "a control: our uid is served"
         );
-        assert_eq!(peer(&socket, "drop"), "refused", "another uid is refused");
+        assert_eq!(
+            tests::connect_as_peer(&socket, true),
+            "refused",
+            "another uid is refused"
+        );
         chmod(&socket, before.1);
         chmod(&run, 0o700);
         chmod(dir.path(), 0o700);
