@@ -292,9 +292,6 @@ impl CoreTask {
                 }
                 handled += 1;
             }
-            if txn.dirty {
-                self.last_write = Some(std::time::Instant::now());
-            }
             self.finish_round(txn).await;
         }
         // Shutdown: whatever was committed becomes durable; secrets are dropped (zeroized).
@@ -337,6 +334,9 @@ impl CoreTask {
 
     async fn finish_round(&mut self, mut txn: Txn) {
         messaging::pump(&mut self.state, &mut txn);
+        if txn.dirty {
+            self.last_write = Some(std::time::Instant::now());
+        }
         if txn.dirty
             && let Lock::Unlocked(unlocked) = &self.state.lock
             && let Err(e) = unlocked.store.flush().await
