@@ -15,6 +15,11 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+/// The longest line the client reads from chatd. The largest answer is a history page of 500
+/// messages of 64 KiB each, JSON-escaped; a peer that sends more (a broken daemon, or on
+/// Windows a program posing as one) gets a protocol error instead of the client's memory.
+pub const MAX_ANSWER_LEN: u64 = 256 * 1024 * 1024;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -235,6 +240,12 @@ impl Client {
                 "chatd closed the connection",
             )));
         }
+        if !self.line.ends_with('\n') && n as u64 >= MAX_ANSWER_LEN {
+            return Err(ClientError::Protocol(format!(
+                "an answer longer than {} MiB",
+                MAX_ANSWER_LEN / (1024 * 1024)
+            )));
+        }
         serde_json::from_str(self.line.trim_end())
             .map_err(|e| ClientError::Protocol(format!("not JSON ({e}): {}", self.line.trim_end())))
     }
@@ -268,7 +279,7 @@ impl Conn {
     }
 
     fn read_line(&mut self, line: &mut String) -> io::Result<usize> {
-        io::BufRead::read_line(&mut self.reader, line)
+        io::BufRead::read_line(&mut io::Read::take(&mut self.reader, MAX_ANSWER_LEN), line)
     }
 }
 
@@ -350,7 +361,7 @@ impl Conn {
             .read_timeout
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let stream = &mut self.stream;
+        let mut stream = tokio::io::AsyncReadExt::take(&mut self.stream, MAX_ANSWER_LEN);
         self.runtime.block_on(async {
             match timeout {
                 None => stream.read_line(line).await,
@@ -364,5 +375,42 @@ impl Conn {
                     }),
             }
         })
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    /// A server that answers with a line longer than [`MAX_ANSWER_LEN`] gets a protocol error
+    /// once the client has read that much, not the client's memory without end.
+    #[test]
+    fn an_endless_answer_is_cut_off_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("fake.sock");
+        let listener =
+            std::os::unix::net::UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind: {e}"));
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap_or_else(|e| panic!("accept: {e}"));
+            let chunk = vec![b'x'; 1024 * 1024];
+            let mut sent = 0u64;
+            // One chunk past the cap, then stop: the client must not wait for a newline.
+            while sent <= MAX_ANSWER_LEN {
+                if stream.write_all(&chunk).is_err() {
+                    break;
+                }
+                sent += chunk.len() as u64;
+            }
+        });
+        let mut client = Client::connect(&path).unwrap_or_else(|e| panic!("connect: {e}"));
+        let result = client.call_value("daemon.status", serde_json::json!({}));
+        assert!(
+            matches!(&result, Err(ClientError::Protocol(m)) if m.contains("longer than")),
+            "{result:?}"
+        );
+        drop(client);
+        let _ = server.join();
     }
 }
