@@ -162,6 +162,14 @@ print("answered" if data else "refused")
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// The texts of `messages` (as `messages.history` lists them), in their order.
+pub fn message_texts(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// A free loopback port (bound and released; good enough for tests on one machine).
 pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
@@ -468,9 +476,15 @@ impl DaemonProcess {
         wait_for("the daemon's socket", || Client::connect(&socket).ok());
     }
 
-    /// A new RPC connection.
+    /// A new RPC connection whose reads give up after [`PATIENCE`], so a daemon that never
+    /// answers fails the test instead of hanging it.
     pub fn client(&self) -> Client {
-        Client::connect(&self.socket()).unwrap_or_else(|e| panic!("connecting to chatd: {e}"))
+        let client =
+            Client::connect(&self.socket()).unwrap_or_else(|e| panic!("connecting to chatd: {e}"));
+        client
+            .set_read_timeout(Some(PATIENCE))
+            .unwrap_or_else(|e| panic!("setting a read timeout: {e}"));
+        client
     }
 
     /// Calls a method and returns its result or error.
@@ -711,9 +725,6 @@ impl EventStream {
     /// Subscribes, replaying the retained events after `since` first when it is given.
     pub fn subscribe(daemon: &DaemonProcess, since: Option<u64>) -> Self {
         let mut client = daemon.client();
-        client
-            .set_read_timeout(Some(PATIENCE))
-            .unwrap_or_else(|e| panic!("setting a read timeout: {e}"));
         let params = match since {
             Some(since) => json!({ "since": since }),
             None => json!({}),

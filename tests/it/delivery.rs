@@ -3,17 +3,13 @@
 //! killed right after `messages.send` returned, or the recipient is killed before its acks
 //! reached the relay.
 
-use tests::{Pair, RelayProcess, WsProxy, assert_received_exactly_once, shared_relay, wait_for};
+use tests::{
+    Pair, RelayProcess, WsProxy, assert_received_exactly_once, message_texts, shared_relay,
+    wait_for,
+};
 
 /// How many messages each scenario sends.
 const N: usize = 20;
-
-fn texts(messages: &[serde_json::Value]) -> Vec<String> {
-    messages
-        .iter()
-        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
 
 fn numbered(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("message {i:02}")).collect()
@@ -28,7 +24,11 @@ fn messages_sent_while_the_recipient_is_stopped_all_arrive_once_and_in_order() {
     let ids = pair.alice.send_one_by_one("bob", &numbered(N));
     pair.bob.restart_unlocked();
     let received = assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
-    assert_eq!(texts(&received), numbered(N), "in the order they were sent");
+    assert_eq!(
+        message_texts(&received),
+        numbered(N),
+        "in the order they were sent"
+    );
     let held: Vec<&str> = received
         .iter()
         .map(|m| m["message_id"].as_str().unwrap_or_default())
@@ -55,7 +55,7 @@ fn messages_sent_while_the_relay_is_killed_and_restarted_all_arrive_once() {
         }
     }
     let received = assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
-    let mut got = texts(&received);
+    let mut got = message_texts(&received);
     got.sort();
     assert_eq!(got, numbered(3 * N));
     for id in &ids {
@@ -74,9 +74,13 @@ fn messages_of_a_sender_killed_right_after_sending_arrive_once_after_its_restart
     pair.alice.kill();
     pair.alice.restart_unlocked();
     let outgoing = pair.alice.messages_in("bob", "outgoing");
-    assert_eq!(texts(&outgoing), numbered(N), "the outbox survived SIGKILL");
+    assert_eq!(
+        message_texts(&outgoing),
+        numbered(N),
+        "the outbox survived SIGKILL"
+    );
     let received = assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
-    let mut got = texts(&received);
+    let mut got = message_texts(&received);
     got.sort();
     assert_eq!(got, numbered(N));
     for id in &ids {
@@ -108,7 +112,7 @@ fn messages_to_a_recipient_killed_before_its_acks_reached_the_relay_arrive_once_
     proxy.drop_acks(false);
     pair.bob.restart_unlocked();
     let received = assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
-    let mut got = texts(&received);
+    let mut got = message_texts(&received);
     got.sort();
     assert_eq!(got, numbered(3 * N));
     // Not checked here: that every message also reaches "delivered" for Alice. A kill can

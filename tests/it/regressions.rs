@@ -245,11 +245,11 @@ fn messages_in_flight_when_the_relay_dies_keep_their_order() {
     }
     let received =
         tests::assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
-    let got: Vec<&str> = received
-        .iter()
-        .map(|m| m["text"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(got, texts, "in the order they were sent");
+    assert_eq!(
+        tests::message_texts(&received),
+        texts,
+        "in the order they were sent"
+    );
 }
 
 /// Found broken under load: messages sent one after the other without waiting were stored out
@@ -263,9 +263,9 @@ fn messages_sent_in_quick_succession_arrive_in_order() {
     let ids: Vec<String> = texts.iter().map(|t| pair.alice.send("bob", t)).collect();
     let received =
         tests::assert_received_exactly_once(&pair.alice, "bob", &pair.bob, "alice", &ids);
-    let got: Vec<&str> = received
-        .iter()
-        .map(|m| m["text"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(got, texts, "in the order they were sent");
+    assert_eq!(
+        tests::message_texts(&received),
+        texts,
+        "in the order they were sent"
+    );
 }

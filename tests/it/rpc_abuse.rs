@@ -37,9 +37,6 @@ fn malformed_requests_get_standard_errors_and_the_connection_carries_on() {
     let relay = shared_relay();
     let daemon = DaemonProcess::start(&relay.url());
     let mut client = daemon.client();
-    client
-        .set_read_timeout(Some(PATIENCE))
-        .unwrap_or_else(|e| panic!("read timeout: {e}"));
     let cases: &[(&str, i64)] = &[
         ("{not json", -32700),
         ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":", -32700),
@@ -112,9 +109,6 @@ fn a_ten_mib_line_is_refused_and_the_connection_carries_on() {
     let relay = shared_relay();
     let daemon = DaemonProcess::start(&relay.url());
     let mut client = daemon.client();
-    client
-        .set_read_timeout(Some(PATIENCE))
-        .unwrap_or_else(|e| panic!("read timeout: {e}"));
     let padding = "a".repeat(10 * 1024 * 1024);
     let line = format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon.status\",\"params\":{{\"pad\":\"{padding}\"}}}}"
