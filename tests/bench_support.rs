@@ -201,31 +201,28 @@ impl Daemon {
     /// Starts a daemon using the relay at `relay_url` and waits until its socket answers.
     pub fn start(binaries: &Binaries, relay_url: &str) -> anyhow::Result<Self> {
         let dir = private_dir("chatd-bench-daemon-")?;
-        let log = log_file(dir.path(), "chatd.log")?;
-        let child = Command::new(binaries.path("chatd")?)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--socket")
-            .arg(dir.path().join("run").join("chatd.sock"))
-            .arg("--relay")
-            .arg(relay_url)
-            .args(["--kdf-memory-kib", "64", "--kdf-iterations", "1"])
-            .args(["--kdf-parallelism", "1"])
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .env_remove("CHATD_SOCKET")
-            .env_remove("CHATD_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("spawning chatd")?;
+        let child = spawn_chatd(binaries, dir.path(), relay_url, FIRST_LOG)?;
         let daemon = Self { child, dir };
-        let socket = daemon.socket();
+        daemon.wait_for_socket()?;
+        Ok(daemon)
+    }
+
+    /// Kills the daemon (SIGKILL: nothing an orderly shutdown would do is leaned on) and
+    /// starts it again on the same data directory and socket (its log in a second file);
+    /// waits until the socket answers.
+    pub fn restart(&mut self, binaries: &Binaries, relay_url: &str) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        self.child.wait().context("waiting for the killed chatd")?;
+        self.child = spawn_chatd(binaries, self.dir.path(), relay_url, RESTARTED_LOG)?;
+        self.wait_for_socket()
+    }
+
+    fn wait_for_socket(&self) -> anyhow::Result<()> {
+        let socket = self.socket();
         wait_until("the daemon's socket", SETUP_PATIENCE, || {
             Ok(Client::connect(&socket).ok())
         })?;
-        Ok(daemon)
+        Ok(())
     }
 
     /// The RPC socket.
@@ -277,7 +274,9 @@ impl Daemon {
 
     /// Warning and error lines the daemon logged so far.
     pub fn warnings(&self) -> Vec<String> {
-        warnings_in(&self.dir.path().join("chatd.log"))
+        let mut warnings = warnings_in(&self.dir.path().join(FIRST_LOG));
+        warnings.extend(warnings_in(&self.dir.path().join(RESTARTED_LOG)));
+        warnings
     }
 
     /// Whether the process is still running.
@@ -291,6 +290,38 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The daemon's log file, and its log after [`Daemon::restart`].
+const FIRST_LOG: &str = "chatd.log";
+const RESTARTED_LOG: &str = "chatd.restarted.log";
+
+/// Starts `chatd` on the data directory and socket under `dir`, its log in `dir/log_name`.
+fn spawn_chatd(
+    binaries: &Binaries,
+    dir: &Path,
+    relay_url: &str,
+    log_name: &str,
+) -> anyhow::Result<Child> {
+    let log = log_file(dir, log_name)?;
+    Command::new(binaries.path("chatd")?)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(dir.join("run").join("chatd.sock"))
+        .arg("--relay")
+        .arg(relay_url)
+        .args(["--kdf-memory-kib", "64", "--kdf-iterations", "1"])
+        .args(["--kdf-parallelism", "1"])
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .env_remove("CHATD_SOCKET")
+        .env_remove("CHATD_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("spawning chatd")
 }
 
 fn log_file(dir: &Path, name: &str) -> anyhow::Result<std::fs::File> {
