@@ -915,7 +915,7 @@ impl<'a> Bench<'a> {
         );
         let relay_url = self.relay.url();
         for daemon in [&mut self.sender, &mut self.recipient] {
-            daemon.restart(&self.binaries, &relay_url)?;
+            daemon.restart(self.binaries, &relay_url)?;
             wait_until("the daemon to reconnect", Duration::from_secs(60), || {
                 let status = daemon.call(methods::DAEMON_STATUS, json!({}))?;
                 Ok((status["connection"] == "connected").then_some(()))
