@@ -1,14 +1,16 @@
 //! The daemon's use of the C allocator: glibc's malloc keeps memory the daemon has freed, so
 //! after a burst (100,000 messages) chatd stayed at 47-83 MiB with about 45 MB in use
-//! (chatd/BENCHMARKS.md, "Memory"). Two calls fix most of that: fewer malloc arenas (each
+//! (chatd/BENCHMARKS.md, "Memory"). Two calls fix most of that: one malloc arena (each
 //! thread that allocates can otherwise take one of its own and keep its peak), and
 //! `malloc_trim` once the daemon goes quiet after writing. Elsewhere than Linux with glibc
 //! both are no-ops.
 
-/// How many malloc arenas glibc may create. One for the main thread's heap and one more, so
-/// that sled's I/O threads and the runtime's workers share instead of each keeping a peak.
+/// How many malloc arenas glibc may create: one, the main heap, which every thread shares.
+/// Each further arena kept its own peak after a burst: with two, chatd held 29-37 MiB after
+/// storing 100,000 messages (peaks of 40-58 MiB), with one 28-29 MiB (peaks of 37-38 MiB),
+/// at no cost in throughput that the benchmark could see (chatd/BENCHMARKS.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MAX_ARENAS: libc::c_int = 2;
+const MAX_ARENAS: libc::c_int = 1;
 
 /// Caps glibc's malloc arenas. Call it first thing in `main`, before any thread starts.
 pub fn limit_arenas() {

@@ -472,7 +472,7 @@ pub fn on_frame(state: &mut CoreState, txn: &mut Txn, frame: &ServerFrame) -> bo
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -482,7 +482,8 @@ mod tests {
 
     const DAY_MS: u64 = 24 * 3600 * 1000;
 
-    fn unlocked_state(now: u64) -> CoreState {
+    /// An unlocked core over an in-memory store, with an account and its prekeys.
+    pub(in crate::core) fn unlocked_state(now: u64) -> CoreState {
         let kv = Kv::memory();
         let keys = Vault::create(&kv, None, KdfParams::INSECURE_FOR_TESTS, &mut rand::rng())
             .unwrap_or_else(|e| panic!("vault: {e}"));

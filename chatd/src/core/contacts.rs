@@ -112,8 +112,15 @@ pub fn add(
             format!("that address is already the contact {:?}", existing.alias),
         ));
     }
-    let mut id = [0u8; 16];
-    rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+    // Outgoing message ids bind the conversation id's first 8 bytes (`store::MessageIds`):
+    // two live conversations must not share them.
+    let id = loop {
+        let mut id = [0u8; 16];
+        rand::Rng::fill_bytes(&mut rand::rng(), &mut id);
+        if !unlocked.contacts.keys().any(|c| c[..8] == id[..8]) {
+            break id;
+        }
+    };
     let record = ContactRecord {
         alias: alias.to_owned(),
         identity,
@@ -312,9 +319,11 @@ pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()>
     let mut batch = store.batch();
     batch.delete(tables::CONTACTS, &id);
     batch.delete(tables::CONVERSATIONS, &id);
-    for item in unlocked.store.scan(tables::MESSAGES, &id) {
-        let (key, _) = item?;
-        batch.delete(tables::MESSAGES, &key);
+    for table in [tables::MESSAGES, tables::RECEIVED] {
+        for item in unlocked.store.scan(table, &id) {
+            let (key, _) = item?;
+            batch.delete(table, &key);
+        }
     }
     unlocked.forget_sessions(&mut batch, &record.identity, &record.devices);
     let queued: Vec<u64> = unlocked

@@ -91,12 +91,44 @@ pub fn record_event(
     Ok(())
 }
 
-fn index_key(unlocked: &Unlocked, direction: &[u8], peer: &[u8; 32], id: &[u8; 16]) -> [u8; 16] {
-    let mut plain = Vec::with_capacity(3 + 32 + 16);
-    plain.extend_from_slice(direction);
-    plain.extend_from_slice(peer);
-    plain.extend_from_slice(id);
+/// The [`tables::MESSAGE_INDEX`] key under which earlier versions found the outgoing message
+/// `id` (when ids were random).
+fn legacy_outgoing_index(unlocked: &Unlocked, id: &[u8; 16]) -> [u8; 16] {
+    let own = unlocked.identity.public_key();
+    let plain = [b"out".as_slice(), own.as_bytes(), id].concat();
     unlocked.store.index(tables::MESSAGE_INDEX, &plain)
+}
+
+/// The [`tables::RECEIVED`] key of a message `sender` sent in `conversation`.
+///
+/// A repeat carries the same content (a sender that seals a message again keeps its id and
+/// timestamp), so it has the same key. The sender's timestamp puts a conversation's messages in
+/// time order, so remembering one touches the newest leaf of the tree, not a random one (random
+/// keys made sled page leaves in and out at every message); shifting it by an offset only this
+/// store can compute keeps the time a message was sent out of the plaintext key.
+pub(super) fn received_key(
+    unlocked: &Unlocked,
+    conversation: &ConvId,
+    sender: &[u8; 32],
+    content: &Content,
+) -> [u8; 32] {
+    let store = &unlocked.store;
+    let offset = store.index(
+        tables::RECEIVED,
+        &[b"offset".as_slice(), conversation].concat(),
+    );
+    let offset = u64::from_be_bytes([
+        offset[0], offset[1], offset[2], offset[3], offset[4], offset[5], offset[6], offset[7],
+    ]);
+    let message = store.index(
+        tables::RECEIVED,
+        &[b"message".as_slice(), sender, &content.message_id].concat(),
+    );
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(conversation);
+    key[16..24].copy_from_slice(&content.timestamp_ms.wrapping_add(offset).to_be_bytes());
+    key[24..].copy_from_slice(&message[..8]);
+    key
 }
 
 /// Retry delay after `attempts` failures: exponential with full jitter.
@@ -212,9 +244,20 @@ pub fn send_text(
             format!("the text must be 1 byte to {} KiB", MAX_TEXT_LEN / 1024),
         ));
     }
-    let content = new_content(ContentKind::Text, text.as_bytes().to_vec());
     let unlocked = state.unlocked()?;
     unlocked.check_trusted(&conversation)?;
+    // The id names where the message is stored (`store::MessageIds`), so a receipt or the
+    // relay's acknowledgement finds it without an index.
+    let seq = unlocked
+        .conversations
+        .get(&conversation)
+        .map_or(0, |meta| meta.next_seq);
+    let content = Content {
+        message_id: unlocked.store.message_ids().id_for(&conversation, seq),
+        timestamp_ms: now_ms(),
+        kind: ContentKind::Text,
+        body: text.as_bytes().to_vec(),
+    };
     let record = MessageRecord {
         message_id: content.message_id,
         direction: Direction::Outgoing,
@@ -227,13 +270,10 @@ pub fn send_text(
     };
     let store = unlocked.store.clone();
     let mut batch = store.batch();
-    let seq = append_message(unlocked, &mut batch, conversation, &record, false)?;
-    let own = *unlocked.identity.public_key().as_bytes();
-    let index = index_key(unlocked, b"out", &own, &content.message_id);
-    batch.put(
-        tables::MESSAGE_INDEX,
-        &index,
-        &message_key(&conversation, seq),
+    let stored_at = append_message(unlocked, &mut batch, conversation, &record, false)?;
+    debug_assert_eq!(
+        stored_at, seq,
+        "the id names the sequence the message is stored at"
     );
     queue(
         unlocked,
@@ -249,6 +289,43 @@ pub fn send_text(
         timestamp_ms: content.timestamp_ms,
         status: MessageStatus::Pending,
     })
+}
+
+/// The stored outgoing message of `conversation` named `id`: its `MESSAGES` key and record.
+///
+/// The id leads to the message's sequence number ([`crate::store::MessageIds`]). Messages sent
+/// before ids were made that way are found through their `MESSAGE_INDEX` entry.
+fn outgoing_message(
+    unlocked: &Unlocked,
+    conversation: &ConvId,
+    id: &[u8; 16],
+) -> ApiResult<Option<([u8; 24], MessageRecord)>> {
+    let decode =
+        |value: &[u8]| MessageRecord::decode(value).map_err(|_| ApiError::store("a message"));
+    if let Some(seq) = unlocked.store.message_ids().seq_of(conversation, id) {
+        let key = message_key(conversation, seq);
+        if let Some(value) = unlocked.store.get(tables::MESSAGES, &key)? {
+            let record = decode(&value)?;
+            if &record.message_id == id && record.direction == Direction::Outgoing {
+                return Ok(Some((key, record)));
+            }
+        }
+    }
+    let index = legacy_outgoing_index(unlocked, id);
+    let Some(location) = unlocked.store.get(tables::MESSAGE_INDEX, &index)? else {
+        return Ok(None);
+    };
+    // Only the conversation's own contact may report on its messages.
+    let Ok(key) = <[u8; 24]>::try_from(location.as_slice()) else {
+        return Err(ApiError::store("a message index entry"));
+    };
+    if key[..16] != conversation[..] {
+        return Ok(None);
+    }
+    let Some(value) = unlocked.store.get(tables::MESSAGES, &key)? else {
+        return Ok(None);
+    };
+    Ok(Some((key, decode(&value)?)))
 }
 
 /// Appends a message to a conversation (in `batch`), returning its sequence number.
@@ -733,8 +810,8 @@ fn receive_text(
     let text = String::from_utf8_lossy(&content.body).into_owned();
     let conversation = conversation_of(state, txn, sender, device, None)?;
     let unlocked = state.unlocked()?;
-    let index = index_key(unlocked, b"in", &sender, &content.message_id);
-    if unlocked.store.get(tables::MESSAGE_INDEX, &index)?.is_some() {
+    let received = received_key(unlocked, &conversation, &sender, content);
+    if unlocked.store.get(tables::RECEIVED, &received)?.is_some() {
         // A repeat of a message already stored (the sender retried): shown once, but the
         // sender still gets its receipt.
         owe_receipt(unlocked, batch, conversation, content.message_id);
@@ -750,12 +827,8 @@ fn receive_text(
         read: false,
         text,
     };
-    let seq = append_message(unlocked, batch, conversation, &record, true)?;
-    batch.put(
-        tables::MESSAGE_INDEX,
-        &index,
-        &message_key(&conversation, seq),
-    );
+    append_message(unlocked, batch, conversation, &record, true)?;
+    batch.put(tables::RECEIVED, &received, &[]);
     owe_receipt(unlocked, batch, conversation, content.message_id);
     let contact = unlocked.contact(&conversation)?;
     let kind = EventKind::MessageReceived {
@@ -778,24 +851,15 @@ fn receive_receipt(
         return Ok(());
     };
     let alias = unlocked.contact(&conversation)?.alias.clone();
-    let own = *unlocked.identity.public_key().as_bytes();
     let mut events = Vec::new();
     for id in content.body.chunks_exact(16) {
         let Ok(id) = <[u8; 16]>::try_from(id) else {
             continue;
         };
-        let index = index_key(unlocked, b"out", &own, &id);
-        let Some(location) = unlocked.store.get(tables::MESSAGE_INDEX, &index)? else {
-            continue;
-        };
         // Only the conversation's own contact may report on its messages.
-        if location.get(..16) != Some(&conversation[..]) {
-            continue;
-        }
-        let Some(value) = unlocked.store.get(tables::MESSAGES, &location)? else {
+        let Some((location, mut record)) = outgoing_message(unlocked, &conversation, &id)? else {
             continue;
         };
-        let mut record = MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?;
         let current = record.status.unwrap_or(MessageStatus::Pending);
         if current == MessageStatus::Failed || current >= status {
             continue;
@@ -1411,17 +1475,11 @@ fn on_send_result(
     if let Some((_, why)) = &failure {
         tracing::info!(messages = seqs.len(), reason = %why, "send failed");
     }
-    let own = *unlocked.identity.public_key().as_bytes();
     let mut events = Vec::new();
     for (conversation, id, status, why) in statuses {
-        let index = index_key(unlocked, b"out", &own, &id);
-        let Some(location) = unlocked.store.get(tables::MESSAGE_INDEX, &index)? else {
+        let Some((location, mut record)) = outgoing_message(unlocked, &conversation, &id)? else {
             continue;
         };
-        let Some(value) = unlocked.store.get(tables::MESSAGES, &location)? else {
-            continue;
-        };
-        let mut record = MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?;
         // A receipt may have overtaken the relay's acknowledgement.
         if record
             .status
@@ -1447,4 +1505,177 @@ fn on_send_result(
         record_event(state, &mut batch, txn, kind)?;
     }
     txn.commit(&store, batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::account::tests::unlocked_state;
+
+    fn contact(state: &mut CoreState, alias: &str, seed: u8) -> ConvId {
+        let identity = protocol::identity::IdentityKeyPair::from_seed(&[seed; 32]).public_key();
+        super::super::contacts::add(
+            state,
+            &mut Txn::default(),
+            alias,
+            *identity.as_bytes(),
+            None,
+            None,
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn sent_id(state: &mut CoreState, conversation: ConvId, text: &str) -> [u8; 16] {
+        let sent = send_text(state, &mut Txn::default(), conversation, text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        api::types::parse_message_id(&sent.message_id).unwrap_or_else(|| panic!("an id"))
+    }
+
+    /// An outgoing message's id leads back to it without an index, and only from its own
+    /// conversation (a contact cannot report on another's messages).
+    #[test]
+    fn outgoing_ids_name_their_message_and_only_in_their_conversation() {
+        let mut state = unlocked_state(1_800_000_000_000);
+        let alice = contact(&mut state, "alice", 1);
+        let bob = contact(&mut state, "bob", 2);
+        let first = sent_id(&mut state, alice, "one");
+        let second = sent_id(&mut state, alice, "two");
+        let to_bob = sent_id(&mut state, bob, "three");
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            unlocked.store.scan(tables::MESSAGE_INDEX, &[]).count(),
+            0,
+            "sending writes no index entry"
+        );
+        for (conversation, id, text) in [
+            (alice, first, "one"),
+            (alice, second, "two"),
+            (bob, to_bob, "three"),
+        ] {
+            let found = outgoing_message(unlocked, &conversation, &id)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .map(|(_, record)| record.text);
+            assert_eq!(found.as_deref(), Some(text));
+        }
+        assert_eq!(
+            first[..],
+            unlocked.store.message_ids().id_for(&alice, 0)[..]
+        );
+        for (conversation, id) in [(bob, first), (alice, to_bob)] {
+            let found =
+                outgoing_message(unlocked, &conversation, &id).unwrap_or_else(|e| panic!("{e}"));
+            assert!(found.is_none(), "another conversation's id");
+        }
+        let unknown =
+            outgoing_message(unlocked, &alice, &[0x5a; 16]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(unknown.is_none());
+    }
+
+    fn text_from(timestamp_ms: u64, id: u8) -> Content {
+        Content {
+            message_id: [id; 16],
+            timestamp_ms,
+            kind: ContentKind::Text,
+            body: b"hello".to_vec(),
+        }
+    }
+
+    /// A message that arrives again (the same content, as a sender that sealed it again sends
+    /// it) is stored and announced once; another message with the same timestamp is not a
+    /// repeat.
+    #[test]
+    fn a_received_message_is_stored_once() {
+        let mut state = unlocked_state(1_800_000_000_000);
+        let alice = contact(&mut state, "alice", 1);
+        let sender = *protocol::identity::IdentityKeyPair::from_seed(&[1; 32])
+            .public_key()
+            .as_bytes();
+        let t = 1_800_000_000_123;
+        for content in [
+            text_from(t, 1),
+            text_from(t, 1),
+            text_from(t, 2),
+            text_from(t, 1),
+        ] {
+            let store = state
+                .unlocked()
+                .map(|u| u.store.clone())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut batch = store.batch();
+            let mut txn = Txn::default();
+            receive_text(&mut state, &mut txn, &mut batch, sender, 1, &content)
+                .unwrap_or_else(|e| panic!("{e}"));
+            store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        let meta = unlocked
+            .conversations
+            .get(&alice)
+            .copied()
+            .unwrap_or_default();
+        assert_eq!((meta.total, meta.unread), (2, 2));
+        assert_eq!(unlocked.store.scan(tables::RECEIVED, &alice).count(), 2);
+        assert_eq!(unlocked.store.scan(tables::MESSAGE_INDEX, &[]).count(), 0);
+    }
+
+    /// Within a conversation, received keys follow the sender's clock (so sled only touches
+    /// the newest leaf), but the key does not hold the clock reading itself.
+    #[test]
+    fn received_keys_are_in_time_order_and_hide_the_time() {
+        let mut state = unlocked_state(1_800_000_000_000);
+        let alice = contact(&mut state, "alice", 1);
+        let bob = contact(&mut state, "bob", 2);
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        let sender = [7u8; 32];
+        let t = 1_800_000_000_000;
+        let keys: Vec<[u8; 32]> = (0..50)
+            .map(|i| received_key(unlocked, &alice, &sender, &text_from(t + i * 1000, i as u8)))
+            .collect();
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1], "keys follow the sender's clock");
+            assert_eq!(pair[0][..16], alice[..], "keys start with the conversation");
+        }
+        let shown = u64::from_be_bytes(keys[0][16..24].try_into().unwrap_or_default());
+        assert_ne!(shown, t, "the clock reading is shifted");
+        // Each conversation has its own offset.
+        let at_bob = received_key(unlocked, &bob, &sender, &text_from(t, 0));
+        let shown_at_bob = u64::from_be_bytes(at_bob[16..24].try_into().unwrap_or_default());
+        assert_ne!(shown.wrapping_sub(t), shown_at_bob.wrapping_sub(t));
+    }
+
+    /// Messages sent by a store from before ids named their location (random ids, found through
+    /// a `b"out"` index entry) are still found, and still only from their conversation.
+    #[test]
+    fn outgoing_messages_with_random_ids_are_found_through_the_old_index() {
+        let mut state = unlocked_state(1_800_000_000_000);
+        let alice = contact(&mut state, "alice", 1);
+        let bob = contact(&mut state, "bob", 2);
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        let legacy_id = [0x42; 16];
+        let record = MessageRecord {
+            message_id: legacy_id,
+            direction: Direction::Outgoing,
+            timestamp_ms: 1,
+            stored_at_ms: 1,
+            status: Some(MessageStatus::Sent),
+            failure: None,
+            read: false,
+            text: "old".into(),
+        };
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        let seq = append_message(unlocked, &mut batch, alice, &record, false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let index = legacy_outgoing_index(unlocked, &legacy_id);
+        batch.put(tables::MESSAGE_INDEX, &index, &message_key(&alice, seq));
+        store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        let found = outgoing_message(unlocked, &alice, &legacy_id)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|(key, record)| (key, record.text));
+        assert_eq!(found, Some((message_key(&alice, seq), "old".to_owned())));
+        let from_bob =
+            outgoing_message(unlocked, &bob, &legacy_id).unwrap_or_else(|e| panic!("{e}"));
+        assert!(from_bob.is_none());
+    }
 }

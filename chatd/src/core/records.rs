@@ -21,7 +21,10 @@ pub mod tables {
     pub const CONVERSATIONS: Table = Table(3);
     /// conversation id || sequence (u64 BE) -> [`super::MessageRecord`].
     pub const MESSAGES: Table = Table(4);
-    /// keyed hash of (direction, peer, message id) -> conversation id || sequence.
+    /// Written by earlier versions, now only read: keyed hash of (`b"out"`, own identity,
+    /// message id) -> conversation id || sequence, for outgoing messages whose ids were random
+    /// (ids now name their sequence, `store::MessageIds`). Its `b"in"` entries are superseded by
+    /// [`RECEIVED`].
     pub const MESSAGE_INDEX: Table = Table(5);
     /// outbox sequence (u64 BE) -> [`super::OutboxEntry`].
     pub const OUTBOX: Table = Table(6);
@@ -35,6 +38,12 @@ pub mod tables {
     pub const EVENTS: Table = Table(10);
     /// conversation id || message id -> nothing: a delivery receipt owed for a stored message.
     pub const OWED_RECEIPTS: Table = Table(11);
+    /// conversation id || the sender's timestamp plus a keyed offset of the conversation
+    /// (u64 BE, wrapping) || keyed hash of (sender, message id), first 8 bytes -> nothing: the
+    /// messages received, for dropping repeats (`messaging::received_key`). Ordered by time
+    /// within a conversation, so remembering a message touches the newest part of the tree
+    /// only, and the offset keeps the clock reading out of the plaintext key.
+    pub const RECEIVED: Table = Table(12);
 }
 
 const VERSION: u8 = 1;

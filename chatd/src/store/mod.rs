@@ -64,11 +64,13 @@
 //! anything.
 //!
 //! **Derived keys.** From the 32-byte master key, HKDF-SHA256 (RFC 5869, no salt) with info
-//! `chatd/store/v1/value-key`, `chatd/store/v1/index-key` and `chatd/store/v1/pickle-key`
-//! gives the value key, the index key and the [`PickleKey`] of protocol session pickles, each
+//! `chatd/store/v1/value-key`, `chatd/store/v1/index-key`, `chatd/store/v1/pickle-key` and
+//! `chatd/store/v1/message-id-key` gives the value key, the index key, the [`PickleKey`] of
+//! protocol session pickles and the AES-256 key of outgoing message ids ([`MessageIds`]), each
 //! 32 bytes.
 
 pub mod kv;
+mod message_ids;
 mod seal;
 pub mod vault;
 
@@ -84,6 +86,7 @@ use rand::Rng as _;
 use zeroize::Zeroizing;
 
 pub use kv::Kv;
+pub use message_ids::MessageIds;
 pub use vault::{KdfParams, StoreKeys, Vault};
 
 use kv::{Op, RawIter};
@@ -164,6 +167,11 @@ impl Store {
         let mut out = [0u8; 16];
         out.copy_from_slice(&mac[..16]);
         out
+    }
+
+    /// The keyed permutation that names outgoing messages by where they are stored.
+    pub fn message_ids(&self) -> &MessageIds {
+        self.keys.message_ids()
     }
 
     /// The value stored under `key` in `table`, decrypted.

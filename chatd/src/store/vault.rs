@@ -15,6 +15,7 @@ use protocol::pickle::PickleKey;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use super::kv::Kv;
+use super::message_ids::MessageIds;
 use super::seal::backend_key;
 use super::{StoreError, Table};
 
@@ -43,6 +44,7 @@ const WRAP_AAD_LABEL: &[u8] = b"chatd/store/v1/vault";
 const VALUE_KEY_INFO: &[u8] = b"chatd/store/v1/value-key";
 const INDEX_KEY_INFO: &[u8] = b"chatd/store/v1/index-key";
 const PICKLE_KEY_INFO: &[u8] = b"chatd/store/v1/pickle-key";
+const MESSAGE_ID_KEY_INFO: &[u8] = b"chatd/store/v1/message-id-key";
 
 /// Argon2id cost parameters, stored in the vault record next to the salt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +102,8 @@ impl KdfParams {
 
 /// The keys an unlocked store works with, all derived from the master key with HKDF-SHA256
 /// (distinct info strings): the value key (AES-256-GCM), the index key (HMAC-SHA256, kept as a
-/// keyed state) and the [`PickleKey`] for protocol session pickles.
+/// keyed state), the [`PickleKey`] for protocol session pickles and the AES-256 key of
+/// outgoing message ids ([`MessageIds`]).
 ///
 /// Zeroized on drop; `Debug` prints nothing of them.
 #[derive(ZeroizeOnDrop)]
@@ -111,6 +114,9 @@ pub struct StoreKeys {
     #[zeroize(skip)]
     index: HmacSha256,
     pickle: PickleKey,
+    // The AES key schedule zeroizes itself on drop (the `aes` crate's `zeroize` feature).
+    #[zeroize(skip)]
+    message_ids: MessageIds,
 }
 
 impl StoreKeys {
@@ -119,10 +125,12 @@ impl StoreKeys {
         let value_key = hkdf_sha256::<AEAD_KEY_LEN>(None, &[master], &[VALUE_KEY_INFO]);
         let index_key = hkdf_sha256::<32>(None, &[master], &[INDEX_KEY_INFO]);
         let pickle_key = hkdf_sha256::<32>(None, &[master], &[PICKLE_KEY_INFO]);
+        let message_id_key = hkdf_sha256::<32>(None, &[master], &[MESSAGE_ID_KEY_INFO]);
         StoreKeys {
             value_key: *value_key,
             index: HmacSha256::new(index_key.as_slice()),
             pickle: PickleKey::new(*pickle_key),
+            message_ids: MessageIds::new(&message_id_key),
         }
     }
 
@@ -139,6 +147,11 @@ impl StoreKeys {
     /// The key protocol session pickles are sealed with.
     pub(crate) fn pickle(&self) -> &PickleKey {
         &self.pickle
+    }
+
+    /// The permutation behind outgoing message ids.
+    pub(crate) fn message_ids(&self) -> &MessageIds {
+        &self.message_ids
     }
 }
 
