@@ -2,8 +2,8 @@
 //!
 //! Connections hand `Send` requests to one task, which takes everything waiting (up to
 //! `max_commit_batch` envelopes), checks each request (every recipient known, every mailbox
-//! under quota, counting this batch), writes the accepted envelopes in one batch, flushes once,
-//! and only then answers every request of the batch and wakes the recipients' connections. A
+//! under quota, counting this batch), writes the accepted envelopes in one batch, wakes the
+//! recipients' connections, flushes once, and only then answers every request of the batch. A
 //! request is all or nothing: if one of its envelopes is refused, none is stored.
 //!
 //! On shutdown the task finishes every request already queued before it exits, so nothing a
@@ -151,7 +151,7 @@ impl CommitTask {
 
         let stored = writes.len() as u64;
         let recipients: HashSet<DeviceAddr> = writes.iter().map(|(addr, _)| *addr).collect();
-        let durable = self.write(writes).await;
+        let durable = self.write(writes, recipients).await;
         if durable {
             Metrics::add(&self.metrics.envelopes_stored, stored);
             Metrics::add(&self.metrics.commits, 1);
@@ -163,11 +163,6 @@ impl CommitTask {
             };
             // A sender that went away no longer needs its answer.
             let _ = reply.send(result);
-        }
-        if durable {
-            for addr in &recipients {
-                self.router.notify(addr);
-            }
         }
     }
 
@@ -210,12 +205,24 @@ impl CommitTask {
         Ok(())
     }
 
-    /// Writes and flushes; returns whether the batch is durable.
-    async fn write(&self, writes: Vec<(DeviceAddr, MailboxEntry)>) -> bool {
+    /// Writes, wakes the recipients' connections, and flushes; returns whether the batch is
+    /// durable.
+    ///
+    /// Delivery does not wait for the flush (SPEC.md, "Delivery"): the fsync is then off the
+    /// path from sender to recipient, and nothing can be lost by it, since the senders' `SendAck`s
+    /// still wait for it. If the flush fails, or the relay dies before it, the senders get no
+    /// `SendAck` and send the same sealed envelopes again, which a recipient that already has
+    /// them drops as ratchet duplicates.
+    async fn write(
+        &self,
+        writes: Vec<(DeviceAddr, MailboxEntry)>,
+        recipients: HashSet<DeviceAddr>,
+    ) -> bool {
         if writes.is_empty() {
             return true;
         }
         let store = self.store.clone();
+        let router = Arc::clone(&self.router);
         // The quota was checked in `check` against the same counts (this task is the only
         // writer), so the store need not check it again.
         let quota = usize::MAX;
@@ -225,6 +232,9 @@ impl CommitTask {
             let outcomes = store.enqueue(&writes, quota)?;
             if !outcomes.iter().all(|o| *o == EnqueueOutcome::Stored) {
                 return Ok(false);
+            }
+            for addr in &recipients {
+                router.notify(addr);
             }
             store.flush_blocking()?;
             Ok::<_, StoreError>(true)

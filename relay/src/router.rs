@@ -29,7 +29,8 @@ pub(crate) struct Router {
 #[derive(Debug)]
 pub(crate) struct Registration {
     pub(crate) conn_id: u64,
-    /// Notified when new mail for the device is durable.
+    /// Notified when new mail for the device is written (before its flush: SPEC.md, "Send and
+    /// group commit").
     pub(crate) wake: Arc<Notify>,
     /// Cancelled when another connection of the same device replaces this one.
     pub(crate) kick: CancellationToken,
