@@ -1,5 +1,5 @@
 //! The daemon's stored records and their byte encodings (each versioned; the store encrypts
-//! every value). Tables and key layouts are listed in [`tables`]; ARCHITECTURE.md repeats them.
+//! every value). Tables and key layouts are listed in [`tables`].
 //!
 //! Records carrying secrets (the account's seeds, prekey secrets) decode from and encode into
 //! zeroizing buffers; nothing here derives `Serialize`.
