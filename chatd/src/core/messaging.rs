@@ -117,9 +117,9 @@ pub(super) fn received_key(
         tables::RECEIVED,
         &[b"offset".as_slice(), conversation].concat(),
     );
-    let offset = u64::from_be_bytes([
-        offset[0], offset[1], offset[2], offset[3], offset[4], offset[5], offset[6], offset[7],
-    ]);
+    let mut offset_bytes = [0u8; 8];
+    offset_bytes.copy_from_slice(&offset[..8]);
+    let offset = u64::from_be_bytes(offset_bytes);
     let message = store.index(
         tables::RECEIVED,
         &[b"message".as_slice(), sender, &content.message_id].concat(),
@@ -310,6 +310,9 @@ fn outgoing_message(
                 return Ok(Some((key, record)));
             }
         }
+    }
+    if !unlocked.has_legacy_index {
+        return Ok(None);
     }
     let index = legacy_outgoing_index(unlocked, id);
     let Some(location) = unlocked.store.get(tables::MESSAGE_INDEX, &index)? else {
@@ -1670,6 +1673,14 @@ mod tests {
         let index = legacy_outgoing_index(unlocked, &legacy_id);
         batch.put(tables::MESSAGE_INDEX, &index, &message_key(&alice, seq));
         store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        // Unlocked again, as an upgraded daemon would find the store.
+        let kv = state.kv.clone();
+        let keys = crate::store::Vault::unlock(&kv, None).unwrap_or_else(|e| panic!("{e}"));
+        let reloaded =
+            Unlocked::load(crate::store::Store::new(kv, keys)).unwrap_or_else(|e| panic!("{e}"));
+        state.lock = super::super::Lock::Unlocked(Box::new(reloaded));
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        assert!(unlocked.has_legacy_index);
         let found = outgoing_message(unlocked, &alice, &legacy_id)
             .unwrap_or_else(|e| panic!("{e}"))
             .map(|(key, record)| (key, record.text));

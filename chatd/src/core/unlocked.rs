@@ -94,6 +94,10 @@ pub struct Unlocked {
     /// The `issued_at` of the last claim or release signed per handle: the relay wants each
     /// statement strictly newer than the one it holds (SPEC.md 10.6).
     pub handle_statements: HashMap<String, u64>,
+    /// Whether the store holds `MESSAGE_INDEX` entries from before outgoing ids named their
+    /// place. Without any, a message id that does not decrypt to a stored message (a peer's
+    /// receipt may carry thousands) costs no keyed hash and no random read.
+    pub has_legacy_index: bool,
 }
 
 impl std::fmt::Debug for Unlocked {
@@ -150,12 +154,19 @@ impl Unlocked {
             handle_statements: HashMap::new(),
             unprotected: false,
             retained_events: std::collections::VecDeque::new(),
+            has_legacy_index: false,
         };
         unlocked.load_indexes()?;
         Ok(unlocked)
     }
 
     fn load_indexes(&mut self) -> ApiResult<()> {
+        self.has_legacy_index = self
+            .store
+            .scan(tables::MESSAGE_INDEX, &[])
+            .next()
+            .transpose()?
+            .is_some();
         let mut contacts = Vec::new();
         for item in self.store.scan(tables::CONTACTS, &[]) {
             let (key, value) = item?;
