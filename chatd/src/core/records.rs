@@ -23,8 +23,8 @@ pub mod tables {
     pub const MESSAGES: Table = Table(4);
     /// Written by earlier versions, now only read: keyed hash of (`b"out"`, own identity,
     /// message id) -> conversation id || sequence, for outgoing messages whose ids were random
-    /// (ids now name their sequence, `store::MessageIds`). Its `b"in"` entries are superseded by
-    /// [`RECEIVED`].
+    /// (ids now name their sequence, `store::MessageIds`); read only if the store has any
+    /// (`Unlocked::has_legacy_index`). Its `b"in"` entries are superseded by [`RECEIVED`].
     pub const MESSAGE_INDEX: Table = Table(5);
     /// outbox sequence (u64 BE) -> [`super::OutboxEntry`].
     pub const OUTBOX: Table = Table(6);
