@@ -2,6 +2,7 @@
 //! envelopes (open, decrypt, dedup, store, receipt, ack), receipts both ways, history pages,
 //! read marks, conversations and the retained event log.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use api::ErrorCode;
@@ -670,7 +671,9 @@ fn receive(state: &mut CoreState, txn: &mut Txn, envelope_id: EnvelopeId, payloa
 
 fn receive_inner(state: &mut CoreState, txn: &mut Txn, payload: &[u8]) -> ApiResult<()> {
     let unlocked = state.unlocked()?;
-    let unsealed = envelope::open(&unlocked.local, payload)
+    let unsealed = unlocked
+        .opener
+        .open(&unlocked.local, payload)
         .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("envelope: {e}")))?;
     let sender = *unsealed.sender_identity.as_bytes();
     let device = unsealed.sender_device.get();
@@ -1058,6 +1061,9 @@ fn seal_ready(
     // every outbox entry it sealed (a per-message save pickled and encrypted the whole record
     // again for each message, and only the last write of a key in a batch counts).
     let mut advanced: Vec<([u8; 32], u32)> = Vec::new();
+    // One key agreement per recipient device per round; every payload to it this round is
+    // sealed under it with a seed of its own (SPEC.md 8.2).
+    let mut sealers: HashMap<([u8; 32], u32), envelope::Sealer> = HashMap::new();
     let store = unlocked.store.clone();
     let mut batch = store.batch();
     for (seq, conversation) in waiting {
@@ -1107,8 +1113,14 @@ fn seal_ready(
                 .map_err(|e| e.to_string())
                 .and_then(|message| {
                     let peer = record.peer().ok_or("no session")?;
-                    envelope::seal(&unlocked.local, peer, &message, &mut rand::rng())
-                        .map_err(|e| e.to_string())
+                    let key = (contact.identity, *device);
+                    if !sealers.get(&key).is_some_and(|s| s.seals_to(peer)) {
+                        let sealer = envelope::Sealer::new(peer, &mut rand::rng())
+                            .map_err(|e| e.to_string())?;
+                        sealers.insert(key, sealer);
+                    }
+                    let sealer = sealers.get(&key).ok_or("no sealer")?;
+                    Ok(sealer.seal(&unlocked.local, &message, &mut rand::rng()))
                 });
             unlocked
                 .sessions

@@ -94,6 +94,9 @@ pub struct Unlocked {
     /// The `issued_at` of the last claim or release signed per handle: the relay wants each
     /// statement strictly newer than the one it holds (SPEC.md 10.6).
     pub handle_statements: HashMap<String, u64>,
+    /// Recent envelope key agreements that authenticated, so a batch sealed under one costs
+    /// one DH here too (zeroized with the rest on lock).
+    pub opener: protocol::envelope::Opener,
     /// Whether the store holds `MESSAGE_INDEX` entries from before outgoing ids named their
     /// place. Without any, a message id that does not decrypt to a stored message (a peer's
     /// receipt may carry thousands) costs no keyed hash and no random read.
@@ -152,6 +155,7 @@ impl Unlocked {
             prekeys_used: false,
             prekeys_checked: None,
             handle_statements: HashMap::new(),
+            opener: protocol::envelope::Opener::new(),
             unprotected: false,
             retained_events: std::collections::VecDeque::new(),
             has_legacy_index: false,

@@ -4,31 +4,46 @@
 //! - [`Content`], the plaintext of a ratchet message (padded by the ratchet): message id,
 //!   timestamp, content kind and body.
 //! - The seal: the sender's identity and device and the [`SessionMessage`], encrypted to the
-//!   recipient device's X25519 key with a fresh ephemeral key ("sealed sender"). The relay
-//!   learns the recipient device (from the send frame) and the blob's length, nothing else.
+//!   recipient device's X25519 key ("sealed sender"). A [`Sealer`] agrees one key with a fresh
+//!   ephemeral key and seals any number of payloads under it, each with its own random seed;
+//!   an [`Opener`] keeps the last few agreements that authenticated. The relay learns the
+//!   recipient device (from the send frame) and the blob's length, nothing else.
 //!
 //! The seal gives confidentiality of the sender's identity, not authentication: the sender is
 //! authenticated by the session, whose associated data binds both identities, and for an
 //! initial message by the certificate in the PQXDH header, which must match the sealed claim.
 
+use std::collections::VecDeque;
 use std::fmt;
 
 use zeroize::Zeroizing;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
-use crate::crypto::Rng;
 use crate::crypto::aead::{self, AEAD_KEY_LEN, AEAD_NONCE_LEN, AEAD_TAG_LEN};
-use crate::crypto::kdf::hkdf_sha256;
+use crate::crypto::kdf::{SHA256_LEN, hkdf_sha256, hkdf_sha256_expand};
 use crate::crypto::x25519::{X25519Error, X25519PublicKey, X25519Secret};
+use crate::crypto::{Rng, random_array};
 use crate::identity::{DeviceId, IdentityKey, LocalDevice, PROTOCOL_VERSION, VerifiedDevice};
 use crate::session::SessionMessage;
 
-/// HKDF info prefix for the seal key.
+/// HKDF info prefix for a version 1 payload's key (opened, no longer sealed).
 pub const SEAL_INFO: &[u8] = b"chatd/v1/sealed-sender";
+/// HKDF info prefix for a version 2 batch root.
+pub const SEAL_BATCH_INFO: &[u8] = b"chatd/v1/sealed-sender-batch";
+/// HKDF info prefix for a version 2 payload's key, from the root and the payload's seed.
+pub const SEAL_PAYLOAD_INFO: &[u8] = b"chatd/v1/sealed-sender-payload";
+/// The envelope version [`seal`] writes.
+pub const SEAL_VERSION: u8 = 2;
+/// The first envelope version: one key agreement per payload.
+pub const SEAL_VERSION_1: u8 = 1;
+/// Length of a version 2 payload's random seed.
+pub const SEAL_SEED_LEN: usize = 16;
 /// Largest message body [`Content`] accepts.
 pub const MAX_BODY_LEN: usize = 192 * 1024;
-/// Fixed overhead of a sealed blob: version, ephemeral key, AEAD tag.
-pub const SEAL_OVERHEAD: usize = 1 + 32 + AEAD_TAG_LEN;
+/// Fixed overhead of a sealed payload: version, ephemeral key, seed, AEAD tag.
+pub const SEAL_OVERHEAD: usize = 1 + 32 + SEAL_SEED_LEN + AEAD_TAG_LEN;
+/// Fixed overhead of a version 1 payload: version, ephemeral key, AEAD tag.
+pub const SEAL_V1_OVERHEAD: usize = 1 + 32 + AEAD_TAG_LEN;
 
 /// Why an envelope could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,7 +174,8 @@ pub struct Unsealed {
     pub message: SessionMessage,
 }
 
-fn seal_keys(
+/// Derives version 1's AEAD key and nonce from its key agreement alone.
+fn v1_keys(
     dh: &[u8; 32],
     ephemeral: &X25519PublicKey,
     recipient_identity: &IdentityKey,
@@ -175,6 +191,41 @@ fn seal_keys(
             &recipient_device.get().to_be_bytes(),
         ],
     );
+    split_key_nonce(&okm)
+}
+
+/// Derives version 2's batch root from its key agreement (SPEC.md 8.2).
+fn v2_root(
+    dh: &[u8; 32],
+    ephemeral: &X25519PublicKey,
+    recipient_identity: &IdentityKey,
+    recipient_device: DeviceId,
+    recipient_key: &X25519PublicKey,
+) -> Zeroizing<[u8; SHA256_LEN]> {
+    hkdf_sha256(
+        Some(&[ephemeral.as_bytes().as_slice(), recipient_key.as_bytes()].concat()),
+        &[dh],
+        &[
+            SEAL_BATCH_INFO,
+            recipient_identity.as_bytes(),
+            &recipient_device.get().to_be_bytes(),
+        ],
+    )
+}
+
+/// Derives one version 2 payload's AEAD key and nonce from the batch root and its seed.
+fn v2_keys(
+    root: &[u8; SHA256_LEN],
+    seed: &[u8; SEAL_SEED_LEN],
+) -> (Zeroizing<[u8; AEAD_KEY_LEN]>, [u8; AEAD_NONCE_LEN]) {
+    let okm: Zeroizing<[u8; AEAD_KEY_LEN + AEAD_NONCE_LEN]> =
+        hkdf_sha256_expand(root, &[SEAL_PAYLOAD_INFO, seed]);
+    split_key_nonce(&okm)
+}
+
+fn split_key_nonce(
+    okm: &[u8; AEAD_KEY_LEN + AEAD_NONCE_LEN],
+) -> (Zeroizing<[u8; AEAD_KEY_LEN]>, [u8; AEAD_NONCE_LEN]) {
     let mut key = Zeroizing::new([0u8; AEAD_KEY_LEN]);
     let mut nonce = [0u8; AEAD_NONCE_LEN];
     key.copy_from_slice(&okm[..AEAD_KEY_LEN]);
@@ -182,75 +233,266 @@ fn seal_keys(
     (key, nonce)
 }
 
+/// The associated data of both versions: version byte, recipient, ephemeral key, and for
+/// version 2 the payload's seed.
 fn seal_aad(
+    version: u8,
     recipient_identity: &IdentityKey,
     recipient_device: DeviceId,
     ephemeral: &X25519PublicKey,
+    seed: Option<&[u8; SEAL_SEED_LEN]>,
 ) -> Vec<u8> {
-    let mut w = Writer::with_capacity(1 + 32 + 4 + 32);
-    w.u8(PROTOCOL_VERSION);
+    let mut w = Writer::with_capacity(1 + 32 + 4 + 32 + SEAL_SEED_LEN);
+    w.u8(version);
     recipient_identity.encode(&mut w);
     recipient_device.encode(&mut w);
     w.raw(ephemeral.as_bytes());
+    if let Some(seed) = seed {
+        w.raw(seed);
+    }
     w.into_bytes()
 }
 
-/// Seals a session message from `sender` to `recipient`, returning the relay payload.
+/// One key agreement with one recipient device, from which any number of payloads to that
+/// device are sealed (envelope version 2, SPEC.md 8.2). Each payload gets a fresh random seed
+/// and so its own AEAD key and nonce. chatd makes one per device per sending round; the relay
+/// sees those payloads arrive together on the sender's authenticated connection anyway, so
+/// the shared ephemeral key tells it nothing new.
+pub struct Sealer {
+    recipient_identity: IdentityKey,
+    recipient_device: DeviceId,
+    recipient_key: X25519PublicKey,
+    ephemeral: X25519PublicKey,
+    root: Zeroizing<[u8; SHA256_LEN]>,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("recipient_device", &self.recipient_device)
+            .field("ephemeral", &crate::hex_prefix(self.ephemeral.as_bytes()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// Makes a fresh ephemeral key and agrees a batch root with `recipient`.
+    pub fn new(
+        recipient: &VerifiedDevice,
+        rng: &mut (impl Rng + ?Sized),
+    ) -> Result<Self, EnvelopeError> {
+        let ephemeral = X25519Secret::generate(rng);
+        let ephemeral_public = ephemeral.public_key();
+        let dh = ephemeral.diffie_hellman(recipient.dh_key())?;
+        let root = v2_root(
+            dh.as_bytes(),
+            &ephemeral_public,
+            &recipient.identity(),
+            recipient.device_id(),
+            recipient.dh_key(),
+        );
+        Ok(Self {
+            recipient_identity: recipient.identity(),
+            recipient_device: recipient.device_id(),
+            recipient_key: *recipient.dh_key(),
+            ephemeral: ephemeral_public,
+            root,
+        })
+    }
+
+    /// Whether this sealer seals to `recipient` (its identity, device and device key).
+    pub fn seals_to(&self, recipient: &VerifiedDevice) -> bool {
+        self.recipient_identity == recipient.identity()
+            && self.recipient_device == recipient.device_id()
+            && self.recipient_key == *recipient.dh_key()
+    }
+
+    /// Seals a session message from `sender`, returning the relay payload.
+    pub fn seal(
+        &self,
+        sender: &LocalDevice,
+        message: &SessionMessage,
+        rng: &mut (impl Rng + ?Sized),
+    ) -> Vec<u8> {
+        let seed: [u8; SEAL_SEED_LEN] = random_array(rng);
+        let (key, nonce) = v2_keys(&self.root, &seed);
+        let mut inner = Writer::new();
+        sender.cert.identity().encode(&mut inner);
+        sender.cert.device_id().encode(&mut inner);
+        message.encode(&mut inner);
+        let aad = seal_aad(
+            SEAL_VERSION,
+            &self.recipient_identity,
+            self.recipient_device,
+            &self.ephemeral,
+            Some(&seed),
+        );
+        let mut out = Vec::with_capacity(SEAL_OVERHEAD + inner.as_bytes().len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(self.ephemeral.as_bytes());
+        out.extend_from_slice(&seed);
+        let start = out.len();
+        out.extend_from_slice(inner.as_bytes());
+        let tag = aead::seal_in_place(&key, &nonce, &aad, &mut out[start..]);
+        out.extend_from_slice(&tag);
+        out
+    }
+}
+
+/// Seals one session message from `sender` to `recipient` under a key agreement of its own
+/// (a [`Sealer`] used once).
 pub fn seal(
     sender: &LocalDevice,
     recipient: &VerifiedDevice,
     message: &SessionMessage,
     rng: &mut (impl Rng + ?Sized),
 ) -> Result<Vec<u8>, EnvelopeError> {
-    let ephemeral = X25519Secret::generate(rng);
-    let ephemeral_public = ephemeral.public_key();
-    let dh = ephemeral.diffie_hellman(recipient.dh_key())?;
-    let (key, nonce) = seal_keys(
-        dh.as_bytes(),
-        &ephemeral_public,
-        &recipient.identity(),
-        recipient.device_id(),
-        recipient.dh_key(),
-    );
-    let mut inner = Writer::new();
-    sender.cert.identity().encode(&mut inner);
-    sender.cert.device_id().encode(&mut inner);
-    message.encode(&mut inner);
-    let aad = seal_aad(
-        &recipient.identity(),
-        recipient.device_id(),
-        &ephemeral_public,
-    );
-    let mut out = Vec::with_capacity(SEAL_OVERHEAD + inner.as_bytes().len());
-    out.push(PROTOCOL_VERSION);
-    out.extend_from_slice(ephemeral_public.as_bytes());
-    out.extend_from_slice(&aead::seal(&key, &nonce, &aad, inner.as_bytes()));
-    Ok(out)
+    Ok(Sealer::new(recipient, rng)?.seal(sender, message, rng))
 }
 
-/// Opens a relay payload addressed to `local`.
+/// How many recent version 2 key agreements an [`Opener`] keeps.
+pub const OPENER_CAPACITY: usize = 16;
+
+/// Opens payloads for one local device, keeping the roots of the last [`OPENER_CAPACITY`]
+/// version 2 key agreements that authenticated a payload, so that a batch costs the recipient
+/// one DH too. A root enters only after its payload's tag verified, so forged ephemeral keys
+/// cannot push out real ones; roots are zeroized when evicted or dropped.
+#[derive(Default)]
+pub struct Opener {
+    /// Least recently used first.
+    recent: VecDeque<CachedAgreement>,
+}
+
+/// One remembered version 2 key agreement.
+struct CachedAgreement {
+    /// The local device key it was made with.
+    local_key: [u8; 32],
+    /// The sender's ephemeral key.
+    ephemeral: [u8; 32],
+    /// The batch root (zeroized on drop).
+    root: Zeroizing<[u8; SHA256_LEN]>,
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("cached", &self.recent.len())
+            .finish()
+    }
+}
+
+impl Opener {
+    /// An opener with nothing cached.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many key agreements are cached.
+    pub fn cached(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Opens a relay payload of either version addressed to `local`.
+    pub fn open(&mut self, local: &LocalDevice, payload: &[u8]) -> Result<Unsealed, EnvelopeError> {
+        let version = *payload.first().ok_or(EnvelopeError::Truncated)?;
+        match version {
+            SEAL_VERSION_1 => open_v1(local, payload),
+            SEAL_VERSION => self.open_v2(local, payload),
+            other => Err(EnvelopeError::UnsupportedVersion(other)),
+        }
+    }
+
+    fn open_v2(&mut self, local: &LocalDevice, payload: &[u8]) -> Result<Unsealed, EnvelopeError> {
+        if payload.len() < SEAL_OVERHEAD {
+            return Err(EnvelopeError::Truncated);
+        }
+        let mut r = Reader::new(&payload[1..]);
+        let ephemeral = X25519PublicKey::from_bytes(r.array()?)?;
+        let seed: [u8; SEAL_SEED_LEN] = r.array()?;
+        let local_key = *local.cert.dh_key().as_bytes();
+        let cached = self
+            .recent
+            .iter()
+            .position(|c| c.local_key == local_key && c.ephemeral == *ephemeral.as_bytes());
+        let root = match cached {
+            Some(i) => {
+                // Most recently used goes last.
+                let entry = self.recent.remove(i).ok_or(EnvelopeError::Authentication)?;
+                let root = entry.root.clone();
+                self.recent.push_back(entry);
+                root
+            }
+            None => {
+                let dh = local.keys.dh().diffie_hellman(&ephemeral)?;
+                v2_root(
+                    dh.as_bytes(),
+                    &ephemeral,
+                    &local.cert.identity(),
+                    local.cert.device_id(),
+                    local.cert.dh_key(),
+                )
+            }
+        };
+        let (key, nonce) = v2_keys(&root, &seed);
+        let aad = seal_aad(
+            SEAL_VERSION,
+            &local.cert.identity(),
+            local.cert.device_id(),
+            &ephemeral,
+            Some(&seed),
+        );
+        let inner =
+            aead::open(&key, &nonce, &aad, r.rest()).map_err(|_| EnvelopeError::Authentication)?;
+        if cached.is_none() {
+            if self.recent.len() == OPENER_CAPACITY {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(CachedAgreement {
+                local_key,
+                ephemeral: *ephemeral.as_bytes(),
+                root,
+            });
+        }
+        decode_inner(&inner)
+    }
+}
+
+/// Opens a relay payload of either version addressed to `local`, caching nothing.
 pub fn open(local: &LocalDevice, payload: &[u8]) -> Result<Unsealed, EnvelopeError> {
-    if payload.len() < SEAL_OVERHEAD {
+    Opener::new().open(local, payload)
+}
+
+/// Opens a version 1 payload: one key agreement per payload. Nothing seals these any more,
+/// but outboxes and mailboxes written before version 2 still hold them.
+fn open_v1(local: &LocalDevice, payload: &[u8]) -> Result<Unsealed, EnvelopeError> {
+    if payload.len() < SEAL_V1_OVERHEAD {
         return Err(EnvelopeError::Truncated);
     }
-    let mut r = Reader::new(payload);
-    let version = r.u8()?;
-    if version != PROTOCOL_VERSION {
-        return Err(EnvelopeError::UnsupportedVersion(version));
-    }
+    let mut r = Reader::new(&payload[1..]);
     let ephemeral = X25519PublicKey::from_bytes(r.array()?)?;
     let dh = local.keys.dh().diffie_hellman(&ephemeral)?;
-    let (key, nonce) = seal_keys(
+    let (key, nonce) = v1_keys(
         dh.as_bytes(),
         &ephemeral,
         &local.cert.identity(),
         local.cert.device_id(),
         local.cert.dh_key(),
     );
-    let aad = seal_aad(&local.cert.identity(), local.cert.device_id(), &ephemeral);
+    let aad = seal_aad(
+        SEAL_VERSION_1,
+        &local.cert.identity(),
+        local.cert.device_id(),
+        &ephemeral,
+        None,
+    );
     let inner =
         aead::open(&key, &nonce, &aad, r.rest()).map_err(|_| EnvelopeError::Authentication)?;
-    let mut r = Reader::new(&inner);
+    decode_inner(&inner)
+}
+
+/// Decodes the AEAD plaintext of either version: sender identity, sender device, message.
+fn decode_inner(inner: &[u8]) -> Result<Unsealed, EnvelopeError> {
+    let mut r = Reader::new(inner);
     let sender_identity = IdentityKey::decode(&mut r)?;
     let sender_device = DeviceId::decode(&mut r)?;
     let message = SessionMessage::decode(&mut r)?;

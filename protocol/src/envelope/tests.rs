@@ -100,3 +100,142 @@ fn content_round_trips_and_rejects_bad_input() {
     let text = format!("{content:?}");
     assert!(text.contains("body_len: 100"));
 }
+
+#[test]
+fn one_sealer_seals_a_batch_that_an_opener_opens_with_one_agreement() {
+    let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = device(&mut rng, 2);
+    let msg = message(&mut rng, &alice, &bob);
+    let sealer = Sealer::new(&bob.cert, &mut rng).unwrap();
+    assert!(sealer.seals_to(&bob.cert));
+    assert!(!sealer.seals_to(&alice.cert));
+    let payloads: Vec<Vec<u8>> = (0..5)
+        .map(|_| sealer.seal(&alice, &msg, &mut rng))
+        .collect();
+    // One ephemeral key, a fresh seed (and so a different ciphertext) each.
+    for p in &payloads {
+        assert_eq!(p[0], SEAL_VERSION);
+        assert_eq!(p[1..33], payloads[0][1..33]);
+    }
+    for (i, a) in payloads.iter().enumerate() {
+        for b in &payloads[i + 1..] {
+            assert_ne!(a[33..33 + SEAL_SEED_LEN], b[33..33 + SEAL_SEED_LEN]);
+            assert_ne!(a[33 + SEAL_SEED_LEN..], b[33 + SEAL_SEED_LEN..]);
+        }
+    }
+    let mut opener = Opener::new();
+    for p in &payloads {
+        let opened = opener.open(&bob, p).unwrap();
+        assert_eq!(opened.message, msg);
+        assert_eq!(opened.sender_identity, alice.cert.identity());
+        assert_eq!(opener.cached(), 1);
+        // The same as opening without a cache.
+        assert_eq!(open(&bob, p).unwrap(), opened);
+    }
+}
+
+#[test]
+fn a_cached_agreement_still_authenticates_every_byte_and_the_recipient() {
+    let mut rng = ChaCha20Rng::from_seed([4; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = device(&mut rng, 2);
+    let carol = device(&mut rng, 3);
+    let msg = message(&mut rng, &alice, &bob);
+    let sealer = Sealer::new(&bob.cert, &mut rng).unwrap();
+    let first = sealer.seal(&alice, &msg, &mut rng);
+    let second = sealer.seal(&alice, &msg, &mut rng);
+    let mut opener = Opener::new();
+    opener.open(&bob, &first).unwrap();
+    assert_eq!(opener.cached(), 1);
+    for i in 0..second.len() {
+        let mut bad = second.clone();
+        bad[i] ^= 0x01;
+        assert!(opener.open(&bob, &bad).is_err(), "byte {i}");
+    }
+    for len in 0..second.len() {
+        assert!(opener.open(&bob, &second[..len]).is_err(), "length {len}");
+    }
+    // Another device never gets bob's cached root.
+    assert_eq!(
+        opener.open(&carol, &second).unwrap_err(),
+        EnvelopeError::Authentication
+    );
+    // Swapping in another payload's seed breaks the tag.
+    let mut swapped = second.clone();
+    swapped[33..33 + SEAL_SEED_LEN].copy_from_slice(&first[33..33 + SEAL_SEED_LEN]);
+    assert_eq!(
+        opener.open(&bob, &swapped).unwrap_err(),
+        EnvelopeError::Authentication
+    );
+    // None of that disturbed the cache.
+    assert_eq!(opener.cached(), 1);
+    assert_eq!(opener.open(&bob, &second).unwrap().message, msg);
+}
+
+#[test]
+fn only_authenticated_agreements_are_cached_and_the_cache_is_bounded() {
+    let mut rng = ChaCha20Rng::from_seed([5; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = device(&mut rng, 2);
+    let msg = message(&mut rng, &alice, &bob);
+    let mut opener = Opener::new();
+    // A forged payload: a valid ephemeral key, garbage after it.
+    let mut forged = sealer_payload(&mut rng, &alice, &bob, &msg);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        opener.open(&bob, &forged).unwrap_err(),
+        EnvelopeError::Authentication
+    );
+    assert_eq!(opener.cached(), 0);
+    let oldest = sealer_payload(&mut rng, &alice, &bob, &msg);
+    opener.open(&bob, &oldest).unwrap();
+    for _ in 0..OPENER_CAPACITY {
+        let p = sealer_payload(&mut rng, &alice, &bob, &msg);
+        opener.open(&bob, &p).unwrap();
+        assert!(opener.cached() <= OPENER_CAPACITY);
+    }
+    assert_eq!(opener.cached(), OPENER_CAPACITY);
+    // Evicted, the oldest agreement is simply computed again.
+    assert_eq!(opener.open(&bob, &oldest).unwrap().message, msg);
+    assert_eq!(opener.cached(), OPENER_CAPACITY);
+}
+
+fn sealer_payload(
+    rng: &mut ChaCha20Rng,
+    alice: &LocalDevice,
+    bob: &LocalDevice,
+    msg: &SessionMessage,
+) -> Vec<u8> {
+    Sealer::new(&bob.cert, rng).unwrap().seal(alice, msg, rng)
+}
+
+#[test]
+fn versions_and_lengths_are_checked_before_any_key_agreement() {
+    let mut rng = ChaCha20Rng::from_seed([6; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = device(&mut rng, 2);
+    let msg = message(&mut rng, &alice, &bob);
+    let payload = seal(&alice, &bob.cert, &msg, &mut rng).unwrap();
+    assert_eq!(open(&bob, &[]).unwrap_err(), EnvelopeError::Truncated);
+    for version in [0u8, 3, 0xff] {
+        let mut other = payload.clone();
+        other[0] = version;
+        assert_eq!(
+            open(&bob, &other).unwrap_err(),
+            EnvelopeError::UnsupportedVersion(version)
+        );
+    }
+    assert_eq!(
+        open(&bob, &payload[..SEAL_OVERHEAD - 1]).unwrap_err(),
+        EnvelopeError::Truncated
+    );
+    // A small-order ephemeral key is refused as such.
+    let mut small = payload.clone();
+    small[1..33].copy_from_slice(&[0; 32]);
+    assert!(matches!(
+        open(&bob, &small).unwrap_err(),
+        EnvelopeError::Dh(_)
+    ));
+}

@@ -1,5 +1,6 @@
 //! Our vectors for bundles, PQXDH, the Double Ratchet and sealed envelopes
-//! (`protocol/testdata/{bundle,pqxdh,ratchet,envelope}.json`), with every random input explicit.
+//! (`protocol/testdata/{bundle,pqxdh,ratchet,envelope,sealed_batch}.json`), with every random
+//! input explicit.
 //!
 //! Every random byte the protocol draws comes from a scripted RNG, [`Tape`]. Each vector file
 //! lists its draws in order, each with its purpose and its bytes (SPEC.md section 12.2), so an
@@ -28,7 +29,10 @@ use protocol::crypto::ed25519::Ed25519Secret;
 use protocol::crypto::kdf::{hkdf_sha256, hkdf_sha256_expand, hmac_sha256};
 use protocol::crypto::kem::KemSecret;
 use protocol::crypto::x25519::{X25519PublicKey, X25519Secret};
-use protocol::envelope::{self, Content, ContentKind, SEAL_INFO};
+use protocol::envelope::{
+    self, Content, ContentKind, Opener, SEAL_BATCH_INFO, SEAL_INFO, SEAL_PAYLOAD_INFO,
+    SEAL_VERSION, SEAL_VERSION_1, Sealer,
+};
 use protocol::identity::{
     DeviceId, DeviceKeyPair, IdentityKeyPair, KEY_TYPE_X25519, LocalDevice, PROTOCOL_VERSION,
 };
@@ -1015,12 +1019,9 @@ fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> Envelope
     });
     let content = content();
     let session_message = tape.call(&[], |r| record.encrypt(&content.to_bytes(), r).unwrap());
-    let sealed = tape.call(&[SEAL_EPHEMERAL], |r| {
-        envelope::seal(&alice, &bob.cert, &session_message, r).unwrap()
-    });
-
-    // The reference seal.
-    let eph = X25519Secret::from_bytes(&tape.array(SEAL_EPHEMERAL));
+    // chatd no longer seals version 1; the payload is built here from its definition, and the
+    // code under test opens it.
+    let eph = tape.call(&[SEAL_EPHEMERAL], X25519Secret::generate);
     let eph_pub = eph.public_key();
     let recipient_key = bob.cert.dh_key();
     let shared = dh(&tape.array(SEAL_EPHEMERAL), recipient_key);
@@ -1029,7 +1030,7 @@ fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> Envelope
     let info = [SEAL_INFO, bob.cert.identity().as_bytes(), &device].concat();
     let okm = hkdf_sha256::<44>(Some(&salt), &[&shared], &[&info]);
     let aad = [
-        &[PROTOCOL_VERSION][..],
+        &[SEAL_VERSION_1][..],
         bob.cert.identity().as_bytes(),
         &device,
         eph_pub.as_bytes(),
@@ -1041,8 +1042,8 @@ fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> Envelope
         &session_message.to_bytes(),
     ]
     .concat();
-    let expected = [
-        &[PROTOCOL_VERSION][..],
+    let sealed = [
+        &[SEAL_VERSION_1][..],
         eph_pub.as_bytes(),
         &aead::seal(
             &okm[..32].try_into().unwrap(),
@@ -1052,7 +1053,6 @@ fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> Envelope
         ),
     ]
     .concat();
-    assert_eq!(h(&expected), h(&sealed), "reference seal");
 
     // The recipient's side: open the committed payload and decrypt what it carries.
     let wire = file.map_or_else(|| sealed.clone(), |f| unhex(&f.sealed));
@@ -1104,8 +1104,8 @@ fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> Envelope
     }
 }
 
-const ENVELOPE_DESCRIPTION: &str = "One sealed envelope (SPEC.md section 8): A's first message \
-    to B, a PQXDH session set up with a one-time prekey (as in pqxdh.json), whose plaintext is \
+const ENVELOPE_DESCRIPTION: &str = "One sealed envelope of version 1 (SPEC.md section 8.2; \
+    chatd opens this version but no longer seals it): A's first message to B, a PQXDH session set up with a one-time prekey (as in pqxdh.json), whose plaintext is \
     the encoding of `content` (kind 1 = text; body in hex). `session_message` is the \
     SessionMessage (type 1) the session produced, `sealed` the payload the relay carries. \
     `draws` are every random input in the order the code draws them (SPEC.md section 12.2); the \
@@ -1127,6 +1127,204 @@ fn envelope_vectors() {
     assert_eq!(content, self::content());
     assert_eq!(h(content.message_id), file.content.message_id);
     assert_eq!(h(&content.body), file.content.body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// sealed_batch.json
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct SealedBatchVectors {
+    description: String,
+    draws: Vec<Draw>,
+    sender: DeviceVector,
+    recipient: DeviceVector,
+    bundle: String,
+    ephemeral_key: String,
+    dh: String,
+    hkdf_salt: String,
+    hkdf_info: String,
+    root: String,
+    payloads: Vec<BatchPayloadVector>,
+}
+
+/// One payload of the batch and its intermediate values (SPEC.md 8.2, version 2).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct BatchPayloadVector {
+    /// The `Content` encoding the session encrypted.
+    content: String,
+    session_message: String,
+    seed: String,
+    hkdf_info: String,
+    aead_key: String,
+    aead_nonce: String,
+    aad: String,
+    inner: String,
+    sealed: String,
+}
+
+const BATCH_SEED: [&str; 2] = [
+    "A envelope: seed of payload 0",
+    "A envelope: seed of payload 1",
+];
+
+fn batch_contents() -> [Content; 2] {
+    let second = Content {
+        message_id: [0xb2; 16],
+        timestamp_ms: 1_700_000_000_456,
+        kind: ContentKind::Text,
+        body: "A second message, sealed under the same agreement.".into(),
+    };
+    [content(), second]
+}
+
+fn sealed_batch_scenario(mut tape: Tape, file: Option<&SealedBatchVectors>) -> SealedBatchVectors {
+    let alice = make_device(&mut tape, "A", A_DEVICE);
+    let bob = make_device(&mut tape, "B", B_DEVICE);
+    let (secrets, bundle) = make_prekeys(&mut tape, "B", &bob, true);
+    let verified = bundle.verify(Some(&bob.cert.identity())).unwrap();
+    let mut record = SessionRecord::new();
+    tape.call(&[EK, KEM_M, &ratchet_secret("A", 0)], |r| {
+        record.initiate(&alice, &verified, r).unwrap()
+    });
+    let contents = batch_contents();
+    let messages: Vec<SessionMessage> = contents
+        .iter()
+        .map(|c| tape.call(&[], |r| record.encrypt(&c.to_bytes(), r).unwrap()))
+        .collect();
+    let sealer = tape.call(&[SEAL_EPHEMERAL], |r| Sealer::new(&bob.cert, r).unwrap());
+    let sealed: Vec<Vec<u8>> = messages
+        .iter()
+        .zip(BATCH_SEED)
+        .map(|(m, seed)| tape.call(&[seed], |r| sealer.seal(&alice, m, r)))
+        .collect();
+
+    // The reference: one agreement, then a key and nonce per seed.
+    let eph_pub = X25519Secret::from_bytes(&tape.array(SEAL_EPHEMERAL)).public_key();
+    let recipient_key = bob.cert.dh_key();
+    let shared = dh(&tape.array(SEAL_EPHEMERAL), recipient_key);
+    let device = bob.cert.device_id().get().to_be_bytes();
+    let salt = [eph_pub.as_bytes().as_slice(), recipient_key.as_bytes()].concat();
+    let info = [SEAL_BATCH_INFO, bob.cert.identity().as_bytes(), &device].concat();
+    let root = hkdf_sha256::<32>(Some(&salt), &[&shared], &[&info]);
+    let mut payloads = Vec::new();
+    for (i, message) in messages.iter().enumerate() {
+        let seed: [u8; 16] = tape.array(BATCH_SEED[i]);
+        let payload_info = [SEAL_PAYLOAD_INFO, &seed].concat();
+        let okm = hkdf_sha256_expand::<44>(&root, &[&payload_info]);
+        let aad = [
+            &[SEAL_VERSION][..],
+            bob.cert.identity().as_bytes(),
+            &device,
+            eph_pub.as_bytes(),
+            &seed,
+        ]
+        .concat();
+        let inner = [
+            alice.cert.identity().as_bytes().as_slice(),
+            &alice.cert.device_id().get().to_be_bytes(),
+            &message.to_bytes(),
+        ]
+        .concat();
+        let expected = [
+            &[SEAL_VERSION][..],
+            eph_pub.as_bytes(),
+            &seed,
+            &aead::seal(
+                &okm[..32].try_into().unwrap(),
+                &okm[32..].try_into().unwrap(),
+                &aad,
+                &inner,
+            ),
+        ]
+        .concat();
+        assert_eq!(h(&expected), h(&sealed[i]), "reference seal of payload {i}");
+        payloads.push(BatchPayloadVector {
+            content: h(contents[i].to_bytes()),
+            session_message: h(message.to_bytes()),
+            seed: h(seed),
+            hkdf_info: h(&payload_info),
+            aead_key: h(&okm[..32]),
+            aead_nonce: h(&okm[32..]),
+            aad: h(&aad),
+            inner: h(&inner),
+            sealed: h(&sealed[i]),
+        });
+    }
+
+    // The recipient opens the committed payloads with one opener and decrypts them in order.
+    let mut opener = Opener::new();
+    let mut bob_record = SessionRecord::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        let wire = file.map_or_else(|| unhex(&payload.sealed), |f| unhex(&f.payloads[i].sealed));
+        let opened = opener.open(&bob, &wire).unwrap();
+        assert_eq!(opened.sender_identity, alice.cert.identity());
+        assert_eq!(opened.sender_device, alice.cert.device_id());
+        let plaintext = match &opened.message {
+            SessionMessage::Prekey { header, message } => {
+                bob_record
+                    .decrypt_prekey(
+                        &bob,
+                        (opened.sender_identity, opened.sender_device),
+                        header,
+                        message,
+                        Some(secrets.keys()),
+                        &mut ReplayGuard::new(),
+                    )
+                    .unwrap()
+                    .plaintext
+            }
+            SessionMessage::Normal(message) => bob_record.decrypt(message).unwrap(),
+        };
+        assert_eq!(Content::from_bytes(&plaintext).unwrap(), contents[i]);
+    }
+    assert_eq!(opener.cached(), 1, "one agreement for the whole batch");
+
+    SealedBatchVectors {
+        description: SEALED_BATCH_DESCRIPTION.into(),
+        sender: DeviceVector::new(&alice),
+        recipient: DeviceVector::new(&bob),
+        bundle: h(bundle.to_bytes()),
+        ephemeral_key: h(eph_pub.as_bytes()),
+        dh: h(shared),
+        hkdf_salt: h(&salt),
+        hkdf_info: h(&info),
+        root: h(root.as_slice()),
+        payloads,
+        draws: tape.finish(),
+    }
+}
+
+const SEALED_BATCH_DESCRIPTION: &str = "Two sealed envelopes of version 2 (SPEC.md section 8.2) \
+    under one key agreement: A's first two messages to B in a PQXDH session set up as in \
+    envelope.json. `draws` are every random input in the order the code draws them (SPEC.md \
+    section 12.2): the batch's ephemeral key, then one seed per payload. \
+    dh = DH(ephemeral, recipient device key); root = HKDF-SHA256(salt = hkdf_salt, ikm = dh, \
+    info = hkdf_info, L = 32); per payload key || nonce = HKDF-SHA256-Expand(prk = root, \
+    info = payload hkdf_info (the payload info string || seed), L = 44), `inner` is the AEAD \
+    plaintext and `sealed` the payload the relay carries. The recipient opens both with one \
+    agreement and decrypts them to the `content` encodings.";
+
+#[test]
+fn sealed_batch_vectors() {
+    let file = committed(
+        "sealed_batch.json",
+        || sealed_batch_scenario(Tape::fresh(0xe2), None),
+        |file| sealed_batch_scenario(Tape::replay(&file.draws), Some(file)),
+    );
+    file.sender.check_against_draws(&file.draws, "A");
+    file.recipient.check_against_draws(&file.draws, "B");
+    assert_eq!(file.payloads.len(), 2);
+    assert_eq!(
+        file.payloads[0].sealed[2..66],
+        file.payloads[1].sealed[2..66]
+    );
+    assert_ne!(file.payloads[0].seed, file.payloads[1].seed);
+    for (payload, content) in file.payloads.iter().zip(batch_contents()) {
+        assert_eq!(
+            Content::from_bytes(&unhex(&payload.content)).unwrap(),
+            content
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
