@@ -32,8 +32,12 @@ use crate::relay_link::LinkEvent;
 use crate::store::{Kv, Store, StoreError};
 use unlocked::Unlocked;
 
-/// Most inputs handled in one round before the store is flushed.
-const MAX_ROUND: usize = 512;
+/// Most inputs handled in one round before the store is flushed. A round's work (its batch,
+/// sled's copies of the leaves it changes, its events) is live until the flush, so this bounds
+/// the peak: with 512, a recipient catching up on a burst peaked at 36-39 MiB and kept 27-34
+/// MiB after it; with 256, 29-30 MiB and 25-26 MiB, at the same throughput
+/// (chatd/BENCHMARKS.md).
+const MAX_ROUND: usize = 256;
 /// How often the core wakes up without input (retries, prekey rotation).
 const TICK: Duration = Duration::from_millis(500);
 /// How long after its last write the core counts as quiet, and hands the memory freed since
