@@ -41,7 +41,8 @@
 //! through `protocol::crypto` as one job each and placed in the job's own group
 //! (`b_dh_step/primitives_sum`, `c_setup/primitives_sum`, `c_setup/primitives_sum_preverified`)
 //! so that job and baseline are measured in the same run, seconds apart. The `primitives` group
-//! measures each primitive on its own.
+//! measures each primitive on its own, and `envelopes` the sealed-sender layer: an envelope
+//! sealed and opened alone (one key agreement each) and as a further payload of a batch.
 //!
 //! On a shared machine two medians taken seconds apart can differ by tens of percent, so after a
 //! full, unfiltered run the harness also prints each target ratio measured *interleaved*: job
@@ -55,6 +56,7 @@ use criterion::{Criterion, criterion_group};
 use protocol::crypto::ed25519::{Ed25519PublicKey, Ed25519Secret, Signature};
 use protocol::crypto::kem::{KEM_CIPHERTEXT_LEN, KemSecret};
 use protocol::crypto::x25519::{X25519PublicKey, X25519Secret};
+use protocol::envelope::{self, Opener, Sealer};
 use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair, LocalDevice};
 use protocol::pqxdh::{self, ReplayGuard, ResponderKeys};
 use protocol::prekeys::{KemPrekeySecret, OneTimePrekeySecret, PrekeyBundle, SignedPrekeySecret};
@@ -520,6 +522,41 @@ fn primitives(c: &mut Criterion) {
     group.finish();
 }
 
+/// Sealing and opening one envelope carrying a 256-byte ratchet message: alone (its own key
+/// agreement, as every envelope was in version 1's time) and as a further payload of a batch
+/// (SPEC.md 8.2).
+fn envelopes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("envelopes");
+    let mut r = rng(5);
+    let alice = device(&mut r, 1);
+    let bob = Responder::new(&mut r);
+    let (mut state, _) = chatd_pair(&mut r);
+    let message = SessionMessage::Normal(state.encrypt(&PLAINTEXT, &mut r).expect("encrypt"));
+    let recipient = bob.local.cert.clone();
+    let sealer = Sealer::new(&recipient, &mut r).expect("sealer");
+    let in_batch = sealer.seal(&alice, &message, &mut r);
+    let mut opener = Opener::new();
+    opener.open(&bob.local, &in_batch).expect("opens");
+
+    group.bench_function("seal_alone", |b| {
+        b.iter(|| envelope::seal(&alice, &recipient, black_box(&message), &mut r))
+    });
+    group.bench_function("seal_in_batch", |b| {
+        b.iter(|| sealer.seal(&alice, black_box(&message), &mut r))
+    });
+    group.bench_function("open_alone", |b| {
+        b.iter(|| envelope::open(&bob.local, black_box(&in_batch)).expect("opens"))
+    });
+    group.bench_function("open_in_batch", |b| {
+        b.iter(|| {
+            opener
+                .open(&bob.local, black_box(&in_batch))
+                .expect("opens")
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -529,7 +566,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = protocol;
     config = config();
-    targets = same_chain, dh_step, setup, primitives
+    targets = same_chain, dh_step, setup, primitives, envelopes
 }
 
 /// How long each interleaved comparison runs.

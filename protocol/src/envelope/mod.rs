@@ -371,6 +371,9 @@ struct CachedAgreement {
     ephemeral: [u8; 32],
     /// The batch root (zeroized on drop).
     root: Zeroizing<[u8; SHA256_LEN]>,
+    /// The sender identity the last payload under it named, decoded: decoding checks an
+    /// Ed25519 point, which costs as much again as the rest of opening a further payload.
+    sender: Option<IdentityKey>,
 }
 
 impl fmt::Debug for Opener {
@@ -414,23 +417,24 @@ impl Opener {
             .recent
             .iter()
             .position(|c| c.local_key == local_key && c.ephemeral == *ephemeral.as_bytes());
-        let root = match cached {
+        let (root, known_sender) = match cached {
             Some(i) => {
                 // Most recently used goes last.
                 let entry = self.recent.remove(i).ok_or(EnvelopeError::Authentication)?;
-                let root = entry.root.clone();
+                let found = (entry.root.clone(), entry.sender);
                 self.recent.push_back(entry);
-                root
+                found
             }
             None => {
                 let dh = local.keys.dh().diffie_hellman(&ephemeral)?;
-                v2_root(
+                let root = v2_root(
                     dh.as_bytes(),
                     &ephemeral,
                     &local.cert.identity(),
                     local.cert.device_id(),
                     local.cert.dh_key(),
-                )
+                );
+                (root, None)
             }
         };
         let (key, nonce) = v2_keys(&root, &seed);
@@ -443,17 +447,22 @@ impl Opener {
         );
         let inner =
             aead::open(&key, &nonce, &aad, r.rest()).map_err(|_| EnvelopeError::Authentication)?;
-        if cached.is_none() {
-            if self.recent.len() == OPENER_CAPACITY {
-                self.recent.pop_front();
+        let unsealed = decode_inner(&inner, known_sender.as_ref())?;
+        match (cached, self.recent.back_mut()) {
+            (Some(_), Some(entry)) => entry.sender = Some(unsealed.sender_identity),
+            _ => {
+                if self.recent.len() == OPENER_CAPACITY {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(CachedAgreement {
+                    local_key,
+                    ephemeral: *ephemeral.as_bytes(),
+                    root,
+                    sender: Some(unsealed.sender_identity),
+                });
             }
-            self.recent.push_back(CachedAgreement {
-                local_key,
-                ephemeral: *ephemeral.as_bytes(),
-                root,
-            });
         }
-        decode_inner(&inner)
+        Ok(unsealed)
     }
 }
 
@@ -487,13 +496,20 @@ fn open_v1(local: &LocalDevice, payload: &[u8]) -> Result<Unsealed, EnvelopeErro
     );
     let inner =
         aead::open(&key, &nonce, &aad, r.rest()).map_err(|_| EnvelopeError::Authentication)?;
-    decode_inner(&inner)
+    decode_inner(&inner, None)
 }
 
 /// Decodes the AEAD plaintext of either version: sender identity, sender device, message.
-fn decode_inner(inner: &[u8]) -> Result<Unsealed, EnvelopeError> {
+/// `known` is an identity decoded before, used instead of decoding the same bytes again.
+fn decode_inner(inner: &[u8], known: Option<&IdentityKey>) -> Result<Unsealed, EnvelopeError> {
     let mut r = Reader::new(inner);
-    let sender_identity = IdentityKey::decode(&mut r)?;
+    let sender_identity = match known {
+        Some(known) if inner.get(..32) == Some(known.as_bytes().as_slice()) => {
+            r.array::<32>()?;
+            *known
+        }
+        _ => IdentityKey::decode(&mut r)?,
+    };
     let sender_device = DeviceId::decode(&mut r)?;
     let message = SessionMessage::decode(&mut r)?;
     r.finish()?;

@@ -239,3 +239,24 @@ fn versions_and_lengths_are_checked_before_any_key_agreement() {
         EnvelopeError::Dh(_)
     ));
 }
+
+#[test]
+fn the_remembered_sender_is_used_only_for_the_same_bytes() {
+    let mut rng = ChaCha20Rng::from_seed([7; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = device(&mut rng, 2);
+    let carol = device(&mut rng, 3);
+    let msg = message(&mut rng, &alice, &bob);
+    let sealer = Sealer::new(&bob.cert, &mut rng).unwrap();
+    let mut opener = Opener::new();
+    // Under one agreement the claimed sender can change from payload to payload (the session
+    // authenticates it); each payload reports its own.
+    for sender in [&alice, &alice, &carol, &alice] {
+        let opened = opener
+            .open(&bob, &sealer.seal(sender, &msg, &mut rng))
+            .unwrap();
+        assert_eq!(opened.sender_identity, sender.cert.identity());
+        assert_eq!(opened.sender_device, sender.cert.device_id());
+    }
+    assert_eq!(opener.cached(), 1);
+}
