@@ -174,39 +174,21 @@ pub struct Unsealed {
     pub message: SessionMessage,
 }
 
-/// Derives version 1's AEAD key and nonce from its key agreement alone.
-fn v1_keys(
+/// HKDF over a key agreement with a recipient device, as both versions derive from it:
+/// salt `E.public || recipient device key`, info `label || recipient identity || device id`.
+fn from_agreement<const N: usize>(
+    label: &[u8],
     dh: &[u8; 32],
     ephemeral: &X25519PublicKey,
     recipient_identity: &IdentityKey,
     recipient_device: DeviceId,
     recipient_key: &X25519PublicKey,
-) -> (Zeroizing<[u8; AEAD_KEY_LEN]>, [u8; AEAD_NONCE_LEN]) {
-    let okm: Zeroizing<[u8; AEAD_KEY_LEN + AEAD_NONCE_LEN]> = hkdf_sha256(
-        Some(&[ephemeral.as_bytes().as_slice(), recipient_key.as_bytes()].concat()),
-        &[dh],
-        &[
-            SEAL_INFO,
-            recipient_identity.as_bytes(),
-            &recipient_device.get().to_be_bytes(),
-        ],
-    );
-    split_key_nonce(&okm)
-}
-
-/// Derives version 2's batch root from its key agreement (SPEC.md 8.2).
-fn v2_root(
-    dh: &[u8; 32],
-    ephemeral: &X25519PublicKey,
-    recipient_identity: &IdentityKey,
-    recipient_device: DeviceId,
-    recipient_key: &X25519PublicKey,
-) -> Zeroizing<[u8; SHA256_LEN]> {
+) -> Zeroizing<[u8; N]> {
     hkdf_sha256(
         Some(&[ephemeral.as_bytes().as_slice(), recipient_key.as_bytes()].concat()),
         &[dh],
         &[
-            SEAL_BATCH_INFO,
+            label,
             recipient_identity.as_bytes(),
             &recipient_device.get().to_be_bytes(),
         ],
@@ -284,7 +266,8 @@ impl Sealer {
         let ephemeral = X25519Secret::generate(rng);
         let ephemeral_public = ephemeral.public_key();
         let dh = ephemeral.diffie_hellman(recipient.dh_key())?;
-        let root = v2_root(
+        let root = from_agreement(
+            SEAL_BATCH_INFO,
             dh.as_bytes(),
             &ephemeral_public,
             &recipient.identity(),
@@ -417,17 +400,12 @@ impl Opener {
             .recent
             .iter()
             .position(|c| c.local_key == local_key && c.ephemeral == *ephemeral.as_bytes());
-        let (root, known_sender) = match cached {
-            Some(i) => {
-                // Most recently used goes last.
-                let entry = self.recent.remove(i).ok_or(EnvelopeError::Authentication)?;
-                let found = (entry.root.clone(), entry.sender);
-                self.recent.push_back(entry);
-                found
-            }
+        let (root, known_sender) = match cached.and_then(|i| self.recent.get(i)) {
+            Some(entry) => (entry.root.clone(), entry.sender),
             None => {
                 let dh = local.keys.dh().diffie_hellman(&ephemeral)?;
-                let root = v2_root(
+                let root = from_agreement(
+                    SEAL_BATCH_INFO,
                     dh.as_bytes(),
                     &ephemeral,
                     &local.cert.identity(),
@@ -448,20 +426,25 @@ impl Opener {
         let inner =
             aead::open(&key, &nonce, &aad, r.rest()).map_err(|_| EnvelopeError::Authentication)?;
         let unsealed = decode_inner(&inner, known_sender.as_ref())?;
-        match (cached, self.recent.back_mut()) {
-            (Some(_), Some(entry)) => entry.sender = Some(unsealed.sender_identity),
-            _ => {
+        // Authenticated: remembered as the most recently used agreement.
+        let entry = match cached.and_then(|i| self.recent.remove(i)) {
+            Some(entry) => entry,
+            None => {
                 if self.recent.len() == OPENER_CAPACITY {
                     self.recent.pop_front();
                 }
-                self.recent.push_back(CachedAgreement {
+                CachedAgreement {
                     local_key,
                     ephemeral: *ephemeral.as_bytes(),
                     root,
-                    sender: Some(unsealed.sender_identity),
-                });
+                    sender: None,
+                }
             }
-        }
+        };
+        self.recent.push_back(CachedAgreement {
+            sender: Some(unsealed.sender_identity),
+            ..entry
+        });
         Ok(unsealed)
     }
 }
@@ -480,13 +463,15 @@ fn open_v1(local: &LocalDevice, payload: &[u8]) -> Result<Unsealed, EnvelopeErro
     let mut r = Reader::new(&payload[1..]);
     let ephemeral = X25519PublicKey::from_bytes(r.array()?)?;
     let dh = local.keys.dh().diffie_hellman(&ephemeral)?;
-    let (key, nonce) = v1_keys(
+    let okm = from_agreement(
+        SEAL_INFO,
         dh.as_bytes(),
         &ephemeral,
         &local.cert.identity(),
         local.cert.device_id(),
         local.cert.dh_key(),
     );
+    let (key, nonce) = split_key_nonce(&okm);
     let aad = seal_aad(
         SEAL_VERSION_1,
         &local.cert.identity(),

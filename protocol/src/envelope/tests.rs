@@ -39,6 +39,15 @@ fn message(rng: &mut ChaCha20Rng, alice: &LocalDevice, bob: &LocalDevice) -> Ses
     record.encrypt(&content.to_bytes(), rng).unwrap()
 }
 
+/// A seeded generator, two devices and a first message from the first to the second.
+fn parties(seed: u8) -> (ChaCha20Rng, LocalDevice, LocalDevice, SessionMessage) {
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = device(&mut rng, 2);
+    let msg = message(&mut rng, &alice, &bob);
+    (rng, alice, bob, msg)
+}
+
 #[test]
 fn seal_and_open_round_trip() {
     let mut rng = ChaCha20Rng::from_seed([1; 32]);
@@ -103,10 +112,7 @@ fn content_round_trips_and_rejects_bad_input() {
 
 #[test]
 fn one_sealer_seals_a_batch_that_an_opener_opens_with_one_agreement() {
-    let mut rng = ChaCha20Rng::from_seed([3; 32]);
-    let alice = device(&mut rng, 1);
-    let bob = device(&mut rng, 2);
-    let msg = message(&mut rng, &alice, &bob);
+    let (mut rng, alice, bob, msg) = parties(3);
     let sealer = Sealer::new(&bob.cert, &mut rng).unwrap();
     assert!(sealer.seals_to(&bob.cert));
     assert!(!sealer.seals_to(&alice.cert));
@@ -137,11 +143,8 @@ fn one_sealer_seals_a_batch_that_an_opener_opens_with_one_agreement() {
 
 #[test]
 fn a_cached_agreement_still_authenticates_every_byte_and_the_recipient() {
-    let mut rng = ChaCha20Rng::from_seed([4; 32]);
-    let alice = device(&mut rng, 1);
-    let bob = device(&mut rng, 2);
+    let (mut rng, alice, bob, msg) = parties(4);
     let carol = device(&mut rng, 3);
-    let msg = message(&mut rng, &alice, &bob);
     let sealer = Sealer::new(&bob.cert, &mut rng).unwrap();
     let first = sealer.seal(&alice, &msg, &mut rng);
     let second = sealer.seal(&alice, &msg, &mut rng);
@@ -175,13 +178,10 @@ fn a_cached_agreement_still_authenticates_every_byte_and_the_recipient() {
 
 #[test]
 fn only_authenticated_agreements_are_cached_and_the_cache_is_bounded() {
-    let mut rng = ChaCha20Rng::from_seed([5; 32]);
-    let alice = device(&mut rng, 1);
-    let bob = device(&mut rng, 2);
-    let msg = message(&mut rng, &alice, &bob);
+    let (mut rng, alice, bob, msg) = parties(5);
     let mut opener = Opener::new();
     // A forged payload: a valid ephemeral key, garbage after it.
-    let mut forged = sealer_payload(&mut rng, &alice, &bob, &msg);
+    let mut forged = seal(&alice, &bob.cert, &msg, &mut rng).unwrap();
     let last = forged.len() - 1;
     forged[last] ^= 1;
     assert_eq!(
@@ -189,10 +189,10 @@ fn only_authenticated_agreements_are_cached_and_the_cache_is_bounded() {
         EnvelopeError::Authentication
     );
     assert_eq!(opener.cached(), 0);
-    let oldest = sealer_payload(&mut rng, &alice, &bob, &msg);
+    let oldest = seal(&alice, &bob.cert, &msg, &mut rng).unwrap();
     opener.open(&bob, &oldest).unwrap();
     for _ in 0..OPENER_CAPACITY {
-        let p = sealer_payload(&mut rng, &alice, &bob, &msg);
+        let p = seal(&alice, &bob.cert, &msg, &mut rng).unwrap();
         opener.open(&bob, &p).unwrap();
         assert!(opener.cached() <= OPENER_CAPACITY);
     }
@@ -202,21 +202,9 @@ fn only_authenticated_agreements_are_cached_and_the_cache_is_bounded() {
     assert_eq!(opener.cached(), OPENER_CAPACITY);
 }
 
-fn sealer_payload(
-    rng: &mut ChaCha20Rng,
-    alice: &LocalDevice,
-    bob: &LocalDevice,
-    msg: &SessionMessage,
-) -> Vec<u8> {
-    Sealer::new(&bob.cert, rng).unwrap().seal(alice, msg, rng)
-}
-
 #[test]
 fn versions_and_lengths_are_checked_before_any_key_agreement() {
-    let mut rng = ChaCha20Rng::from_seed([6; 32]);
-    let alice = device(&mut rng, 1);
-    let bob = device(&mut rng, 2);
-    let msg = message(&mut rng, &alice, &bob);
+    let (mut rng, alice, bob, msg) = parties(6);
     let payload = seal(&alice, &bob.cert, &msg, &mut rng).unwrap();
     assert_eq!(open(&bob, &[]).unwrap_err(), EnvelopeError::Truncated);
     for version in [0u8, 3, 0xff] {
@@ -242,11 +230,8 @@ fn versions_and_lengths_are_checked_before_any_key_agreement() {
 
 #[test]
 fn the_remembered_sender_is_used_only_for_the_same_bytes() {
-    let mut rng = ChaCha20Rng::from_seed([7; 32]);
-    let alice = device(&mut rng, 1);
-    let bob = device(&mut rng, 2);
+    let (mut rng, alice, bob, msg) = parties(7);
     let carol = device(&mut rng, 3);
-    let msg = message(&mut rng, &alice, &bob);
     let sealer = Sealer::new(&bob.cert, &mut rng).unwrap();
     let mut opener = Opener::new();
     // Under one agreement the claimed sender can change from payload to payload (the session
