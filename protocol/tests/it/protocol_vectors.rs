@@ -1008,15 +1008,40 @@ fn content() -> Content {
     }
 }
 
-fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> EnvelopeVectors {
-    let alice = make_device(&mut tape, "A", A_DEVICE);
-    let bob = make_device(&mut tape, "B", B_DEVICE);
-    let (secrets, bundle) = make_prekeys(&mut tape, "B", &bob, true);
+/// A's and B's devices, B's prekeys and bundle, and A's session with B just initiated from
+/// it: the draws both envelope files begin with.
+fn initiated(
+    tape: &mut Tape,
+) -> (
+    LocalDevice,
+    LocalDevice,
+    PrekeySecrets,
+    PrekeyBundle,
+    SessionRecord,
+) {
+    let alice = make_device(tape, "A", A_DEVICE);
+    let bob = make_device(tape, "B", B_DEVICE);
+    let (secrets, bundle) = make_prekeys(tape, "B", &bob, true);
     let verified = bundle.verify(Some(&bob.cert.identity())).unwrap();
     let mut record = SessionRecord::new();
     tape.call(&[EK, KEM_M, &ratchet_secret("A", 0)], |r| {
         record.initiate(&alice, &verified, r).unwrap()
     });
+    (alice, bob, secrets, bundle, record)
+}
+
+/// The AEAD plaintext of a seal (SPEC.md 8.2): sender identity, sender device, message.
+fn sealed_inner(sender: &LocalDevice, message: &SessionMessage) -> Vec<u8> {
+    [
+        sender.cert.identity().as_bytes().as_slice(),
+        &sender.cert.device_id().get().to_be_bytes(),
+        &message.to_bytes(),
+    ]
+    .concat()
+}
+
+fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> EnvelopeVectors {
+    let (alice, bob, secrets, bundle, mut record) = initiated(&mut tape);
     let content = content();
     let session_message = tape.call(&[], |r| record.encrypt(&content.to_bytes(), r).unwrap());
     // chatd no longer seals version 1; the payload is built here from its definition, and the
@@ -1036,12 +1061,7 @@ fn envelope_scenario(mut tape: Tape, file: Option<&EnvelopeVectors>) -> Envelope
         eph_pub.as_bytes(),
     ]
     .concat();
-    let inner = [
-        alice.cert.identity().as_bytes().as_slice(),
-        &alice.cert.device_id().get().to_be_bytes(),
-        &session_message.to_bytes(),
-    ]
-    .concat();
+    let inner = sealed_inner(&alice, &session_message);
     let sealed = [
         &[SEAL_VERSION_1][..],
         eph_pub.as_bytes(),
@@ -1178,14 +1198,7 @@ fn batch_contents() -> [Content; 2] {
 }
 
 fn sealed_batch_scenario(mut tape: Tape, file: Option<&SealedBatchVectors>) -> SealedBatchVectors {
-    let alice = make_device(&mut tape, "A", A_DEVICE);
-    let bob = make_device(&mut tape, "B", B_DEVICE);
-    let (secrets, bundle) = make_prekeys(&mut tape, "B", &bob, true);
-    let verified = bundle.verify(Some(&bob.cert.identity())).unwrap();
-    let mut record = SessionRecord::new();
-    tape.call(&[EK, KEM_M, &ratchet_secret("A", 0)], |r| {
-        record.initiate(&alice, &verified, r).unwrap()
-    });
+    let (alice, bob, secrets, bundle, mut record) = initiated(&mut tape);
     let contents = batch_contents();
     let messages: Vec<SessionMessage> = contents
         .iter()
@@ -1219,12 +1232,7 @@ fn sealed_batch_scenario(mut tape: Tape, file: Option<&SealedBatchVectors>) -> S
             &seed,
         ]
         .concat();
-        let inner = [
-            alice.cert.identity().as_bytes().as_slice(),
-            &alice.cert.device_id().get().to_be_bytes(),
-            &message.to_bytes(),
-        ]
-        .concat();
+        let inner = sealed_inner(&alice, message);
         let expected = [
             &[SEAL_VERSION][..],
             eph_pub.as_bytes(),
