@@ -1,4 +1,4 @@
-//! `chatctl`, the command-line client of chatd's local JSON-RPC API (design.md section 8).
+//! `chatctl`, the command-line client of chatd's local JSON-RPC API (ARCHITECTURE.md, `chatctl`).
 //!
 //! It holds no keys and links no cryptography or storage: every command is one or two RPC
 //! calls on chatd's socket, made with the blocking client from the `api` crate (no async

@@ -122,6 +122,27 @@ const UNSAFE_ALLOWED: &[&str] = &[
 ];
 
 #[test]
+fn the_project_cites_no_document_outside_it() {
+    // The project stands alone: a rule it relies on is written in ARCHITECTURE.md or
+    // protocol/SPEC.md, never cited from a brief outside the repository. The names are built
+    // here so that this file does not match itself.
+    let brief = ["design", ".md"].concat();
+    let outside = ["..", "/shared"].concat();
+    let root = workspace_root();
+    let mut offenders = Vec::new();
+    for extension in ["rs", "md", "toml", "sh", "py", "js"] {
+        for path in files_with_extension(&root, extension) {
+            for (number, line) in read(&path).lines().enumerate() {
+                if line.contains(&brief) || line.contains(&outside) {
+                    offenders.push(format!("{}:{}: {}", display(&path), number + 1, line.trim()));
+                }
+            }
+        }
+    }
+    report("files cite a document outside the repository", &offenders);
+}
+
+#[test]
 fn unsafe_code_is_allowed_only_where_listed() {
     // Spelled in pieces so that this file does not match itself.
     let allow = concat!("allow(", "unsafe_code)");
@@ -141,7 +162,7 @@ fn unsafe_code_is_allowed_only_where_listed() {
 
 #[test]
 fn protocol_source_does_no_io_and_takes_no_global_rng_or_clock() {
-    // A grep-level check of design.md section 2 ("protocol is pure"). Comment lines are
+    // A grep-level check of ARCHITECTURE.md's invariant "protocol does no I/O". Comment lines are
     // skipped so the rule itself can be written down in doc comments.
     const FORBIDDEN: &[&str] = &[
         "std::fs",

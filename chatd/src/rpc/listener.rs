@@ -6,7 +6,7 @@
 //!
 //! Directory policy: the socket's parent directory must be owned by us and closed to group and
 //! others (mode `0700` or stricter), because a socket in a directory other users can enter or
-//! write is reachable or replaceable by them (design.md section 3). A missing directory is
+//! write is reachable or replaceable by them (ARCHITECTURE.md, "Threat model"). A missing directory is
 //! created with mode 0700 (and missing ancestors with it). An existing directory that fails the
 //! check is refused with an error that says how to fix it; it is never `chmod`ed, because it may
 //! be a directory the user relies on (a home directory, say) and tightening it silently would
@@ -43,7 +43,7 @@ pub(super) fn refuse_busy(stream: Stream, line: &str, _tracker: &TaskTracker) {
 }
 
 /// The accepting side of the socket, on the runtime: accepts connections and lets through only
-/// peers running as our own (effective) uid (design.md section 3).
+/// peers running as our own (effective) uid (ARCHITECTURE.md, "Threat model").
 #[derive(Debug)]
 pub(super) struct Acceptor {
     listener: tokio::net::UnixListener,

@@ -1,4 +1,4 @@
-//! The daemon's local JSON-RPC transport (design.md section 7): the Unix socket (a named pipe on
+//! The daemon's local JSON-RPC transport (ARCHITECTURE.md, `rpc`): the Unix socket (a named pipe on
 //! Windows), its framing, and the connection loop that drives jsonrpsee's [`Methods`] itself,
 //! because jsonrpsee's own servers do not serve a local socket.
 //!
@@ -13,7 +13,7 @@
 //!   its first instance (one daemon per name) with a DACL that admits only the user and SYSTEM,
 //!   which stands in for the peer-uid check; `notify_windows.rs` is a no-op `Notifier`. Both
 //!   are compiled and linted for Windows in CI but have never run.
-//! - [`serve`] (here): the accept loop, the peer-uid check (design.md section 3; the
+//! - [`serve`] (here): the accept loop, the peer-uid check (ARCHITECTURE.md, "Threat model"; the
 //!   `Acceptor` of `listener.rs`), the connection cap, and shutdown. Every task it starts is
 //!   owned by a `TaskTracker` and has ended when `serve` returns. It calls its `ready` hook
 //!   once the socket accepts connections, which is when the daemon tells a service manager it

@@ -1,4 +1,4 @@
-//! The daemon's encrypted store (design.md section 6): message history, contacts, sessions,
+//! The daemon's encrypted store (ARCHITECTURE.md, `store`): message history, contacts, sessions,
 //! the outbox and prekey secrets, every value encrypted, in one sled tree on disk or, for
 //! `--ephemeral`, in an in-memory map with the same semantics that writes nothing anywhere.
 //!

@@ -1,4 +1,5 @@
-//! Thin, misuse-resistant wrappers around the primitive crates (design.md section 4).
+//! Thin, misuse-resistant wrappers around the primitive crates (ARCHITECTURE.md, "Threat model
+//! and cryptography").
 //!
 //! This is the only module that names `x25519-dalek`, `ed25519-dalek`, `ml-kem`, `aes-gcm`,
 //! `hkdf` and `hmac`. Everything above it works with these types, which
