@@ -115,6 +115,33 @@ fn with_version(version: u8, key: &[u8]) -> Vec<u8> {
     p
 }
 
+/// `p - 1` (p = 2^255 - 19), little-endian.
+const P_MINUS_1: [u8; 32] = {
+    let mut b = [0xff; 32];
+    b[0] = 0xec;
+    b[31] = 0x7f;
+    b
+};
+
+/// A 32-byte Ed25519 encoding of the y-coordinate `small` (below 19), or of `p + small` when
+/// `plus_p`, with the sign bit (bit 255) set when `sign`.
+fn ed25519_y(small: u8, plus_p: bool, sign: bool) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    if plus_p {
+        // p + small = 2^255 - 19 + small: 0xed + small in the lowest byte, 0xff in the middle
+        // ones, 0x7f in the top byte.
+        b = [0xff; 32];
+        b[0] = 0xed + small;
+        b[31] = 0x7f;
+    } else {
+        b[0] = small;
+    }
+    if sign {
+        b[31] |= 0x80;
+    }
+    b
+}
+
 fn generate_addresses() -> AddressVectors {
     let valid: Vec<ValidAddress> = seeds()
         .iter()
@@ -201,6 +228,30 @@ fn generate_addresses() -> AddressVectors {
             "y = 2 (not on the curve)",
             bech32m("chat", &with_version(1, &off_curve)),
         ),
+        // The key checks of section 2.4 run in the order curve point, canonical encoding,
+        // small order; each case below fails a later check only.
+        (
+            "y = p + 2 (non-canonical, and not on the curve: the curve check runs first)",
+            { bech32m("chat", &with_version(1, &ed25519_y(2, true, false))) },
+        ),
+        (
+            "y = p + 1 (non-canonical encoding of the identity: canonicity is checked before order)",
+            { bech32m("chat", &with_version(1, &ed25519_y(1, true, false))) },
+        ),
+        (
+            "y = 1 with the sign bit set (x = 0 written as negative zero)",
+            { bech32m("chat", &with_version(1, &ed25519_y(1, false, true))) },
+        ),
+        ("y = 0 (a point of order 4)", {
+            bech32m("chat", &with_version(1, &ed25519_y(0, false, false)))
+        }),
+        ("y = p - 1 (the point of order 2)", {
+            bech32m("chat", &with_version(1, &P_MINUS_1))
+        }),
+        ("a point of order 8", {
+            let order8 = "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05";
+            bech32m("chat", &with_version(1, &hex::decode(order8).unwrap()))
+        }),
         ("empty", String::new()),
         ("no data", "chat1".into()),
         (
