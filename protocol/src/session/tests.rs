@@ -352,3 +352,40 @@ fn replayed_initial_message_with_a_non_canonical_base_key_is_refused() {
         }
     }
 }
+
+/// SPEC.md 6.1, "Answered": a responder's session is answered from the PreKey message that
+/// creates it, so it never holds an initial header and, once superseded, a later message in it
+/// does not bring it back, not even over an unanswered session of our own.
+#[test]
+fn a_responders_session_is_answered_from_the_message_that_creates_it() {
+    let mut rng = rng(6);
+    let mut alice = Peer::new(&mut rng, 1);
+    let mut bob = Peer::new(&mut rng, 2);
+    let mut a = SessionRecord::new();
+    let bundle = bob.bundle_with_otk(&mut rng, 7);
+    a.initiate(&alice.local, &bundle, &mut rng).unwrap();
+    let first = a.encrypt(b"first", &mut rng).unwrap();
+    let mut b = SessionRecord::new();
+    assert_eq!(bob.receive(&mut b, alice.me(), &first).unwrap(), b"first");
+    let responded = b.active_base_key().unwrap();
+    // The flag survives a pickle.
+    let key = PickleKey::new([7; 32]);
+    let mut b = SessionRecord::from_encrypted(&key, &b.to_encrypted(&key, &mut rng)).unwrap();
+    // Nothing is left to answer: the responder's first message is Normal.
+    assert!(matches!(
+        b.clone().encrypt(b"reply", &mut rng).unwrap(),
+        SessionMessage::Normal(_)
+    ));
+    // Bob, before replying, starts a session of his own: active and unanswered.
+    b.initiate(&bob.local, &alice.bundle_with_otk(&mut rng, 8), &mut rng)
+        .unwrap();
+    let own = b.active_base_key().unwrap();
+    assert_ne!(own, responded);
+    // Alice, who has heard nothing, sends again with her initial header. It decrypts under the
+    // responder's session, which had been answered all along and so stays superseded.
+    let second = a.encrypt(b"second", &mut rng).unwrap();
+    assert!(matches!(second, SessionMessage::Prekey { .. }));
+    assert_eq!(bob.receive(&mut b, alice.me(), &second).unwrap(), b"second");
+    assert_eq!(b.active_base_key(), Some(own));
+    assert_eq!(b.session_count(), 2);
+}
