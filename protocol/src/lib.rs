@@ -1,6 +1,6 @@
 //! The pure protocol core of chatd: keys and addresses, PQXDH session setup, the Double Ratchet,
-//! session records and pickles, padding, sealed envelopes, safety numbers and the relay wire
-//! codec.
+//! session records and pickles, padding, sealed envelopes, introductions and invite codes,
+//! safety numbers and the relay wire codec.
 //!
 //! This crate does no I/O: no sockets, no files, no clocks and no global RNG. Every function
 //! that needs randomness takes an `&mut impl Rng`, every function that needs the time takes it
@@ -15,6 +15,8 @@ pub mod crypto;
 pub mod envelope;
 pub mod frames;
 pub mod identity;
+pub mod introduction;
+pub mod invite;
 pub mod padding;
 pub mod pickle;
 pub mod pqxdh;

@@ -40,6 +40,9 @@ pub const SEAL_VERSION_1: u8 = 1;
 pub const SEAL_SEED_LEN: usize = 16;
 /// Largest message body [`Content`] accepts.
 pub const MAX_BODY_LEN: usize = 192 * 1024;
+/// Longest [`Content`] encoding: version, message id, timestamp, kind, body length and the
+/// largest body.
+pub const MAX_CONTENT_LEN: usize = 1 + 16 + 8 + 1 + 4 + MAX_BODY_LEN;
 /// Fixed overhead of a sealed payload: version, ephemeral key, seed, AEAD tag.
 pub const SEAL_OVERHEAD: usize = 1 + 32 + SEAL_SEED_LEN + AEAD_TAG_LEN;
 /// Fixed overhead of a version 1 payload: version, ephemeral key, AEAD tag.

@@ -245,3 +245,70 @@ fn the_remembered_sender_is_used_only_for_the_same_bytes() {
     }
     assert_eq!(opener.cached(), 1);
 }
+
+#[test]
+fn content_body_limit_holds_at_the_boundary() {
+    let content = |len: usize| Content {
+        message_id: [1; 16],
+        timestamp_ms: 2,
+        kind: ContentKind::Text,
+        body: vec![0x61; len],
+    };
+    let largest = content(MAX_BODY_LEN).to_bytes();
+    assert_eq!(largest.len(), MAX_CONTENT_LEN);
+    assert_eq!(
+        Content::from_bytes(&largest).unwrap(),
+        content(MAX_BODY_LEN)
+    );
+    assert_eq!(
+        Content::from_bytes(&content(MAX_BODY_LEN + 1).to_bytes()),
+        Err(DecodeError::TooLong {
+            what: "message body",
+            len: MAX_BODY_LEN + 1,
+            max: MAX_BODY_LEN
+        })
+    );
+}
+
+/// SPEC.md 8.4: the largest content, sent as a PreKey message that used a one-time prekey (the
+/// longest initial header) and sealed, is 202,657 bytes: within the relay's payload limit.
+#[test]
+fn the_largest_content_sealed_as_a_prekey_message_fits_a_relay_payload() {
+    use crate::prekeys::OneTimePrekeySecret;
+    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    let alice = device(&mut rng, 1);
+    let bob = device(&mut rng, 2);
+    let (_, spk) = SignedPrekeySecret::generate(1, 0, bob.keys.signing(), &mut rng);
+    let (_, kem) = KemPrekeySecret::generate(2, false, bob.keys.signing(), &mut rng);
+    let (_, otk) = OneTimePrekeySecret::generate(3, &mut rng);
+    let bundle = PrekeyBundle {
+        device: bob.cert.certificate().clone(),
+        signed_prekey: spk,
+        kem_prekey: kem,
+        one_time_prekey: Some(otk),
+    };
+    let mut record = SessionRecord::new();
+    record
+        .initiate(&alice, &bundle.verify(None).unwrap(), &mut rng)
+        .unwrap();
+    let content = Content {
+        message_id: [7; 16],
+        timestamp_ms: 0,
+        kind: ContentKind::Text,
+        body: vec![0x61; MAX_BODY_LEN],
+    };
+    let message = record.encrypt(&content.to_bytes(), &mut rng).unwrap();
+    let SessionMessage::Prekey {
+        header,
+        message: ratchet,
+    } = &message
+    else {
+        panic!("a first message carries the initial header");
+    };
+    assert_eq!(header.to_bytes().len(), 1789);
+    // Content padded to 200,704 bytes, plus the tag.
+    assert_eq!(ratchet.ciphertext.len(), 200_720);
+    let payload = seal(&alice, &bob.cert, &message, &mut rng).unwrap();
+    assert_eq!(payload.len(), 202_657);
+    assert!(payload.len() <= crate::frames::MAX_PAYLOAD_LEN);
+}

@@ -37,7 +37,10 @@ fn path(name: &str) -> PathBuf {
 
 /// Rewrites `name` with `generated` under `CHATD_REGENERATE_VECTORS=1`, otherwise checks that
 /// the committed file equals it. Returns the committed (or freshly written) vectors.
-fn committed<T: Serialize + DeserializeOwned + PartialEq + Debug>(name: &str, generated: &T) -> T {
+pub(crate) fn committed<T: Serialize + DeserializeOwned + PartialEq + Debug>(
+    name: &str,
+    generated: &T,
+) -> T {
     let path = path(name);
     if std::env::var(REGENERATE).is_ok_and(|v| v == "1") {
         let mut text = serde_json::to_string_pretty(generated).unwrap();

@@ -2,6 +2,7 @@
 
 mod frames;
 mod identity_vectors;
+mod limit_vectors;
 mod properties;
 mod protocol_vectors;
 mod published;

@@ -19,9 +19,12 @@ use protocol::crypto::ed25519::Signature;
 use protocol::crypto::kdf::hkdf_sha256;
 use protocol::crypto::x25519::{X25519PublicKey, X25519Secret};
 use protocol::envelope::{self, Content, ContentKind, SEAL_INFO};
+use protocol::frames::Handle;
 use protocol::identity::{
     DeviceCertificate, DeviceId, DeviceKeyPair, IdentityKey, IdentityKeyPair, LocalDevice,
 };
+use protocol::introduction::{DisplayName, Introduction};
+use protocol::invite::Invite;
 use protocol::padding;
 use protocol::pickle::{self, PickleKey};
 use protocol::pqxdh::{self, InitialHeader, ReplayGuard, ResponderKeys};
@@ -952,6 +955,13 @@ fn corpus() -> &'static Corpus {
             Address::new(fx.alice.cert.identity().ed25519())
                 .to_string()
                 .into_bytes(),
+            Introduction {
+                name: DisplayName::parse("Ada \u{e9}").unwrap(),
+                handle: Some(Handle::parse("ada").unwrap()),
+                invite_token: Some([4; 16]),
+            }
+            .to_bytes(),
+            invite().to_code().into_bytes(),
         ];
         Corpus {
             session_messages,
@@ -1057,7 +1067,24 @@ fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
     );
     let _ = number.matches_scanned(bytes);
     let _ = Address::parse(&String::from_utf8_lossy(bytes));
+    canonical::<Introduction>(bytes)?;
+    canonical::<Invite>(bytes)?;
+    let text = String::from_utf8_lossy(bytes);
+    if let Ok(invite) = Invite::parse_code(&text) {
+        prop_assert_eq!(invite.to_code(), text);
+    }
     Ok(())
+}
+
+/// An invite from Alice, for the corpus and the invite properties.
+fn invite() -> Invite {
+    Invite {
+        relay_url: "wss://relay.example/v1".into(),
+        identity: fixture().alice.cert.identity(),
+        token: [6; 16],
+        name: DisplayName::parse("Ada").unwrap(),
+        expires_at_ms: 1_700_000_000_000,
+    }
 }
 
 proptest! {
@@ -1081,6 +1108,28 @@ proptest! {
         let text = if upper { text.to_uppercase() } else { text };
         let _ = Address::parse(&text);
         let _ = Address::parse(&format!("chat1{text}"));
+    }
+
+    #[test]
+    fn invite_parser_survives_arbitrary_text(hex in "[0-9a-fA-F ]{0,600}") {
+        decode_everything(format!("chatinvite1{hex}").as_bytes())?;
+    }
+
+    #[test]
+    fn invite_codes_round_trip(
+        relay_url in ".{0,40}",
+        name in "[a-zA-Z0-9][a-zA-Z0-9 \u{e9}\u{1F600}]{0,62}[a-zA-Z0-9]",
+        token in any::<[u8; 16]>(),
+        expires_at_ms in any::<u64>(),
+    ) {
+        let value = Invite {
+            relay_url,
+            name: DisplayName::parse(&name).unwrap(),
+            token,
+            expires_at_ms,
+            ..invite()
+        };
+        prop_assert_eq!(Invite::parse_code(&value.to_code()).unwrap(), value);
     }
 
     #[test]
