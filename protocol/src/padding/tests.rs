@@ -142,6 +142,21 @@ fn unpad_refuses_excess_padding() {
 }
 
 #[test]
+fn unpad_refuses_a_plaintext_longer_than_the_maximum_as_excess_padding() {
+    // SPEC.md 7, step 3: the largest bucket with its marker in the last byte would hold a
+    // plaintext longer than MAX_PLAINTEXT_LEN, which `pad` never writes.
+    let mut buf = vec![0x41u8; MAX_PADDED_LEN];
+    buf[MAX_PADDED_LEN - 1] = MARKER;
+    assert_eq!(
+        unpad(&buf),
+        Err(PaddingError::ExcessPadding {
+            len: MAX_PADDED_LEN,
+            plaintext_len: MAX_PADDED_LEN - 1
+        })
+    );
+}
+
+#[test]
 fn plaintexts_ending_in_marker_like_bytes_round_trip() {
     for tail in [0x00u8, 0x80, 0xff] {
         for n in [1usize, 62, 63, 64, 127, 128] {
