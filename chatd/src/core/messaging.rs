@@ -610,7 +610,7 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                     EventKind::RelayConnection {
                         state: new,
                         relay_url,
-                        error,
+                        error: error.map(|e| e.to_string()),
                     },
                 );
             }
@@ -618,7 +618,9 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                 tracing::error!(error = %e, "could not publish prekeys");
             }
         }
-        LinkEvent::Frame(frame) => {
+        // The share is held until the frame is handled: the link reads on only while the core
+        // keeps up.
+        LinkEvent::Frame(frame, _share) => {
             if account::on_frame(state, txn, &frame) {
                 return;
             }
