@@ -1,5 +1,6 @@
 //! `ApiError`: a domain error as the RPC reports it (an `api::ErrorCode` and a human message),
-//! and its conversion to a JSON-RPC error object.
+//! and its conversion to a JSON-RPC error object; `PeerError`: what a peer did wrong in an
+//! envelope it sent (logged and dropped, never an RPC answer).
 
 use api::ErrorCode;
 use jsonrpsee::types::ErrorObjectOwned;
@@ -65,6 +66,36 @@ impl From<ApiError> for ErrorObjectOwned {
             Some(serde_json::json!({ "kind": error.code.name() })),
         )
     }
+}
+
+/// Why an envelope from a peer was dropped: the peer (or the relay in its place) sent something
+/// that can never be read. The relay's own misbehaviour on the connection is
+/// [`crate::relay_link::RelayMisbehaviour`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// The sealed envelope does not open (SPEC.md 8.2).
+    #[error("envelope: {0}")]
+    Envelope(#[from] protocol::envelope::EnvelopeError),
+    /// The session message does not decrypt (SPEC.md 5.5, 6.1).
+    #[error("undecryptable message: {0}")]
+    Undecryptable(#[from] protocol::session::SessionError),
+    /// The decrypted content does not decode (SPEC.md 8.1).
+    #[error("bad content: {0}")]
+    BadContent(protocol::codec::DecodeError),
+    /// An introduction's body does not decode (SPEC.md 8.1).
+    #[error("bad introduction: {0}")]
+    BadIntroduction(protocol::codec::DecodeError),
+}
+
+/// Why a received envelope was not stored: the peer's fault (drop it) or ours (keep it).
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// The envelope can never be read; it is acknowledged and dropped.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// Something on this side failed (the store, say).
+    #[error(transparent)]
+    Local(#[from] ApiError),
 }
 
 /// Shorthand for results of domain operations.

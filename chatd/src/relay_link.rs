@@ -7,6 +7,15 @@
 //! else the relay sends (delivered envelopes, answers to the core's own requests) and every
 //! change of connection state goes to the core's input channel as a [`LinkEvent`]. The task is
 //! aborted when the `RelayLink` is dropped (at lock), and with it the device's key copy.
+//!
+//! Two bounds keep a relay that misbehaves from hurting the daemon. Every write has a deadline
+//! ([`WRITE_TIMEOUT`]): a relay that stops reading loses the connection, which is dialled again
+//! with the usual backoff. And the frames handed to the core hold a share of a byte budget
+//! ([`INBOUND_BUDGET`]) until the core has handled them: when the core is behind, the link
+//! stops reading the socket (TCP pushes back on the relay) instead of queueing without bound.
+//! The link never waits for the core otherwise, and the core never waits for the link (its
+//! commands go into a queue the link serves even while it is not reading), so neither can
+//! deadlock the other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +31,7 @@ use protocol::identity::LocalDevice;
 use rand::RngExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
@@ -40,6 +49,14 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 const DEAD_AFTER: Duration = Duration::from_secs(75);
 /// Deadline for dialling, the WebSocket handshake and authentication together.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline for one write (a frame and its flush): a relay that stops reading loses the
+/// connection after this long instead of stalling the link (and its dead-link check).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes of relay frames handed to the core and not yet handled, at most. The link reads the
+/// next frame only when a whole [`protocol::frames::MAX_FRAME_LEN`] fits in what is left, so
+/// about three largest frames, or thousands of ordinary ones (a round of the core handles at
+/// most 256 inputs), can wait for the core.
+pub const INBOUND_BUDGET: usize = 4 * protocol::frames::MAX_FRAME_LEN;
 
 /// What the link reports to the core.
 #[derive(Debug)]
@@ -49,10 +66,94 @@ pub enum LinkEvent {
         /// The new state.
         state: ConnectionState,
         /// Why the last attempt failed or the connection dropped.
-        error: Option<String>,
+        error: Option<LinkError>,
     },
-    /// A frame that is not the answer to a request.
-    Frame(Box<ServerFrame>),
+    /// A frame that is not the answer to a request, with its share of [`INBOUND_BUDGET`]: the
+    /// share returns to the link when the event is dropped (when the core has handled it).
+    Frame(Box<ServerFrame>, InboundShare),
+}
+
+/// A delivered frame's share of the link's [`INBOUND_BUDGET`], given back on drop.
+#[derive(Debug)]
+pub struct InboundShare {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Why a connection to the relay failed or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The relay URL is not one the link can dial.
+    #[error("bad relay URL {0:?}")]
+    BadUrl(String),
+    /// The TCP connection could not be made.
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Dial {
+        /// The relay's host.
+        host: String,
+        /// The relay's port.
+        port: u16,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up (configuration, certificate or handshake).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The WebSocket handshake failed.
+    #[error("WebSocket handshake failed: {0}")]
+    Handshake(tokio_tungstenite::tungstenite::Error),
+    /// Dialling, the handshake and authentication took longer than their deadline.
+    #[error("timed out connecting")]
+    ConnectTimedOut,
+    /// The relay closed the connection.
+    #[error("the relay closed the connection")]
+    Closed,
+    /// Reading from the connection failed.
+    #[error("read failed: {0}")]
+    Read(tokio_tungstenite::tungstenite::Error),
+    /// Writing to the connection failed.
+    #[error("write failed: {0}")]
+    Write(tokio_tungstenite::tungstenite::Error),
+    /// A write did not complete within [`WRITE_TIMEOUT`]: the relay stopped reading.
+    #[error("the relay stopped reading (a write took longer than {}s)", WRITE_TIMEOUT.as_secs())]
+    WriteTimedOut,
+    /// Nothing came from the relay for [`DEAD_AFTER`].
+    #[error("the relay stopped answering")]
+    Silent,
+    /// The relay broke the protocol.
+    #[error(transparent)]
+    Relay(#[from] RelayMisbehaviour),
+}
+
+/// Ways a relay breaks the protocol (SPEC.md section 10) that end the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayMisbehaviour {
+    /// A frame that does not decode.
+    #[error("bad frame from the relay: {0}")]
+    BadFrame(protocol::codec::DecodeError),
+    /// A frame the connection's stage does not allow.
+    #[error("expected {expected}, got {got}")]
+    Unexpected {
+        /// What the stage allows.
+        expected: &'static str,
+        /// What came.
+        got: &'static str,
+    },
+    /// The challenge names another relay (SPEC.md 10.3).
+    #[error("the relay identifies as {found:?}, not {expected}")]
+    WrongRelay {
+        /// The relay id in the challenge, as text.
+        found: String,
+        /// The relay id this link binds to.
+        expected: String,
+    },
+    /// The relay refused this device's authentication.
+    #[error("the relay refused authentication: {} ({message})", code.name())]
+    AuthRefused {
+        /// The relay's error code.
+        code: protocol::frames::ErrorCode,
+        /// The relay's explanation.
+        message: String,
+    },
 }
 
 enum Command {
@@ -231,7 +332,10 @@ impl Requester {
     }
 }
 
-/// Normalises a relay URL: `ws://` or `wss://`, a host, and the path `/v1` when none is given.
+/// Normalises a relay URL to the relay binding of SPEC.md 10.3, which is also what the link
+/// dials: `ws://` or `wss://`, the host in lower case, the port only when it is not the
+/// scheme's default, and the path `/v1`. An empty path, `/` and `/v1/` become `/v1`; any other
+/// path, a query, a fragment or userinfo is refused (a relay serves only `/v1`).
 pub fn normalize_url(url: &str) -> Result<String, ApiError> {
     let invalid = |why: &str| {
         ApiError::new(
@@ -239,8 +343,13 @@ pub fn normalize_url(url: &str) -> Result<String, ApiError> {
             format!("invalid relay URL {url:?}: {why}"),
         )
     };
-    let uri: Uri = url.trim().parse().map_err(|_| invalid("does not parse"))?;
+    let trimmed = url.trim();
+    if trimmed.contains('#') {
+        return Err(invalid("no fragment allowed"));
+    }
+    let uri: Uri = trimmed.parse().map_err(|_| invalid("does not parse"))?;
     let scheme = uri.scheme_str().ok_or_else(|| invalid("no scheme"))?;
+    let scheme = scheme.to_ascii_lowercase();
     if scheme != "ws" && scheme != "wss" {
         return Err(invalid("the scheme must be ws:// or wss://"));
     }
@@ -248,14 +357,20 @@ pub fn normalize_url(url: &str) -> Result<String, ApiError> {
     if authority.host().is_empty() || authority.as_str().contains('@') {
         return Err(invalid("bad host"));
     }
-    let path = match uri.path() {
-        "" | "/" => "/v1",
-        path => path,
-    };
     if uri.query().is_some() {
         return Err(invalid("no query string allowed"));
     }
-    Ok(format!("{scheme}://{authority}{path}"))
+    match uri.path() {
+        "" | "/" | "/v1" | "/v1/" => {}
+        _ => return Err(invalid("the path must be /v1")),
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let default_port = if scheme == "wss" { 443 } else { 80 };
+    let port = match authority.port_u16() {
+        Some(port) if port != default_port => format!(":{port}"),
+        _ => String::new(),
+    };
+    Ok(format!("{scheme}://{host}{port}/v1"))
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -269,6 +384,9 @@ async fn run(
     events: mpsc::UnboundedSender<LinkEvent>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    // Shared by every connection of this link: frames of a dropped connection that the core has
+    // not handled yet still count.
+    let inbound = Arc::new(Semaphore::new(INBOUND_BUDGET));
     let mut backoff = BACKOFF_MIN;
     loop {
         let _ = events.send(LinkEvent::State {
@@ -283,13 +401,13 @@ async fn run(
                     state: ConnectionState::Connected,
                     error: None,
                 });
-                match session(socket, &events, &mut commands).await {
+                match session(socket, &events, &mut commands, &inbound).await {
                     Ok(()) => return,
                     Err(e) => e,
                 }
             }
             Ok(Err(e)) => e,
-            Err(_) => "timed out connecting".to_owned(),
+            Err(_) => LinkError::ConnectTimedOut,
         };
         tracing::info!(relay = %config.url, %error, "relay connection down; retrying");
         let _ = events.send(LinkEvent::State {
@@ -318,15 +436,27 @@ async fn run(
     }
 }
 
-async fn connect(config: &LinkConfig, device: &LocalDevice) -> Result<Socket, String> {
-    let uri: Uri = config.url.parse().map_err(|e| format!("bad URL: {e}"))?;
-    let host = uri.host().ok_or("no host")?.to_owned();
+async fn connect(config: &LinkConfig, device: &LocalDevice) -> Result<Socket, LinkError> {
+    let bad_url = || LinkError::BadUrl(config.url.clone());
+    // The relay id is the canonical URL (SPEC.md 10.3), also for accounts whose URL was stored
+    // as typed before chatd normalised it.
+    let url = normalize_url(&config.url).map_err(|_| bad_url())?;
+    let uri: Uri = url.parse().map_err(|_| bad_url())?;
+    let host = uri.host().ok_or_else(bad_url)?.to_owned();
     let tls = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        .map_err(|source| LinkError::Dial {
+            host: host.clone(),
+            port,
+            source,
+        })?;
+    tcp.set_nodelay(true).map_err(|source| LinkError::Dial {
+        host: host.clone(),
+        port,
+        source,
+    })?;
     let stream: Box<dyn Io> = if tls {
         Box::new(tls_connect(config, &host, tcp).await?)
     } else {
@@ -338,22 +468,22 @@ async fn connect(config: &LinkConfig, device: &LocalDevice) -> Result<Socket, St
         .max_message_size(Some(protocol::frames::MAX_FRAME_LEN))
         .max_frame_size(Some(protocol::frames::MAX_FRAME_LEN));
     let (mut socket, _) =
-        tokio_tungstenite::client_async_with_config(config.url.as_str(), stream, Some(limits))
+        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(limits))
             .await
-            .map_err(|e| format!("WebSocket handshake failed: {e}"))?;
-    let relay_id = RelayId::new(config.url.as_bytes().to_vec()).map_err(|e| e.to_string())?;
-    let (found, nonce) = match recv(&mut socket).await? {
+            .map_err(LinkError::Handshake)?;
+    let relay_id = RelayId::new(url.as_bytes().to_vec()).map_err(|_| bad_url())?;
+    let (found, nonce) = match recv(&mut socket).await?.0 {
         ServerFrame::Challenge {
             relay_id, nonce, ..
         } => (relay_id, nonce),
-        other => return Err(format!("expected a challenge, got {}", other.name())),
+        other => return Err(unexpected("Challenge", &other)),
     };
     if found != relay_id {
-        return Err(format!(
-            "the relay identifies as {:?}, not {}",
-            String::from_utf8_lossy(found.as_bytes()),
-            config.url
-        ));
+        return Err(RelayMisbehaviour::WrongRelay {
+            found: String::from_utf8_lossy(found.as_bytes()).into_owned(),
+            expected: url,
+        }
+        .into());
     }
     let proof = AuthProof::sign(
         device.keys.signing(),
@@ -362,66 +492,74 @@ async fn connect(config: &LinkConfig, device: &LocalDevice) -> Result<Socket, St
         &nonce,
     );
     send(&mut socket, &ClientFrame::Auth(proof)).await?;
-    match recv(&mut socket).await? {
+    match recv(&mut socket).await?.0 {
         ServerFrame::AuthOk { .. } => Ok(socket),
-        ServerFrame::Error { code, message, .. } => Err(format!(
-            "the relay refused authentication: {} ({message})",
-            code.name()
-        )),
-        other => Err(format!("expected AuthOk, got {}", other.name())),
+        ServerFrame::Error { code, message, .. } => {
+            Err(RelayMisbehaviour::AuthRefused { code, message }.into())
+        }
+        other => Err(unexpected("AuthOk", &other)),
     }
+}
+
+fn unexpected(expected: &'static str, got: &ServerFrame) -> LinkError {
+    RelayMisbehaviour::Unexpected {
+        expected,
+        got: got.name(),
+    }
+    .into()
 }
 
 async fn tls_connect(
     config: &LinkConfig,
     host: &str,
     tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, LinkError> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = &config.extra_root_pem {
         for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(pem) {
             let cert: rustls::pki_types::CertificateDer<'static> =
-                cert.map_err(|e| format!("bad relay CA certificate: {e}"))?;
+                cert.map_err(|e| LinkError::Tls(format!("bad relay CA certificate: {e}")))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("bad relay CA certificate: {e}"))?;
+                .map_err(|e| LinkError::Tls(format!("bad relay CA certificate: {e}")))?;
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls_config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| LinkError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-        .map_err(|e| format!("bad server name {host}: {e}"))?;
+        .map_err(|e| LinkError::Tls(format!("bad server name {host}: {e}")))?;
     tokio_rustls::TlsConnector::from(Arc::new(tls_config))
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS handshake failed: {e}"))
+        .map_err(|e| LinkError::Tls(format!("handshake failed: {e}")))
 }
 
-async fn send(socket: &mut Socket, frame: &ClientFrame) -> Result<(), String> {
-    socket
-        .send(Message::Binary(frame.to_bytes().into()))
-        .await
-        .map_err(|e| format!("write failed: {e}"))
+/// Writes one frame, giving up after [`WRITE_TIMEOUT`].
+async fn send(socket: &mut Socket, frame: &ClientFrame) -> Result<(), LinkError> {
+    let write = socket.send(Message::Binary(frame.to_bytes().into()));
+    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(result) => result.map_err(LinkError::Write),
+        Err(_) => Err(LinkError::WriteTimedOut),
+    }
 }
 
-async fn recv(socket: &mut Socket) -> Result<ServerFrame, String> {
+/// Reads the next frame and its length on the wire.
+async fn recv(socket: &mut Socket) -> Result<(ServerFrame, usize), LinkError> {
     loop {
         match socket.next().await {
-            None | Some(Ok(Message::Close(_))) => {
-                return Err("the relay closed the connection".into());
-            }
+            None | Some(Ok(Message::Close(_))) => return Err(LinkError::Closed),
             Some(Ok(Message::Binary(bytes))) => {
-                return ServerFrame::from_bytes(&bytes)
-                    .map_err(|e| format!("bad frame from the relay: {e}"));
+                let frame = ServerFrame::from_bytes(&bytes).map_err(RelayMisbehaviour::BadFrame)?;
+                return Ok((frame, bytes.len()));
             }
             Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(format!("read failed: {e}")),
+            Some(Err(e)) => return Err(LinkError::Read(e)),
         }
     }
 }
@@ -431,17 +569,33 @@ async fn session(
     mut socket: Socket,
     events: &mpsc::UnboundedSender<LinkEvent>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-) -> Result<(), String> {
+    inbound: &Arc<Semaphore>,
+) -> Result<(), LinkError> {
     let mut pending: HashMap<u32, oneshot::Sender<ServerFrame>> = HashMap::new();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.reset();
     let mut last_heard = tokio::time::Instant::now();
     let mut nonce = 0u64;
+    // Room for the next frame: the socket is read only while the link holds it.
+    let room_for_a_frame = protocol::frames::MAX_FRAME_LEN as u32;
+    let mut room: Option<OwnedSemaphorePermit> = None;
     loop {
+        if room.is_none() {
+            room = inbound
+                .clone()
+                .try_acquire_many_owned(room_for_a_frame)
+                .ok();
+        }
         tokio::select! {
-            frame = recv(&mut socket) => {
-                let frame = frame?;
+            // The core is behind: wait for it before reading on. The relay is not heard from
+            // meanwhile through no fault of its own, so the dead-link clock starts again.
+            permit = inbound.clone().acquire_many_owned(room_for_a_frame), if room.is_none() => {
+                room = permit.ok();
+                last_heard = tokio::time::Instant::now();
+            }
+            frame = recv(&mut socket), if room.is_some() => {
+                let (frame, len) = frame?;
                 last_heard = tokio::time::Instant::now();
                 match frame {
                     ServerFrame::Ping { nonce } => send(&mut socket, &ClientFrame::Pong { nonce }).await?,
@@ -455,7 +609,16 @@ async fn session(
                         let waiter = frame.request_id().and_then(|id| pending.remove(&id.get()));
                         match waiter {
                             Some(waiter) => { let _ = waiter.send(frame); }
-                            None => { let _ = events.send(LinkEvent::Frame(Box::new(frame))); }
+                            None => {
+                                // The frame keeps its length's share of the budget until the
+                                // core has handled it; the rest of the room goes back now.
+                                let share = room.take().and_then(|mut permit| {
+                                    let kept = permit.split(len.clamp(1, room_for_a_frame as usize));
+                                    drop(permit);
+                                    kept
+                                });
+                                let _ = events.send(LinkEvent::Frame(Box::new(frame), InboundShare { _permit: share }));
+                            }
                         }
                     }
                 }
@@ -472,8 +635,8 @@ async fn session(
                 Some(Command::ReconnectNow) => {}
             },
             _ = ping.tick() => {
-                if last_heard.elapsed() > DEAD_AFTER {
-                    return Err("the relay stopped answering".into());
+                if room.is_some() && last_heard.elapsed() > DEAD_AFTER {
+                    return Err(LinkError::Silent);
                 }
                 nonce = nonce.wrapping_add(1);
                 send(&mut socket, &ClientFrame::Ping { nonce }).await?;
@@ -485,22 +648,279 @@ async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::frames::EnvelopeId;
+    use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair};
+    use std::sync::atomic::AtomicUsize;
+    use tokio::net::TcpListener;
+
+    /// A deadline in the test's paused clock: far past every timer of the link, so reaching it
+    /// means the link is stuck.
+    const STUCK: Duration = Duration::from_secs(3600);
+
+    fn device() -> LocalDevice {
+        let identity = IdentityKeyPair::from_seed(&[3; 32]);
+        let device_id = DeviceId::new(1).unwrap_or_else(|e| panic!("{e}"));
+        let keys = DeviceKeyPair::from_seeds(device_id, &[4; 32], &[5; 32]);
+        LocalDevice::new(&identity, keys, 1)
+    }
+
+    /// A relay on a real socket of this runtime that authenticates any device.
+    struct FakeRelay {
+        listener: TcpListener,
+        url: String,
+    }
+
+    impl FakeRelay {
+        async fn bind() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("bind: {e}"));
+            let port = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .port();
+            Self {
+                listener,
+                url: format!("ws://127.0.0.1:{port}/v1"),
+            }
+        }
+
+        /// Accepts the next connection and authenticates it.
+        async fn accept(&self) -> WebSocketStream<TcpStream> {
+            let (tcp, _) = self
+                .listener
+                .accept()
+                .await
+                .unwrap_or_else(|e| panic!("accept: {e}"));
+            let mut ws = tokio_tungstenite::accept_async(tcp)
+                .await
+                .unwrap_or_else(|e| panic!("handshake: {e}"));
+            let challenge = ServerFrame::Challenge {
+                relay_id: RelayId::new(self.url.as_bytes().to_vec())
+                    .unwrap_or_else(|e| panic!("{e}")),
+                nonce: [7; 32],
+                server_time: 1,
+            };
+            write(&mut ws, &challenge).await;
+            match ws.next().await {
+                Some(Ok(Message::Binary(_))) => {}
+                other => panic!("expected Auth, got {other:?}"),
+            }
+            write(&mut ws, &ServerFrame::AuthOk { server_time: 1 }).await;
+            ws
+        }
+    }
+
+    async fn write(ws: &mut WebSocketStream<TcpStream>, frame: &ServerFrame) {
+        ws.send(Message::Binary(frame.to_bytes().into()))
+            .await
+            .unwrap_or_else(|e| panic!("relay write: {e}"));
+    }
+
+    fn start(url: &str) -> (RelayLink, mpsc::UnboundedReceiver<LinkEvent>) {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let config = LinkConfig {
+            url: url.to_owned(),
+            extra_root_pem: None,
+        };
+        (RelayLink::start(config, device(), events), receiver)
+    }
+
+    /// The next connection state, skipping frames; `None` if the link is stuck.
+    async fn next_state(
+        events: &mut mpsc::UnboundedReceiver<LinkEvent>,
+    ) -> Option<(ConnectionState, Option<LinkError>)> {
+        loop {
+            match tokio::time::timeout(STUCK, events.recv()).await {
+                Ok(Some(LinkEvent::State { state, error })) => return Some((state, error)),
+                Ok(Some(LinkEvent::Frame(..))) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    async fn until_connected(events: &mut mpsc::UnboundedReceiver<LinkEvent>) {
+        loop {
+            match next_state(events).await {
+                Some((ConnectionState::Connected, _)) => return,
+                Some(_) => continue,
+                None => panic!("the link never connected"),
+            }
+        }
+    }
+
+    /// A relay that authenticates and then never reads again: once the socket's buffers are
+    /// full, the link's write times out, the connection is dropped, and the link dials again.
+    #[tokio::test(start_paused = true)]
+    async fn a_relay_that_stops_reading_loses_the_connection_and_the_link_dials_again() {
+        let relay = FakeRelay::bind().await;
+        let (link, mut events) = start(&relay.url);
+        let (first, _) = tokio::join!(relay.accept(), until_connected(&mut events));
+        // Far more than the kernel buffers of both ends hold (16 KiB per Ack).
+        let ids: Vec<EnvelopeId> = (0..protocol::frames::MAX_ACK_IDS)
+            .map(|i| EnvelopeId::from_bytes([(i % 251) as u8; 16]))
+            .collect();
+        for _ in 0..2048 {
+            link.send(ClientFrame::Ack {
+                envelope_ids: ids.clone(),
+            });
+        }
+        let down = next_state(&mut events)
+            .await
+            .unwrap_or_else(|| panic!("the link stayed stuck on a relay that does not read"));
+        assert!(
+            matches!(
+                down,
+                (ConnectionState::Waiting, Some(LinkError::WriteTimedOut))
+            ),
+            "{down:?}"
+        );
+        let (_second, _) = tokio::join!(relay.accept(), until_connected(&mut events));
+        drop(first);
+    }
+
+    /// A relay whose challenge names another relay is refused with a typed error, before the
+    /// device answers it; a URL typed with a trailing slash binds to the canonical `/v1`.
+    #[tokio::test(start_paused = true)]
+    async fn a_challenge_for_another_relay_is_refused() {
+        let relay = FakeRelay::bind().await;
+        let elsewhere = relay.url.replace("127.0.0.1", "localhost");
+        let (_link, mut events) = start(&elsewhere);
+        let serve = async {
+            let (tcp, _) = relay
+                .listener
+                .accept()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut ws = tokio_tungstenite::accept_async(tcp)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let challenge = ServerFrame::Challenge {
+                relay_id: RelayId::new(relay.url.as_bytes().to_vec())
+                    .unwrap_or_else(|e| panic!("{e}")),
+                nonce: [7; 32],
+                server_time: 1,
+            };
+            write(&mut ws, &challenge).await;
+            // The link closes without answering.
+            matches!(ws.next().await, None | Some(Ok(Message::Close(_)) | Err(_)))
+        };
+        let refused = async {
+            loop {
+                match next_state(&mut events).await {
+                    Some((ConnectionState::Waiting, Some(error))) => return error,
+                    Some(_) => continue,
+                    None => panic!("the link never gave up"),
+                }
+            }
+        };
+        let (closed, error) = tokio::join!(serve, refused);
+        assert!(closed, "the device did not answer the challenge");
+        match error {
+            LinkError::Relay(RelayMisbehaviour::WrongRelay { found, expected }) => {
+                assert_eq!(found, relay.url);
+                assert_eq!(expected, elsewhere);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (_link, mut events) = start(&format!("{}/", relay.url));
+        let (_ws, _) = tokio::join!(relay.accept(), until_connected(&mut events));
+    }
+
+    /// A relay that floods `Deliver` frames while the core handles none: the link stops reading
+    /// once the frames it handed over fill its budget, and reads on as the core catches up,
+    /// without losing a frame.
+    #[tokio::test(start_paused = true)]
+    async fn a_flooding_relay_is_read_only_as_fast_as_the_core_handles_its_frames() {
+        const FRAMES: usize = 2000;
+        const PAYLOAD: usize = 16 * 1024;
+        let relay = FakeRelay::bind().await;
+        let (_link, mut events) = start(&relay.url);
+        let written = Arc::new(AtomicUsize::new(0));
+        let counter = written.clone();
+        let flood = async move {
+            let mut ws = relay.accept().await;
+            for i in 0..FRAMES {
+                let deliver = ServerFrame::Deliver {
+                    envelope_id: EnvelopeId::from_bytes([(i % 251) as u8; 16]),
+                    received_at: 1,
+                    payload: vec![0x5a; PAYLOAD],
+                };
+                write(&mut ws, &deliver).await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            ws
+        };
+        let flood = tokio::spawn(flood);
+        until_connected(&mut events).await;
+        // Paused clock: this returns only once every task is idle (the relay blocked on a full
+        // socket, the link waiting for room).
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let mut held = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            match event {
+                LinkEvent::Frame(frame, share) => held.push((frame, share)),
+                LinkEvent::State { state, error } => panic!("{state:?} {error:?}"),
+            }
+        }
+        assert!(!held.is_empty(), "the link reads while there is room");
+        assert!(
+            held.len() * PAYLOAD <= INBOUND_BUDGET,
+            "{} frames of {PAYLOAD} bytes wait for the core",
+            held.len()
+        );
+        assert!(
+            written.load(Ordering::Relaxed) < FRAMES,
+            "the relay is held back"
+        );
+        // The core catches up: every frame comes, in order, on the same connection.
+        let mut seen = held.len();
+        drop(held);
+        while seen < FRAMES {
+            match tokio::time::timeout(STUCK, events.recv()).await {
+                Ok(Some(LinkEvent::Frame(frame, _))) => {
+                    let ServerFrame::Deliver { envelope_id, .. } = *frame else {
+                        panic!("{}", frame.name());
+                    };
+                    assert_eq!(
+                        envelope_id,
+                        EnvelopeId::from_bytes([(seen % 251) as u8; 16])
+                    );
+                    seen += 1;
+                }
+                other => panic!("after {seen} frames: {other:?}"),
+            }
+        }
+        let relay_side = flood.await.unwrap_or_else(|e| panic!("{e}"));
+        drop(relay_side);
+    }
 
     #[test]
-    fn urls_are_normalised_and_checked() {
+    fn urls_are_normalised_to_the_relay_binding_and_checked() {
         let ok = |u: &str| normalize_url(u).unwrap_or_else(|e| panic!("{u}: {e}"));
         assert_eq!(ok("ws://127.0.0.1:7420"), "ws://127.0.0.1:7420/v1");
         assert_eq!(ok("ws://127.0.0.1:7420/"), "ws://127.0.0.1:7420/v1");
+        assert_eq!(ok("ws://127.0.0.1:7420/v1/"), "ws://127.0.0.1:7420/v1");
         assert_eq!(
             ok("wss://relay.example.org/v1"),
             "wss://relay.example.org/v1"
         );
+        assert_eq!(
+            ok("WSS://Relay.Example.ORG:443/v1/"),
+            "wss://relay.example.org/v1"
+        );
+        assert_eq!(ok("ws://[::1]:80"), "ws://[::1]/v1");
+        assert_eq!(ok("ws://[::1]:7420/v1"), "ws://[::1]:7420/v1");
         for bad in [
             "http://x",
             "relay.example.org",
             "ws://",
             "ws://a@b/v1",
             "ws://x/v1?y=1",
+            "ws://x/v1#top",
+            "ws://x/v2",
+            "ws://x/v1/mailbox",
+            "ws://x//v1",
             "",
         ] {
             let err = normalize_url(bad).err().map(|e| e.code);

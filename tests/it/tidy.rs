@@ -134,7 +134,12 @@ fn the_project_cites_no_document_outside_it() {
         for path in files_with_extension(&root, extension) {
             for (number, line) in read(&path).lines().enumerate() {
                 if line.contains(&brief) || line.contains(&outside) {
-                    offenders.push(format!("{}:{}: {}", display(&path), number + 1, line.trim()));
+                    offenders.push(format!(
+                        "{}:{}: {}",
+                        display(&path),
+                        number + 1,
+                        line.trim()
+                    ));
                 }
             }
         }

@@ -28,7 +28,7 @@ use super::account;
 use super::records::{MessageRecord, OutboxEntry, OutboxKind, message_key, tables};
 use super::unlocked::{ConvId, OutboxSlot, Unlocked, identity_key};
 use super::{CoreState, Input, Txn};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, PeerError, ReceiveError};
 use crate::events::now_ms;
 use crate::relay_link::{LinkEvent, RequestError, Requester};
 use crate::store::Batch;
@@ -610,7 +610,7 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                     EventKind::RelayConnection {
                         state: new,
                         relay_url,
-                        error,
+                        error: error.map(|e| e.to_string()),
                     },
                 );
             }
@@ -618,7 +618,9 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                 tracing::error!(error = %e, "could not publish prekeys");
             }
         }
-        LinkEvent::Frame(frame) => {
+        // The share is held until the frame is handled: the link reads on only while the core
+        // keeps up.
+        LinkEvent::Frame(frame, _share) => {
             if account::on_frame(state, txn, &frame) {
                 return;
             }
@@ -652,16 +654,19 @@ pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
 /// opened or decrypted is logged and acknowledged (it can never become readable), and the
 /// session is left as it was.
 fn receive(state: &mut CoreState, txn: &mut Txn, envelope_id: EnvelopeId, payload: &[u8]) {
-    let result = receive_inner(state, txn, payload);
-    if let Err(e) = &result
-        && e.code == ErrorCode::StoreError
-    {
-        // Not acknowledged: the relay delivers it again after a reconnect.
-        tracing::error!(error = %e, "could not store a received message");
-        return;
-    }
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "dropping an envelope that cannot be read");
+    match receive_inner(state, txn, payload) {
+        Ok(()) => {}
+        Err(ReceiveError::Local(e)) if e.code == ErrorCode::StoreError => {
+            // Not acknowledged: the relay delivers it again after a reconnect.
+            tracing::error!(error = %e, "could not store a received message");
+            return;
+        }
+        Err(ReceiveError::Local(e)) => {
+            tracing::warn!(error = %e, "dropping an envelope that cannot be handled");
+        }
+        Err(ReceiveError::Peer(e)) => {
+            tracing::warn!(error = %e, "dropping an envelope that cannot be read");
+        }
     }
     // Acknowledged at the end of the round, all in one frame, once the round is durable.
     if let Ok(unlocked) = state.unlocked() {
@@ -669,12 +674,12 @@ fn receive(state: &mut CoreState, txn: &mut Txn, envelope_id: EnvelopeId, payloa
     }
 }
 
-fn receive_inner(state: &mut CoreState, txn: &mut Txn, payload: &[u8]) -> ApiResult<()> {
+fn receive_inner(state: &mut CoreState, txn: &mut Txn, payload: &[u8]) -> Result<(), ReceiveError> {
     let unlocked = state.unlocked()?;
     let unsealed = unlocked
         .opener
         .open(&unlocked.local, payload)
-        .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("envelope: {e}")))?;
+        .map_err(PeerError::from)?;
     let sender = *unsealed.sender_identity.as_bytes();
     let device = unsealed.sender_device.get();
     let store = unlocked.store.clone();
@@ -723,16 +728,10 @@ fn receive_inner(state: &mut CoreState, txn: &mut Txn, payload: &[u8]) -> ApiRes
     let plaintext = match decrypted {
         Ok(plaintext) => Zeroizing::new(plaintext),
         Err(SessionError::Decrypt(DecryptError::Duplicate)) => return Ok(()),
-        Err(e) => {
-            return Err(ApiError::new(
-                ErrorCode::RelayError,
-                format!("undecryptable message: {e}"),
-            ));
-        }
+        Err(e) => return Err(PeerError::from(e).into()),
     };
     unlocked.save_session(&mut batch, &sender, device);
-    let content = Content::from_bytes(&plaintext)
-        .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("bad content: {e}")))?;
+    let content = Content::from_bytes(&plaintext).map_err(PeerError::BadContent)?;
     match content.kind {
         ContentKind::Text => receive_text(state, txn, &mut batch, sender, device, &content)?,
         ContentKind::DeliveryReceipt => receive_receipt(
@@ -758,7 +757,7 @@ fn receive_inner(state: &mut CoreState, txn: &mut Txn, payload: &[u8]) -> ApiRes
             tracing::debug!(kind = kind.get(), "ignoring a message of an unknown kind");
         }
     }
-    txn.commit(&store, batch)
+    Ok(txn.commit(&store, batch)?)
 }
 
 /// The conversation of `sender`, adding an unknown sender as a contact.
@@ -892,7 +891,7 @@ fn receive_introduction(
     sender: [u8; 32],
     device: u32,
     content: &Content,
-) -> ApiResult<()> {
+) -> Result<(), ReceiveError> {
     let mut r = Reader::new(&content.body);
     let parsed = (|| -> Result<(String, Option<[u8; 16]>), protocol::codec::DecodeError> {
         r.version("introduction", 1)?;
@@ -907,8 +906,7 @@ fn receive_introduction(
         };
         Ok((name, token))
     })();
-    let (name, token) = parsed
-        .map_err(|e| ApiError::new(ErrorCode::RelayError, format!("bad introduction: {e}")))?;
+    let (name, token) = parsed.map_err(PeerError::BadIntroduction)?;
     let name = account::check_name(&name).ok();
     let conversation = conversation_of(state, txn, sender, device, name.as_deref())?;
     let unlocked = state.unlocked()?;
@@ -1632,6 +1630,40 @@ mod tests {
         assert_eq!((meta.total, meta.unread), (2, 2));
         assert_eq!(unlocked.store.scan(tables::RECEIVED, &alice).count(), 2);
         assert_eq!(unlocked.store.scan(tables::MESSAGE_INDEX, &[]).count(), 0);
+    }
+
+    /// An envelope a peer botched is the peer's fault, named by kind, and is acknowledged (the
+    /// relay would only deliver it again); nothing is stored.
+    #[test]
+    fn an_unreadable_envelope_is_a_typed_peer_error_and_is_acknowledged() {
+        let mut state = unlocked_state(1_800_000_000_000);
+        for (payload, expected) in [
+            (Vec::new(), envelope::EnvelopeError::Truncated),
+            (
+                vec![0x07; 80],
+                envelope::EnvelopeError::UnsupportedVersion(7),
+            ),
+            (
+                [vec![0x02], vec![0x09; 32], vec![0x5a; 120]].concat(),
+                envelope::EnvelopeError::Authentication,
+            ),
+        ] {
+            match receive_inner(&mut state, &mut Txn::default(), &payload) {
+                Err(ReceiveError::Peer(found)) => {
+                    assert_eq!(found, PeerError::Envelope(expected));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        receive(
+            &mut state,
+            &mut Txn::default(),
+            EnvelopeId::from_bytes([9; 16]),
+            &[0x07; 80],
+        );
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(unlocked.pending_acks, [EnvelopeId::from_bytes([9; 16])]);
+        assert_eq!(unlocked.store.scan(tables::MESSAGES, &[]).count(), 0);
     }
 
     /// Within a conversation, received keys follow the sender's clock (so sled only touches
