@@ -21,6 +21,15 @@ The socket is found as chatd and chatctl find it: $CHATD_SOCKET, else
 $XDG_RUNTIME_DIR/chatd/chatd.sock, else <temp dir>/chatd-<uid>/chatd.sock (the temp dir is
 $TMPDIR, else /tmp). `--socket PATH` overrides it.
 
+Before it sends anything, the client checks who serves the socket, as chatctl does: the
+socket's directory (looked at with lstat, so a symbolic link is refused) must be ours and closed
+to group and others (mode 0700 or stricter), the socket file must be a socket and ours, and on
+Linux the process serving it must run as our uid (SO_PEERCRED). A socket that fails raises
+ChatdError and gets nothing: another local user may have planted it at the default path. On
+other systems (macOS, the BSDs) Python's standard library cannot ask for the peer's uid, so
+only the lstat checks are made there; they suffice, since only we (or root) can create a socket
+in a 0700 directory of ours.
+
 Errors from chatd raise ChatdError with its code (a JSON-RPC code, or one of chatd's domain
 codes such as 1010 not_found), kind (the stable snake_case name, for domain errors) and message.
 """
@@ -30,9 +39,17 @@ import itertools
 import json
 import os
 import socket
+import stat
+import struct
 import sys
 
-__all__ = ["ChatdClient", "ChatdError", "default_socket_path"]
+__all__ = [
+    "ChatdClient",
+    "ChatdError",
+    "check_socket_path",
+    "check_socket_peer",
+    "default_socket_path",
+]
 
 SOCKET_ENV = "CHATD_SOCKET"
 SOCKET_FILE = "chatd.sock"
@@ -70,11 +87,73 @@ class ChatdError(Exception):
         return "%s (code %s)" % (self.message, self.code)
 
 
+def _untrusted(socket_path, path, problem):
+    return ChatdError(
+        None,
+        "refusing to talk to chatd's socket at %s: %s %s; nothing was sent"
+        % (socket_path, path, problem),
+    )
+
+
+def check_socket_path(socket_path):
+    """Checks the socket's directory and the socket file (see the module documentation).
+
+    Raises ChatdError if either fails; a missing directory or socket is left to connect()."""
+    ours = os.geteuid()
+    directory = os.path.dirname(socket_path) or "."
+    for path, want_dir in ((directory, True), (socket_path, False)):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise _untrusted(socket_path, path, "cannot be inspected: %s" % e) from e
+        if stat.S_ISLNK(st.st_mode):
+            raise _untrusted(socket_path, path, "is a symbolic link")
+        if want_dir and not stat.S_ISDIR(st.st_mode):
+            raise _untrusted(socket_path, path, "is not a directory")
+        if not want_dir and not stat.S_ISSOCK(st.st_mode):
+            raise _untrusted(socket_path, path, "is not a socket")
+        if st.st_uid != ours:
+            raise _untrusted(
+                socket_path,
+                path,
+                "belongs to uid %d, not to us (uid %d): another user may have planted it"
+                % (st.st_uid, ours),
+            )
+        if want_dir and st.st_mode & 0o077:
+            raise _untrusted(
+                socket_path,
+                path,
+                "is open to other users (mode %04o); chatd's socket directory must be 0700"
+                % (st.st_mode & 0o7777),
+            )
+
+
+def check_socket_peer(sock, socket_path):
+    """On Linux, checks that the process serving `sock` runs as our uid (SO_PEERCRED)."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if peercred is None:
+        return  # Not Linux: see the module documentation.
+    ucred = struct.Struct("iII")  # struct ucred: pid, uid, gid
+    try:
+        pid, uid, _gid = ucred.unpack(sock.getsockopt(socket.SOL_SOCKET, peercred, ucred.size))
+    except OSError as e:
+        raise _untrusted(socket_path, socket_path, "has a peer of unknown uid: %s" % e) from e
+    if uid != os.geteuid():
+        raise _untrusted(
+            socket_path,
+            socket_path,
+            "is served by uid %d (pid %d), not by us (uid %d)" % (uid, pid, os.geteuid()),
+        )
+
+
 class ChatdClient:
     """One connection to chatd: calls one at a time, notifications kept until read."""
 
     def __init__(self, path=None, timeout=None):
         self.path = path or default_socket_path()
+        check_socket_path(self.path)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
@@ -82,6 +161,11 @@ class ChatdClient:
         except OSError as e:
             self._sock.close()
             raise ChatdError(None, "cannot reach chatd at %s: %s" % (self.path, e)) from e
+        try:
+            check_socket_peer(self._sock, self.path)
+        except ChatdError:
+            self._sock.close()
+            raise
         self._reader = self._sock.makefile("rb")
         self._ids = itertools.count(1)
         self._notifications = []

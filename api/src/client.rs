@@ -62,6 +62,15 @@ pub enum ClientError {
         /// Why.
         source: io::Error,
     },
+    /// The socket failed the checks of [`crate::trust`]: it may belong to another user, so
+    /// nothing was sent to it.
+    #[error("refusing to talk to chatd's socket at {socket}: {problem}; nothing was sent")]
+    Untrusted {
+        /// The socket path.
+        socket: String,
+        /// What failed: the path concerned and what is wrong with it.
+        problem: crate::trust::Untrusted,
+    },
     /// The connection failed after it was made (the daemon went away, or a timeout).
     #[error("connection to chatd failed: {0}")]
     Io(#[from] io::Error),
@@ -120,11 +129,12 @@ impl Client {
     /// When nobody serves `path`, the error is [`ClientError::Unreachable`] with an
     /// [`io::ErrorKind::NotFound`] or [`io::ErrorKind::ConnectionRefused`] source, on every
     /// platform.
+    ///
+    /// On Unix the socket's directory, the socket file and (on Linux) the serving process's
+    /// uid are checked first, and before anything is sent ([`crate::trust`]); a socket that
+    /// fails is [`ClientError::Untrusted`] and gets nothing.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
-        let conn = Conn::connect(path).map_err(|source| ClientError::Unreachable {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let conn = Conn::connect(path)?;
         Ok(Self {
             conn,
             next_id: 1,
@@ -166,7 +176,12 @@ impl Client {
                 self.buffer_notification(message);
                 continue;
             }
-            if message.get("id") != Some(&Value::from(id)) {
+            // An error with a null id answers a request the daemon could not attribute: with
+            // one request outstanding, ours (the "server is busy" line a connection beyond the
+            // cap gets is one).
+            let unattributed_error =
+                message.get("id") == Some(&Value::Null) && message.get("error").is_some();
+            if message.get("id") != Some(&Value::from(id)) && !unattributed_error {
                 return Err(ClientError::Protocol(format!(
                     "response for another request: {message}"
                 )));
@@ -261,8 +276,21 @@ struct Conn {
 
 #[cfg(unix)]
 impl Conn {
-    fn connect(path: &Path) -> io::Result<Self> {
-        let stream = std::os::unix::net::UnixStream::connect(path)?;
+    /// Checks the path, connects, and checks the peer, in that order.
+    fn connect(path: &Path) -> Result<Self, ClientError> {
+        let untrusted = |problem| ClientError::Untrusted {
+            socket: path.display().to_string(),
+            problem,
+        };
+        let unreachable = |source| ClientError::Unreachable {
+            path: path.display().to_string(),
+            source,
+        };
+        if crate::trust::check_path(path).map_err(untrusted)? == crate::trust::PathState::Missing {
+            return Err(unreachable(rustix::io::Errno::NOENT.into()));
+        }
+        let stream = std::os::unix::net::UnixStream::connect(path).map_err(unreachable)?;
+        crate::trust::check_peer(&stream, path).map_err(untrusted)?;
         let writer = stream.try_clone()?;
         Ok(Self {
             reader: io::BufReader::new(stream),
@@ -308,7 +336,14 @@ impl Conn {
     /// `ERROR_PIPE_BUSY`: the pipe exists but no instance is waiting for a client.
     const ERROR_PIPE_BUSY: i32 = 231;
 
-    fn connect(path: &Path) -> io::Result<Self> {
+    fn connect(path: &Path) -> Result<Self, ClientError> {
+        Self::open(path).map_err(|source| ClientError::Unreachable {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    fn open(path: &Path) -> io::Result<Self> {
         use tokio::net::windows::named_pipe::ClientOptions;
 
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -389,6 +424,12 @@ mod tests {
     #[test]
     fn an_endless_answer_is_cut_off_at_the_cap() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        // The client talks only to a socket in a directory closed to other users.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
         let path = dir.path().join("fake.sock");
         let listener =
             std::os::unix::net::UnixListener::bind(&path).unwrap_or_else(|e| panic!("bind: {e}"));

@@ -18,6 +18,9 @@ pub const METHOD_NOT_FOUND: i32 = -32601;
 pub const INVALID_PARAMS: i32 = -32602;
 /// The standard code for a fault in the daemon itself.
 pub const INTERNAL_ERROR: i32 = -32603;
+/// The server is busy (jsonrpsee's -32009): chatd answers a connection beyond its cap with this
+/// error (id null) and closes it.
+pub const SERVER_IS_BUSY: i32 = -32009;
 
 macro_rules! error_codes {
     ($($(#[doc = $doc:literal])* $variant:ident = $code:literal, $name:literal;)*) => {

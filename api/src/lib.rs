@@ -3,8 +3,9 @@
 //! This crate is the contract between `chatd` and its frontends: the method names
 //! ([`methods`]), the request and response types ([`types`]), the events a subscriber receives
 //! ([`events`]), the application error codes ([`error`]), the OpenRPC document `rpc.discover`
-//! returns ([`openrpc`]), the default socket path ([`paths`]) and a small blocking client
-//! ([`client`]) for `chatctl`, `chat-tray` and tests.
+//! returns ([`openrpc`]), the default socket path ([`paths`]), the checks a client makes of
+//! who serves it ([`trust`]) and a small blocking client ([`client`]) for `chatctl`,
+//! `chat-tray` and tests.
 //!
 //! It links no cryptography and no storage on purpose: frontends depend on it, and they must
 //! never be able to reach a key (ARCHITECTURE.md, invariants). These are the only types in the
@@ -20,6 +21,7 @@ pub mod methods;
 pub mod openrpc;
 pub mod paths;
 pub mod reference;
+pub mod trust;
 pub mod types;
 
 pub use error::ErrorCode;

@@ -100,7 +100,8 @@ pub const ALL: &[MethodDoc] = &[
     MethodDoc {
         name: DAEMON_STATUS,
         summary: "Reports the daemon's version, lock state and relay connection.",
-        description: "Works in every state; never fails.",
+        description: "Works in every state; never fails. `store_error` is set while the store \
+            cannot write (a full disk): requests that write then fail with `store_error`.",
         params: schema::<Empty>,
         result: schema::<DaemonStatus>,
         errors: &[],
@@ -124,7 +125,9 @@ pub const ALL: &[MethodDoc] = &[
     MethodDoc {
         name: ACCOUNT_UNLOCK,
         summary: "Unlocks the account with its passphrase and connects to the relay.",
-        description: "",
+        description: "After three wrong passphrases in a row, the next attempt is answered only \
+            after 1 s, and the delay doubles with every further wrong one, up to 60 s; attempts \
+            wait in turn, and the right passphrase resets the count.",
         params: schema::<Unlock>,
         result: schema::<AccountInfo>,
         errors: &[
@@ -284,7 +287,8 @@ pub const ALL: &[MethodDoc] = &[
     MethodDoc {
         name: MESSAGES_HISTORY,
         summary: "Pages through a conversation, newest page first, by a stable cursor.",
-        description: "",
+        description: "`limit` is 1 to 500 (default 50); any other value is refused with the \
+            standard invalid params error (-32602).",
         params: schema::<History>,
         result: schema::<HistoryPage>,
         errors: &[E::NoAccount, E::Locked, E::NotFound],
@@ -310,7 +314,13 @@ pub const ALL: &[MethodDoc] = &[
         summary: "Subscribes this connection to events (`events.event` notifications).",
         description: "With `since`, retained events after that cursor are delivered first. \
             Works in every state; message events retained in the store are replayed once \
-            the account is unlocked.",
+            the account is unlocked. A subscriber that falls more than 4,096 events behind \
+            (it does not read its notifications) is caught up from the retained events, \
+            starting after the last event it was sent (or, if none yet, after the newest one \
+            published before it subscribed, or its `since`): it gets each retained event once \
+            and in cursor order, never events from before it subscribed that it did not ask \
+            for, and it can miss only transient events (`relay.connection`, `account.*`) \
+            beyond the 256 kept in memory, as a reconnect with `since` can.",
         params: schema::<Subscribe>,
         result: subscription_id,
         errors: &[],
@@ -318,7 +328,8 @@ pub const ALL: &[MethodDoc] = &[
     MethodDoc {
         name: EVENTS_UNSUBSCRIBE,
         summary: "Ends a subscription.",
-        description: "",
+        description: "Answers `true`. An id that is not a subscription of this connection (never \
+            was, already ended, or another connection's) is error 1024 `unknown_subscription`.",
         params: schema::<Unsubscribe>,
         result: boolean,
         errors: &[E::UnknownSubscription],

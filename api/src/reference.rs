@@ -28,7 +28,16 @@ pub fn markdown(doc: &Value) -> String {
     let _ = writeln!(
         out,
         "Transport: the daemon's Unix socket (default `$XDG_RUNTIME_DIR/chatd/chatd.sock`, env \
-         `CHATD_SOCKET`), one JSON-RPC 2.0 message per line. Example:\n\n```\n\
+         `CHATD_SOCKET`), one JSON-RPC 2.0 message per line. Before sending anything, a client \
+         checks that the socket is its user's alone: the socket's directory (looked at with \
+         `lstat`, so not a symbolic link) belongs to the user and has mode 0700 or stricter, \
+         the socket belongs to the user, and, where the system can tell (`SO_PEERCRED` on \
+         Linux), the process serving it runs as the user; otherwise another local user may \
+         have planted it. Connections: chatd serves 64 at once. One without a subscription or \
+         a call in flight that sends no request for 5 minutes is closed. When all 64 are \
+         open, a new connection closes the idle one that sent its last request longest ago \
+         and takes its place; only when none is idle is it answered with error -32009 \
+         (\"server is busy\", id null) and closed. Example:\n\n```\n\
          {{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"daemon.status\",\"params\":{{}}}}\n```\n"
     );
     let _ = writeln!(out, "## Methods\n");

@@ -68,6 +68,12 @@ pub struct DaemonStatus {
     /// Whether `account.unlock` needs a passphrase (absent when there is no account).
     #[serde(default)]
     pub passphrase_protected: Option<bool>,
+    /// Why the store cannot write, while that lasts (absent when it writes normally): the disk
+    /// is full, for instance. Meanwhile every request that writes fails with `store_error`
+    /// and nothing of it is kept; received messages wait on the relay. Cleared by the next
+    /// write that succeeds.
+    #[serde(default)]
+    pub store_error: Option<String>,
 }
 
 /// Params of `account.create`.

@@ -61,7 +61,8 @@ pub fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
 }
 
 /// Whether the error says that no daemon is there (rather than, say, a permission problem that
-/// starting another daemon would not fix).
+/// starting another daemon would not fix). A socket that failed the safety checks
+/// ([`ClientError::Untrusted`]) is not "nobody": chatd is not started over it.
 fn nobody_listening(err: &ClientError) -> bool {
     match err {
         ClientError::Unreachable { source, .. } => matches!(

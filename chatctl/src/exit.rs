@@ -6,7 +6,7 @@
 //! | 0 | success (also when stdout is closed early, as by `chatctl watch \| head`) |
 //! | 1 | any other error |
 //! | 2 | usage: a bad command line, or an argument chatd refused as invalid (address, handle, alias, invite, message text, relay URL) |
-//! | 3 | chatd unreachable, and autostart failed or was disabled; or chatd went away |
+//! | 3 | chatd unavailable: unreachable (and autostart failed or was disabled), busy (too many connections), its socket failed the safety checks (another user's?), or chatd went away |
 //! | 4 | the account is locked, or there is no account yet |
 //! | 5 | not found: no such contact, conversation, message or handle, or no device to send to |
 //! | 6 | the contact's identity key changed and has not been trusted again |
@@ -32,7 +32,8 @@ pub const OK: u8 = 0;
 pub const OTHER: u8 = 1;
 /// A bad command line (clap's own code), or an argument chatd refused as invalid.
 pub const USAGE: u8 = 2;
-/// chatd cannot be reached (and autostart failed or was disabled), or it went away.
+/// chatd is unavailable: it cannot be reached (and autostart failed or was disabled), it is
+/// busy, its socket failed the checks of `api::trust` (nothing was sent), or it went away.
 pub const UNREACHABLE: u8 = 3;
 /// The account is locked, or there is no account.
 pub const LOCKED: u8 = 4;
@@ -58,7 +59,8 @@ pub const CODES: &[(u8, &str)] = &[
     ),
     (
         UNREACHABLE,
-        "chatd unreachable (autostart failed or disabled), or chatd went away",
+        "chatd unavailable: unreachable (autostart failed or disabled), busy, its socket \
+         failed the safety checks, or chatd went away",
     ),
     (LOCKED, "the account is locked, or there is no account yet"),
     (
@@ -205,6 +207,13 @@ fn classify_client(err: &ClientError) -> Classified {
     };
     match err {
         ClientError::Unreachable { .. } => local(UNREACHABLE, "unreachable"),
+        ClientError::Untrusted { .. } => local(UNREACHABLE, "untrusted_socket"),
+        // Too many connections: chatd is there but cannot take this one now.
+        ClientError::Rpc(rpc) if rpc.code == api::error::SERVER_IS_BUSY => Classified {
+            status: UNREACHABLE,
+            code: Some(rpc.code),
+            kind: "busy",
+        },
         // The connection broke after it was made: chatd went away.
         ClientError::Io(_) => local(UNREACHABLE, "disconnected"),
         ClientError::Protocol(_) => local(OTHER, "protocol"),
@@ -251,6 +260,14 @@ fn hint(err: &anyhow::Error, class: &Classified) -> Option<&'static str> {
         }
     }
     match class.kind {
+        "busy" => Some(
+            "chatd serves a limited number of connections at once; close some clients (or wait) \
+             and try again",
+        ),
+        "untrusted_socket" => Some(
+            "the socket or its directory is not yours alone; stop whatever serves it, remove \
+             it, and start chatd again (or set XDG_RUNTIME_DIR or --socket to a private place)",
+        ),
         "locked" => Some("run `chatctl unlock`"),
         "no_account" => Some("run `chatctl init --name NAME`"),
         "untrusted_key_change" => Some(

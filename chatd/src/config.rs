@@ -60,6 +60,11 @@ pub struct Args {
     /// Argon2id lanes for a new account (default 4).
     #[arg(long, value_name = "N")]
     pub kdf_parallelism: Option<u32>,
+    /// Start on a store that lost commits it had acknowledged (chatd refuses it otherwise,
+    /// with exit status 65): what the store still holds is kept and the commit record is
+    /// sealed again at it. Use it once, after restoring a backup has been ruled out.
+    #[arg(long)]
+    pub accept_store_loss: bool,
 }
 
 /// The config file's contents (every key optional; unknown keys are errors).
@@ -125,6 +130,8 @@ pub struct Config {
     pub handle_recheck_secs: u64,
     /// Argon2id parameters for new accounts.
     pub kdf: KdfParams,
+    /// Open a store that lost commits instead of refusing it (`--accept-store-loss`).
+    pub accept_store_loss: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -157,6 +164,7 @@ impl Config {
         let ephemeral = args.ephemeral || file.ephemeral;
         let defaults = KdfParams::DEFAULT;
         Self {
+            accept_store_loss: args.accept_store_loss,
             data_dir: if ephemeral {
                 None
             } else {

@@ -20,13 +20,71 @@ use crate::core::{self, CoreConfig};
 use crate::events::EventBus;
 use crate::methods::{self, Context};
 use crate::rpc::{self, Notifier, RpcListener, ServerLimits};
-use crate::store::{Kv, Vault};
+use crate::store::{Kv, LossPolicy, Vault};
 
 /// Page cache of the sled store: small, because the daemon's memory matters more than
 /// re-reading pages the OS caches anyway (and sled's own accounting of it falls short of what
 /// it allocates). 2 MiB took the daemon from 50 to 42 MiB with 100,000 messages; the latest
 /// history page and the write path stay in it.
 const STORE_CACHE_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Creates the data directory `dir` (and missing parents) with mode 0700, or checks an
+/// existing one: on Unix it must be ours and closed to group and others, else chatd refuses to
+/// start with a message that says how to fix it. It is never `chmod`ed here: it holds the
+/// account's keys (unprotected ones, for an account without a passphrase), so a directory that
+/// others could read has to be looked at by its owner, who may also have to consider them
+/// copied; and the directory may be one the user chose for other things too.
+pub fn open_data_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create_private_dir(dir)
+                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
+                // The umask may have taken bits away, never added any: exactly 0700.
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .with_context(|| format!("setting the mode of {}", dir.display()))?;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("inspecting the data directory {}", dir.display())));
+            }
+        }
+        let meta = std::fs::metadata(dir)
+            .with_context(|| format!("inspecting the data directory {}", dir.display()))?;
+        if !meta.is_dir() {
+            anyhow::bail!("the data directory {} is not a directory", dir.display());
+        }
+        let ours = rustix::process::geteuid().as_raw();
+        if meta.uid() != ours {
+            anyhow::bail!(
+                "the data directory {} belongs to uid {}, not to us (uid {ours}): refusing to \
+                 keep the account's keys there; choose another --data-dir",
+                dir.display(),
+                meta.uid()
+            );
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "the data directory {} is open to other users (mode {mode:04o}), and it holds \
+                 the account's keys: refusing to start. Close it with `chmod -R go-rwx {}` and \
+                 start chatd again (if others could read it, consider what it held copied: an \
+                 account without a passphrase is readable from it alone)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        create_private_dir(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))
+    }
+}
 
 /// Creates `dir` (and parents) with mode 0700 on Unix.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -77,9 +135,16 @@ pub async fn run(
     let notifier = Notifier::from_env();
     let kv = match &config.data_dir {
         Some(dir) => {
-            create_private_dir(dir)
-                .with_context(|| format!("creating the data directory {}", dir.display()))?;
-            Kv::open(&dir.join("store"), STORE_CACHE_BYTES)
+            open_data_dir(dir)?;
+            let store = dir.join("store");
+            create_private_dir(&store)
+                .with_context(|| format!("creating the store directory {}", store.display()))?;
+            let policy = if config.accept_store_loss {
+                LossPolicy::Accept
+            } else {
+                LossPolicy::Refuse
+            };
+            Kv::open_with(&store, STORE_CACHE_BYTES, policy)
                 .with_context(|| format!("opening the store in {}", dir.display()))?
         }
         None => Kv::memory(),

@@ -1,6 +1,10 @@
 //! The event bus: cursors, the in-memory retention of transient events, and the live broadcast
 //! subscribers listen to.
 //!
+//! A subscriber that falls [`LIVE_BUFFER`] events behind catches up from retention, from the
+//! last event it was sent or, if none, from the newest one published before it subscribed:
+//! never from cursor 0 (`methods`, `events.subscribe`).
+//!
 //! Cursors are `max(last + 1, now in microseconds)`, so they increase strictly within a run and
 //! across restarts (as long as the clock does not jump back by more than the gap). Message and
 //! contact events are also written to the encrypted store by the core, in the same batch as the
@@ -36,6 +40,8 @@ fn now_us() -> u64 {
 #[derive(Debug)]
 struct Inner {
     last_cursor: u64,
+    /// The newest cursor published so far.
+    last_published: u64,
     transient: VecDeque<Event>,
 }
 
@@ -55,12 +61,19 @@ impl Default for EventBus {
 impl EventBus {
     /// An empty bus.
     pub fn new() -> Self {
+        Self::with_live_buffer(LIVE_BUFFER)
+    }
+
+    /// An empty bus whose subscribers may fall `live_buffer` events behind before they catch
+    /// up from retention (tests use a small one).
+    pub(crate) fn with_live_buffer(live_buffer: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 last_cursor: 0,
+                last_published: 0,
                 transient: VecDeque::new(),
             }),
-            live: broadcast::channel(LIVE_BUFFER).0,
+            live: broadcast::channel(live_buffer.max(1)).0,
         }
     }
 
@@ -90,19 +103,24 @@ impl EventBus {
 
     /// Delivers an event to live subscribers, retaining it in memory if it is transient.
     pub fn publish(&self, event: Event) {
+        // Sent under the lock, so that `subscribe` sees every event either as published before
+        // (at or below its cursor) or in its receiver.
+        let mut inner = self.lock();
         if !event.kind.is_persistent() {
-            let mut inner = self.lock();
             if inner.transient.len() == TRANSIENT_RETAINED {
                 inner.transient.pop_front();
             }
             inner.transient.push_back(event.clone());
         }
+        inner.last_published = inner.last_published.max(event.cursor);
         let _ = self.live.send(event);
     }
 
-    /// Listens to live events.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.live.subscribe()
+    /// Listens to live events; also returns the newest cursor published before, from which a
+    /// subscriber that falls behind catches up (`methods`, `events.subscribe`).
+    pub fn subscribe(&self) -> (broadcast::Receiver<Event>, u64) {
+        let inner = self.lock();
+        (self.live.subscribe(), inner.last_published)
     }
 
     /// Retained transient events after `since`.

@@ -1,11 +1,17 @@
-//! Entry point of `chatd`: parses flags, sets up logging to stderr, and runs the daemon until
-//! SIGINT or SIGTERM (on Windows: until Ctrl-C; compiled, not run there).
+//! Entry point of `chatd`: sets the process umask to 0o077, parses flags, sets up logging to
+//! stderr, and runs the daemon until SIGINT or SIGTERM (on Windows: until Ctrl-C; compiled, not
+//! run there).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before any thread starts or any file is made: whatever chatd creates (the store's files,
+    // a hosted relay's, logs a library may write) is the user's alone, 0700 or 0600, whatever
+    // umask chatd was started with (ARCHITECTURE.md, "Threat model").
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     chatd::memory::limit_arenas();
     let args = chatd::config::Args::parse();
     tracing_subscriber::fmt()
@@ -19,8 +25,27 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("chatd: {e:#}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// Exit status when the store lost commits it had acknowledged (`EX_DATAERR`), so that a
+/// service manager and scripts can tell it from other failures (README, "Recovering a
+/// damaged store").
+const EXIT_STORE_LOST_COMMITS: u8 = 65;
+
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let lost = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<chatd::store::StoreError>(),
+            Some(chatd::store::StoreError::LostCommits { .. })
+        )
+    });
+    if lost {
+        ExitCode::from(EXIT_STORE_LOST_COMMITS)
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -68,6 +68,22 @@ fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
+/// The most messages one `messages.history` page holds.
+const HISTORY_MAX_LIMIT: u32 = 500;
+
+/// `messages.history`'s `limit` must be 1 to [`HISTORY_MAX_LIMIT`], as documented; anything
+/// else is invalid params rather than quietly clamped.
+fn check_history_limit(limit: Option<u32>) -> RpcResult<()> {
+    match limit {
+        Some(limit) if !(1..=HISTORY_MAX_LIMIT).contains(&limit) => Err(ErrorObjectOwned::owned(
+            api::error::INVALID_PARAMS,
+            format!("Invalid params: limit must be 1 to {HISTORY_MAX_LIMIT}, not {limit}"),
+            None::<()>,
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn out<T>(result: ApiResult<T>) -> RpcResult<T> {
     result.map_err(Into::into)
 }
@@ -201,6 +217,7 @@ fn register(module: &mut RpcModule<Context>) {
     });
     method!(module, m::MESSAGES_HISTORY, |params, ctx| {
         let p: History = parse(&params)?;
+        check_history_limit(p.limit)?;
         out(ctx
             .core
             .call(move |s, _| {
@@ -277,6 +294,7 @@ async fn status(ctx: &Context) -> DaemonStatus {
             LockState::NoAccount => None,
             _ => Vault::is_protected(&ctx.kv).ok(),
         },
+        store_error: ctx.kv.health(),
     }
 }
 
@@ -341,39 +359,12 @@ async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<AccountInfo> {
 }
 
 async fn unlock(ctx: &Context, p: Unlock) -> ApiResult<AccountInfo> {
-    let state = ctx.core.call(|s, _| Ok(s.lock_state())).await?;
-    match state {
-        LockState::NoAccount => return Err(ApiError::no_account()),
-        LockState::Unlocked => {
-            return Err(ApiError::new(
-                ErrorCode::AlreadyUnlocked,
-                "the account is already unlocked",
-            ));
-        }
-        LockState::Locked => {}
-    }
-    let kv = ctx.kv.clone();
-    let passphrase = p.passphrase.map(zeroize::Zeroizing::new);
-    let keys = tokio::task::spawn_blocking(move || {
-        Vault::unlock(&kv, passphrase.as_ref().map(|p| p.as_bytes()))
-    })
+    account::unlock(
+        &ctx.core,
+        &ctx.kv,
+        p.passphrase.map(zeroize::Zeroizing::new),
+    )
     .await
-    .map_err(ApiError::store)?
-    .map_err(store_error)?;
-    let store = Store::new(ctx.kv.clone(), keys);
-    let unprotected = !Vault::is_protected(&ctx.kv)?;
-    ctx.core
-        .call(move |s, t| {
-            if !matches!(s.lock, Lock::Locked) {
-                return Err(ApiError::new(
-                    ErrorCode::AlreadyUnlocked,
-                    "the account is already unlocked",
-                ));
-            }
-            let info = account::open(s, store, unprotected, t)?;
-            Ok(info)
-        })
-        .await
 }
 
 /// The relay link's requester, or `relay_unreachable` while there is none.
@@ -648,12 +639,17 @@ async fn subscribe(params: Params<'static>, pending: PendingSubscriptionSink, ct
             return;
         }
     };
-    let mut live = ctx.bus.subscribe();
+    let (mut live, published) = ctx.bus.subscribe();
     let Ok(sink) = pending.accept().await else {
         return;
     };
+    // `last` filters live events (those at or below it were sent already); `resume` is where
+    // a catch-up after falling behind starts: the last event sent, or, before any, the newest
+    // published before this subscription (or `since`), never cursor 0.
     let mut last = 0u64;
+    let mut resume = published;
     if let Some(since) = p.since {
+        resume = since;
         last = since;
         match catch_up(&ctx, since).await {
             Ok(events) => {
@@ -679,15 +675,24 @@ async fn subscribe(params: Params<'static>, pending: PendingSubscriptionSink, ct
                         }
                     }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Fell behind the live buffer: catch up from retention, then go on.
-                    if let Ok(events) = catch_up(&ctx, last).await {
-                        for event in events {
-                            if !send_event(&sink, &event).await {
-                                return;
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    // Fell behind the live buffer: catch up from retention, from the last
+                    // event sent, then go on.
+                    let from = resume.max(last);
+                    tracing::info!(missed, from, "an event subscriber fell behind; catching up");
+                    match catch_up(&ctx, from).await {
+                        Ok(events) => {
+                            for event in events {
+                                if event.cursor <= last {
+                                    continue;
+                                }
+                                if !send_event(&sink, &event).await {
+                                    return;
+                                }
+                                last = event.cursor;
                             }
-                            last = last.max(event.cursor);
                         }
+                        Err(e) => tracing::warn!(error = %e, "could not catch a subscriber up"),
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -721,7 +726,116 @@ async fn send_event(sink: &jsonrpsee::SubscriptionSink, event: &Event) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use api::events::EventKind;
+    use serde_json::{Map, Value, json};
+
     use super::*;
+
+    /// The methods over an in-memory store and `bus`, with the core running on this runtime.
+    fn running_methods(bus: Arc<EventBus>) -> Methods {
+        let kv = Kv::memory();
+        let config = crate::core::CoreConfig {
+            default_relay: "ws://127.0.0.1:1/v1".into(),
+            kdf: KdfParams::INSECURE_FOR_TESTS,
+            relay_ca_pem: None,
+            ephemeral: true,
+        };
+        let (core, task) = crate::core::start(kv.clone(), config, bus.clone())
+            .unwrap_or_else(|e| panic!("core: {e}"));
+        tokio::spawn(task.run(std::future::pending()));
+        methods(Context {
+            core,
+            bus,
+            kv,
+            started: Instant::now(),
+            ephemeral: true,
+            hosted_relay: None,
+            default_relay: "ws://127.0.0.1:1/v1".into(),
+            kdf: KdfParams::INSECURE_FOR_TESTS,
+            handle_recheck_ms: 0,
+        })
+    }
+
+    fn object(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    /// `limit` is documented as 1 to 500: 0 and 501 are invalid params (-32602), not clamped
+    /// into a page. (The account is not even looked at: the params are wrong first.)
+    #[tokio::test]
+    async fn history_limits_outside_1_to_500_are_invalid_params() {
+        let methods = running_methods(Arc::new(EventBus::new()));
+        for limit in [0, 501, u32::MAX] {
+            let params = object(json!({ "conversation": "bob", "limit": limit }));
+            let result = methods.call::<_, Value>(m::MESSAGES_HISTORY, params).await;
+            match result {
+                Err(jsonrpsee::MethodsError::JsonRpc(e))
+                    if e.code() == api::error::INVALID_PARAMS =>
+                {
+                    assert!(e.message().contains("1 to 500"), "{}", e.message());
+                }
+                other => panic!("limit {limit}: {other:?}"),
+            }
+        }
+        for limit in [1, 500] {
+            let params = object(json!({ "conversation": "bob", "limit": limit }));
+            let result = methods.call::<_, Value>(m::MESSAGES_HISTORY, params).await;
+            match result {
+                // No account yet: the params were accepted and the state refused.
+                Err(jsonrpsee::MethodsError::JsonRpc(e)) => {
+                    assert_eq!(
+                        e.code(),
+                        ErrorCode::NoAccount.code(),
+                        "limit {limit}: {e:?}"
+                    );
+                }
+                other => panic!("limit {limit}: {other:?}"),
+            }
+        }
+    }
+
+    /// A subscriber without `since` that falls behind the live buffer (here 4 events, 4,096 in
+    /// the daemon) catches up from where it was: it gets every event published after it
+    /// subscribed, once and in order, and none from before (the old code replayed the retained
+    /// events from cursor 0).
+    #[tokio::test]
+    async fn a_lagging_subscriber_without_since_is_not_replayed_from_zero() {
+        let bus = Arc::new(EventBus::with_live_buffer(4));
+        let methods = running_methods(bus.clone());
+        let publish = |kind: EventKind| {
+            let event = bus.make(kind);
+            bus.publish(event.clone());
+            event
+        };
+        let before: Vec<Event> = (0..3).map(|_| publish(EventKind::Locked {})).collect();
+        let mut subscription = methods
+            .subscribe_unbounded(m::EVENTS_SUBSCRIBE, object(json!({})))
+            .await
+            .unwrap_or_else(|e| panic!("subscribe: {e}"));
+        // Published without yielding, so the subscription's task falls behind.
+        let after: Vec<Event> = (0..10).map(|_| publish(EventKind::Unlocked {})).collect();
+        let marker = publish(EventKind::Locked {});
+        let mut received = Vec::new();
+        while received.last() != Some(&marker) {
+            let next = tokio::time::timeout(Duration::from_secs(10), subscription.next::<Event>())
+                .await
+                .unwrap_or_else(|_| panic!("no event after {received:?}"));
+            let (event, _) = next
+                .unwrap_or_else(|| panic!("the subscription ended after {received:?}"))
+                .unwrap_or_else(|e| panic!("not an event: {e}"));
+            assert!(
+                !before.contains(&event),
+                "an event from before the subscription was replayed: {event:?}"
+            );
+            received.push(event);
+        }
+        let mut expected = after;
+        expected.push(marker);
+        assert_eq!(received, expected);
+    }
 
     /// The daemon registers exactly the methods the API documents (and so `rpc.discover`
     /// describes every method there is).

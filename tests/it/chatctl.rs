@@ -216,3 +216,93 @@ fn chatctl_starts_chatd_when_its_socket_is_absent() {
     // It removes its socket when it stops.
     started.terminate(|| !socket.exists());
 }
+
+/// After `chatctl init`, nothing under chatd's data directory can be read, written or entered
+/// by group or others (issue #14, item 4), though chatd was started with umask 022: chatd sets
+/// its umask to 077 and creates its directories 0700.
+#[test]
+fn chatctl_init_leaves_nothing_under_the_data_dir_open_to_others() {
+    let relay = shared_relay();
+    let daemon = DaemonProcess::start(&relay.url());
+    run_chatctl(
+        &daemon.socket(),
+        &["init", "--name", "Private", "--no-passphrase"],
+    )
+    .expect_code(0);
+    run_chatctl(&daemon.socket(), &["status"]).expect_code(0);
+    let data = daemon.data_dir();
+    let mut checked = vec![data.clone()];
+    checked.extend(
+        tests::entries_under(&data)
+            .into_iter()
+            .map(|p| data.join(p)),
+    );
+    assert!(checked.len() > 3, "the store has files: {checked:?}");
+    let open: Vec<String> = checked
+        .iter()
+        .filter_map(|path| {
+            let mode = std::fs::symlink_metadata(path)
+                .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+                .permissions()
+                .mode();
+            (mode & 0o077 != 0).then(|| format!("{} {:04o}", path.display(), mode & 0o7777))
+        })
+        .collect();
+    assert!(open.is_empty(), "open to group or others: {open:#?}");
+}
+
+/// An existing data directory that others can enter (mode 0755) makes chatd refuse to start,
+/// with a message naming the directory and the fix; it is left as it was, with nothing created
+/// in it (the documented choice: refuse, never `chmod` it silently).
+#[test]
+fn chatd_refuses_a_data_dir_open_to_others() {
+    let dir = private_dir();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let mut child = std::process::Command::new(bin("chatd"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--socket")
+        .arg(dir.path().join("run").join("chatd.sock"))
+        .args(["--relay", "ws://127.0.0.1:9/v1"])
+        .env_remove("CHATD_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("chatd: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap_or_else(|e| panic!("wait: {e}")) {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chatd kept running with a data directory open to others");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    assert!(!status.success(), "chatd started: {stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("open to other users (mode 0755)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod -R go-rwx"), "{stderr}");
+    let mode = std::fs::metadata(&data)
+        .unwrap_or_else(|e| panic!("stat: {e}"))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "the directory is left as it was");
+    assert_eq!(
+        tests::entries_under(&data),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

@@ -9,6 +9,7 @@ mod corrupt_relay;
 mod delivery;
 mod ephemeral;
 mod examples;
+mod faults;
 mod first_message;
 mod hosting;
 mod lifecycle;

@@ -153,3 +153,136 @@ fn python_client_finds_the_default_socket_as_api_paths_does() {
         format!("/tmp/chatd-{uid}/chatd.sock")
     );
 }
+
+/// A socket that another user could have planted gets nothing from the Python client, as from
+/// chatctl: a directory open to others, a symlinked directory, and (as root) a socket served by
+/// a process of another uid from a directory that passes every path check (`SO_PEERCRED`).
+#[test]
+fn python_client_sends_nothing_to_a_planted_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let code = r#"
+from chatd_client import ChatdClient, ChatdError
+try:
+    ChatdClient(sys.argv[1], timeout=20).call("messages.send", to="bob", text="the secret")
+    print("sent")
+except ChatdError as e:
+    print(e)
+"#;
+    let tmp = tests::private_dir();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap_or_else(|e| panic!("symlink: {e}"));
+    let listeners: Vec<_> = [open.join("chatd.sock"), real.join("chatd.sock")]
+        .iter()
+        .map(|path| {
+            let listener = std::os::unix::net::UnixListener::bind(path)
+                .unwrap_or_else(|e| panic!("bind: {e}"));
+            listener
+                .set_nonblocking(true)
+                .unwrap_or_else(|e| panic!("nonblocking: {e}"));
+            listener
+        })
+        .collect();
+    for (socket, problem) in [
+        (
+            open.join("chatd.sock"),
+            "is open to other users (mode 0755)",
+        ),
+        (link.join("chatd.sock"), "is a symbolic link"),
+    ] {
+        let Some(mut command) = snippet(code) else {
+            return;
+        };
+        let finished = Finished::run(command.arg(&socket), b"").expect_code(0);
+        let printed = finished.stdout.trim();
+        assert!(
+            printed.starts_with("refusing to talk to chatd's socket"),
+            "{printed}"
+        );
+        assert!(printed.contains(problem), "{printed}");
+        assert!(printed.ends_with("nothing was sent"), "{printed}");
+    }
+    for listener in &listeners {
+        assert!(
+            listener.accept().is_err(),
+            "the planted server was not even connected to"
+        );
+    }
+
+    if api::paths::current_uid() != 0 {
+        assert!(
+            std::env::var_os("CHATD_REQUIRE_SYSTEM_TOOLS").is_none(),
+            "the peer check needs root, and CHATD_REQUIRE_SYSTEM_TOOLS is set"
+        );
+        eprintln!(
+            "python_client_sends_nothing_to_a_planted_socket: SKIPPED the peer check: needs root"
+        );
+        return;
+    }
+    // A server of uid 65534, bound in a shared directory, then moved into our private one
+    // and given to us: only SO_PEERCRED can tell.
+    let stage = tmp.path().join("stage");
+    std::fs::create_dir(&stage).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let staged = stage.join("chatd.sock");
+    let Some(mut server) = python3() else { return };
+    let mut server = server
+        .args([
+            "-c",
+            r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(4)
+print("listening", flush=True)
+s.settimeout(20)
+c, _ = s.accept()
+c.settimeout(20)
+data = b""
+while True:
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(repr(data), flush=True)
+"#,
+        ])
+        .arg(&staged)
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3: {e}"));
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        server.stdout.take().unwrap_or_else(|| panic!("stdout")),
+    ));
+    let mut next_line = move || lines.next().and_then(Result::ok);
+    assert_eq!(next_line().as_deref(), Some("listening"));
+    let socket = real.join("peer.sock");
+    std::fs::rename(&staged, &socket).unwrap_or_else(|e| panic!("rename: {e}"));
+    std::os::unix::fs::chown(&socket, Some(0), None).unwrap_or_else(|e| panic!("chown: {e}"));
+    let Some(mut command) = snippet(code) else {
+        return;
+    };
+    let finished = Finished::run(command.arg(&socket), b"").expect_code(0);
+    let printed = finished.stdout.trim();
+    assert!(printed.contains("is served by uid 65534"), "{printed}");
+    assert_eq!(
+        next_line().as_deref(),
+        Some("b''"),
+        "the server got nothing"
+    );
+    let _ = server.wait();
+}

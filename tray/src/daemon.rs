@@ -43,6 +43,7 @@ pub enum Delivery {
 #[derive(Debug)]
 pub struct Session {
     id: u64,
+    socket: std::path::PathBuf,
     calls: Client,
     stop: Arc<AtomicBool>,
 }
@@ -92,7 +93,12 @@ impl Session {
                 }
             })
             .map_err(ClientError::Io)?;
-        Ok(Self { id, calls, stop })
+        Ok(Self {
+            id,
+            socket: socket.to_path_buf(),
+            calls,
+            stop,
+        })
     }
 
     /// This session's number.
@@ -100,13 +106,30 @@ impl Session {
         self.id
     }
 
-    /// Calls `method` on the call socket.
+    /// Calls `method` on the call socket. chatd closes a connection that has sent nothing for
+    /// its idle timeout (the call socket between two clicks, say), so a call that finds the
+    /// socket closed is made once more on a new one; an answer, even an error, is final.
     pub fn call<P: Serialize, R: DeserializeOwned>(
         &mut self,
         method: &str,
         params: &P,
     ) -> Result<R, ClientError> {
-        self.calls.call(method, params)
+        match self.calls.call(method, params) {
+            Err(ClientError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                let calls = Client::connect(&self.socket)?;
+                calls.set_read_timeout(Some(CALL_TIMEOUT))?;
+                self.calls = calls;
+                self.calls.call(method, params)
+            }
+            answered => answered,
+        }
     }
 }
 

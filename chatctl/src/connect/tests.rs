@@ -25,4 +25,15 @@ fn only_an_absent_or_refusing_socket_starts_chatd() {
         io::ErrorKind::PermissionDenied
     )));
     assert!(!nobody_listening(&ClientError::Protocol("x".into())));
+    let planted = ClientError::Untrusted {
+        socket: "/x".into(),
+        problem: api::trust::Untrusted {
+            path: "/".into(),
+            problem: "is open to other users".into(),
+        },
+    };
+    assert!(
+        !nobody_listening(&planted),
+        "never start chatd over a planted socket"
+    );
 }

@@ -48,7 +48,7 @@ fn the_codes_are_distinct_and_documented() {
         (OK, "success"),
         (OTHER, "any other error"),
         (USAGE, "usage"),
-        (UNREACHABLE, "chatd unreachable"),
+        (UNREACHABLE, "chatd unavailable"),
         (LOCKED, "locked"),
         (NOT_FOUND, "not found"),
         (UNTRUSTED_KEY_CHANGE, "identity key changed"),
@@ -111,6 +111,37 @@ fn connection_errors_mean_unreachable() {
 
     let garbage: anyhow::Error = ClientError::Protocol("not JSON".to_owned()).into();
     assert_eq!(classify(&garbage).status, OTHER);
+
+    let planted: anyhow::Error = ClientError::Untrusted {
+        socket: "/tmp/chatd-1000/chatd.sock".to_owned(),
+        problem: api::trust::Untrusted {
+            path: "/tmp/chatd-1000".to_owned(),
+            problem: "belongs to uid 1001, not to us (uid 1000)".to_owned(),
+        },
+    }
+    .into();
+    assert_eq!(
+        classify(&planted),
+        Classified {
+            status: UNREACHABLE,
+            code: None,
+            kind: "untrusted_socket"
+        }
+    );
+}
+
+/// chatd's "server is busy" answer (a connection beyond its cap) means chatd is unavailable
+/// for now: exit 3, kind `busy`, not "any other error".
+#[test]
+fn a_busy_daemon_is_unavailable() {
+    assert_eq!(
+        classify(&rpc(api::error::SERVER_IS_BUSY)),
+        Classified {
+            status: UNREACHABLE,
+            code: Some(api::error::SERVER_IS_BUSY),
+            kind: "busy"
+        }
+    );
 }
 
 #[test]

@@ -73,6 +73,7 @@ fn status_of(state: LockState) -> DaemonStatus {
         outbox: Some(2),
         hosted_relay: None,
         passphrase_protected: Some(true),
+        store_error: None,
     }
 }
 

@@ -293,3 +293,50 @@ fn watch_exits_0_when_stdout_is_closed() {
     assert_eq!(status.code(), Some(0), "stderr: {err}");
     assert!(err.is_empty(), "{err}");
 }
+
+/// A chatd that has all its connections taken answers a new one with a "server is busy" error
+/// (id null, code -32009) and closes it: chatctl says so and exits 3 (chatd unavailable), not
+/// 1 with "invalid response".
+#[test]
+fn a_busy_daemon_exits_3_with_a_clear_message() {
+    use std::io::Write as _;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let socket = dir.path().join("chatd.sock");
+    let listener =
+        std::os::unix::net::UnixListener::bind(&socket).unwrap_or_else(|e| panic!("bind: {e}"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.write_all(
+                b"{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32009,\"message\":\
+                  \"Server is busy, try again later: too many connections (at most 64)\"}}\n",
+            );
+        }
+    });
+    for json in [false, true] {
+        let mut command = crate::support::chatctl(&["--no-autostart", "--socket"]);
+        command.arg(&socket).arg("status");
+        if json {
+            command.arg("--json");
+        }
+        let output = run(command, None);
+        assert_exit(&output, 3);
+        let err = stderr(&output);
+        assert!(err.contains("Server is busy"), "{err}");
+        assert!(!err.contains("invalid response"), "{err}");
+        if json {
+            let document = one_json(&stdout(&output));
+            assert_eq!(document["error"]["kind"], "busy");
+            assert_eq!(document["error"]["code"], -32009);
+            assert_eq!(document["error"]["exit_code"], 3);
+        } else {
+            assert!(err.contains("hint: chatd serves a limited number"), "{err}");
+        }
+    }
+}

@@ -10,4 +10,5 @@
 
 mod fake;
 mod offline;
+mod planted;
 mod support;

@@ -51,7 +51,7 @@ fn json_mode_also_reports_the_error_on_stdout() {
 
 #[test]
 fn autostart_reports_a_missing_daemon_binary() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = private_tempdir();
     let socket = dir.path().join("chatd.sock");
     let mut command = chatctl(&["status", "--socket"]);
     command
@@ -66,7 +66,7 @@ fn autostart_reports_a_missing_daemon_binary() {
 
 #[test]
 fn autostart_runs_chatd_with_the_socket_and_extra_args_and_notices_it_dying() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = private_tempdir();
     let socket = dir.path().join("chatd.sock");
     let args_file = dir.path().join("args");
     let script = dir.path().join("fake-chatd");
@@ -167,9 +167,17 @@ fn usage_errors_exit_2_and_help_lists_exit_codes() {
     let help = stdout(&output);
     for line in [
         "Exit codes:",
-        "3  chatd unreachable",
+        "3  chatd unavailable",
         "7  timed out waiting",
     ] {
         assert!(help.contains(line), "{line:?} missing from:\n{help}");
     }
+}
+
+/// A temporary directory closed to other users, as chatctl requires of the socket's directory.
+fn private_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("{e}"));
+    dir
 }

@@ -51,6 +51,12 @@ impl FakeDaemon {
     /// Starts serving on a socket in a new temporary directory.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        // chatctl talks only to a socket in a directory closed to other users.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
         let socket = dir.path().join("chatd.sock");
         let listener = UnixListener::bind(&socket).unwrap_or_else(|e| panic!("bind: {e}"));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -251,6 +257,7 @@ fn status() -> DaemonStatus {
         outbox: Some(0),
         hosted_relay: None,
         passphrase_protected: Some(true),
+        store_error: None,
     }
 }
 

@@ -2,9 +2,11 @@
 //! publication on every connect, refill below a threshold, and signed prekey rotation with a
 //! grace period.
 
+use std::time::Duration;
+
 use api::ErrorCode;
 use api::events::EventKind;
-use api::types::{AccountInfo, ConnectionState};
+use api::types::{AccountInfo, ConnectionState, LockState};
 use protocol::codec::{Decode, Encode};
 use protocol::frames::{ClientFrame, ServerFrame};
 use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair};
@@ -20,7 +22,7 @@ use super::{CoreState, Lock, Txn};
 use crate::error::{ApiError, ApiResult};
 use crate::events::now_ms;
 use crate::relay_link::{LinkConfig, RelayLink};
-use crate::store::{Batch, Store};
+use crate::store::{Batch, Kv, Store, StoreError, Vault};
 
 /// One-time X25519 prekeys kept on the relay.
 pub const ONE_TIME_TARGET: u32 = 100;
@@ -126,6 +128,17 @@ pub fn open(
         state.bus.observe(*cursor);
     }
     state.generation += 1;
+    start_link(state, &mut unlocked);
+    let info = info(&unlocked);
+    state.lock = Lock::Unlocked(Box::new(unlocked));
+    state.connection = ConnectionState::Connecting;
+    state.event(txn, EventKind::Unlocked {});
+    Ok(info)
+}
+
+/// Starts (or starts again) the relay link of `unlocked`, its events tagged with the current
+/// unlock generation.
+fn start_link(state: &CoreState, unlocked: &mut Unlocked) {
     let generation = state.generation;
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let inputs = state.inputs.clone();
@@ -137,6 +150,7 @@ pub fn open(
             }
         }
     });
+    // The old link, if any, is dropped (stopped) here.
     unlocked.link = Some(RelayLink::start(
         LinkConfig {
             url: unlocked.account.relay_url.clone(),
@@ -145,23 +159,28 @@ pub fn open(
         unlocked.local.clone(),
         events_tx,
     ));
-    let info = info(&unlocked);
-    state.lock = Lock::Unlocked(Box::new(unlocked));
-    state.connection = ConnectionState::Connecting;
-    state.event(txn, EventKind::Unlocked {});
-    Ok(info)
 }
 
-/// Locks: makes everything durable, then drops every secret and the relay link.
+/// Connects to the relay again: the relay delivers again every envelope not acknowledged,
+/// which is how the envelopes of a round that failed to commit come back.
+pub fn restart_link(state: &mut CoreState) {
+    let mut lock = std::mem::replace(&mut state.lock, Lock::Locked);
+    if let Lock::Unlocked(unlocked) = &mut lock {
+        unlocked.online = false;
+        start_link(state, unlocked);
+        state.connection = ConnectionState::Connecting;
+    }
+    state.lock = lock;
+}
+
+/// Locks: drops every secret and the relay link. Nothing is flushed here: the round's flush,
+/// which the answer waits for, makes what the round committed durable (off the core's
+/// thread, on sled's), and what earlier rounds committed is durable already.
 pub fn lock(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
-    match &state.lock {
+    let relay_url = match &state.lock {
         Lock::NoAccount => return Err(ApiError::no_account()),
         Lock::Locked => return Ok(()),
-        Lock::Unlocked(unlocked) => unlocked.store.flush_blocking()?,
-    }
-    let relay_url = match &state.lock {
         Lock::Unlocked(unlocked) => unlocked.account.relay_url.clone(),
-        _ => String::new(),
     };
     state.lock = Lock::Locked;
     if state.connection != ConnectionState::Offline {
@@ -177,6 +196,109 @@ pub fn lock(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
     }
     state.event(txn, EventKind::Locked {});
     Ok(())
+}
+
+/// Wrong passphrases allowed in a row before unlock attempts are delayed.
+pub const FREE_UNLOCK_FAILURES: u32 = 2;
+/// The delay after the first failure beyond the free ones; it doubles with each further one.
+pub const UNLOCK_DELAY_MIN: Duration = Duration::from_secs(1);
+/// The longest delay.
+pub const UNLOCK_DELAY_MAX: Duration = Duration::from_secs(60);
+
+/// Consecutive wrong passphrases, and when the next attempt may run.
+#[derive(Debug, Default)]
+pub struct UnlockThrottle {
+    failures: u32,
+    next_attempt: Option<tokio::time::Instant>,
+}
+
+impl UnlockThrottle {
+    /// The delay owed after `failures` wrong passphrases in a row: none for the first
+    /// [`FREE_UNLOCK_FAILURES`], then [`UNLOCK_DELAY_MIN`] doubling up to [`UNLOCK_DELAY_MAX`].
+    pub fn delay_after(failures: u32) -> Duration {
+        match failures.checked_sub(FREE_UNLOCK_FAILURES + 1) {
+            None => Duration::ZERO,
+            Some(extra) => UNLOCK_DELAY_MIN
+                .saturating_mul(1u32 << extra.min(16))
+                .min(UNLOCK_DELAY_MAX),
+        }
+    }
+
+    /// Waits (without blocking a thread) until an attempt may run.
+    pub async fn wait(&self) {
+        if let Some(at) = self.next_attempt {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// Records the outcome of an attempt.
+    pub fn record(&mut self, wrong_passphrase: bool) {
+        if wrong_passphrase {
+            self.failures = self.failures.saturating_add(1);
+            let delay = Self::delay_after(self.failures);
+            self.next_attempt = (!delay.is_zero()).then(|| tokio::time::Instant::now() + delay);
+        } else {
+            self.failures = 0;
+            self.next_attempt = None;
+        }
+    }
+}
+
+/// `account.unlock`: derives the store keys from `passphrase` (Argon2id, on a blocking
+/// thread) and opens the account. After [`FREE_UNLOCK_FAILURES`] wrong passphrases in a row,
+/// each attempt first waits out a delay that doubles with every further failure; attempts
+/// wait in turn, and a right passphrase resets the count. The core is not blocked meanwhile.
+pub async fn unlock(
+    core: &super::CoreHandle,
+    kv: &Kv,
+    passphrase: Option<Zeroizing<String>>,
+) -> ApiResult<AccountInfo> {
+    let state = core.call(|s, _| Ok(s.lock_state())).await?;
+    match state {
+        LockState::NoAccount => return Err(ApiError::no_account()),
+        LockState::Unlocked => return Err(already_unlocked()),
+        LockState::Locked => {}
+    }
+    let mut throttle = core.unlock_throttle.lock().await;
+    throttle.wait().await;
+    let unlocking = kv.clone();
+    let keys = tokio::task::spawn_blocking(move || {
+        Vault::unlock(&unlocking, passphrase.as_ref().map(|p| p.as_bytes()))
+    })
+    .await
+    .map_err(ApiError::store)?;
+    throttle.record(matches!(
+        keys,
+        Err(StoreError::WrongPassphrase | StoreError::PassphraseRequired)
+    ));
+    drop(throttle);
+    let keys = keys.map_err(|e| match e {
+        StoreError::WrongPassphrase => {
+            ApiError::new(ErrorCode::WrongPassphrase, "wrong passphrase")
+        }
+        StoreError::PassphraseRequired => ApiError::new(
+            ErrorCode::WrongPassphrase,
+            "this account is protected by a passphrase; give it",
+        ),
+        StoreError::NoVault => ApiError::no_account(),
+        other => ApiError::store(other),
+    })?;
+    let store = Store::new(kv.clone(), keys);
+    let unprotected = !Vault::is_protected(kv)?;
+    core.call(move |s, t| {
+        if !matches!(s.lock, Lock::Locked) {
+            return Err(already_unlocked());
+        }
+        open(s, store, unprotected, t)
+    })
+    .await
+}
+
+fn already_unlocked() -> ApiError {
+    ApiError::new(
+        ErrorCode::AlreadyUnlocked,
+        "the account is already unlocked",
+    )
 }
 
 /// Generates the first prekeys of a new account into `batch`, at time `now` (ms).
@@ -484,7 +606,11 @@ pub(super) mod tests {
 
     /// An unlocked core over an in-memory store, with an account and its prekeys.
     pub(in crate::core) fn unlocked_state(now: u64) -> CoreState {
-        let kv = Kv::memory();
+        unlocked_state_on(Kv::memory(), now)
+    }
+
+    /// [`unlocked_state`] over `kv`.
+    pub(in crate::core) fn unlocked_state_on(kv: Kv, now: u64) -> CoreState {
         let keys = Vault::create(&kv, None, KdfParams::INSECURE_FOR_TESTS, &mut rand::rng())
             .unwrap_or_else(|e| panic!("vault: {e}"));
         let store = Store::new(kv.clone(), keys);
@@ -512,6 +638,9 @@ pub(super) mod tests {
             connection: ConnectionState::Connected,
             generation: 1,
             inputs: tokio::sync::mpsc::unbounded_channel().0,
+            stale: None,
+            redeliver_at: None,
+            failed_rounds: 0,
         }
     }
 
@@ -595,5 +724,97 @@ pub(super) mod tests {
             ),
             "the five oldest are gone"
         );
+    }
+
+    /// Wrong passphrases cost nothing up to the third; then the next attempt waits 1 s,
+    /// doubling up to a minute, and the right passphrase resets the count. With a paused
+    /// clock: the wait is a timer, not a blocked thread.
+    #[tokio::test(start_paused = true)]
+    async fn wrong_passphrases_in_a_row_delay_the_next_attempt() {
+        use std::time::Duration;
+        let mut throttle = UnlockThrottle::default();
+        async fn waited(throttle: &UnlockThrottle) -> Duration {
+            let start = tokio::time::Instant::now();
+            throttle.wait().await;
+            start.elapsed()
+        }
+        for _ in 0..3 {
+            assert_eq!(waited(&throttle).await, Duration::ZERO);
+            throttle.record(true);
+        }
+        assert_eq!(waited(&throttle).await, Duration::from_secs(1));
+        throttle.record(true);
+        assert_eq!(waited(&throttle).await, Duration::from_secs(2));
+        for _ in 0..10 {
+            throttle.record(true);
+        }
+        assert_eq!(waited(&throttle).await, UNLOCK_DELAY_MAX);
+        throttle.record(false);
+        assert_eq!(waited(&throttle).await, Duration::ZERO);
+        assert_eq!(UnlockThrottle::delay_after(2), Duration::ZERO);
+        assert_eq!(UnlockThrottle::delay_after(3), Duration::from_secs(1));
+    }
+
+    /// Through the core: the fourth attempt after three wrong passphrases is answered only
+    /// after the delay, the core answering other requests meanwhile; the right passphrase
+    /// then unlocks and resets the count.
+    #[tokio::test(start_paused = true)]
+    async fn unlock_waits_without_blocking_the_core() {
+        use std::time::Duration;
+        let kv = Kv::memory();
+        let keys = Vault::create(
+            &kv,
+            Some(b"right"),
+            KdfParams::INSECURE_FOR_TESTS,
+            &mut rand::rng(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::new(kv.clone(), keys);
+        let mut batch = store.batch();
+        save_account(
+            &mut batch,
+            &new_account("Gil".into(), "ws://127.0.0.1:1/v1".into()),
+        );
+        store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+        let config = CoreConfig {
+            default_relay: "ws://127.0.0.1:1/v1".into(),
+            kdf: KdfParams::INSECURE_FOR_TESTS,
+            relay_ca_pem: None,
+            ephemeral: true,
+        };
+        let (core, task) = crate::core::start(kv.clone(), config, Arc::new(EventBus::new()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _running = tokio::spawn(task.run(std::future::pending()));
+        let wrong = || Some(Zeroizing::new("wrong".to_owned()));
+        for _ in 0..3 {
+            let error = unlock(&core, &kv, wrong()).await.err();
+            assert_eq!(error.map(|e| e.code), Some(ErrorCode::WrongPassphrase));
+        }
+        let attempt = tokio::spawn({
+            let (core, kv) = (core.clone(), kv.clone());
+            async move { unlock(&core, &kv, wrong()).await }
+        });
+        // The core answers meanwhile, and the attempt is still waiting.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let state = core.call(|s, _| Ok(s.lock_state())).await;
+        assert_eq!(state, Ok(api::types::LockState::Locked));
+        assert!(!attempt.is_finished(), "answered before the delay");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let error = attempt
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .err()
+            .map(|e| e.code);
+        assert_eq!(error, Some(ErrorCode::WrongPassphrase));
+        // Four wrong in a row: the right one waits 2 s, then unlocks and resets the count.
+        let due = core.unlock_throttle.lock().await.next_attempt;
+        let due = due.unwrap_or_else(|| panic!("a delay is owed"));
+        assert!(due >= tokio::time::Instant::now() + Duration::from_millis(1900));
+        let right = Some(Zeroizing::new("right".to_owned()));
+        unlock(&core, &kv, right)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(tokio::time::Instant::now() >= due);
+        assert_eq!(core.unlock_throttle.lock().await.failures, 0);
     }
 }

@@ -657,8 +657,10 @@ fn receive(state: &mut CoreState, txn: &mut Txn, envelope_id: EnvelopeId, payloa
     match receive_inner(state, txn, payload) {
         Ok(()) => {}
         Err(ReceiveError::Local(e)) if e.code == ErrorCode::StoreError => {
-            // Not acknowledged: the relay delivers it again after a reconnect.
+            // Not acknowledged: the relay delivers it again after a reconnect. The round fails,
+            // so the session this envelope advanced in memory goes back to the stored one.
             tracing::error!(error = %e, "could not store a received message");
+            txn.fail(&e.message);
             return;
         }
         Err(ReceiveError::Local(e)) => {
@@ -804,7 +806,7 @@ fn conversation_of(
     Ok(id)
 }
 
-fn receive_text(
+pub(super) fn receive_text(
     state: &mut CoreState,
     txn: &mut Txn,
     batch: &mut Batch<'_>,
@@ -935,6 +937,7 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
     };
     if let Err(e) = flush_receipts(unlocked, txn) {
         tracing::error!(error = %e, "could not queue receipts");
+        txn.fail(&e.message);
     }
     defer_fresh_receipts(unlocked, &inputs);
     account::check_prekeys_if_used(unlocked, txn);
@@ -950,7 +953,9 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
         return;
     };
     if let Err(e) = seal_ready(unlocked, txn, &requester, generation, &inputs) {
+        // Sessions advanced and entries marked sealed in memory must not outlive the round.
         tracing::error!(error = %e, "sealing the outbox failed");
+        txn.fail(&e.message);
     }
     start_sends(unlocked, txn, &requester, generation, &inputs);
 }

@@ -18,6 +18,9 @@ pub mod messaging;
 pub mod records;
 pub mod unlocked;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +41,10 @@ use unlocked::Unlocked;
 /// MiB after it; with 256, 29-30 MiB and 25-26 MiB, at the same throughput
 /// (chatd/BENCHMARKS.md).
 const MAX_ROUND: usize = 256;
+/// After a failed round, the relay link is started again after this long (so the relay
+/// redelivers what the round did not acknowledge), doubling with each failed round in a row
+/// up to eight times as long.
+const REDELIVER_MIN: Duration = Duration::from_secs(1);
 /// How often the core wakes up without input (retries, prekey rotation).
 const TICK: Duration = Duration::from_millis(500);
 /// How long after its last write the core counts as quiet, and hands the memory freed since
@@ -70,20 +77,33 @@ impl std::fmt::Debug for Input {
 /// The effects of one round, released after the store is flushed.
 #[derive(Default)]
 pub struct Txn {
-    replies: Vec<Box<dyn FnOnce() + Send>>,
+    effects: Vec<Effect>,
     events: Vec<Event>,
     frames: Vec<ClientFrame>,
     tasks: Vec<Box<dyn FnOnce() + Send>>,
     dirty: bool,
+    /// Why the round cannot be committed, once something in it failed to read or write the
+    /// store: its state in memory may be ahead of the store.
+    failure: Option<String>,
+}
+
+/// Something released at the end of a round, in order.
+enum Effect {
+    /// Runs only if the round is durable.
+    Run(Box<dyn FnOnce() + Send>),
+    /// An RPC answer: given `None` if the round is durable, or the error that replaces the
+    /// answer if it is not.
+    Answer(Box<dyn FnOnce(Option<ApiError>) + Send>),
 }
 
 impl std::fmt::Debug for Txn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Txn")
-            .field("replies", &self.replies.len())
+            .field("effects", &self.effects.len())
             .field("events", &self.events.len())
             .field("frames", &self.frames.len())
             .field("dirty", &self.dirty)
+            .field("failure", &self.failure)
             .finish()
     }
 }
@@ -91,7 +111,13 @@ impl std::fmt::Debug for Txn {
 impl Txn {
     /// Runs `f` once the round is durable.
     pub fn after(&mut self, f: impl FnOnce() + Send + 'static) {
-        self.replies.push(Box::new(f));
+        self.effects.push(Effect::Run(Box::new(f)));
+    }
+
+    /// Answers a request at the end of the round: `f` gets `None` once the round is durable,
+    /// or the error to answer instead if the round could not be committed.
+    pub fn answer(&mut self, f: impl FnOnce(Option<ApiError>) + Send + 'static) {
+        self.effects.push(Effect::Answer(Box::new(f)));
     }
 
     /// Publishes `event` once the round is durable.
@@ -109,14 +135,26 @@ impl Txn {
         self.tasks.push(Box::new(f));
     }
 
-    /// Commits a batch to the store (durable at the end of the round).
+    /// Commits a batch to the store (durable at the end of the round). A failure fails the
+    /// whole round: what the round changed in memory is rolled back.
     pub fn commit(&mut self, store: &Store, batch: crate::store::Batch<'_>) -> ApiResult<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        store.commit(batch)?;
+        if let Err(e) = store.commit(batch) {
+            self.fail(&e);
+            return Err(e.into());
+        }
         self.dirty = true;
         Ok(())
+    }
+
+    /// Marks the round as failed by a store error: it is not committed, memory is rolled back
+    /// to the store, and every request of the round is answered with the error.
+    pub fn fail(&mut self, error: &dyn std::fmt::Display) {
+        if self.failure.is_none() {
+            self.failure = Some(error.to_string());
+        }
     }
 }
 
@@ -170,6 +208,14 @@ pub struct CoreState {
     pub generation: u64,
     /// The core's own input, for background tasks to report back.
     pub inputs: mpsc::UnboundedSender<Input>,
+    /// Set when a failed round could not be rolled back (the store could not be reopened or
+    /// read): memory may be ahead of the store, so every round fails until it is reloaded.
+    pub stale: Option<String>,
+    /// Envelopes of a failed round went unacknowledged: the relay link is started again (the
+    /// relay redelivers unacknowledged envelopes to a new connection) at this instant.
+    pub redeliver_at: Option<tokio::time::Instant>,
+    /// Rounds failed in a row, for the delay before the link is started again.
+    pub failed_rounds: u32,
 }
 
 impl CoreState {
@@ -203,10 +249,13 @@ impl CoreState {
 #[derive(Debug, Clone)]
 pub struct CoreHandle {
     inputs: mpsc::UnboundedSender<Input>,
+    /// Delays unlock attempts after consecutive wrong passphrases; shared by every handle.
+    pub unlock_throttle: Arc<tokio::sync::Mutex<account::UnlockThrottle>>,
 }
 
 impl CoreHandle {
-    /// Runs `f` in the core and returns its result once the round it ran in is durable.
+    /// Runs `f` in the core and returns its result once the round it ran in is durable, or
+    /// `store_error` (1030) if the round could not be committed.
     pub async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut CoreState, &mut Txn) -> ApiResult<T> + Send + 'static,
@@ -214,8 +263,17 @@ impl CoreHandle {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |state, txn| {
             let result = f(state, txn);
-            txn.after(move || {
-                let _ = reply.send(result);
+            if let Err(e) = &result
+                && e.code == api::ErrorCode::StoreError
+            {
+                // What the request changed in memory before it failed must not stay.
+                txn.fail(&e.message);
+            }
+            txn.answer(move |failure| {
+                let _ = reply.send(match failure {
+                    None => result,
+                    Some(error) => Err(error),
+                });
             });
         });
         self.inputs
@@ -227,6 +285,20 @@ impl CoreHandle {
 
 fn shutting_down() -> ApiError {
     ApiError::new(api::ErrorCode::StoreError, "the daemon is shutting down")
+}
+
+/// The answer to every request of a round that could not be committed.
+fn round_failed(error: &str, kept: bool) -> ApiError {
+    let outcome = if kept {
+        "the store had kept the request after all, but its answer could not be confirmed in \
+         time; check before repeating it"
+    } else {
+        "nothing of this request was kept"
+    };
+    ApiError::new(
+        api::ErrorCode::StoreError,
+        format!("the store could not write: {error}; {outcome}"),
+    )
 }
 
 /// Starts the core task on `kv`; it runs until `shutdown` fires, then flushes and returns.
@@ -249,9 +321,15 @@ pub fn start(
         connection: ConnectionState::Offline,
         generation: 0,
         inputs: inputs.clone(),
+        stale: None,
+        redeliver_at: None,
+        failed_rounds: 0,
     };
     Ok((
-        CoreHandle { inputs },
+        CoreHandle {
+            inputs,
+            unlock_throttle: Arc::default(),
+        },
         CoreTask {
             state,
             receiver,
@@ -277,14 +355,20 @@ impl CoreTask {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut txn = Txn::default();
-            tokio::select! {
+            let first = tokio::select! {
                 () = &mut shutdown => break,
                 input = self.receiver.recv() => match input {
                     None => break,
-                    Some(input) => self.handle(input, &mut txn),
+                    Some(input) => Some(input),
                 },
-                _ = tick.tick() => {
+                _ = tick.tick() => None,
+            };
+            self.reload_if_stale(&mut txn);
+            match first {
+                Some(input) => self.handle(input, &mut txn),
+                None => {
                     self.release_memory_when_quiet();
+                    self.redeliver_when_due();
                     self.tick(&mut txn);
                 }
             }
@@ -299,9 +383,7 @@ impl CoreTask {
             self.finish_round(txn).await;
         }
         // Shutdown: whatever was committed becomes durable; secrets are dropped (zeroized).
-        if let Lock::Unlocked(unlocked) = &self.state.lock
-            && let Err(e) = unlocked.store.flush().await
-        {
+        if let Err(e) = self.state.kv.flush().await {
             tracing::error!(error = %e, "final flush failed");
         }
         self.state.lock = Lock::Locked;
@@ -337,19 +419,36 @@ impl CoreTask {
     }
 
     async fn finish_round(&mut self, mut txn: Txn) {
-        messaging::pump(&mut self.state, &mut txn);
+        if txn.failure.is_none() {
+            messaging::pump(&mut self.state, &mut txn);
+        }
         if txn.dirty {
             self.last_write = Some(std::time::Instant::now());
         }
-        if txn.dirty
-            && let Lock::Unlocked(unlocked) = &self.state.lock
-            && let Err(e) = unlocked.store.flush().await
+        let mut failure = txn.failure.take();
+        if failure.is_none()
+            && txn.dirty
+            && let Err(e) = self.state.kv.flush().await
         {
-            // The round's effects must not escape if its state is not durable: replies
-            // report the failure (their senders see the channel closed), events and frames
-            // are dropped; the relay will redeliver what was not acknowledged.
-            tracing::error!(error = %e, "store flush failed; dropping the round's effects");
-            return;
+            failure = Some(e.to_string());
+        }
+        if let Some(error) = failure {
+            // The round's effects must not escape if its state is not durable: requests are
+            // answered with the error, events, frames and sends are dropped (the relay
+            // delivers again what was not acknowledged), and memory goes back to the store.
+            tracing::error!(%error, "a round could not be committed; rolling back to the store");
+            if !self.roll_back(&error) {
+                let answer = round_failed(&error, false);
+                for effect in txn.effects {
+                    if let Effect::Answer(answer_with) = effect {
+                        answer_with(Some(answer.clone()));
+                    }
+                }
+                return;
+            }
+            tracing::warn!("the store had kept the failed round after all; releasing it");
+        } else if txn.dirty {
+            self.state.failed_rounds = 0;
         }
         for event in txn.events {
             self.state.bus.publish(event);
@@ -364,8 +463,92 @@ impl CoreTask {
         for task in txn.tasks {
             task();
         }
-        for reply in txn.replies {
-            reply();
+        for effect in txn.effects {
+            match effect {
+                Effect::Run(run) => run(),
+                Effect::Answer(answer) => answer(None),
+            }
+        }
+    }
+
+    /// Brings memory back to what the store holds after a failed round: the store is reopened
+    /// without the round's writes and the unlocked account's store-derived state is loaded
+    /// again (keys, the relay link and background tasks are kept). Returns true if the store
+    /// turned out to hold the whole round after all (memory then already matches it).
+    fn roll_back(&mut self, error: &str) -> bool {
+        self.state.failed_rounds = self.state.failed_rounds.saturating_add(1);
+        let delay = REDELIVER_MIN * (1 << (self.state.failed_rounds - 1).min(3));
+        self.state.redeliver_at = Some(tokio::time::Instant::now() + delay);
+        match self.state.kv.recover() {
+            Ok(true) => {
+                self.state.stale = None;
+                return true;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not reopen the store");
+                self.state.stale = Some(format!("{error}; reopening the store: {e}"));
+                return false;
+            }
+        }
+        self.reload();
+        false
+    }
+
+    /// Loads the unlocked account's state from the store again; on failure, the core stays
+    /// stale (every round fails) and tries again at the next round.
+    fn reload(&mut self) {
+        let result = match &mut self.state.lock {
+            Lock::Unlocked(unlocked) => unlocked.reload(),
+            _ => Ok(()),
+        };
+        match result {
+            Ok(()) => self.state.stale = None,
+            Err(e) if e.code == api::ErrorCode::StoreError && self.state.kv.health().is_some() => {
+                self.state.stale = Some(e.message);
+            }
+            Err(e) => {
+                // The store is readable but holds no account to load (a failed
+                // account.create): go back to what it holds.
+                tracing::error!(error = %e, "could not reload the account; locking");
+                self.state.lock = match crate::store::Vault::exists(&self.state.kv) {
+                    Ok(true) => Lock::Locked,
+                    _ => Lock::NoAccount,
+                };
+                self.state.stale = None;
+            }
+        }
+    }
+
+    /// Before a round: if memory could not be rolled back yet, try again; while it cannot,
+    /// the round fails.
+    fn reload_if_stale(&mut self, txn: &mut Txn) {
+        let Some(error) = self.state.stale.clone() else {
+            return;
+        };
+        match self.state.kv.recover() {
+            Ok(_) => self.reload(),
+            Err(e) => self.state.stale = Some(format!("{error}; reopening the store: {e}")),
+        }
+        if let Some(error) = &self.state.stale {
+            txn.fail(error);
+        }
+    }
+
+    /// After a failed round left envelopes unacknowledged, starts the relay link again once
+    /// its delay has passed, so the relay delivers them again.
+    fn redeliver_when_due(&mut self) {
+        let due = self
+            .state
+            .redeliver_at
+            .is_some_and(|at| at <= tokio::time::Instant::now());
+        if !due || self.state.stale.is_some() {
+            return;
+        }
+        self.state.redeliver_at = None;
+        if matches!(self.state.lock, Lock::Unlocked(_)) {
+            tracing::info!("reconnecting to the relay for the envelopes of a failed round");
+            account::restart_link(&mut self.state);
         }
     }
 }

@@ -120,6 +120,10 @@ fn corrupt(what: &'static str) -> StoreError {
 impl Unlocked {
     /// Rebuilds the account's keys and in-memory indexes from an unlocked store.
     pub fn load(store: Store) -> ApiResult<Self> {
+        Self::load_shared(std::sync::Arc::new(store))
+    }
+
+    fn load_shared(store: std::sync::Arc<Store>) -> ApiResult<Self> {
         let account = store
             .get(tables::ACCOUNT, b"account")?
             .ok_or(corrupt("the account record is missing"))?;
@@ -133,7 +137,7 @@ impl Unlocked {
         };
         let (identity, local) = keys_of(&account)?;
         let mut unlocked = Self {
-            store: std::sync::Arc::new(store),
+            store,
             account,
             identity,
             local,
@@ -162,6 +166,35 @@ impl Unlocked {
         };
         unlocked.load_indexes()?;
         Ok(unlocked)
+    }
+
+    /// Loads everything this holds from the store again, as [`Unlocked::load`] would, after a
+    /// round that failed to commit: caches (sessions, the envelope opener's agreements),
+    /// contacts, conversations and their message sequences, the outbox and its sequence, owed
+    /// receipts, the retained event log and the account record all go back to what the store
+    /// holds. Kept: the store and its keys, the relay link, background tasks, and what only
+    /// memory knows about requests in flight (which outbox entries wait for the relay's answer,
+    /// their retry times, prekey checks, handle statement times).
+    pub fn reload(&mut self) -> ApiResult<()> {
+        let mut fresh = Self::load_shared(self.store.clone())?;
+        fresh.link = self.link.take();
+        fresh.online = self.online;
+        std::mem::swap(&mut fresh.tasks, &mut self.tasks);
+        fresh.prekeys_used = self.prekeys_used;
+        fresh.prekeys_checked = self.prekeys_checked;
+        fresh.unprotected = self.unprotected;
+        fresh.handle_statements = std::mem::take(&mut self.handle_statements);
+        for (seq, slot) in &mut fresh.outbox {
+            if let Some(old) = self.outbox.get(seq)
+                && old.message_id == slot.message_id
+            {
+                slot.in_flight = old.in_flight;
+                slot.not_before = old.not_before;
+                slot.attempts = slot.attempts.max(old.attempts);
+            }
+        }
+        *self = fresh;
+        Ok(())
     }
 
     fn load_indexes(&mut self) -> ApiResult<()> {

@@ -13,6 +13,8 @@
 //!
 //! On end of input (the client closed its sending side, as `socat` does after its input ends),
 //! the requests in flight are finished and their answers written before the connection closes.
+//! A connection that stays idle for the idle timeout, or that the server evicts to make room
+//! (`idle.rs`), is closed at once.
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use super::dispatch::Dispatcher;
+use super::idle::Activity;
 use super::listener::{self, ReadHalf, Stream};
 use super::{Closed, Shared, writer};
 
@@ -42,6 +45,10 @@ enum End {
     WriterStopped,
     /// The client closed its sending side.
     InputClosed,
+    /// The connection was idle for the idle timeout.
+    IdleTimeout,
+    /// The server was full and this was the connection idle the longest.
+    Evicted,
 }
 
 /// Serves one accepted (and vetted) connection until it ends or `cancel` fires. `_slot` is the
@@ -57,6 +64,7 @@ pub(super) async fn run(
     debug!(conn, "RPC connection opened");
     let (read_half, write_half) = listener::split(stream);
     let (tx, rx) = mpsc::channel(shared.limits.outgoing_buffer.max(1));
+    let senders = tx.downgrade();
     let drain = CancellationToken::new();
     let mut writer = AbortOnDropHandle::new(tokio::spawn(writer::run(
         write_half,
@@ -68,13 +76,20 @@ pub(super) async fn run(
     let max_response_len = u32::try_from(shared.limits.max_response_len).unwrap_or(u32::MAX);
     let sink = MethodSink::new_with_limit(tx, max_response_len);
     let max_line_len = shared.limits.max_line_len;
+    let idle_timeout = shared.limits.idle_timeout;
+    let registry = Arc::clone(&shared.registry);
     let mut dispatcher = Dispatcher::new(conn_id, shared, sink);
+    // Counted now, the dispatcher's sink is the only sender: what an idle connection has.
+    let activity = Arc::new(Activity::new(senders.clone(), senders.strong_count()));
+    let _registered = registry.register(conn, Arc::clone(&activity));
 
     let outcome = tokio::select! {
         biased;
         () = cancel.cancelled() => End::Shutdown,
         _ = &mut writer => End::WriterStopped,
-        result = read_requests(read_half, &mut dispatcher, max_line_len, conn) => match result {
+        () = activity.closed() => End::Evicted,
+        () = activity.idle_for(idle_timeout) => End::IdleTimeout,
+        result = read_requests(read_half, &mut dispatcher, &activity, max_line_len, conn) => match result {
             Ok(()) => End::InputClosed,
             Err(Closed) => End::WriterStopped,
         },
@@ -106,6 +121,7 @@ pub(super) async fn run(
 async fn read_requests(
     read_half: ReadHalf,
     dispatcher: &mut Dispatcher,
+    activity: &Activity,
     max_line_len: usize,
     conn: usize,
 ) -> Result<(), Closed> {
@@ -120,6 +136,7 @@ async fn read_requests(
                 return Ok(());
             }
         };
+        activity.touch();
         if buffer.is_empty() {
             if !skipping && !line.is_empty() {
                 dispatcher.handle_line(&line).await?;

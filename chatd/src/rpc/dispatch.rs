@@ -3,7 +3,8 @@
 //! subscription limit and extensions (what jsonrpsee's `inner_call` does with a fixed
 //! `ConnectionId(0)`, done here per connection).
 //!
-//! Synchronous callbacks answer inline; asynchronous ones, pending subscriptions and batches that
+//! An unsubscription of an unknown id is answered with error 1024 `unknown_subscription`
+//! rather than jsonrpsee's `false`. Synchronous callbacks answer inline; asynchronous ones, pending subscriptions and batches that
 //! contain them become tasks in the connection's `JoinSet`, at most [`MAX_IN_FLIGHT`] at once. A
 //! panic in a method is caught and answered with -32603, so a faulty method cannot take the
 //! connection down with it.
@@ -202,8 +203,10 @@ impl Dispatcher {
             }
             MethodCallback::Unsubscription(callback) => {
                 let fallback = id.clone();
+                let answer_id = id.clone();
                 let call = || callback(id, params, self.conn_id, max_response_len, extensions);
-                Started::Ready(self.caught(method, fallback, call))
+                let response = self.caught(method, fallback, call);
+                Started::Ready(unknown_subscription_is_an_error(answer_id, response))
             }
             MethodCallback::Async(callback) => {
                 let id = id.into_owned();
@@ -338,6 +341,30 @@ impl Slot {
             Slot::Nothing => None,
         }
     }
+}
+
+/// jsonrpsee answers an unsubscription of an id that is not a subscription of this connection
+/// with `false`; the API documents error 1024 `unknown_subscription` for it, so that a client
+/// cannot mistake a typo for a subscription that ended (docs/API.md, `events.unsubscribe`).
+fn unknown_subscription_is_an_error(id: Id<'_>, response: MethodResponse) -> MethodResponse {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        result: Option<bool>,
+    }
+    let unknown = response.is_success()
+        && serde_json::from_str::<Answer>(response.as_json().get())
+            .is_ok_and(|answer| answer.result == Some(false));
+    if !unknown {
+        return response;
+    }
+    discard(response);
+    let code = api::ErrorCode::UnknownSubscription;
+    let error = ErrorObject::owned(
+        code.code(),
+        "unknown subscription: no subscription of this connection has that id",
+        Some(serde_json::json!({ "kind": code.name() })),
+    );
+    MethodResponse::error(id, error)
 }
 
 /// Sends a response and tells the method it went out (`ResponsePayload::notify_on_completion`).

@@ -4,7 +4,8 @@
 //! [`serve`](super::serve) drives: [`Acceptor`] with the peer-uid check, and the stream types
 //! the connection loop reads and writes. `pipe.rs` is the Windows twin, with the same items.
 //!
-//! Directory policy: the socket's parent directory must be owned by us and closed to group and
+//! Directory policy: the socket's parent directory must be a real directory (looked at with
+//! `lstat`: a symbolic link is refused, not followed), owned by us and closed to group and
 //! others (mode `0700` or stricter), because a socket in a directory other users can enter or
 //! write is reachable or replaceable by them (ARCHITECTURE.md, "Threat model"). A missing directory is
 //! created with mode 0700 (and missing ancestors with it). An existing directory that fails the
@@ -116,7 +117,7 @@ impl RpcListener {
             io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
         })?;
         // The directory is private, so nobody else can reach the socket in the moment before
-        // its mode is set; the process-wide umask is left alone (other threads use it).
+        // its mode is set (chatd's main also sets the umask to 077; in-process users may not).
         let socket = match fs::set_permissions(path, Permissions::from_mode(0o600))
             .and_then(|()| fs::symlink_metadata(path))
         {
@@ -240,7 +241,7 @@ impl Drop for SocketFile {
 /// Creates `dir` (mode 0700) if it is missing; then checks that it is a directory, ours, and
 /// closed to group and others.
 fn ensure_private_dir(dir: &Path) -> io::Result<()> {
-    match fs::metadata(dir) {
+    match fs::symlink_metadata(dir) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             DirBuilder::new()
@@ -269,10 +270,21 @@ fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     check_private_dir(dir)
 }
 
-/// Checks that `dir` is a directory, ours, and closed to group and others.
+/// Checks that `dir` is a directory (not a symbolic link to one: it is looked at with
+/// `lstat`), ours, and closed to group and others.
 fn check_private_dir(dir: &Path) -> io::Result<()> {
-    let meta = fs::metadata(dir)
+    let meta = fs::symlink_metadata(dir)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot inspect {}: {e}", dir.display())))?;
+    if meta.file_type().is_symlink() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is a symbolic link: refusing to put the RPC socket there (a link can be \
+                 pointed elsewhere by whoever owns it); give the real directory",
+                dir.display()
+            ),
+        ));
+    }
     if !meta.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::NotADirectory,

@@ -55,14 +55,17 @@
 //! # Limits
 //!
 //! See [`ServerLimits`]. A client that stops reading is cut off once a write has waited
-//! [`ServerLimits::write_timeout`]; the daemon keeps serving everyone else. A connection beyond
-//! [`ServerLimits::max_connections`] is answered with one -32009 "server is busy" line, then
-//! closed.
+//! [`ServerLimits::write_timeout`]; the daemon keeps serving everyone else. A connection without a
+//! subscription or a call in flight that sends no request for [`ServerLimits::idle_timeout`]
+//! is closed. When [`ServerLimits::max_connections`] are open, a new connection closes the
+//! idle one that sent its last request longest ago and takes its place (`idle.rs`); only when
+//! none is idle is it answered with one -32009 "server is busy" line (id null), then closed.
 
 #[cfg(unix)]
 mod activation;
 mod connection;
 mod dispatch;
+mod idle;
 #[cfg(unix)]
 mod listener;
 #[cfg(windows)]
@@ -98,6 +101,9 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// that it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long the accept loop waits for an evicted connection to give its place back.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
 /// The limits [`serve`] enforces.
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -116,6 +122,9 @@ pub struct ServerLimits {
     pub outgoing_buffer: usize,
     /// Requests in one batch.
     pub max_batch_len: usize,
+    /// How long a connection without a subscription or a call in flight may stay without
+    /// sending a request before it is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -128,6 +137,7 @@ impl Default for ServerLimits {
             max_subscriptions_per_connection: 16,
             outgoing_buffer: 1024,
             max_batch_len: 100,
+            idle_timeout: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -190,10 +200,26 @@ pub async fn serve(
                 }
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            // Full: make room by closing the connection idle the longest, and take its place
+            // once it has given it back (at once, in practice).
+            Err(_) if shared.registry.evict_longest_idle() => {
+                info!("the RPC server is full: closed the connection idle the longest");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    slot = tokio::time::timeout(EVICTION_WAIT, Arc::clone(&slots).acquire_owned()) => {
+                        slot.ok().and_then(Result::ok)
+                    }
+                }
+            }
+            Err(_) => None,
+        };
+        let Some(slot) = slot else {
             warn!(
                 limit = shared.limits.max_connections,
-                "refused an RPC connection: too many connections"
+                "refused an RPC connection: too many connections, none of them idle"
             );
             listener::refuse_busy(stream, &busy_line, &tracker);
             continue;
@@ -223,6 +249,8 @@ struct Shared {
     limits: ServerLimits,
     /// The methods' own extensions, which every call gets (plus its `ConnectionId`).
     extensions: Extensions,
+    /// Every open connection's activity, for the idle timeout and eviction.
+    registry: Arc<idle::Registry>,
 }
 
 impl Shared {
@@ -232,6 +260,7 @@ impl Shared {
             methods,
             limits,
             extensions,
+            registry: Arc::default(),
         }
     }
 }

@@ -10,7 +10,8 @@
 //!   ([`Store::index`]) that stand in for identifiers that would reveal a contact in a key.
 //!
 //! Writes go through a [`Batch`], applied atomically by [`Store::commit`]; a commit is durable
-//! only after [`Store::flush`] (one fsync can cover many commits).
+//! only after [`Store::flush`] (one fsync can cover many commits), and a failed flush leaves
+//! the store as it was before the commits it would have covered ([`Kv::recover`]).
 //!
 //! # At-rest format (version 1)
 //!
@@ -63,12 +64,18 @@
 //! [`KdfParams::MAX_PARALLELISM`], or below Argon2's minimums, as corrupt before deriving
 //! anything.
 //!
+//! **The commit counter**, in [`Table::META`] under the key `commits` (backend key
+//! `00 63 6f 6d 6d 69 74 73`), is 8 bytes, big-endian, not encrypted: the number of flushes
+//! that wrote, each writing it in its own batch. The file `chatd-commits` in the store's
+//! directory records it too ([`commits`]); a store behind that file is refused.
+//!
 //! **Derived keys.** From the 32-byte master key, HKDF-SHA256 (RFC 5869, no salt) with info
 //! `chatd/store/v1/value-key`, `chatd/store/v1/index-key`, `chatd/store/v1/pickle-key` and
 //! `chatd/store/v1/message-id-key` gives the value key, the index key, the [`PickleKey`] of
 //! protocol session pickles and the AES-256 key of outgoing message ids ([`MessageIds`]), each
 //! 32 bytes.
 
+pub mod commits;
 pub mod kv;
 mod message_ids;
 mod seal;
@@ -85,7 +92,7 @@ use protocol::pickle::PickleKey;
 use rand::Rng as _;
 use zeroize::Zeroizing;
 
-pub use kv::Kv;
+pub use kv::{Kv, LossPolicy};
 pub use message_ids::MessageIds;
 pub use vault::{KdfParams, StoreKeys, Vault};
 
@@ -108,6 +115,20 @@ pub enum StoreError {
     /// Reading or writing the database failed (the message is sled's or the OS's).
     #[error("store I/O error: {0}")]
     Io(String),
+    /// The store is older than its commit record: it lost commits it had acknowledged (after a
+    /// crash, sled can open an older state when a byte of its files is damaged).
+    #[error(
+        "the store lost commits it had acknowledged: it holds commit {store}, but commit \
+         {recorded} was written before; refusing to start on it. Restore the data directory from \
+         a backup, or start chatd once with --accept-store-loss to go on with what is left \
+         (see README, Recovering a damaged store)"
+    )]
+    LostCommits {
+        /// The store's counter.
+        store: u64,
+        /// The counter the commit record holds.
+        recorded: u64,
+    },
     /// Another process (another chatd, most likely) has the data directory open.
     #[error("the store is in use by another process")]
     InUse,

@@ -11,6 +11,7 @@
 
 'use strict';
 
+const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -29,12 +30,49 @@ function defaultSocketPath() {
   return path.join(temp, `chatd-${os.userInfo().uid}`, 'chatd.sock');
 }
 
+// Before sending anything, check that the socket is ours alone, as chatctl does: its directory
+// (lstat, so a symbolic link is refused) belongs to us and is closed to group and others (0700),
+// and the socket file is a socket that belongs to us. Otherwise another local user may have
+// planted it (say at /tmp/chatd-UID/chatd.sock) to read the passphrase and the messages sent.
+// Node cannot ask for the uid of the process serving a socket (SO_PEERCRED) without a native
+// addon, so that check of chatctl's is not made here; the directory check is what counts, as
+// only we (or root) can create a socket in a 0700 directory of ours.
+function checkSocket(socketPath) {
+  const uid = process.geteuid();
+  const refuse = (p, problem) =>
+    fail(`refusing to talk to chatd's socket at ${socketPath}: ${p} ${problem}; nothing was sent`);
+  for (const [p, isDir] of [[path.dirname(socketPath), true], [socketPath, false]]) {
+    let st;
+    try {
+      st = fs.lstatSync(p);
+    } catch (error) {
+      if (error.code === 'ENOENT') {
+        return; // Not there: connecting fails with the usual error.
+      }
+      refuse(p, `cannot be inspected: ${error.message}`);
+    }
+    if (st.isSymbolicLink()) {
+      refuse(p, 'is a symbolic link');
+    }
+    if (isDir ? !st.isDirectory() : !st.isSocket()) {
+      refuse(p, isDir ? 'is not a directory' : 'is not a socket');
+    }
+    if (st.uid !== uid) {
+      refuse(p, `belongs to uid ${st.uid}, not to us (uid ${uid})`);
+    }
+    if (isDir && (st.mode & 0o077) !== 0) {
+      refuse(p, `is open to other users (mode ${(st.mode & 0o7777).toString(8)})`);
+    }
+  }
+}
+
 // One connection to chatd. `call` sends a request and resolves with its result (or rejects
 // with its error); every `events.event` notification goes to `onEvent`.
 class Chatd {
   constructor(socketPath, onEvent) {
     this.nextId = 1;
     this.waiting = new Map(); // request id -> { resolve, reject }
+    checkSocket(socketPath);
     this.socket = net.createConnection({ path: socketPath });
     this.socket.on('error', (error) => {
       fail(`cannot talk to chatd at ${socketPath}: ${error.message}`);

@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import socket
+import stat
+import struct
 import sys
 
 
@@ -28,15 +30,47 @@ def default_socket_path():
     return os.path.join(temp, "chatd-%d" % os.getuid(), "chatd.sock")
 
 
+def check_socket(path, sock=None):
+    """Refuses a socket another local user could have planted, before anything is sent: its
+    directory (lstat: no symbolic link) must be ours and 0700, the socket ours, and on Linux
+    the process serving it (SO_PEERCRED) must run as us. (Elsewhere Python cannot ask for the
+    peer's uid; the directory check is what keeps other users out.)"""
+    def refuse(what, problem):
+        raise RuntimeError("refusing to talk to chatd's socket at %s: %s %s; nothing was sent"
+                           % (path, what, problem))
+    if sock is not None:
+        if hasattr(socket, "SO_PEERCRED"):
+            _pid, uid, _gid = struct.unpack("iII", sock.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("iII")))
+            if uid != os.geteuid():
+                refuse(path, "is served by uid %d, not by us" % uid)
+        return
+    for what, is_dir in ((os.path.dirname(path) or ".", True), (path, False)):
+        try:
+            st = os.lstat(what)
+        except FileNotFoundError:
+            return  # Not there: connect() says so.
+        if stat.S_ISLNK(st.st_mode):
+            refuse(what, "is a symbolic link")
+        if not (stat.S_ISDIR if is_dir else stat.S_ISSOCK)(st.st_mode):
+            refuse(what, "is not a directory" if is_dir else "is not a socket")
+        if st.st_uid != os.geteuid():
+            refuse(what, "belongs to uid %d, not to us" % st.st_uid)
+        if is_dir and st.st_mode & 0o077:
+            refuse(what, "is open to other users (mode %04o)" % (st.st_mode & 0o7777))
+
+
 class Chatd:
     """One connection to chatd."""
 
     def __init__(self, path):
+        check_socket(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.connect(path)
         except OSError as e:
             raise ConnectionError("cannot talk to chatd at %s: %s" % (path, e.strerror)) from e
+        check_socket(path, self.sock)
         self.lines = self.sock.makefile("r", encoding="utf-8")
         self.next_id = 1
         # Notifications (events) that arrive while we wait for an answer, kept for later.
