@@ -169,9 +169,23 @@ impl Client {
         let request = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let mut line = request.to_string();
         line.push('\n');
-        self.conn.write_all(line.as_bytes())?;
+        // A daemon at its connection cap writes "server is busy" and closes at once, so the
+        // write can fail (a broken pipe) with that answer already waiting to be read: read it
+        // before reporting the write's error.
+        let written = self.conn.write_all(line.as_bytes());
         loop {
-            let message = self.read_message()?;
+            let message = match (self.read_message(), written.as_ref()) {
+                (Ok(message), _) => message,
+                (Err(_), Err(e)) => {
+                    return Err(ClientError::Io(io::Error::new(e.kind(), e.to_string())));
+                }
+                (Err(e), Ok(())) => return Err(e),
+            };
+            if let Err(e) = &written
+                && !(message.get("id") == Some(&Value::Null) && message.get("error").is_some())
+            {
+                return Err(ClientError::Io(io::Error::new(e.kind(), e.to_string())));
+            }
             if message.get("method").is_some() {
                 self.buffer_notification(message);
                 continue;

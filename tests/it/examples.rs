@@ -4,6 +4,7 @@
 //! prints one the peer sends while it watches. Python finds the socket through `CHATD_SOCKET`,
 //! Node through `XDG_RUNTIME_DIR`, so both halves of the default-path rules run.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -116,8 +117,12 @@ fn node_example_sends_replays_and_watches() {
     let runtime = tests::private_dir();
     let chatd_dir = runtime.path().join("chatd");
     std::fs::create_dir(&chatd_dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
-    std::os::unix::fs::symlink(pair.alice.socket(), chatd_dir.join("chatd.sock"))
-        .unwrap_or_else(|e| panic!("symlink: {e}"));
+    std::fs::set_permissions(&chatd_dir, std::fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    // A hard link, not a symbolic one: the example refuses a socket path that is a symbolic
+    // link (examples_refuse_a_socket_another_user_could_have_planted).
+    std::fs::hard_link(pair.alice.socket(), chatd_dir.join("chatd.sock"))
+        .unwrap_or_else(|e| panic!("link: {e}"));
     command
         .env_remove("CHATD_SOCKET")
         .env("XDG_RUNTIME_DIR", runtime.path());
@@ -141,4 +146,58 @@ fn examples_report_an_unreachable_daemon() {
         );
         assert!(finished.stdout.is_empty(), "{}", finished.stdout);
     }
+}
+
+/// Before sending anything, both examples refuse a socket another local user could have put in
+/// their way: one in a directory others can write to or enter, and one reached through a
+/// symbolic link. A real daemon serves each socket, so a refusal is the check, not a failed
+/// connection.
+#[test]
+fn examples_refuse_a_socket_another_user_could_have_planted() {
+    let relay = shared_relay();
+    let pair = Pair::start(&relay.url());
+    let dir = tests::private_dir();
+    // A directory open to others holding a (hard) link to Alice's real socket.
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let in_open = open.join("chatd.sock");
+    std::fs::hard_link(pair.alice.socket(), &in_open).unwrap_or_else(|e| panic!("link: {e}"));
+    // A private directory whose socket path is a symbolic link to Alice's socket.
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("chmod: {e}"));
+    let linked = private.join("chatd.sock");
+    std::os::unix::fs::symlink(pair.alice.socket(), &linked)
+        .unwrap_or_else(|e| panic!("symlink: {e}"));
+    let before = pair.alice.messages_in("bob", "outgoing").len();
+    for (socket, problem) in [
+        (&in_open, "is open to other users"),
+        (&linked, "is a symbolic link"),
+    ] {
+        for command in [python(), node()].into_iter().flatten() {
+            let mut command = command;
+            let finished = Finished::run(
+                command.arg("--socket").arg(socket).args(["bob", "planted"]),
+                b"",
+            )
+            .expect_code(1);
+            assert!(
+                finished
+                    .stderr
+                    .contains("refusing to talk to chatd's socket")
+                    && finished.stderr.contains(problem)
+                    && finished.stderr.contains("nothing was sent"),
+                "{command:?}: {}",
+                finished.stderr
+            );
+        }
+    }
+    assert_eq!(
+        pair.alice.messages_in("bob", "outgoing").len(),
+        before,
+        "nothing was sent through a refused socket"
+    );
 }

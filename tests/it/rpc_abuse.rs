@@ -189,5 +189,8 @@ fn a_connection_from_another_uid_is_refused() {
         "a control: our own uid is served"
     );
     assert_eq!(tests::connect_as_peer(&socket, true), "refused");
+    // Our own clients refuse a socket directory others can enter: close it again.
+    std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o700))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", run_dir.display()));
     serves_others(&daemon);
 }
