@@ -536,9 +536,16 @@ impl DaemonProcess {
             .to_owned()
     }
 
+    /// Sends `texts` to `to` without waiting between them and returns their ids: they leave
+    /// in as many `Send` frames as the daemon likes, and arrive in this order.
+    pub fn send_all(&self, to: &str, texts: &[String]) -> Vec<String> {
+        texts.iter().map(|text| self.send(to, text)).collect()
+    }
+
     /// Sends `texts` to `to` one at a time, each accepted by the relay (`sent`) before the next
-    /// goes, and returns their ids. For tests that check order: messages sent without waiting
-    /// have been seen to arrive out of order (tests/it/pending_bugs.rs).
+    /// goes, and returns their ids: for tests that need every message at the relay before
+    /// something happens (a kill, a restart). Order needs no waiting: messages sent without it
+    /// arrive in the order they were sent (`send_all`).
     pub fn send_one_by_one(&self, to: &str, texts: &[String]) -> Vec<String> {
         texts
             .iter()
@@ -1034,11 +1041,14 @@ struct ProxyRules {
     corrupted: std::sync::atomic::AtomicUsize,
     drop_acks: std::sync::atomic::AtomicBool,
     dropped_acks: std::sync::atomic::AtomicUsize,
+    refuse_sends: std::sync::atomic::AtomicUsize,
+    refused_sends: std::sync::atomic::AtomicUsize,
 }
 
 /// The frame type bytes the proxy looks at (after the version byte 1).
 const FRAME_DELIVER: u8 = 0x86;
 const FRAME_ACK: u8 = 0x15;
+const FRAME_SEND: u8 = 0x14;
 /// Where a `Deliver` frame's payload starts: version, type, envelope id (16), received_at
 /// (u64), payload length (u32).
 const DELIVER_PAYLOAD_AT: usize = 2 + 16 + 8 + 4;
@@ -1109,6 +1119,21 @@ impl WsProxy {
             .dropped_acks
             .load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    /// Refuses the next `count` `Send` frames daemons send, as a relay over its rate limit
+    /// does (`rate_limited`, SPEC.md 10.5), without passing them on.
+    pub fn refuse_sends(&self, count: usize) {
+        self.rules
+            .refuse_sends
+            .store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many `Send` frames were refused so far.
+    pub fn refused_sends(&self) -> usize {
+        self.rules
+            .refused_sends
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Drop for WsProxy {
@@ -1142,8 +1167,28 @@ async fn proxy_connection(
     };
     let (mut to_client, mut from_client) = client.split();
     let (mut to_relay, mut from_relay) = relay.split();
+    // Answers the proxy makes up itself, merged into the relay's frames to the client.
+    let (answers, mut made_up) = tokio::sync::mpsc::unbounded_channel::<Message>();
     let upward = async {
-        while let Some(Ok(message)) = from_client.next().await {
+        // A refusal is held back until the daemon's next `Send` has gone on to the relay (or
+        // 300 ms passed without one): a daemon that keeps several `Send`s of a conversation in
+        // flight has then had the later one stored before it hears of the refusal, which is
+        // the race a real relay's rate limit can produce.
+        let mut held_refusal: Option<Message> = None;
+        loop {
+            let next = match held_refusal.is_some() {
+                true => tokio::select! {
+                    next = from_client.next() => next,
+                    () = tokio::time::sleep(Duration::from_millis(300)) => {
+                        if let Some(refusal) = held_refusal.take() {
+                            let _ = answers.send(refusal);
+                        }
+                        continue;
+                    }
+                },
+                false => from_client.next().await,
+            };
+            let Some(Ok(message)) = next else { break };
             if let Message::Binary(frame) = &message
                 && frame.get(1) == Some(&FRAME_ACK)
                 && rules.drop_acks.load(SeqCst)
@@ -1151,15 +1196,48 @@ async fn proxy_connection(
                 rules.dropped_acks.fetch_add(1, SeqCst);
                 continue;
             }
+            let is_send =
+                matches!(&message, Message::Binary(frame) if frame.get(1) == Some(&FRAME_SEND));
+            if let Message::Binary(frame) = &message
+                && is_send
+                && rules
+                    .refuse_sends
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                use protocol::codec::{Decode, Encode};
+                use protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
+                if let Ok(ClientFrame::Send { request_id, .. }) = ClientFrame::from_bytes(frame) {
+                    let refusal =
+                        ServerFrame::error(Some(request_id), ErrorCode::RateLimited, "slow down");
+                    rules.refused_sends.fetch_add(1, SeqCst);
+                    if let Some(earlier) =
+                        held_refusal.replace(Message::Binary(refusal.to_bytes().into()))
+                    {
+                        let _ = answers.send(earlier);
+                    }
+                    continue;
+                }
+            }
             if matches!(message, Message::Binary(_) | Message::Close(_))
                 && to_relay.send(message).await.is_err()
             {
                 break;
             }
+            if is_send && let Some(refusal) = held_refusal.take() {
+                let _ = answers.send(refusal);
+            }
         }
     };
     let downward = async {
-        while let Some(Ok(mut message)) = from_relay.next().await {
+        loop {
+            let mut message = tokio::select! {
+                relayed = from_relay.next() => match relayed {
+                    Some(Ok(message)) => message,
+                    _ => break,
+                },
+                Some(answer) = made_up.recv() => answer,
+            };
             if let Message::Binary(frame) = &message
                 && frame.get(1) == Some(&FRAME_DELIVER)
                 && frame.len() > DELIVER_PAYLOAD_AT

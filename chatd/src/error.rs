@@ -85,6 +85,9 @@ pub enum PeerError {
     /// An introduction's body does not decode (SPEC.md 8.1).
     #[error("bad introduction: {0}")]
     BadIntroduction(protocol::codec::DecodeError),
+    /// A receipt's body is not one or more whole message ids (SPEC.md 8.1).
+    #[error("bad receipt: a body of {0} bytes is not a run of 16-byte message ids")]
+    BadReceipt(usize),
 }
 
 /// Why a received envelope was not stored: the peer's fault (drop it) or ours (keep it).

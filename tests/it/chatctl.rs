@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::{Value, json};
 use tests::{
     DaemonProcess, Finished, KillOnDrop, LineReader, bin, chatctl, private_dir, run_chatctl,
-    shared_relay, wait_for,
+    shared_relay,
 };
 
 /// chatctl's documented exit codes (chatctl --help).
@@ -42,20 +42,18 @@ fn chatctl_creates_accounts_sends_reads_and_watches_between_two_daemons() {
     assert!(bob_address.starts_with("chat1"), "{bob_info}");
 
     run_chatctl(&a, &["contact", "add", "bob", &bob_address]).expect_code(0);
-    // Alice's introduction tells Bob her name. (Waiting for it keeps the test off a known
-    // ordering bug: a text can overtake the introduction, see pending_bugs.rs.)
-    wait_for("bob to learn alice's name from her introduction", || {
-        let contacts = run_chatctl(&b, &["--json", "contact", "list"])
-            .expect_code(0)
-            .json();
-        contacts["contacts"]
-            .as_array()?
-            .iter()
-            .any(|c| c["alias"] == "Alice" && c["address"] == alice_address.as_str())
-            .then_some(())
-    });
+    // At once, without waiting for anything: Alice's introduction went first, so Bob knows her
+    // name by the time the text arrives and files it under "Alice".
     let sent = run_chatctl(&a, &["send", "bob", "hello bob", "--wait", "delivered"]).expect_code(0);
     assert!(sent.stdout.starts_with("delivered"), "{}", sent.stdout);
+    let contacts = run_chatctl(&b, &["--json", "contact", "list"])
+        .expect_code(0)
+        .json();
+    let named = contacts["contacts"].as_array().is_some_and(|all| {
+        all.iter()
+            .any(|c| c["alias"] == "Alice" && c["address"] == alice_address.as_str())
+    });
+    assert!(named, "bob knows alice by name: {contacts}");
     let piped = Finished::run(
         chatctl(&a).args(["--json", "send", "bob", "-"]),
         b"from stdin\nsecond line\n",

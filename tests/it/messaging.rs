@@ -12,7 +12,7 @@ fn unread_counts_mark_read_and_receipts_work_both_ways() {
     let (alice, bob) = (&pair.alice, &pair.bob);
 
     let texts: Vec<String> = (0..3).map(|i| format!("to bob {i}")).collect();
-    let ids = alice.send_one_by_one("bob", &texts);
+    let ids = alice.send_all("bob", &texts);
     for id in &ids {
         alice.wait_status("bob", id, "delivered");
     }

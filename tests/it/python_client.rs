@@ -237,6 +237,9 @@ except ChatdError as e:
     std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o777))
         .unwrap_or_else(|e| panic!("chmod: {e}"));
     let staged = stage.join("chatd.sock");
+    let Some(mut command) = snippet(code) else {
+        return;
+    };
     let Some(mut server) = python3() else { return };
     let mut server = server
         .args([
@@ -273,9 +276,6 @@ print(repr(data), flush=True)
     let socket = real.join("peer.sock");
     std::fs::rename(&staged, &socket).unwrap_or_else(|e| panic!("rename: {e}"));
     std::os::unix::fs::chown(&socket, Some(0), None).unwrap_or_else(|e| panic!("chown: {e}"));
-    let Some(mut command) = snippet(code) else {
-        return;
-    };
     let finished = Finished::run(command.arg(&socket), b"").expect_code(0);
     let printed = finished.stdout.trim();
     assert!(printed.contains("is served by uid 65534"), "{printed}");

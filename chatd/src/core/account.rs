@@ -54,15 +54,14 @@ pub fn prekey_key(kind: u8, id: u32) -> [u8; 5] {
 
 /// Checks a display name: 1 to 64 characters, no control characters.
 pub fn check_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    let count = name.chars().count();
-    if count == 0 || count > 64 || name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidAlias,
-            "the name must be 1 to 64 characters without control characters",
-        ));
-    }
-    Ok(name.to_owned())
+    protocol::introduction::DisplayName::parse(name.trim())
+        .map(|name| name.as_str().to_owned())
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidAlias,
+                format!("the name must be 1 to 64 characters without control characters: {e}"),
+            )
+        })
 }
 
 /// Makes a new account record with fresh keys.

@@ -5,9 +5,9 @@ use api::ErrorCode;
 use api::events::EventKind;
 use api::types::{Contact, ContactDetails, Invite, Trust};
 use protocol::address::Address;
-use protocol::codec::{Reader, Writer};
 use protocol::frames::{Handle, HandleClaim};
-use protocol::identity::IdentityKey;
+use protocol::introduction::DisplayName;
+use protocol::invite::Invite as InviteCode;
 use protocol::safety::SafetyNumber;
 
 use super::records::{ContactRecord, ConversationMeta, InviteRecord, tables};
@@ -18,9 +18,6 @@ use crate::events::now_ms;
 
 /// How long an invite works.
 pub const INVITE_LIFETIME_MS: u64 = 7 * 24 * 3600 * 1000;
-/// The invite code prefix.
-pub const INVITE_PREFIX: &str = "chatinvite1";
-const INVITE_VERSION: u8 = 1;
 
 /// The API view of a contact.
 pub fn view(record: &ContactRecord) -> Contact {
@@ -144,7 +141,7 @@ pub fn add(
     unlocked.index_contact(id, record);
     unlocked.conversations.insert(id, meta);
     if introduce {
-        let body = super::messaging::introduction(unlocked, None);
+        let body = super::messaging::introduction(unlocked, None)?;
         super::messaging::queue_control(
             unlocked,
             txn,
@@ -342,100 +339,23 @@ pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()>
     Ok(())
 }
 
-/// What an invite code carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InviteCode {
-    /// The inviter's relay.
-    pub relay_url: String,
-    /// The inviter's identity.
-    pub identity: [u8; 32],
-    /// The one-time token.
-    pub token: [u8; 16],
-    /// The inviter's display name.
-    pub name: String,
-    /// When it expires.
-    pub expires_at_ms: u64,
-}
-
-impl InviteCode {
-    /// Encodes as text: the prefix, then hex of the fields and a 4-byte checksum.
-    pub fn to_text(&self) -> String {
-        let mut w = Writer::new();
-        w.u8(INVITE_VERSION);
-        w.str16(&self.relay_url);
-        w.raw(&self.identity);
-        w.raw(&self.token);
-        w.str16(&self.name);
-        w.u64(self.expires_at_ms);
-        let mut bytes = w.into_bytes();
-        let check = protocol::crypto::kdf::sha256(&[b"chatd/v1/invite", &bytes]);
-        bytes.extend_from_slice(&check[..4]);
-        let mut text = String::from(INVITE_PREFIX);
-        for b in bytes {
-            text.push_str(&format!("{b:02x}"));
-        }
-        text
-    }
-
-    /// Parses a code; a typo fails the checksum.
-    pub fn parse(text: &str) -> ApiResult<Self> {
-        let invalid = |why: &str| {
-            ApiError::new(
-                ErrorCode::InvalidInvite,
-                format!("invalid invite code: {why}"),
-            )
-        };
-        let hex = text
-            .trim()
-            .strip_prefix(INVITE_PREFIX)
-            .ok_or_else(|| invalid("it does not start with chatinvite1"))?;
-        if hex.len() % 2 != 0 || hex.len() > 8192 {
-            return Err(invalid("bad length"));
-        }
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| {
-                hex.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect();
-        let bytes = bytes.ok_or_else(|| invalid("not hex"))?;
-        if bytes.len() < 5 {
-            return Err(invalid("too short"));
-        }
-        let (body, check) = bytes.split_at(bytes.len() - 4);
-        if protocol::crypto::kdf::sha256(&[b"chatd/v1/invite", body])[..4] != *check {
-            return Err(invalid("the checksum does not match (a typo?)"));
-        }
-        let mut r = Reader::new(body);
-        let decode = |r: &mut Reader<'_>| -> Result<Self, protocol::codec::DecodeError> {
-            r.version("invite", INVITE_VERSION)?;
-            Ok(Self {
-                relay_url: r.str16("relay url", 2048)?.to_owned(),
-                identity: r.array()?,
-                token: r.array()?,
-                name: r.str16("name", 256)?.to_owned(),
-                expires_at_ms: r.u64()?,
-            })
-        };
-        let code = decode(&mut r).map_err(|e| invalid(&e.to_string()))?;
-        r.finish().map_err(|e| invalid(&e.to_string()))?;
-        IdentityKey::from_bytes(&code.identity).map_err(|_| invalid("bad identity key"))?;
-        Ok(code)
-    }
-}
-
 /// `invites.create`.
 pub fn create_invite(state: &mut CoreState, txn: &mut Txn) -> ApiResult<Invite> {
     let unlocked = state.unlocked()?;
     let mut token = [0u8; 16];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut token);
     let expires_at_ms = now_ms() + INVITE_LIFETIME_MS;
+    let name = DisplayName::parse(&unlocked.account.name).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidAlias,
+            format!("the account's name cannot go in an invite: {e}"),
+        )
+    })?;
     let code = InviteCode {
         relay_url: unlocked.account.relay_url.clone(),
-        identity: *unlocked.identity.public_key().as_bytes(),
+        identity: unlocked.identity.public_key(),
         token,
-        name: unlocked.account.name.clone(),
+        name,
         expires_at_ms,
     };
     let store = unlocked.store.clone();
@@ -451,7 +371,7 @@ pub fn create_invite(state: &mut CoreState, txn: &mut Txn) -> ApiResult<Invite> 
     );
     txn.commit(&store, batch)?;
     Ok(Invite {
-        code: code.to_text(),
+        code: code.to_code(),
         expires_at_ms,
     })
 }
@@ -463,7 +383,12 @@ pub fn accept_invite(
     code: &str,
     alias: Option<&str>,
 ) -> ApiResult<Contact> {
-    let code = InviteCode::parse(code)?;
+    let code = InviteCode::parse_code(code.trim()).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidInvite,
+            format!("invalid invite code: {e}"),
+        )
+    })?;
     let unlocked = state.unlocked()?;
     if code.relay_url != unlocked.account.relay_url {
         return Err(ApiError::new(
@@ -474,7 +399,7 @@ pub fn accept_invite(
             ),
         ));
     }
-    if code.expires_at_ms < now_ms() {
+    if code.is_expired(now_ms()) {
         return Err(ApiError::new(
             ErrorCode::InvalidInvite,
             "the invite has expired",
@@ -482,22 +407,23 @@ pub fn accept_invite(
     }
     let alias = match alias {
         Some(alias) => alias.to_owned(),
-        None => unlocked.free_alias(&code.name),
+        None => unlocked.free_alias(code.name.as_str()),
     };
-    let id = match unlocked.by_identity.get(&code.identity) {
+    let identity = *code.identity.as_bytes();
+    let id = match unlocked.by_identity.get(&identity) {
         Some(id) => *id,
         None => add(
             state,
             txn,
             &alias,
-            code.identity,
+            identity,
             None,
-            Some(code.name.clone()),
+            Some(code.name.as_str().to_owned()),
             false,
         )?,
     };
     let unlocked = state.unlocked()?;
-    let body = super::messaging::introduction(unlocked, Some(code.token));
+    let body = super::messaging::introduction(unlocked, Some(code.token))?;
     super::messaging::queue_control(
         unlocked,
         txn,
@@ -532,27 +458,23 @@ mod tests {
 
     #[test]
     fn invite_codes_round_trip_and_catch_typos() {
-        let key = protocol::identity::IdentityKeyPair::from_seed(&[3; 32]).public_key();
         let code = InviteCode {
             relay_url: "ws://127.0.0.1:7420/v1".into(),
-            identity: *key.as_bytes(),
+            identity: protocol::identity::IdentityKeyPair::from_seed(&[3; 32]).public_key(),
             token: [9; 16],
-            name: "Alice".into(),
+            name: DisplayName::parse("Alice").unwrap_or_else(|e| panic!("{e}")),
             expires_at_ms: 42,
         };
-        let text = code.to_text();
-        assert!(text.starts_with(INVITE_PREFIX));
-        assert_eq!(InviteCode::parse(&text), Ok(code));
+        let text = code.to_code();
+        assert!(text.starts_with(protocol::invite::INVITE_PREFIX));
+        assert_eq!(InviteCode::parse_code(&text), Ok(code));
         let mut typo = text.clone().into_bytes();
         let last = typo.len() - 10;
         typo[last] = if typo[last] == b'0' { b'1' } else { b'0' };
         let typo = String::from_utf8(typo).unwrap_or_default();
         assert_eq!(
-            InviteCode::parse(&typo).err().map(|e| e.code),
-            Some(ErrorCode::InvalidInvite)
+            InviteCode::parse_code(&typo),
+            Err(protocol::invite::InviteError::Checksum)
         );
-        assert!(InviteCode::parse("chatinvite1zz").is_err());
-        assert!(InviteCode::parse("hello").is_err());
-        assert!(InviteCode::parse(&text[..text.len() - 2]).is_err());
     }
 }

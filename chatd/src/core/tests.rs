@@ -83,11 +83,11 @@ fn unlocked(task: &mut CoreTask) -> &mut Unlocked {
     task.state.unlocked().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A job of a test round: what an RPC method does to the core's state in a round.
+type TestJob = dyn Fn(&mut CoreState, &mut Txn) -> ApiResult<()> + Sync;
+
 /// One round of `jobs`, as the core runs it; returns each job's answer.
-async fn round(
-    task: &mut CoreTask,
-    jobs: &[&(dyn Fn(&mut CoreState, &mut Txn) -> ApiResult<()> + Sync)],
-) -> Vec<ApiResult<()>> {
+async fn round(task: &mut CoreTask, jobs: &[&TestJob]) -> Vec<ApiResult<()>> {
     let answers = Arc::new(Mutex::new(Vec::new()));
     let mut txn = Txn::default();
     for job in jobs {
@@ -110,18 +110,14 @@ async fn round(
         });
     }
     task.finish_round(txn).await;
-    let answers = answers.lock().unwrap_or_else(|e| panic!("{e}")).clone();
-    answers
+    answers.lock().unwrap_or_else(|e| panic!("{e}")).clone()
 }
 
 /// Injects a failure at write 0, 1, 2, ... of the round built by `jobs` until the round runs
 /// without reaching the failpoint; after each failure, memory must equal a fresh load from the
 /// store and what it was before the round, and every answer must say nothing was kept. Then
 /// the round succeeds. Returns how many writes the round has.
-async fn fail_every_write(
-    task: &mut CoreTask,
-    jobs: &[&(dyn Fn(&mut CoreState, &mut Txn) -> ApiResult<()> + Sync)],
-) -> u64 {
+async fn fail_every_write(task: &mut CoreTask, jobs: &[&TestJob]) -> u64 {
     for n in 0.. {
         let before = fingerprint(unlocked(task));
         assert_eq!(before, reloaded(&task.state.kv), "memory matches the store");

@@ -354,12 +354,12 @@ impl Kv {
                 if rev {
                     overlay = overlay.into_iter().rev().collect();
                 }
-                RawIter::Sled(MergedCursor {
+                RawIter::Sled(Box::new(MergedCursor {
                     iter: tree.range::<Vec<u8>, _>((lo, hi)),
                     rev,
                     overlay,
                     peeked: None,
-                })
+                }))
             }
             Backend::Memory(map) => RawIter::Memory(MemoryCursor {
                 map: Arc::clone(map),
@@ -669,7 +669,7 @@ pub(crate) enum RawIter {
     /// The range was empty.
     Empty,
     /// A sled range merged with the overlay's writes.
-    Sled(MergedCursor),
+    Sled(Box<MergedCursor>),
     /// An in-memory range.
     Memory(MemoryCursor),
     /// The overlay could not be written to sled before the scan: yields the error once.
