@@ -221,7 +221,12 @@ fn register(module: &mut RpcModule<Context>) {
         out(ctx
             .core
             .call(move |s, _| {
-                messaging::history(s.unlocked()?, &p.conversation, p.limit, p.before.as_deref())
+                messaging::history::history(
+                    s.unlocked()?,
+                    &p.conversation,
+                    p.limit,
+                    p.before.as_deref(),
+                )
             })
             .await)
     });
@@ -229,14 +234,16 @@ fn register(module: &mut RpcModule<Context>) {
         let p: MarkRead = parse(&params)?;
         out(ctx
             .core
-            .call(move |s, t| messaging::mark_read(s, t, &p.conversation, p.up_to.as_deref()))
+            .call(move |s, t| {
+                messaging::history::mark_read(s, t, &p.conversation, p.up_to.as_deref())
+            })
             .await)
     });
     method!(module, m::CONVERSATIONS_LIST, |params, ctx| {
         let _: Empty = parse(&params)?;
         out(ctx
             .core
-            .call(|s, _| messaging::conversations(s.unlocked()?))
+            .call(|s, _| messaging::history::conversations(s.unlocked()?))
             .await)
     });
     method!(module, m::RPC_DISCOVER, |params, _ctx| {
@@ -586,7 +593,7 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
                 Some(handle) if c.handle_checked_ms + recheck_ms <= now_ms() => {
                     Ok(Resolved::Recheck(id, handle.clone()))
                 }
-                _ => messaging::send_text(s, t, id, &first_text).map(Resolved::Sent),
+                _ => messaging::outbox::send_text(s, t, id, &first_text).map(Resolved::Sent),
             }
         })
         .await?;
@@ -627,7 +634,7 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
         }
     };
     ctx.core
-        .call(move |s, t| messaging::send_text(s, t, conversation, &text))
+        .call(move |s, t| messaging::outbox::send_text(s, t, conversation, &text))
         .await
 }
 
@@ -707,7 +714,7 @@ async fn catch_up(ctx: &Context, since: u64) -> ApiResult<Vec<Event>> {
     let mut events = ctx
         .core
         .call(move |s, _| match &s.lock {
-            Lock::Unlocked(u) => messaging::retained_events(u, since),
+            Lock::Unlocked(u) => messaging::event_log::retained_events(u, since),
             _ => Ok(Vec::new()),
         })
         .await?;

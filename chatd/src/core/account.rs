@@ -693,7 +693,7 @@ pub(super) mod tests {
     /// the batch that adds a new one, so it cannot grow under any load.
     #[test]
     fn the_event_log_is_bounded() {
-        use crate::core::messaging::{EVENTS_RETAINED, record_event};
+        use crate::core::messaging::event_log::{EVENTS_RETAINED, record_event};
         let mut state = unlocked_state(1_800_000_000_000);
         let store = state
             .unlocked()
@@ -711,7 +711,7 @@ pub(super) mod tests {
         }
         let stored = store.scan(tables::EVENTS, &[]).count();
         assert_eq!(stored, EVENTS_RETAINED);
-        let oldest = crate::core::messaging::retained_events(
+        let oldest = crate::core::messaging::event_log::retained_events(
             state.unlocked().unwrap_or_else(|e| panic!("{e}")),
             0,
         )

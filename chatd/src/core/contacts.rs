@@ -5,8 +5,9 @@ use api::ErrorCode;
 use api::events::EventKind;
 use api::types::{Contact, ContactDetails, Invite, Trust};
 use protocol::address::Address;
+use protocol::codec::Encode;
 use protocol::frames::{Handle, HandleClaim};
-use protocol::introduction::DisplayName;
+use protocol::introduction::{DisplayName, Introduction};
 use protocol::invite::Invite as InviteCode;
 use protocol::safety::SafetyNumber;
 
@@ -135,14 +136,19 @@ pub fn add(
     batch.put(tables::CONTACTS, &id, &record.encode());
     batch.put(tables::CONVERSATIONS, &id, &meta.encode());
     let contact = view(&record);
-    super::messaging::record_event(state, &mut batch, txn, EventKind::ContactAdded { contact })?;
+    super::messaging::event_log::record_event(
+        state,
+        &mut batch,
+        txn,
+        EventKind::ContactAdded { contact },
+    )?;
     txn.commit(&store, batch)?;
     let unlocked = state.unlocked()?;
     unlocked.index_contact(id, record);
     unlocked.conversations.insert(id, meta);
     if introduce {
-        let body = super::messaging::introduction(unlocked, None)?;
-        super::messaging::queue_control(
+        let body = introduction(unlocked, None)?;
+        super::messaging::outbox::queue_control(
             unlocked,
             txn,
             id,
@@ -164,7 +170,7 @@ fn save(
     let store = state.unlocked()?.store.clone();
     let mut batch = store.batch();
     batch.put(tables::CONTACTS, &id, &record.encode());
-    super::messaging::record_event(state, &mut batch, txn, kind)?;
+    super::messaging::event_log::record_event(state, &mut batch, txn, kind)?;
     txn.commit(&store, batch)?;
     let unlocked = state.unlocked()?;
     unlocked.unindex_contact(&id);
@@ -291,7 +297,7 @@ pub fn trust(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<Cont
         txn.commit(&store, batch)?;
         record.identity = new;
         record.devices.clear();
-        super::messaging::unseal_outbox(unlocked, txn, &id)?;
+        super::messaging::outbox::unseal_outbox(unlocked, txn, &id)?;
     }
     record.trust = Trust::Unverified;
     let contact = view(&record);
@@ -337,6 +343,28 @@ pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()>
     unlocked.unindex_contact(&id);
     unlocked.conversations.remove(&id);
     Ok(())
+}
+
+/// The body of an introduction (SPEC.md 8.1): our name, our first handle, and the token of
+/// the invite it answers.
+pub fn introduction(unlocked: &Unlocked, token: Option<[u8; 16]>) -> ApiResult<Vec<u8>> {
+    let name = DisplayName::parse(&unlocked.account.name).map_err(|e| {
+        ApiError::new(
+            api::ErrorCode::InvalidAlias,
+            format!("the account's name cannot go in an introduction: {e}"),
+        )
+    })?;
+    let introduction = Introduction {
+        name,
+        // A handle the relay accepted parses; one that does not is left out, not sent.
+        handle: unlocked
+            .account
+            .handles
+            .first()
+            .and_then(|h| Handle::parse(h).ok()),
+        invite_token: token,
+    };
+    Ok(introduction.to_bytes())
 }
 
 /// `invites.create`.
@@ -423,8 +451,8 @@ pub fn accept_invite(
         )?,
     };
     let unlocked = state.unlocked()?;
-    let body = super::messaging::introduction(unlocked, Some(code.token))?;
-    super::messaging::queue_control(
+    let body = introduction(unlocked, Some(code.token))?;
+    super::messaging::outbox::queue_control(
         unlocked,
         txn,
         id,

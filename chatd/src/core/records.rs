@@ -40,7 +40,7 @@ pub mod tables {
     pub const OWED_RECEIPTS: Table = Table(11);
     /// conversation id || the sender's timestamp plus a keyed offset of the conversation
     /// (u64 BE, wrapping) || keyed hash of (sender, message id), first 8 bytes -> nothing: the
-    /// messages received, for dropping repeats (`messaging::received_key`). Ordered by time
+    /// messages received, for dropping repeats (`messaging::inbox::received_key`). Ordered by time
     /// within a conversation, so remembering a message touches the newest part of the tree
     /// only, and the offset keeps the clock reading out of the plaintext key.
     pub const RECEIVED: Table = Table(12);

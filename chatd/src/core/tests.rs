@@ -162,17 +162,17 @@ async fn a_send_round_that_fails_at_any_write_leaves_memory_as_the_store() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (mut task, alice) = sled_task(dir.path());
     let send = move |state: &mut CoreState, txn: &mut Txn| {
-        messaging::send_text(state, txn, alice, "hello").map(|_| ())
+        messaging::outbox::send_text(state, txn, alice, "hello").map(|_| ())
     };
     let read = move |state: &mut CoreState, txn: &mut Txn| {
-        messaging::mark_read(state, txn, "alice", None).map(|_| ())
+        messaging::history::mark_read(state, txn, "alice", None).map(|_| ())
     };
     let writes = fail_every_write(&mut task, &[&send, &send, &read]).await;
     assert!(writes >= 3, "a commit per request and the flush: {writes}");
     let unlocked = unlocked(&mut task);
     assert_eq!(unlocked.outbox.len(), 2, "sent once each");
-    let history =
-        messaging::history(unlocked, "alice", None, None).unwrap_or_else(|e| panic!("{e}"));
+    let history = messaging::history::history(unlocked, "alice", None, None)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(history.messages.len(), 2);
     // The message ids name the sequences they are stored at: the failed rounds took none.
     let ids = unlocked.store.message_ids();
@@ -208,7 +208,7 @@ async fn a_receive_round_that_fails_at_any_write_leaves_memory_as_the_store() {
             };
             let store = state.unlocked()?.store.clone();
             let mut batch = store.batch();
-            messaging::receive_text(state, txn, &mut batch, from, 1, &content)?;
+            messaging::inbox::receive_text(state, txn, &mut batch, from, 1, &content)?;
             txn.commit(&store, batch)
         }
     };

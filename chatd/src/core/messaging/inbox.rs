@@ -1,0 +1,340 @@
+//! Incoming envelopes: open the seal, decrypt (setting up a session from a prekey message),
+//! handle the content by kind as SPEC.md 8.1 says, drop repeats, store, and owe the receipt in
+//! the same batch. Whatever a peer botched is a typed [`PeerError`].
+
+use api::ErrorCode;
+use api::events::EventKind;
+use api::types::{Direction, MessageStatus, message_id_to_string};
+use protocol::codec::{Decode, Encode};
+use protocol::envelope::{Content, ContentKind};
+use protocol::frames::EnvelopeId;
+use protocol::introduction::Introduction;
+use protocol::pqxdh::ResponderKeys;
+use protocol::ratchet::DecryptError;
+use protocol::session::{SessionError, SessionMessage};
+use zeroize::Zeroizing;
+
+use crate::core::account;
+use crate::core::records::{MessageRecord, tables};
+use crate::core::unlocked::{ConvId, Unlocked};
+use crate::core::{CoreState, Txn};
+use crate::error::{ApiResult, PeerError, ReceiveError};
+use crate::events::now_ms;
+use crate::store::Batch;
+
+use super::event_log::record_event;
+use super::history::{append_message, message_view, outgoing_message};
+use super::outbox::owe_receipt;
+
+/// The [`tables::RECEIVED`] key of a message `sender` sent in `conversation`.
+///
+/// A repeat carries the same content (a sender that seals a message again keeps its id and
+/// timestamp), so it has the same key. The sender's timestamp puts a conversation's messages in
+/// time order, so remembering one touches the newest leaf of the tree, not a random one (random
+/// keys made sled page leaves in and out at every message); shifting it by an offset only this
+/// store can compute keeps the time a message was sent out of the plaintext key.
+pub(crate) fn received_key(
+    unlocked: &Unlocked,
+    conversation: &ConvId,
+    sender: &[u8; 32],
+    content: &Content,
+) -> [u8; 32] {
+    let store = &unlocked.store;
+    let offset = store.index(
+        tables::RECEIVED,
+        &[b"offset".as_slice(), conversation].concat(),
+    );
+    let mut offset_bytes = [0u8; 8];
+    offset_bytes.copy_from_slice(&offset[..8]);
+    let offset = u64::from_be_bytes(offset_bytes);
+    let message = store.index(
+        tables::RECEIVED,
+        &[b"message".as_slice(), sender, &content.message_id].concat(),
+    );
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(conversation);
+    key[16..24].copy_from_slice(&content.timestamp_ms.wrapping_add(offset).to_be_bytes());
+    key[24..].copy_from_slice(&message[..8]);
+    key
+}
+
+/// Opens, decrypts, stores and acknowledges one delivered envelope. Anything that cannot be
+/// opened or decrypted is logged and acknowledged (it can never become readable), and the
+/// session is left as it was.
+pub(crate) fn receive(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    envelope_id: EnvelopeId,
+    payload: &[u8],
+) {
+    match receive_inner(state, txn, payload) {
+        Ok(()) => {}
+        Err(ReceiveError::Local(e)) if e.code == ErrorCode::StoreError => {
+            // Not acknowledged: the relay delivers it again after a reconnect. The round fails,
+            // so the session this envelope advanced in memory goes back to the stored one.
+            tracing::error!(error = %e, "could not store a received message");
+            txn.fail(&e.message);
+            return;
+        }
+        Err(ReceiveError::Local(e)) => {
+            tracing::warn!(error = %e, "dropping an envelope that cannot be handled");
+        }
+        Err(ReceiveError::Peer(e)) => {
+            tracing::warn!(error = %e, "dropping an envelope that cannot be read");
+        }
+    }
+    // Acknowledged at the end of the round, all in one frame, once the round is durable.
+    if let Ok(unlocked) = state.unlocked() {
+        unlocked.pending_acks.push(envelope_id);
+    }
+}
+
+pub(crate) fn receive_inner(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    payload: &[u8],
+) -> Result<(), ReceiveError> {
+    let unlocked = state.unlocked()?;
+    let unsealed = unlocked
+        .opener
+        .open(&unlocked.local, payload)
+        .map_err(PeerError::from)?;
+    let sender = *unsealed.sender_identity.as_bytes();
+    let device = unsealed.sender_device.get();
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let mut record = std::mem::take(unlocked.session(sender, device)?);
+    let decrypted = match &unsealed.message {
+        SessionMessage::Normal(message) => record.decrypt(message),
+        SessionMessage::Prekey { header, message } => {
+            let signed = account::load_signed(&unlocked.store, header.signed_prekey_id)?;
+            let kem = account::load_kem(&unlocked.store, header.kem_prekey_id)?;
+            let one_time = match header.one_time_prekey_id {
+                Some(id) => account::load_one_time(&unlocked.store, id)?,
+                None => None,
+            };
+            let keys = match (&signed, &kem) {
+                (Some(signed_prekey), Some(kem_prekey)) => Some(ResponderKeys {
+                    signed_prekey,
+                    one_time_prekey: one_time.as_ref(),
+                    kem_prekey,
+                }),
+                _ => None,
+            };
+            let result = record.decrypt_prekey(
+                &unlocked.local,
+                (unsealed.sender_identity, unsealed.sender_device),
+                header,
+                message,
+                keys,
+                &mut unlocked.replay,
+            );
+            result.map(|d| {
+                if d.consumed_one_time_prekey.is_some() || d.consumed_kem_prekey.is_some() {
+                    unlocked.prekeys_used = true;
+                }
+                account::delete_used(
+                    &mut batch,
+                    d.consumed_one_time_prekey,
+                    d.consumed_kem_prekey,
+                );
+                batch.put(tables::ACCOUNT, b"replay", &unlocked.replay.to_bytes());
+                d.plaintext
+            })
+        }
+    };
+    unlocked.sessions.insert((sender, device), record);
+    let plaintext = match decrypted {
+        Ok(plaintext) => Zeroizing::new(plaintext),
+        Err(SessionError::Decrypt(DecryptError::Duplicate)) => return Ok(()),
+        Err(e) => return Err(PeerError::from(e).into()),
+    };
+    unlocked.save_session(&mut batch, &sender, device);
+    let content = Content::from_bytes(&plaintext).map_err(PeerError::BadContent)?;
+    receive_content(state, txn, &mut batch, sender, device, &content)?;
+    Ok(txn.commit(&store, batch)?)
+}
+
+/// Handles one decrypted Content by its kind (SPEC.md 8.1): a text is stored and owes a
+/// delivery receipt; receipts and introductions are never answered; a kind this version does
+/// not know is dropped without a word (a newer peer's feature this one cannot show).
+pub(crate) fn receive_content(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    batch: &mut Batch<'_>,
+    sender: [u8; 32],
+    device: u32,
+    content: &Content,
+) -> Result<(), ReceiveError> {
+    match content.kind {
+        ContentKind::Text => receive_text(state, txn, batch, sender, device, content)?,
+        ContentKind::DeliveryReceipt => {
+            receive_receipt(state, txn, batch, sender, content, MessageStatus::Delivered)?
+        }
+        ContentKind::ReadReceipt => {
+            receive_receipt(state, txn, batch, sender, content, MessageStatus::Read)?
+        }
+        ContentKind::Introduction => {
+            receive_introduction(state, txn, batch, sender, device, content)?
+        }
+        ContentKind::Other(kind) => {
+            tracing::debug!(kind = kind.get(), "ignoring a message of an unknown kind");
+        }
+    }
+    Ok(())
+}
+
+/// The conversation of `sender`, adding an unknown sender as a contact.
+pub(crate) fn conversation_of(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    sender: [u8; 32],
+    device: u32,
+    name: Option<&str>,
+) -> ApiResult<ConvId> {
+    let unlocked = state.unlocked()?;
+    let id = match unlocked.by_identity.get(&sender) {
+        Some(id) => *id,
+        None => {
+            let base = match name {
+                Some(name) => name.to_owned(),
+                None => crate::core::unlocked::address_of(&sender)
+                    .chars()
+                    .take(13)
+                    .collect(),
+            };
+            let alias = unlocked.free_alias(&base);
+            crate::core::contacts::add(
+                state,
+                txn,
+                &alias,
+                sender,
+                None,
+                name.map(str::to_owned),
+                false,
+            )?
+        }
+    };
+    let unlocked = state.unlocked()?;
+    if let Some(contact) = unlocked.contacts.get_mut(&id)
+        && !contact.devices.contains(&device)
+    {
+        contact.devices.push(device);
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        batch.put(tables::CONTACTS, &id, &contact.encode());
+        txn.commit(&store, batch)?;
+    }
+    Ok(id)
+}
+
+pub(crate) fn receive_text(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    batch: &mut Batch<'_>,
+    sender: [u8; 32],
+    device: u32,
+    content: &Content,
+) -> ApiResult<()> {
+    let text = String::from_utf8_lossy(&content.body).into_owned();
+    let conversation = conversation_of(state, txn, sender, device, None)?;
+    let unlocked = state.unlocked()?;
+    let received = received_key(unlocked, &conversation, &sender, content);
+    if unlocked.store.get(tables::RECEIVED, &received)?.is_some() {
+        // A repeat of a message already stored (the sender retried): shown once, but the
+        // sender still gets its receipt.
+        owe_receipt(unlocked, batch, conversation, content.message_id);
+        return Ok(());
+    }
+    let record = MessageRecord {
+        message_id: content.message_id,
+        direction: Direction::Incoming,
+        timestamp_ms: content.timestamp_ms,
+        stored_at_ms: now_ms(),
+        status: None,
+        failure: None,
+        read: false,
+        text,
+    };
+    append_message(unlocked, batch, conversation, &record, true)?;
+    batch.put(tables::RECEIVED, &received, &[]);
+    owe_receipt(unlocked, batch, conversation, content.message_id);
+    let contact = unlocked.contact(&conversation)?;
+    let kind = EventKind::MessageReceived {
+        message: message_view(&contact.alias, &record),
+        sender_name: contact.display_name.clone(),
+    };
+    record_event(state, batch, txn, kind)
+}
+
+pub(crate) fn receive_receipt(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    batch: &mut Batch<'_>,
+    sender: [u8; 32],
+    content: &Content,
+    status: MessageStatus,
+) -> Result<(), ReceiveError> {
+    let length = content.body.len();
+    if length == 0 || !length.is_multiple_of(16) {
+        return Err(PeerError::BadReceipt(length).into());
+    }
+    let unlocked = state.unlocked()?;
+    let Some(conversation) = unlocked.by_identity.get(&sender).copied() else {
+        return Ok(());
+    };
+    let alias = unlocked.contact(&conversation)?.alias.clone();
+    let mut events = Vec::new();
+    for id in content.body.chunks_exact(16) {
+        let Ok(id) = <[u8; 16]>::try_from(id) else {
+            continue;
+        };
+        // Only the conversation's own contact may report on its messages.
+        let Some((location, mut record)) = outgoing_message(unlocked, &conversation, &id)? else {
+            continue;
+        };
+        let current = record.status.unwrap_or(MessageStatus::Pending);
+        if current == MessageStatus::Failed || current >= status {
+            continue;
+        }
+        record.status = Some(status);
+        batch.put(tables::MESSAGES, &location, &record.encode());
+        events.push(EventKind::MessageStatus {
+            message_id: message_id_to_string(&id),
+            conversation: alias.clone(),
+            status,
+            failure: None,
+        });
+    }
+    for kind in events {
+        record_event(state, batch, txn, kind)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn receive_introduction(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    batch: &mut Batch<'_>,
+    sender: [u8; 32],
+    device: u32,
+    content: &Content,
+) -> Result<(), ReceiveError> {
+    let introduction =
+        Introduction::from_bytes(&content.body).map_err(PeerError::BadIntroduction)?;
+    let name = introduction.name.as_str().to_owned();
+    let conversation = conversation_of(state, txn, sender, device, Some(&name))?;
+    let unlocked = state.unlocked()?;
+    if let Some(token) = introduction.invite_token
+        && !crate::core::contacts::consume_invite(unlocked, batch, &token)?
+    {
+        tracing::info!("an introduction carried an unknown or used invite token");
+    }
+    if let Some(contact) = unlocked.contacts.get_mut(&conversation)
+        && contact.display_name.is_none()
+    {
+        contact.display_name = Some(name);
+        batch.put(tables::CONTACTS, &conversation, &contact.encode());
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Messages, in four parts: [`outbox`] (queue, seal, send, retry, statuses, owed receipts),
+//! [`inbox`] (open, decrypt, handle by kind, dedup, store), [`history`] (stored messages, pages,
+//! read marks, conversations) and [`event_log`] (the retained events behind `since`). This
+//! module drives them from the core's rounds: the pump at the end of every round, relay link
+//! events and the periodic tick.
+
+pub mod event_log;
+pub mod history;
+pub mod inbox;
+pub mod outbox;
+
+use api::events::EventKind;
+use protocol::frames::{ClientFrame, ServerFrame};
+
+use crate::core::account;
+use crate::core::{CoreState, Txn};
+use crate::events::now_ms;
+use crate::relay_link::LinkEvent;
+
+use inbox::receive;
+use outbox::{defer_fresh_receipts, flush_receipts, seal_ready, start_sends};
+
+/// Reacts to the relay link.
+pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
+    match event {
+        LinkEvent::State { state: new, error } => {
+            let Ok(unlocked) = state.unlocked() else {
+                return;
+            };
+            unlocked.online = new == api::types::ConnectionState::Connected;
+            for slot in unlocked.outbox.values_mut() {
+                slot.in_flight = false;
+            }
+            unlocked.fetching.clear();
+            let relay_url = unlocked.account.relay_url.clone();
+            let online = unlocked.online;
+            if state.connection != new {
+                state.connection = new;
+                state.event(
+                    txn,
+                    EventKind::RelayConnection {
+                        state: new,
+                        relay_url,
+                        error: error.map(|e| e.to_string()),
+                    },
+                );
+            }
+            if online && let Err(e) = account::publish_on_connect(state, txn) {
+                tracing::error!(error = %e, "could not publish prekeys");
+            }
+        }
+        // The share is held until the frame is handled: the link reads on only while the core
+        // keeps up.
+        LinkEvent::Frame(frame, _share) => {
+            if account::on_frame(state, txn, &frame) {
+                return;
+            }
+            match *frame {
+                ServerFrame::Deliver {
+                    envelope_id,
+                    payload,
+                    ..
+                } => receive(state, txn, envelope_id, &payload),
+                other => tracing::debug!(frame = other.name(), "ignoring a frame from the relay"),
+            }
+        }
+    }
+}
+
+/// Periodic work: rotate the signed prekey when it is due.
+pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
+    let Ok(unlocked) = state.unlocked() else {
+        return;
+    };
+    if unlocked.online
+        && unlocked.account.signed_prekey_created_ms + account::SIGNED_PREKEY_LIFETIME_MS
+            <= now_ms()
+        && let Err(e) = account::publish_on_connect(state, txn)
+    {
+        tracing::warn!(error = %e, "signed prekey rotation failed");
+    }
+}
+
+/// The end of every round: turn pending receipts into outbox entries, seal what can be
+/// sealed, and start sends (which wait for the round's flush before going out).
+pub fn pump(state: &mut CoreState, txn: &mut Txn) {
+    let generation = state.generation;
+    let inputs = state.inputs.clone();
+    let Ok(unlocked) = state.unlocked() else {
+        return;
+    };
+    if let Err(e) = flush_receipts(unlocked, txn) {
+        tracing::error!(error = %e, "could not queue receipts");
+        txn.fail(&e.message);
+    }
+    defer_fresh_receipts(unlocked, &inputs);
+    account::check_prekeys_if_used(unlocked, txn);
+    for ids in std::mem::take(&mut unlocked.pending_acks).chunks(protocol::frames::MAX_ACK_IDS) {
+        txn.frame(ClientFrame::Ack {
+            envelope_ids: ids.to_vec(),
+        });
+    }
+    if !unlocked.online {
+        return;
+    }
+    let Some(requester) = unlocked.link.as_ref().map(|l| l.requester()) else {
+        return;
+    };
+    if let Err(e) = seal_ready(unlocked, txn, &requester, generation, &inputs) {
+        // Sessions advanced and entries marked sealed in memory must not outlive the round.
+        tracing::error!(error = %e, "sealing the outbox failed");
+        txn.fail(&e.message);
+    }
+    start_sends(unlocked, txn, &requester, generation, &inputs);
+}
+
+#[cfg(test)]
+mod tests;
