@@ -189,6 +189,7 @@ pub async fn run(
             kdf: config.kdf,
             relay_ca_pem,
             ephemeral: config.ephemeral,
+            clock: crate::clock::system(),
         },
         bus.clone(),
     )?;

@@ -13,6 +13,7 @@
 //! - `error`: `ApiError`, a domain error with its documented code.
 //! - `memory`: keeping glibc's malloc from holding on to freed memory.
 
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod daemon;

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::core::{CoreHandle, Lock, account, contacts, messaging};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{EventBus, now_ms};
+use crate::events::EventBus;
 use crate::relay_link::Requester;
 use crate::store::{KdfParams, Kv, Store, StoreError, Vault};
 
@@ -349,7 +349,7 @@ async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<AccountInfo> {
             if !matches!(s.lock, Lock::NoAccount) {
                 return Err(store_error(StoreError::VaultExists));
             }
-            let record = account::new_account(name, relay);
+            let record = account::new_account(name, relay, s.config.clock.now_ms());
             let mut batch = store.batch();
             account::save_account(&mut batch, &record);
             t.commit(&store, batch)?;
@@ -357,7 +357,8 @@ async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<AccountInfo> {
             let unlocked = s.unlocked()?;
             let store = unlocked.store.clone();
             let mut batch = store.batch();
-            account::initial_prekeys(unlocked, &mut batch, now_ms());
+            let now = unlocked.clock.now_ms();
+            account::initial_prekeys(unlocked, &mut batch, now);
             account::save_account(&mut batch, &unlocked.account);
             t.commit(&store, batch)?;
             Ok(info)
@@ -441,7 +442,7 @@ async fn register_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<HandleRe
         .call(move |s, _| {
             let u = s.unlocked()?;
             let requester = link_requester(u)?;
-            let issued_at = u.handle_issued_at(signed.as_str(), now_ms() / 1000);
+            let issued_at = u.handle_issued_at(signed.as_str(), u.clock.now_ms() / 1000);
             Ok((HandleClaim::sign(&u.identity, signed, issued_at), requester))
         })
         .await?;
@@ -497,7 +498,7 @@ async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<()> {
                 )));
             }
             let requester = link_requester(u)?;
-            let issued_at = u.handle_issued_at(signed.as_str(), now_ms() / 1000);
+            let issued_at = u.handle_issued_at(signed.as_str(), u.clock.now_ms() / 1000);
             Ok((
                 HandleRelease::sign(&u.identity, signed, issued_at),
                 requester,
@@ -590,7 +591,7 @@ async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage> {
             };
             let c = u.contact(&id)?;
             match &c.handle {
-                Some(handle) if c.handle_checked_ms + recheck_ms <= now_ms() => {
+                Some(handle) if c.handle_checked_ms + recheck_ms <= u.clock.now_ms() => {
                     Ok(Resolved::Recheck(id, handle.clone()))
                 }
                 _ => messaging::outbox::send_text(s, t, id, &first_text).map(Resolved::Sent),
@@ -746,6 +747,7 @@ mod tests {
             kdf: KdfParams::INSECURE_FOR_TESTS,
             relay_ca_pem: None,
             ephemeral: true,
+            clock: crate::clock::system(),
         };
         let (core, task) = crate::core::start(kv.clone(), config, bus.clone())
             .unwrap_or_else(|e| panic!("core: {e}"));
@@ -855,6 +857,7 @@ mod tests {
             kdf: KdfParams::INSECURE_FOR_TESTS,
             relay_ca_pem: None,
             ephemeral: true,
+            clock: crate::clock::system(),
         };
         let (core, _task) = crate::core::start(kv.clone(), config, bus.clone())
             .unwrap_or_else(|e| panic!("core: {e}"));

@@ -20,7 +20,6 @@ use super::records::{AccountRecord, tables};
 use super::unlocked::Unlocked;
 use super::{CoreState, Lock, Txn};
 use crate::error::{ApiError, ApiResult};
-use crate::events::now_ms;
 use crate::relay_link::{LinkConfig, RelayLink};
 use crate::store::{Batch, Kv, Store, StoreError, Vault};
 
@@ -65,19 +64,19 @@ pub fn check_name(name: &str) -> ApiResult<String> {
 }
 
 /// Makes a new account record with fresh keys.
-pub fn new_account(name: String, relay_url: String) -> AccountRecord {
+pub fn new_account(name: String, relay_url: String, now_ms: u64) -> AccountRecord {
     let mut rng = rand::rng();
     let identity = IdentityKeyPair::generate(&mut rng);
     let device_id = DeviceId::new(1).unwrap_or_else(|_| unreachable_device());
     let device = DeviceKeyPair::generate(device_id, &mut rng);
-    let certified_at = now_ms() / 1000;
+    let certified_at = now_ms / 1000;
     let mut signing_seed = Zeroizing::new([0u8; 32]);
     signing_seed.copy_from_slice(device.signing().to_seed().as_ref());
     let mut dh_secret = Zeroizing::new([0u8; 32]);
     dh_secret.copy_from_slice(device.dh().to_bytes().as_ref());
     AccountRecord {
         name,
-        created_at_ms: now_ms(),
+        created_at_ms: now_ms,
         relay_url,
         identity_seed: identity.to_seed(),
         device_id: 1,
@@ -121,7 +120,7 @@ pub fn open(
     unprotected: bool,
     txn: &mut Txn,
 ) -> ApiResult<AccountInfo> {
-    let mut unlocked = Unlocked::load(store)?;
+    let mut unlocked = Unlocked::load(store, state.config.clock.clone())?;
     unlocked.unprotected = unprotected;
     if let Some(cursor) = unlocked.retained_events.back() {
         state.bus.observe(*cursor);
@@ -407,7 +406,8 @@ pub fn delete_used(batch: &mut Batch<'_>, one_time: Option<u32>, kem: Option<u32
 /// On connect: publish the current signed prekey and the last-resort KEM prekey (rotating the
 /// signed prekey if it is due), and ask for the counts, which [`on_prekey_count`] answers.
 pub fn publish_on_connect(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
-    publish_at(state, txn, now_ms())
+    let now = state.config.clock.now_ms();
+    publish_at(state, txn, now)
 }
 
 /// [`publish_on_connect`] at time `now` (ms).
@@ -610,15 +610,25 @@ pub(super) mod tests {
 
     /// [`unlocked_state`] over `kv`.
     pub(in crate::core) fn unlocked_state_on(kv: Kv, now: u64) -> CoreState {
+        unlocked_state_at(kv, &crate::clock::ManualClock::new(now))
+    }
+
+    /// [`unlocked_state`] over `kv`, on a clock the test moves.
+    pub(in crate::core) fn unlocked_state_at(
+        kv: Kv,
+        clock: &crate::clock::ManualClock,
+    ) -> CoreState {
+        let now = crate::clock::Clock::now_ms(clock);
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(clock.clone());
         let keys = Vault::create(&kv, None, KdfParams::INSECURE_FOR_TESTS, &mut rand::rng())
             .unwrap_or_else(|e| panic!("vault: {e}"));
         let store = Store::new(kv.clone(), keys);
-        let mut record = new_account("Gil".into(), "ws://127.0.0.1:1/v1".into());
+        let mut record = new_account("Gil".into(), "ws://127.0.0.1:1/v1".into(), now);
         record.signed_prekey_created_ms = 0;
         let mut batch = store.batch();
         save_account(&mut batch, &record);
         store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
-        let mut unlocked = Unlocked::load(store).unwrap_or_else(|e| panic!("{e}"));
+        let mut unlocked = Unlocked::load(store, clock.clone()).unwrap_or_else(|e| panic!("{e}"));
         let store = unlocked.store.clone();
         let mut batch = store.batch();
         initial_prekeys(&mut unlocked, &mut batch, now);
@@ -632,6 +642,7 @@ pub(super) mod tests {
                 kdf: KdfParams::INSECURE_FOR_TESTS,
                 relay_ca_pem: None,
                 ephemeral: true,
+                clock: clock.clone(),
             },
             bus: Arc::new(EventBus::new()),
             connection: ConnectionState::Connected,
@@ -772,7 +783,11 @@ pub(super) mod tests {
         let mut batch = store.batch();
         save_account(
             &mut batch,
-            &new_account("Gil".into(), "ws://127.0.0.1:1/v1".into()),
+            &new_account(
+                "Gil".into(),
+                "ws://127.0.0.1:1/v1".into(),
+                1_800_000_000_000,
+            ),
         );
         store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
         let config = CoreConfig {
@@ -780,6 +795,7 @@ pub(super) mod tests {
             kdf: KdfParams::INSECURE_FOR_TESTS,
             relay_ca_pem: None,
             ephemeral: true,
+            clock: crate::clock::system(),
         };
         let (core, task) = crate::core::start(kv.clone(), config, Arc::new(EventBus::new()))
             .unwrap_or_else(|e| panic!("{e}"));

@@ -15,7 +15,6 @@ use super::records::{ContactRecord, ConversationMeta, InviteRecord, tables};
 use super::unlocked::{ConvId, Unlocked, address_of, identity_key};
 use super::{CoreState, Txn};
 use crate::error::{ApiError, ApiResult};
-use crate::events::now_ms;
 
 /// How long an invite works.
 pub const INVITE_LIFETIME_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -126,8 +125,8 @@ pub fn add(
         display_name,
         trust: Trust::Unverified,
         pending_identity: None,
-        added_at_ms: now_ms(),
-        handle_checked_ms: now_ms(),
+        added_at_ms: unlocked.clock.now_ms(),
+        handle_checked_ms: unlocked.clock.now_ms(),
         devices: Vec::new(),
     };
     let meta = ConversationMeta::default();
@@ -187,7 +186,7 @@ pub fn apply_handle_check(
 ) -> ApiResult<()> {
     let unlocked = state.unlocked()?;
     let mut record = unlocked.contact(&id)?.clone();
-    record.handle_checked_ms = now_ms();
+    record.handle_checked_ms = unlocked.clock.now_ms();
     let Some(found) = found else {
         // Nobody holds the handle now: nothing to pin against; keep the contact as it is.
         let store = unlocked.store.clone();
@@ -372,7 +371,7 @@ pub fn create_invite(state: &mut CoreState, txn: &mut Txn) -> ApiResult<Invite> 
     let unlocked = state.unlocked()?;
     let mut token = [0u8; 16];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut token);
-    let expires_at_ms = now_ms() + INVITE_LIFETIME_MS;
+    let expires_at_ms = unlocked.clock.now_ms() + INVITE_LIFETIME_MS;
     let name = DisplayName::parse(&unlocked.account.name).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidAlias,
@@ -427,7 +426,7 @@ pub fn accept_invite(
             ),
         ));
     }
-    if code.is_expired(now_ms()) {
+    if code.is_expired(unlocked.clock.now_ms()) {
         return Err(ApiError::new(
             ErrorCode::InvalidInvite,
             "the invite has expired",
@@ -472,7 +471,7 @@ pub fn consume_invite(
         return Ok(false);
     };
     let mut record = InviteRecord::decode(&value).map_err(|_| ApiError::store("an invite"))?;
-    if record.used || record.expires_at_ms < now_ms() {
+    if record.used || record.expires_at_ms < unlocked.clock.now_ms() {
         return Ok(false);
     }
     record.used = true;
@@ -483,6 +482,39 @@ pub fn consume_invite(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a clock the test moves: an invite's token is accepted up to its expiry and not a
+    /// millisecond after, and only once.
+    #[test]
+    fn an_invite_token_works_once_and_only_until_it_expires() {
+        let clock = crate::clock::ManualClock::new(1_800_000_000_000);
+        let kv = crate::store::Kv::memory();
+        let mut state = crate::core::account::tests::unlocked_state_at(kv, &clock);
+        let token = |state: &mut CoreState| -> [u8; 16] {
+            let invite =
+                create_invite(state, &mut Txn::default()).unwrap_or_else(|e| panic!("{e}"));
+            InviteCode::parse_code(&invite.code)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .token
+        };
+        let consume = |state: &mut CoreState, token: &[u8; 16]| -> bool {
+            let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+            let store = unlocked.store.clone();
+            let mut batch = store.batch();
+            let consumed =
+                consume_invite(unlocked, &mut batch, token).unwrap_or_else(|e| panic!("{e}"));
+            store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
+            consumed
+        };
+        let first = token(&mut state);
+        let second = token(&mut state);
+        clock.advance(INVITE_LIFETIME_MS);
+        assert!(consume(&mut state, &first), "accepted at its expiry");
+        assert!(!consume(&mut state, &first), "and only once");
+        clock.advance(1);
+        assert!(!consume(&mut state, &second), "refused a millisecond after");
+        assert!(!consume(&mut state, &[0x42; 16]), "an unknown token");
+    }
 
     #[test]
     fn invite_codes_round_trip_and_catch_typos() {

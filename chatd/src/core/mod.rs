@@ -169,6 +169,8 @@ pub struct CoreConfig {
     pub relay_ca_pem: Option<Vec<u8>>,
     /// True when nothing may touch the disk.
     pub ephemeral: bool,
+    /// The wall clock (tests move it by hand).
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// No account, locked, or unlocked.

@@ -75,7 +75,8 @@ fn fingerprint(unlocked: &Unlocked) -> String {
 /// The fingerprint of the account loaded afresh from the store.
 fn reloaded(kv: &Kv) -> String {
     let keys = Vault::unlock(kv, None).unwrap_or_else(|e| panic!("{e}"));
-    let fresh = Unlocked::load(Store::new(kv.clone(), keys)).unwrap_or_else(|e| panic!("{e}"));
+    let fresh = Unlocked::load(Store::new(kv.clone(), keys), crate::clock::system())
+        .unwrap_or_else(|e| panic!("{e}"));
     fingerprint(&fresh)
 }
 

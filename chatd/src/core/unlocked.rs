@@ -46,6 +46,8 @@ pub struct OutboxSlot {
 pub struct Unlocked {
     /// The store (shared, so a batch can be built while the rest of the state changes).
     pub store: std::sync::Arc<Store>,
+    /// The wall clock (the core's, [`crate::core::CoreConfig::clock`]).
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// The account record.
     pub account: AccountRecord,
     /// The identity key pair.
@@ -119,11 +121,14 @@ fn corrupt(what: &'static str) -> StoreError {
 
 impl Unlocked {
     /// Rebuilds the account's keys and in-memory indexes from an unlocked store.
-    pub fn load(store: Store) -> ApiResult<Self> {
-        Self::load_shared(std::sync::Arc::new(store))
+    pub fn load(store: Store, clock: std::sync::Arc<dyn crate::clock::Clock>) -> ApiResult<Self> {
+        Self::load_shared(std::sync::Arc::new(store), clock)
     }
 
-    fn load_shared(store: std::sync::Arc<Store>) -> ApiResult<Self> {
+    fn load_shared(
+        store: std::sync::Arc<Store>,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> ApiResult<Self> {
         let account = store
             .get(tables::ACCOUNT, b"account")?
             .ok_or(corrupt("the account record is missing"))?;
@@ -138,6 +143,7 @@ impl Unlocked {
         let (identity, local) = keys_of(&account)?;
         let mut unlocked = Self {
             store,
+            clock,
             account,
             identity,
             local,
@@ -176,7 +182,7 @@ impl Unlocked {
     /// memory knows about requests in flight (which outbox entries wait for the relay's answer,
     /// their retry times, prekey checks, handle statement times).
     pub fn reload(&mut self) -> ApiResult<()> {
-        let mut fresh = Self::load_shared(self.store.clone())?;
+        let mut fresh = Self::load_shared(self.store.clone(), self.clock.clone())?;
         fresh.link = self.link.take();
         fresh.online = self.online;
         std::mem::swap(&mut fresh.tasks, &mut self.tasks);

@@ -246,7 +246,7 @@ pub fn mark_read(
     let unlocked = state.unlocked()?;
     if !read_ids.is_empty() {
         let body: Vec<u8> = read_ids.iter().flatten().copied().collect();
-        let content = new_content(ContentKind::ReadReceipt, body);
+        let content = new_content(unlocked, ContentKind::ReadReceipt, body);
         queue(
             unlocked,
             &mut batch,

@@ -19,7 +19,6 @@ use crate::core::records::{MessageRecord, tables};
 use crate::core::unlocked::{ConvId, Unlocked};
 use crate::core::{CoreState, Txn};
 use crate::error::{ApiResult, PeerError, ReceiveError};
-use crate::events::now_ms;
 use crate::store::Batch;
 
 use super::event_log::record_event;
@@ -250,7 +249,7 @@ pub(crate) fn receive_text(
         message_id: content.message_id,
         direction: Direction::Incoming,
         timestamp_ms: content.timestamp_ms,
-        stored_at_ms: now_ms(),
+        stored_at_ms: unlocked.clock.now_ms(),
         status: None,
         failure: None,
         read: false,

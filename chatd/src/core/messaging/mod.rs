@@ -14,7 +14,6 @@ use protocol::frames::{ClientFrame, ServerFrame};
 
 use crate::core::account;
 use crate::core::{CoreState, Txn};
-use crate::events::now_ms;
 use crate::relay_link::LinkEvent;
 
 use inbox::receive;
@@ -74,7 +73,7 @@ pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
     };
     if unlocked.online
         && unlocked.account.signed_prekey_created_ms + account::SIGNED_PREKEY_LIFETIME_MS
-            <= now_ms()
+            <= unlocked.clock.now_ms()
         && let Err(e) = account::publish_on_connect(state, txn)
     {
         tracing::warn!(error = %e, "signed prekey rotation failed");

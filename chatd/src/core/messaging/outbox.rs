@@ -23,7 +23,6 @@ use crate::core::records::{MessageRecord, OutboxEntry, OutboxKind, tables};
 use crate::core::unlocked::{ConvId, OutboxSlot, Unlocked, identity_key};
 use crate::core::{CoreState, Input, Txn};
 use crate::error::{ApiError, ApiResult};
-use crate::events::now_ms;
 use crate::relay_link::{RequestError, Requester};
 use crate::store::Batch;
 
@@ -78,7 +77,7 @@ pub(crate) fn queue(
         sealed: Vec::new(),
         sealed_for: identity,
         attempts: 0,
-        queued_at_ms: now_ms(),
+        queued_at_ms: unlocked.clock.now_ms(),
     };
     batch.put(tables::OUTBOX, &seq.to_be_bytes(), &entry.encode());
     unlocked.outbox.insert(
@@ -96,12 +95,12 @@ pub(crate) fn queue(
     Ok(())
 }
 
-pub(crate) fn new_content(kind: ContentKind, body: Vec<u8>) -> Content {
+pub(crate) fn new_content(unlocked: &Unlocked, kind: ContentKind, body: Vec<u8>) -> Content {
     let mut message_id = [0u8; 16];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut message_id);
     Content {
         message_id,
-        timestamp_ms: now_ms(),
+        timestamp_ms: unlocked.clock.now_ms(),
         kind,
         body,
     }
@@ -115,7 +114,7 @@ pub fn queue_control(
     kind: ContentKind,
     body: Vec<u8>,
 ) -> ApiResult<()> {
-    let content = new_content(kind, body);
+    let content = new_content(unlocked, kind, body);
     let store = unlocked.store.clone();
     let mut batch = store.batch();
     queue(
@@ -151,7 +150,7 @@ pub fn send_text(
         .map_or(0, |meta| meta.next_seq);
     let content = Content {
         message_id: unlocked.store.message_ids().id_for(&conversation, seq),
-        timestamp_ms: now_ms(),
+        timestamp_ms: unlocked.clock.now_ms(),
         kind: ContentKind::Text,
         body: text.as_bytes().to_vec(),
     };
@@ -159,7 +158,7 @@ pub fn send_text(
         message_id: content.message_id,
         direction: Direction::Outgoing,
         timestamp_ms: content.timestamp_ms,
-        stored_at_ms: now_ms(),
+        stored_at_ms: content.timestamp_ms,
         status: Some(MessageStatus::Pending),
         failure: None,
         read: false,
@@ -279,7 +278,7 @@ pub(crate) fn flush_receipts(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResul
         }
         for chunk in ids.chunks(4096) {
             let body: Vec<u8> = chunk.iter().flatten().copied().collect();
-            let content = new_content(ContentKind::DeliveryReceipt, body);
+            let content = new_content(unlocked, ContentKind::DeliveryReceipt, body);
             queue(
                 unlocked,
                 &mut batch,
@@ -738,7 +737,7 @@ pub(crate) fn on_send_result(
                 .store
                 .get(tables::OUTBOX, &seq.to_be_bytes())?
                 .and_then(|v| OutboxEntry::decode(&v).ok())
-                .is_some_and(|e| e.queued_at_ms + OUTBOX_EXPIRY_MS <= now_ms());
+                .is_some_and(|e| e.queued_at_ms + OUTBOX_EXPIRY_MS <= unlocked.clock.now_ms());
         let outcome = match &failure {
             None => Some((MessageStatus::Sent, None)),
             Some((true, why)) => Some((MessageStatus::Failed, Some(why.clone()))),

@@ -2,7 +2,7 @@
 
 use super::history::{append_message, legacy_outgoing_index, outgoing_message};
 use super::inbox::{receive, receive_content, receive_inner, receive_text, received_key};
-use super::outbox::send_text;
+use super::outbox::{OUTBOX_EXPIRY_MS, on_send_result, send_text};
 use api::types::{Direction, MessageStatus};
 use protocol::codec::{Decode, Encode};
 use protocol::envelope::{self, Content, ContentKind};
@@ -453,8 +453,11 @@ fn outgoing_messages_with_random_ids_are_found_through_the_old_index() {
     // Unlocked again, as an upgraded daemon would find the store.
     let kv = state.kv.clone();
     let keys = crate::store::Vault::unlock(&kv, None).unwrap_or_else(|e| panic!("{e}"));
-    let reloaded =
-        Unlocked::load(crate::store::Store::new(kv, keys)).unwrap_or_else(|e| panic!("{e}"));
+    let reloaded = Unlocked::load(
+        crate::store::Store::new(kv, keys),
+        state.config.clock.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     state.lock = super::super::Lock::Unlocked(Box::new(reloaded));
     let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
     assert!(unlocked.has_legacy_index);
@@ -464,4 +467,85 @@ fn outgoing_messages_with_random_ids_are_found_through_the_old_index() {
     assert_eq!(found, Some((message_key(&alice, seq), "old".to_owned())));
     let from_bob = outgoing_message(unlocked, &bob, &legacy_id).unwrap_or_else(|e| panic!("{e}"));
     assert!(from_bob.is_none());
+}
+
+/// On a clock the test moves: a message the relay keeps refusing for a transient reason stays
+/// pending (retried with backoff) until it has been queued for seven days, then fails with a
+/// reason; a permanent refusal fails at once.
+#[test]
+fn a_message_the_relay_never_accepts_fails_after_seven_days() {
+    use crate::relay_link::RequestError;
+
+    let clock = crate::clock::ManualClock::new(1_800_000_000_000);
+    let mut state =
+        crate::core::account::tests::unlocked_state_at(crate::store::Kv::memory(), &clock);
+    let alice = contact(&mut state, "alice", 1);
+    let id = sent_id(&mut state, alice, "hello");
+    let seq = |state: &mut CoreState| -> Option<u64> {
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        unlocked
+            .outbox
+            .iter()
+            .find(|(_, slot)| slot.message_id == id)
+            .map(|(seq, _)| *seq)
+    };
+    let refuse = |state: &mut CoreState| {
+        let seq = seq(state).unwrap_or_else(|| panic!("the message is in the outbox"));
+        on_send_result(
+            state,
+            &mut Txn::default(),
+            &[seq],
+            Err(RequestError::Unreachable(
+                "the relay did not answer in time".into(),
+            )),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    refuse(&mut state);
+    clock.advance(OUTBOX_EXPIRY_MS - 1);
+    refuse(&mut state);
+    let slot = seq(&mut state).and_then(|seq| {
+        state
+            .unlocked()
+            .ok()
+            .and_then(|u| u.outbox.get(&seq).cloned())
+    });
+    let slot = slot.unwrap_or_else(|| panic!("still queued a millisecond before seven days"));
+    assert_eq!(slot.attempts, 2);
+    assert!(slot.not_before.is_some(), "retried after a backoff");
+    assert_eq!(status_of(&mut state, alice, &id), MessageStatus::Pending);
+
+    clock.advance(1);
+    refuse(&mut state);
+    assert!(seq(&mut state).is_none(), "the outbox let it go");
+    assert_eq!(status_of(&mut state, alice, &id), MessageStatus::Failed);
+    let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+    let failure = outgoing_message(unlocked, &alice, &id)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .and_then(|(_, record)| record.failure)
+        .unwrap_or_default();
+    assert!(failure.contains("within 7 days"), "{failure}");
+
+    // A refusal that no retry can change fails at once.
+    let other = sent_id(&mut state, alice, "to nobody");
+    let other_seq = {
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        unlocked
+            .outbox
+            .iter()
+            .find(|(_, slot)| slot.message_id == other)
+            .map(|(seq, _)| *seq)
+            .unwrap_or_else(|| panic!("queued"))
+    };
+    on_send_result(
+        &mut state,
+        &mut Txn::default(),
+        &[other_seq],
+        Err(RequestError::Refused(
+            protocol::frames::ErrorCode::NotFound,
+            "no such device".into(),
+        )),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status_of(&mut state, alice, &other), MessageStatus::Failed);
 }
