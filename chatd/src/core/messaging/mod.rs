@@ -105,12 +105,20 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
     let Some(requester) = unlocked.link.as_ref().map(|l| l.requester()) else {
         return;
     };
-    if let Err(e) = seal_ready(unlocked, txn, &requester, generation, &inputs) {
+    let mut sealed_now = std::collections::HashSet::new();
+    if let Err(e) = seal_ready(
+        unlocked,
+        txn,
+        &requester,
+        generation,
+        &inputs,
+        &mut sealed_now,
+    ) {
         // Sessions advanced and entries marked sealed in memory must not outlive the round.
         tracing::error!(error = %e, "sealing the outbox failed");
         txn.fail(&e.message);
     }
-    start_sends(unlocked, txn, &requester, generation, &inputs);
+    start_sends(unlocked, txn, &requester, generation, &inputs, &sealed_now);
 }
 
 #[cfg(test)]

@@ -37,6 +37,13 @@ pub const OUTBOX_EXPIRY_MS: u64 = 7 * 24 * 3600 * 1000;
 /// most one: see `start_sends`).
 pub(crate) const MAX_SENDS_IN_FLIGHT: usize = 8;
 
+/// How many of the oldest outbox entries a round looks at to seal and send. A conversation's
+/// later entries cannot leave before its earlier ones anyway, so under a backlog (a burst the
+/// relay is slower to take) each round's work stays bounded instead of growing with the
+/// backlog; entries further back are sealed and sent as the front drains. An entry goes in
+/// flight only inside the window, and the window only moves forward as entries ahead of it
+/// leave, so every entry in flight is inside it.
+pub(crate) const OUTBOX_WINDOW: usize = 4096;
 /// How long to wait for a `SendAck`.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -301,13 +308,14 @@ pub(crate) fn seal_ready(
     requester: &Requester,
     generation: u64,
     inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+    sealed_now: &mut std::collections::HashSet<u64>,
 ) -> ApiResult<()> {
     let now = Instant::now();
     let mut blocked: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
     // In outbox order; an entry waiting out a retry holds back the later ones of its
     // conversation, so they are sealed (and sent) after it.
     let mut waiting: Vec<(u64, ConvId)> = Vec::new();
-    for (seq, slot) in &unlocked.outbox {
+    for (seq, slot) in unlocked.outbox.iter().take(OUTBOX_WINDOW) {
         if slot.sealed {
             continue;
         }
@@ -405,6 +413,7 @@ pub(crate) fn seal_ready(
         batch.put(tables::OUTBOX, &seq.to_be_bytes(), &entry.encode());
         if let Some(slot) = unlocked.outbox.get_mut(&seq) {
             slot.sealed = true;
+            sealed_now.insert(seq);
         }
     }
     for (identity, device) in &advanced {
@@ -562,11 +571,13 @@ pub(crate) fn start_sends(
     requester: &Requester,
     generation: u64,
     inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+    sealed_now: &std::collections::HashSet<u64>,
 ) {
     let now = Instant::now();
     let in_flight_groups = unlocked
         .outbox
         .values()
+        .take(OUTBOX_WINDOW)
         .filter(|s| s.in_flight)
         .count()
         .div_ceil(protocol::frames::MAX_ENVELOPES_PER_SEND);
@@ -578,7 +589,7 @@ pub(crate) fn start_sends(
     // after the messages written after it.
     let mut held: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
     let mut ready: Vec<(u64, ConvId)> = Vec::new();
-    for (seq, slot) in &unlocked.outbox {
+    for (seq, slot) in unlocked.outbox.iter().take(OUTBOX_WINDOW) {
         if slot.in_flight || !slot.sealed || !due(slot, now) {
             held.insert(slot.conversation);
         } else if !held.contains(&slot.conversation) {
@@ -674,14 +685,22 @@ pub(crate) fn start_sends(
             envelopes,
         };
         let inputs = inputs.clone();
-        // The frame is handed to the link when the round is durable, by the round's effects,
-        // which run in order: so Sends reach the relay in outbox order, and a conversation's
-        // messages are stored in its recipient's mailbox in the order they were written.
+        // A ciphertext leaves only once the ratchet step that made it is durable. Entries
+        // sealed in this round wait for its flush: the frame is handed to the link by the
+        // round's effects. Entries sealed in an earlier round (waiting behind their
+        // conversation's previous `Send`) are durable already and go at once, which keeps the
+        // round's flush off the path between one `Send`'s answer and the next. A conversation
+        // has one `Send` out at a time, so its order on the link does not depend on which way
+        // a frame leaves.
         let (go, wait) = oneshot::channel();
         let enqueuer = requester.clone();
-        txn.after(move || {
+        if seqs.iter().any(|seq| sealed_now.contains(seq)) {
+            txn.after(move || {
+                let _ = go.send(enqueuer.enqueue(frame));
+            });
+        } else {
             let _ = go.send(enqueuer.enqueue(frame));
-        });
+        }
         unlocked.tasks.spawn(async move {
             let result = match wait.await {
                 Ok(Ok(answer)) => Requester::answer(answer, SEND_TIMEOUT).await,
