@@ -290,7 +290,7 @@ where
                 refuse(
                     shared,
                     &mut ws,
-                    None,
+                    ClientFrame::peek_request_id(&bytes),
                     ErrorCode::for_decode_error(&e),
                     &e.to_string(),
                 )
@@ -333,10 +333,17 @@ where
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Incoming::Alive,
             Some(Ok(Message::Frame(_))) => continue,
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                // `frame_too_large` for the connection, then close 1009 (SPEC.md section 11).
                 shared.metrics.reject(Rejection::FrameTooLarge);
+                let error = ServerFrame::error(
+                    None,
+                    ErrorCode::FrameTooLarge,
+                    "the frame is longer than this relay accepts",
+                );
+                let _ = send(shared, ws, &error).await;
                 let close = CloseFrame {
                     code: CloseCode::Size,
-                    reason: "frame too large".into(),
+                    reason: ErrorCode::FrameTooLarge.name().into(),
                 };
                 let _ = timeout(shared.limits.write_timeout(), ws.close(Some(close))).await;
                 return Incoming::Closed;
@@ -526,7 +533,7 @@ impl Session {
                 &ServerFrame::error(None, ErrorCode::Timeout, "idle timeout"),
             )
             .await;
-            return Err(End::Close(CloseCode::Policy, "idle timeout"));
+            return Err(End::Close(CloseCode::Policy, ErrorCode::Timeout.name()));
         }
         match timeout(
             shared.limits.write_timeout(),
@@ -631,7 +638,10 @@ impl Session {
             Err(e) => {
                 shared.metrics.reject(Rejection::BadFrame);
                 let code = ErrorCode::for_decode_error(&e);
-                let _ = send(&shared, ws, &ServerFrame::error(None, code, e.to_string())).await;
+                // The request id when the frame's header names one (SPEC.md section 11).
+                let request_id = ClientFrame::peek_request_id(bytes);
+                let error = ServerFrame::error(request_id, code, e.to_string());
+                let _ = send(&shared, ws, &error).await;
                 return Err(End::Close(CloseCode::Policy, code.name()));
             }
         };
@@ -663,7 +673,7 @@ impl Session {
                     &ServerFrame::error(None, ErrorCode::BadFrame, "already authenticated"),
                 )
                 .await;
-                return Err(End::Close(CloseCode::Policy, "bad_frame"));
+                return Err(End::Close(CloseCode::Policy, ErrorCode::BadFrame.name()));
             }
             ClientFrame::Send {
                 request_id,
@@ -748,10 +758,8 @@ impl Session {
         shared.metrics.reject(Rejection::RateLimited);
         self.refusals += 1;
         if self.refusals > MAX_CONSECUTIVE_REFUSALS {
-            return Err(End::Close(
-                CloseCode::Policy,
-                "rate limit exceeded persistently",
-            ));
+            // No `Error` for this one: the close says it (SPEC.md section 10.8).
+            return Err(End::Close(CloseCode::Policy, ErrorCode::RateLimited.name()));
         }
         let frame = ServerFrame::error(request_id, ErrorCode::RateLimited, "slow down");
         self.feed(ws, &frame).await
@@ -845,7 +853,9 @@ impl Session {
         }
         match self.shared.store.claim_handle(claim) {
             Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => ServerFrame::Done { request_id },
-            Ok(ClaimOutcome::Stale) => invalid("a newer claim of this identity is recorded"),
+            Ok(ClaimOutcome::Stale) => {
+                invalid("a claim or release of this handle at least as recent is recorded")
+            }
             Ok(ClaimOutcome::TooManyHandles) => invalid("this identity holds too many handles"),
             Ok(ClaimOutcome::Taken) => ServerFrame::error(
                 Some(request_id),
@@ -885,7 +895,7 @@ impl Session {
                 return invalid("the handle belongs to another identity");
             }
             Ok(Some(current)) if current.issued_at >= release.issued_at => {
-                return invalid("the release is older than the claim");
+                return invalid("the release is not later than the claim");
             }
             Ok(Some(_)) => {}
             Err(e) => return internal(request_id, &e),

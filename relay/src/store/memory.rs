@@ -54,6 +54,8 @@ struct State {
     handles: HashMap<Handle, HandleClaim>,
     /// How many handles each identity holds.
     handle_owners: HashMap<IdentityKey, usize>,
+    /// The `issued_at` of the last release of each released handle (SPEC.md section 10.6).
+    handle_releases: HashMap<Handle, u64>,
 }
 
 /// One device's published prekeys.
@@ -357,9 +359,16 @@ impl MemoryStore {
     pub(super) fn claim_handle(&self, claim: &HandleClaim) -> Result<ClaimOutcome, StoreError> {
         let mut state = self.lock();
         let outcome = match state.handles.get(&claim.handle) {
+            None if state
+                .handle_releases
+                .get(&claim.handle)
+                .is_some_and(|&released| claim.issued_at <= released) =>
+            {
+                return Ok(ClaimOutcome::Stale);
+            }
             None => ClaimOutcome::Claimed,
             Some(stored) if stored.identity != claim.identity => return Ok(ClaimOutcome::Taken),
-            Some(stored) if claim.issued_at < stored.issued_at => return Ok(ClaimOutcome::Stale),
+            Some(stored) if claim.issued_at <= stored.issued_at => return Ok(ClaimOutcome::Stale),
             Some(_) => ClaimOutcome::Renewed,
         };
         if outcome == ClaimOutcome::Claimed {
@@ -380,10 +389,13 @@ impl MemoryStore {
     pub(super) fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
         let mut state = self.lock();
         let holds = state.handles.get(&release.handle).is_some_and(|stored| {
-            stored.identity == release.identity && release.issued_at >= stored.issued_at
+            stored.identity == release.identity && release.issued_at > stored.issued_at
         });
         if holds {
             state.handles.remove(&release.handle);
+            state
+                .handle_releases
+                .insert(release.handle.clone(), release.issued_at);
             if let Some(held) = state.handle_owners.get_mut(&release.identity) {
                 *held = held.saturating_sub(1);
                 if *held == 0 {

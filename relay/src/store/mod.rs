@@ -128,11 +128,13 @@ pub enum DeviceOutcome {
 pub enum ClaimOutcome {
     /// The handle was free and is now this identity's.
     Claimed,
-    /// The identity already held the handle; the stored claim was replaced by this one (or
-    /// was this one: resending the same claim is `Renewed`, not an error).
+    /// The identity already held the handle under an earlier claim, which this one replaced.
     Renewed,
-    /// The identity holds the handle under a claim issued later than this one, which was
-    /// ignored (SPEC.md section 10.6: a claim must be later than the recorded one).
+    /// A claim or release of the handle not earlier than this claim is recorded (the identity
+    /// holds the handle under a claim issued at the same time or later, or the handle was
+    /// released at the same time or later); nothing changed (SPEC.md section 10.6: a claim
+    /// must be later than every recorded claim and release; resending the stored claim is
+    /// `Stale` too).
     Stale,
     /// Another identity holds the handle.
     Taken,
@@ -339,9 +341,10 @@ impl Store {
         dispatch!(self, s => s.lookup_handle(handle))
     }
 
-    /// Removes a handle if the verified release comes from the identity holding it and is not
-    /// older (`issued_at`) than the stored claim, so a release of an earlier claim cannot undo
-    /// a later one; returns whether it was removed.
+    /// Removes a handle if the verified release comes from the identity holding it and is
+    /// later (`issued_at`) than the stored claim, so a release of an earlier claim cannot undo
+    /// a later one, and records the release's `issued_at`: a later claim of the handle, by
+    /// anyone, must be later than it. Returns whether the handle was removed.
     pub fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
         dispatch!(self, s => s.release_handle(release))
     }

@@ -13,6 +13,7 @@
 //! | `expiry` | `received_at u64 \|\| addr \|\| seq u64` | empty |
 //! | `handles` | handle text | `HandleClaim` (protocol codec) |
 //! | `handle_owners` | identity (32) \|\| handle text | empty (counts an identity's handles) |
+//! | `handle_releases` | handle text | `issued_at` u64 of the handle's last release |
 //! | `meta` | name | schema version, last sequence number, relay secret |
 //!
 //! Prekey kinds: 1 the signed prekey and 2 the last-resort KEM prekey (id 0: one each), 3
@@ -25,7 +26,9 @@
 //!   nothing, retrying on the next key when another caller won (sled's own `pop_min` pattern):
 //!   a key is handed out only by the caller whose swap removed it. It checks that a bundle can
 //!   be built (certificate, signed prekey, some KEM prekey) before consuming anything.
-//! - Handle claims and releases are compare-and-swap loops on the handle's record.
+//! - Handle claims and releases are compare-and-swap loops on the handle's record. A release
+//!   records its `issued_at` in `handle_releases` before it removes the claim, so a claim that
+//!   finds the handle free always sees the release that freed it.
 //! - `put_device` and `publish_prekeys` check a cap and then write; a mutex (`directory`)
 //!   serialises them. Both are rare (an authentication that changes a certificate, a publish),
 //!   and re-sending the stored certificate takes a lock-free fast path.
@@ -115,6 +118,8 @@ struct Inner {
     handles: Tree,
     /// `identity || handle text` -> empty: which handles an identity holds (for the cap).
     handle_owners: Tree,
+    /// Handle text -> `issued_at` of its last release.
+    handle_releases: Tree,
     meta: Tree,
     /// Serialises the check-then-write of `put_device` and `publish_prekeys`.
     directory: Mutex<()>,
@@ -279,6 +284,7 @@ impl SledStore {
                 expiry,
                 handles: db.open_tree("handles")?,
                 handle_owners: db.open_tree("handle_owners")?,
+                handle_releases: db.open_tree("handle_releases")?,
                 meta,
                 db,
                 directory: Mutex::new(()),
@@ -772,13 +778,20 @@ impl SledStore {
         loop {
             let current = handles.get(key)?;
             let outcome = match &current {
-                None => ClaimOutcome::Claimed,
+                None => {
+                    if let Some(released) = self.inner.handle_releases.get(key)?
+                        && claim.issued_at <= decode_u64(&released, "handle_releases")?
+                    {
+                        return Ok(ClaimOutcome::Stale);
+                    }
+                    ClaimOutcome::Claimed
+                }
                 Some(stored) => {
                     let stored: HandleClaim = decode(stored, "handles")?;
                     if stored.identity != claim.identity {
                         return Ok(ClaimOutcome::Taken);
                     }
-                    if claim.issued_at < stored.issued_at {
+                    if claim.issued_at <= stored.issued_at {
                         return Ok(ClaimOutcome::Stale);
                     }
                     ClaimOutcome::Renewed
@@ -825,9 +838,17 @@ impl SledStore {
                 return Ok(false);
             };
             let stored: HandleClaim = decode(&current, "handles")?;
-            if stored.identity != release.identity || release.issued_at < stored.issued_at {
+            if stored.identity != release.identity || release.issued_at <= stored.issued_at {
                 return Ok(false);
             }
+            // Recorded first (module documentation); a later record is never lowered.
+            let released = release.issued_at.to_be_bytes();
+            self.inner
+                .handle_releases
+                .fetch_and_update(key, |old| match old {
+                    Some(old) if old >= &released[..] => Some(old.to_vec()),
+                    _ => Some(released.to_vec()),
+                })?;
             if handles
                 .compare_and_swap(key, Some(current), None::<&[u8]>)?
                 .is_ok()

@@ -960,10 +960,16 @@ fn handles_are_first_come_first_served(store: &Store) {
     let claim = alice.claim("alice", NOW);
     assert_eq!(store.claim_handle(&claim).unwrap(), ClaimOutcome::Claimed);
     assert_eq!(store.lookup_handle(&handle).unwrap(), Some(claim.clone()));
+    // Not later than the recorded claim: the same claim resent, or another of the same second.
     assert_eq!(
         store.claim_handle(&claim).unwrap(),
-        ClaimOutcome::Renewed,
+        ClaimOutcome::Stale,
         "resent"
+    );
+    assert_eq!(
+        store.claim_handle(&alice.claim("alice", NOW)).unwrap(),
+        ClaimOutcome::Stale,
+        "same issued_at"
     );
     assert_eq!(
         store.claim_handle(&bob.claim("alice", NOW + 5)).unwrap(),
@@ -989,12 +995,28 @@ fn handles_are_first_come_first_served(store: &Store) {
             .release_handle(&alice.release("alice", NOW + 5))
             .unwrap()
     );
-    assert_eq!(store.lookup_handle(&handle).unwrap(), Some(renewal));
+    assert!(
+        !store
+            .release_handle(&alice.release("alice", NOW + 10))
+            .unwrap(),
+        "a release must be later than the claim"
+    );
+    assert_eq!(store.lookup_handle(&handle).unwrap(), Some(renewal.clone()));
     assert!(
         store
-            .release_handle(&alice.release("alice", NOW + 10))
+            .release_handle(&alice.release("alice", NOW + 11))
             .unwrap()
     );
+    assert_eq!(store.lookup_handle(&handle).unwrap(), None);
+    // The release is recorded: neither the old claim replayed nor anyone's claim not later
+    // than the release takes the handle back.
+    for stale in [
+        renewal,
+        alice.claim("alice", NOW + 11),
+        bob.claim("alice", NOW + 11),
+    ] {
+        assert_eq!(store.claim_handle(&stale).unwrap(), ClaimOutcome::Stale);
+    }
     assert_eq!(store.lookup_handle(&handle).unwrap(), None);
     assert!(
         !store
@@ -1088,6 +1110,13 @@ mod sled_only {
             store.enqueue(&items, quota).unwrap();
             assert_eq!(store.ack(&b, &[4]).unwrap(), 1);
             assert_eq!(store.claim_handle(&claim).unwrap(), ClaimOutcome::Claimed);
+            let bobs = bob.claim("bobby", NOW);
+            assert_eq!(store.claim_handle(&bobs).unwrap(), ClaimOutcome::Claimed);
+            assert!(
+                store
+                    .release_handle(&bob.release("bobby", NOW + 5))
+                    .unwrap()
+            );
             let secret = store.relay_secret().unwrap();
             flush(&store);
             (secret, first_bundle)
@@ -1135,6 +1164,15 @@ mod sled_only {
 
         let handle = Handle::parse("alice").unwrap();
         assert_eq!(store.lookup_handle(&handle).unwrap(), Some(claim));
+        // The release survived: a claim not later than it is refused, a later one accepted.
+        assert_eq!(
+            store.claim_handle(&alice.claim("bobby", NOW + 5)).unwrap(),
+            ClaimOutcome::Stale
+        );
+        assert_eq!(
+            store.claim_handle(&alice.claim("bobby", NOW + 6)).unwrap(),
+            ClaimOutcome::Claimed
+        );
         assert_eq!(store.relay_secret().unwrap(), secret);
 
         // The TTL index survived too: 1, 2 and 3 are due, and 8 (stored at NOW after reopening).
