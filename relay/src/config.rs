@@ -25,6 +25,9 @@ pub struct Config {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The embedded database's memory and flushing (`Storage::Disk` only).
+    #[serde(default)]
+    pub sled: SledSettings,
 }
 
 impl Config {
@@ -35,6 +38,7 @@ impl Config {
             storage,
             tls: None,
             limits: Limits::default(),
+            sled: SledSettings::default(),
         }
     }
 }
@@ -48,6 +52,28 @@ pub enum Storage {
     /// Memory only: nothing is written to disk, everything is lost on exit.
     #[default]
     Memory,
+}
+
+/// How the embedded `sled` database uses memory and the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SledSettings {
+    /// Bytes of pages sled keeps in its cache (sled's own default is 1 GiB, which a busy relay
+    /// reaches). The relay's resident memory is this plus the connections' buffers.
+    pub cache_capacity_bytes: u64,
+    /// How often sled flushes on its own, ms; 0: only when the relay asks (after a group
+    /// commit, a one-time prekey handed out, the relay secret created, shutdown). Nothing the
+    /// relay acknowledges depends on it.
+    pub flush_every_ms: u64,
+}
+
+impl Default for SledSettings {
+    fn default() -> Self {
+        Self {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+            flush_every_ms: 500,
+        }
+    }
 }
 
 /// PEM files for native TLS.

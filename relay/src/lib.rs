@@ -29,6 +29,6 @@ mod server;
 pub mod store;
 mod tls;
 
-pub use config::{Config, Limits, RateLimit, Storage, TlsConfig};
+pub use config::{Config, Limits, RateLimit, SledSettings, Storage, TlsConfig};
 pub use connection::HANDLE_CLOCK_WINDOW_SECS;
 pub use server::{Relay, run};

@@ -61,7 +61,7 @@ impl Relay {
         let relay_id = RelayId::new(relay_id_text.into_bytes()).context("the relay id")?;
         let store = match &config.storage {
             Storage::Disk(dir) => Store::Sled(
-                SledStore::open(dir)
+                SledStore::open_with(dir, &config.sled)
                     .with_context(|| format!("opening the store in {}", dir.display()))?,
             ),
             Storage::Memory => Store::Memory(MemoryStore::new()),

@@ -25,7 +25,9 @@
 //! - `take_bundle` removes each one-time key with a compare-and-swap from its current value to
 //!   nothing, retrying on the next key when another caller won (sled's own `pop_min` pattern):
 //!   a key is handed out only by the caller whose swap removed it. It checks that a bundle can
-//!   be built (certificate, signed prekey, some KEM prekey) before consuming anything.
+//!   be built (certificate, signed prekey, some KEM prekey) before consuming anything. When
+//!   it consumed a one-time key it flushes before it returns, so the bundle leaves the relay
+//!   only once the removal is durable: a crash cannot hand the same key out twice.
 //! - Handle claims and releases are compare-and-swap loops on the handle's record. A release
 //!   records its `issued_at` in `handle_releases` before it removes the claim, so a claim that
 //!   finds the handle free always sees the release that freed it.
@@ -73,6 +75,8 @@ use protocol::identity::{DeviceCertificate, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, SignedPrekey};
 use rand::Rng;
 use sled::{Batch, IVec, Tree};
+
+use crate::config::SledSettings;
 
 use super::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
@@ -225,10 +229,21 @@ fn count_u32(n: usize) -> u32 {
 }
 
 impl SledStore {
+    /// Opens (or creates) the database in the directory `path` with the default
+    /// [`SledSettings`].
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, &SledSettings::default())
+    }
+
     /// Opens (or creates) the database in the directory `path`, checks its layout version and
     /// counts the stored envelopes and devices (one scan of the keys).
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+    pub fn open_with(path: &Path, settings: &SledSettings) -> Result<Self, StoreError> {
+        let flush_every = (settings.flush_every_ms > 0).then_some(settings.flush_every_ms);
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(settings.cache_capacity_bytes)
+            .flush_every_ms(flush_every)
+            .open()?;
         let meta = db.open_tree("meta")?;
         match meta.get(META_SCHEMA_VERSION)? {
             None => {
@@ -468,6 +483,8 @@ impl SledStore {
             );
         }
         self.inner.prekeys.apply_batch(batch)?;
+        // The `PrekeyCount` answer tells the device its keys are stored: make it true.
+        self.inner.db.flush()?;
         Ok(Ok(PrekeyCounts {
             one_time: count_u32(one_time_count),
             kem_one_time: count_u32(kem_count),
@@ -506,18 +523,24 @@ impl SledStore {
             return Ok(None);
         };
         let signed_prekey: SignedPrekey = decode(&signed, "prekeys")?;
-        let kem = match self.take_first(&prekey_prefix(addr, PREKEY_KEM))? {
-            Some(kem) => kem,
+        let (kem, consumed_kem) = match self.take_first(&prekey_prefix(addr, PREKEY_KEM))? {
+            Some(kem) => (kem, true),
             None => match prekeys.get(prekey_key(addr, PREKEY_LAST_RESORT, 0))? {
-                Some(kem) => kem,
+                Some(kem) => (kem, false),
                 None => return Ok(None),
             },
         };
         let kem_prekey: KemPrekey = decode(&kem, "prekeys")?;
-        let one_time_prekey = self
-            .take_first(&prekey_prefix(addr, PREKEY_ONE_TIME))?
-            .map(|key| decode::<OneTimePrekey>(&key, "prekeys"))
+        let one_time = self.take_first(&prekey_prefix(addr, PREKEY_ONE_TIME))?;
+        let one_time_prekey = one_time
+            .as_ref()
+            .map(|key| decode::<OneTimePrekey>(key, "prekeys"))
             .transpose()?;
+        if consumed_kem || one_time.is_some() {
+            // Durable before anyone sees it: after a crash a key handed out is never handed
+            // out again (module documentation).
+            self.inner.db.flush()?;
+        }
         Ok(Some(PrekeyBundle {
             device,
             signed_prekey,

@@ -245,3 +245,48 @@ async fn list_devices_of_an_identity() {
         }
     );
 }
+
+/// A bundle's one-time prekey is durably gone before the bundle is sent: the relay killed
+/// right after answering (SIGKILL, and sled left to flush only when the relay asks) never
+/// hands the same one-time prekey out again.
+#[tokio::test]
+async fn a_one_time_prekey_handed_out_survives_sigkill_as_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No periodic flush of sled's own: only the relay's flushes make anything durable.
+    let config = "[sled]\nflush_every_ms = 0\n";
+    let mut relay = RelayProcess::start_with_config(&data, dir.path(), config).await;
+    let mut bob = Device::new(1);
+    let alice = Device::new(2);
+    let identity = bob.local.cert.identity();
+    let device_id = bob.local.cert.device_id();
+    let fetch = |n| ClientFrame::FetchBundle {
+        request_id: rid(n),
+        identity,
+        device_id,
+    };
+    let one_time_of = |reply: ServerFrame| match reply {
+        ServerFrame::Bundle { bundle, .. } => {
+            bundle.verify(Some(&identity)).unwrap();
+            bundle.one_time_prekey.map(|k| k.id)
+        }
+        other => panic!("expected a bundle, got {other:?}"),
+    };
+
+    let mut b = relay.connect(&bob).await;
+    let reply = request(&mut b, bob.prekeys(1, 3)).await;
+    assert!(
+        matches!(reply, ServerFrame::PrekeyCount { one_time: 3, .. }),
+        "{reply:?}"
+    );
+    let mut handed_out = Vec::new();
+    for round in 0..3u32 {
+        let mut a = relay.connect(&alice).await;
+        handed_out.push(one_time_of(request(&mut a, fetch(10 + round)).await));
+        relay.kill();
+        relay = RelayProcess::start_with_config(&data, dir.path(), config).await;
+    }
+    assert_eq!(handed_out, [Some(100), Some(101), Some(102)]);
+    let mut a = relay.connect(&alice).await;
+    assert_eq!(one_time_of(request(&mut a, fetch(20)).await), None);
+}
