@@ -2,6 +2,7 @@
 //! safe defaults (SPEC.md section 10.7). The same structure is read from a TOML file and
 //! overridden by command-line flags (`main.rs`).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub struct Config {
     /// The embedded database's memory and flushing (`Storage::Disk` only).
     #[serde(default)]
     pub sled: SledSettings,
+    /// Reverse proxies whose word on the client's address is taken; `None` (the default):
+    /// every connection is limited under the address it comes from.
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Config {
@@ -39,6 +44,7 @@ impl Config {
             tls: None,
             limits: Limits::default(),
             sled: SledSettings::default(),
+            proxy: None,
         }
     }
 }
@@ -52,6 +58,30 @@ pub enum Storage {
     /// Memory only: nothing is written to disk, everything is lost on exit.
     #[default]
     Memory,
+}
+
+/// Trusted reverse proxies (SPEC.md section 10.8, docs/SERVICES.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// How the proxies pass the client's address on.
+    pub protocol: ProxyProtocol,
+    /// The proxies' own addresses. Only a connection from one of them is read for a client
+    /// address; any other connection is limited under its own address as usual.
+    pub trusted: Vec<IpAddr>,
+}
+
+/// How a trusted proxy names the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    /// A PROXY protocol version 2 header before anything else (HAProxy `send-proxy-v2`,
+    /// nginx `proxy_protocol on` in a `stream` block). A trusted connection without one is
+    /// dropped.
+    ProxyV2,
+    /// The last entry of the `X-Forwarded-For` header of the HTTP request (an HTTP proxy
+    /// that appends the address it accepted from). Without one, the proxy's address counts.
+    XForwardedFor,
 }
 
 /// How the embedded `sled` database uses memory and the disk.
@@ -210,6 +240,21 @@ mod tests {
             config.relay_id.as_deref(),
             Some("wss://relay.example.org/v1")
         );
+    }
+
+    #[test]
+    fn proxies_are_off_unless_configured() {
+        assert_eq!(Config::new(Storage::Memory).proxy, None);
+        let config: Config = toml::from_str(
+            "[proxy]\nprotocol = \"proxy_v2\"\ntrusted = [\"127.0.0.1\", \"::1\"]\n",
+        )
+        .unwrap();
+        let proxy = config.proxy.unwrap();
+        assert_eq!(proxy.protocol, ProxyProtocol::ProxyV2);
+        assert_eq!(proxy.trusted.len(), 2);
+        let config: Config =
+            toml::from_str("[proxy]\nprotocol = \"x_forwarded_for\"\ntrusted = []\n").unwrap();
+        assert_eq!(config.proxy.unwrap().protocol, ProxyProtocol::XForwardedFor);
     }
 
     #[test]

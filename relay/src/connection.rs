@@ -34,10 +34,12 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::commit::{CommitResult, Committer};
 use crate::config::Limits;
+use crate::config::{ProxyConfig, ProxyProtocol};
 use crate::envelope_ids::IdCipher;
 use crate::http::{self, Prefixed, Route};
 use crate::metrics::{Metrics, Rejection};
-use crate::ratelimit::RateLimiter;
+use crate::proxy;
+use crate::ratelimit::{IpSlot, IpSlots, RateLimiter, ip_key};
 use crate::router::{Registration, Router};
 use crate::store::{ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store};
 
@@ -62,7 +64,59 @@ pub(crate) struct Shared {
     pub(crate) device_frames: RateLimiter<DeviceAddr>,
     pub(crate) device_envelopes: RateLimiter<DeviceAddr>,
     pub(crate) ip_frames: RateLimiter<IpAddr>,
+    pub(crate) ip_connects: RateLimiter<IpAddr>,
+    pub(crate) ip_slots: Arc<IpSlots>,
+    pub(crate) proxy: Option<ProxyConfig>,
     pub(crate) shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// How a connection from `peer` names its client, if `peer` is a trusted proxy.
+    pub(crate) fn proxy_protocol_for(&self, peer: IpAddr) -> Option<ProxyProtocol> {
+        let proxy = self.proxy.as_ref()?;
+        let peer = peer.to_canonical();
+        proxy
+            .trusted
+            .iter()
+            .any(|trusted| trusted.to_canonical() == peer)
+            .then_some(proxy.protocol)
+    }
+
+    /// Forgets every rate limiter bucket that has refilled by `now`.
+    pub(crate) fn sweep_limiters(&self, now: StdInstant) {
+        self.device_frames.sweep(now);
+        self.device_envelopes.sweep(now);
+        self.ip_frames.sweep(now);
+        self.ip_connects.sweep(now);
+    }
+}
+
+/// Where a connection stands with the per-address limits when its task starts.
+pub(crate) enum Admission {
+    /// Admitted; the slot is held for the connection's life. Its key is the client network.
+    Admitted(IpSlot),
+    /// From a trusted HTTP proxy at this address: admitted once the request head names the
+    /// client (`X-Forwarded-For`), or under the proxy's address if it does not.
+    ForwardedBy(IpAddr),
+}
+
+/// Admits a connection from client address `ip` under the per-address limits (new
+/// connections per second, open connections), counted per [`ip_key`]; `None` (and a
+/// rejection counted) if a limit is reached.
+pub(crate) fn admit(shared: &Shared, ip: IpAddr) -> Option<IpSlot> {
+    let key = ip_key(ip);
+    if !shared.ip_connects.try_take(key, 1.0, StdInstant::now()) {
+        shared.metrics.reject(Rejection::ConnectRateLimited);
+        return None;
+    }
+    let Some(slot) = shared
+        .ip_slots
+        .acquire(key, shared.limits.max_connections_per_ip)
+    else {
+        shared.metrics.reject(Rejection::TooManyConnectionsFromIp);
+        return None;
+    };
+    Some(slot)
 }
 
 type Ws<S> = WebSocketStream<Prefixed<S>>;
@@ -85,21 +139,28 @@ pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
 }
 
 /// Serves one connection to its end. `deadline` bounds everything before authentication.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, ip: IpAddr, deadline: Instant)
-where
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    admission: Admission,
+    deadline: Instant,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // A connection still in its handshake has nothing to lose: shutdown drops it at once.
     let handshake = async {
-        let ws = match timeout_at(deadline, open(&shared, stream)).await {
-            Ok(Some(ws)) => ws,
+        let (ws, slot) = match timeout_at(deadline, open(&shared, stream, admission)).await {
+            Ok(Some(opened)) => opened,
             Ok(None) => return None,
             Err(_) => {
                 shared.metrics.reject(Rejection::HandshakeTimeout);
                 return None;
             }
         };
-        authenticate(&shared, ws, ip, deadline).await
+        let ip = slot.key();
+        authenticate(&shared, ws, ip, deadline)
+            .await
+            .map(|(ws, device)| (ws, device, slot))
     };
     // Boxed, so the handshake's state is freed once it is done instead of sizing this
     // connection's task for its whole life.
@@ -107,9 +168,10 @@ where
         () = shared.shutdown.cancelled() => None,
         authenticated = Box::pin(handshake) => authenticated,
     };
-    let Some((mut ws, device)) = authenticated else {
+    let Some((mut ws, device, slot)) = authenticated else {
         return;
     };
+    let ip = slot.key();
     let addr = DeviceAddr {
         identity: device.identity(),
         device: device.device_id(),
@@ -162,14 +224,23 @@ where
     Metrics::sub(&shared.metrics.authenticated_open, 1);
 }
 
-/// The HTTP request and the WebSocket upgrade.
-async fn open<S>(shared: &Shared, mut stream: S) -> Option<Ws<S>>
+/// The HTTP request, admission under the client address (when a trusted proxy names it in
+/// the request) and the WebSocket upgrade.
+async fn open<S>(shared: &Shared, mut stream: S, admission: Admission) -> Option<(Ws<S>, IpSlot)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let Ok((head, route)) = http::read_head(&mut stream).await else {
         shared.metrics.reject(Rejection::HandshakeFailed);
         return None;
+    };
+    let slot = match admission {
+        Admission::Admitted(slot) => slot,
+        Admission::ForwardedBy(proxy) => {
+            let end = http::head_len(&head);
+            let client = proxy::forwarded_for(head.get(..end).unwrap_or_default());
+            admit(shared, client.unwrap_or(proxy))?
+        }
     };
     match route {
         Route::WebSocket => {}
@@ -201,7 +272,7 @@ where
         shared.metrics.reject(Rejection::HandshakeFailed);
         return None;
     };
-    Some(ws)
+    Some((ws, slot))
 }
 
 /// The challenge and the `Auth` frame, which must arrive by `deadline`.

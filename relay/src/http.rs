@@ -54,6 +54,12 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
+/// The length of the request head (through its blank line) at the start of `buf`, as
+/// [`read_head`] returned it; all of `buf` if it holds no complete head.
+pub(crate) fn head_len(buf: &[u8]) -> usize {
+    find_head_end(buf, 0).unwrap_or(buf.len())
+}
+
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     buf.get(from..)?
         .windows(4)

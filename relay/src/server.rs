@@ -2,14 +2,13 @@
 //! TTL sweeper, accept connections under the connection caps, and on shutdown stop accepting,
 //! let every connection finish, drain the last group commit and flush.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use anyhow::Context as _;
 use protocol::frames::RelayId;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
@@ -18,16 +17,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, SystemClock};
 use crate::commit::CommitTask;
-use crate::config::{Config, Storage};
-use crate::connection::{self, Shared};
+use crate::config::{Config, ProxyProtocol, Storage};
+use crate::connection::{self, Admission, Shared};
 use crate::envelope_ids::IdCipher;
 use crate::metrics::{Metrics, Rejection};
-use crate::ratelimit::RateLimiter;
+use crate::proxy::{self, ProxiedAddr};
+use crate::ratelimit::{IpSlot, IpSlots, RateLimiter};
 use crate::router::Router;
 use crate::store::{MemoryStore, SledStore, Store};
 
 /// How often expired envelopes are swept out (they are also skipped on delivery).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+/// How often the rate limiters forget buckets that have refilled: a timer's work, never a
+/// frame's.
+const LIMITER_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A running relay. Dropping it does not stop it; call [`Relay::shutdown`].
 #[derive(Debug)]
@@ -97,6 +100,9 @@ impl Relay {
             device_frames: RateLimiter::new(limits.device_frames),
             device_envelopes: RateLimiter::new(limits.device_envelopes),
             ip_frames: RateLimiter::new(limits.ip_frames),
+            ip_connects: RateLimiter::new(limits.ip_connects),
+            ip_slots: Arc::new(IpSlots::default()),
+            proxy: config.proxy.clone(),
             shutdown: shutdown.clone(),
             limits,
         });
@@ -146,49 +152,6 @@ pub async fn run(
     relay.shutdown().await
 }
 
-/// Counts connections per IP address; the guard gives the slot back.
-#[derive(Debug, Default)]
-struct IpSlots(Mutex<HashMap<IpAddr, usize>>);
-
-struct IpSlot {
-    slots: Arc<IpSlots>,
-    ip: IpAddr,
-}
-
-impl IpSlots {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        match self.0.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut counts = self.lock();
-        let count = counts.entry(ip).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.slots.lock();
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -200,10 +163,9 @@ async fn serve(
     let tracker = TaskTracker::new();
     let limits = shared.limits.clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let ip_slots = Arc::new(IpSlots::default());
-    let ip_connects = RateLimiter::new(limits.ip_connects);
     let shutdown = shared.shutdown.clone();
     tracker.spawn(sweep(shared.clone(), clock));
+    tracker.spawn(sweep_limiters(shared.clone()));
 
     loop {
         let (tcp, peer) = tokio::select! {
@@ -219,18 +181,18 @@ async fn serve(
             },
         };
         Metrics::add(&shared.metrics.connections_accepted, 1);
-        let ip = peer.ip();
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             shared.metrics.reject(Rejection::TooManyConnections);
             continue;
         };
-        if !ip_connects.try_take(ip, 1.0, StdInstant::now()) {
-            shared.metrics.reject(Rejection::ConnectRateLimited);
-            continue;
-        }
-        let Some(slot) = ip_slots.acquire(ip, limits.max_connections_per_ip) else {
-            shared.metrics.reject(Rejection::TooManyConnectionsFromIp);
-            continue;
+        // A trusted proxy's connection is admitted under the client address it names, once
+        // it has named it; any other at once, under its own.
+        let peer = match shared.proxy_protocol_for(peer.ip()) {
+            Some(protocol) => Peer::Proxy(peer.ip(), protocol),
+            None => match connection::admit(&shared, peer.ip()) {
+                Some(slot) => Peer::Admitted(slot),
+                None => continue,
+            },
         };
         let _ = tcp.set_nodelay(true);
         let deadline = Instant::now() + limits.handshake_timeout();
@@ -238,23 +200,8 @@ async fn serve(
         let tls = tls.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            let _slot = slot;
             Metrics::add(&shared.metrics.connections_open, 1);
-            // Each path boxed: a task is as large as its largest state, and a plain
-            // connection should not carry the TLS handshake's size for its whole life.
-            match tls {
-                None => Box::pin(connection::serve(shared.clone(), tcp, ip, deadline)).await,
-                Some(acceptor) => {
-                    let accepted = Box::pin(timeout_at(deadline, acceptor.accept(tcp))).await;
-                    match accepted {
-                        Ok(Ok(stream)) => {
-                            Box::pin(connection::serve(shared.clone(), stream, ip, deadline)).await
-                        }
-                        Ok(Err(_)) => shared.metrics.reject(Rejection::HandshakeFailed),
-                        Err(_) => shared.metrics.reject(Rejection::HandshakeTimeout),
-                    }
-                }
-            }
+            Box::pin(accepted(shared.clone(), tcp, peer, tls, deadline)).await;
             Metrics::sub(&shared.metrics.connections_open, 1);
         });
     }
@@ -271,6 +218,71 @@ async fn serve(
     store.flush().await.context("the final flush")?;
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// Who a connection is limited as, as far as the accept loop knows.
+enum Peer {
+    /// Admitted under its own address.
+    Admitted(IpSlot),
+    /// From a trusted proxy (this address), which names the client with this protocol.
+    Proxy(IpAddr, ProxyProtocol),
+}
+
+/// One accepted TCP connection: the PROXY header if one is due, TLS if configured, then the
+/// connection itself; all of it before `deadline` until authentication.
+async fn accepted(
+    shared: Arc<Shared>,
+    mut tcp: TcpStream,
+    peer: Peer,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    deadline: Instant,
+) {
+    let admission = match peer {
+        Peer::Admitted(slot) => Admission::Admitted(slot),
+        Peer::Proxy(proxy, ProxyProtocol::XForwardedFor) => Admission::ForwardedBy(proxy),
+        Peer::Proxy(proxy, ProxyProtocol::ProxyV2) => {
+            let client = match timeout_at(deadline, proxy::read_v2(&mut tcp)).await {
+                Ok(Ok(ProxiedAddr::Client(client))) => client.ip(),
+                Ok(Ok(ProxiedAddr::Proxy)) => proxy,
+                Ok(Err(_)) => {
+                    shared.metrics.reject(Rejection::HandshakeFailed);
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.reject(Rejection::HandshakeTimeout);
+                    return;
+                }
+            };
+            match connection::admit(&shared, client) {
+                Some(slot) => Admission::Admitted(slot),
+                None => return,
+            }
+        }
+    };
+    // Each path boxed: a task is as large as its largest state, and a plain connection
+    // should not carry the TLS handshake's size for its whole life.
+    match tls {
+        None => Box::pin(connection::serve(shared, tcp, admission, deadline)).await,
+        Some(acceptor) => match Box::pin(timeout_at(deadline, acceptor.accept(tcp))).await {
+            Ok(Ok(stream)) => {
+                Box::pin(connection::serve(shared, stream, admission, deadline)).await;
+            }
+            Ok(Err(_)) => shared.metrics.reject(Rejection::HandshakeFailed),
+            Err(_) => shared.metrics.reject(Rejection::HandshakeTimeout),
+        },
+    }
+}
+
+/// Forgets rate limiter buckets that have refilled, so idle keys cost nothing.
+async fn sweep_limiters(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(LIMITER_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        shared.sweep_limiters(StdInstant::now());
+    }
 }
 
 /// Deletes expired envelopes now and then.

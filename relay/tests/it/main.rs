@@ -8,6 +8,7 @@ mod handles;
 mod load_tool;
 mod ops;
 mod prekeys;
+mod proxy;
 mod shutdown;
 mod smoke;
 mod store_forward;
