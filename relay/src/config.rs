@@ -155,6 +155,21 @@ pub struct Limits {
     pub ip_connects: RateLimit,
     /// Envelopes a mailbox may hold; further sends to it are refused with `mailbox_full`.
     pub mailbox_quota: usize,
+    /// Bytes a mailbox may hold (payloads plus `store::ENVELOPE_OVERHEAD` each); further
+    /// sends to it are refused with `mailbox_full`.
+    pub mailbox_quota_bytes: u64,
+    /// Bytes all mailboxes together may hold, counted the same way; a `Send` that would go
+    /// over is refused with `storage_full`. Set it well below the free disk space: sled's
+    /// files take more than the data they hold.
+    pub disk_budget_bytes: u64,
+    /// Payload bytes a device may send (token bucket in bytes): the relay keeps nothing about
+    /// senders, so this is the per-device quota on what one device can make it store.
+    pub device_bytes: RateLimit,
+    /// `FetchBundle` requests a device may make.
+    pub bundle_fetches: RateLimit,
+    /// One-time prekeys handed out per target identity (all its devices together); past it,
+    /// bundles carry none and use the last-resort KEM prekey.
+    pub one_time_prekeys: RateLimit,
     /// How long an unacknowledged envelope is kept, seconds.
     pub envelope_ttl_secs: u64,
     /// Most envelopes delivered to a device and not yet acknowledged.
@@ -196,6 +211,20 @@ impl Default for Limits {
                 burst: 50.0,
             },
             mailbox_quota: 10_000,
+            mailbox_quota_bytes: 64 * 1024 * 1024,
+            disk_budget_bytes: 8 * 1024 * 1024 * 1024,
+            device_bytes: RateLimit {
+                per_second: 1024.0 * 1024.0,
+                burst: 32.0 * 1024.0 * 1024.0,
+            },
+            bundle_fetches: RateLimit {
+                per_second: 1.0,
+                burst: 30.0,
+            },
+            one_time_prekeys: RateLimit {
+                per_second: 0.1,
+                burst: 20.0,
+            },
             envelope_ttl_secs: 30 * 24 * 3600,
             delivery_window: 1_024,
             max_pending_sends: 64,

@@ -21,7 +21,7 @@ use protocol::codec::{Decode, Encode};
 use protocol::frames::{
     AUTH_NONCE_LEN, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, RelayId, RequestId, ServerFrame,
 };
-use protocol::identity::VerifiedDevice;
+use protocol::identity::{IdentityKey, VerifiedDevice};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     pub(crate) device_frames: RateLimiter<DeviceAddr>,
     pub(crate) device_envelopes: RateLimiter<DeviceAddr>,
     pub(crate) ip_frames: RateLimiter<IpAddr>,
+    pub(crate) device_bytes: RateLimiter<DeviceAddr>,
+    pub(crate) bundle_fetches: RateLimiter<DeviceAddr>,
+    pub(crate) one_time_prekeys: RateLimiter<IdentityKey>,
     pub(crate) ip_connects: RateLimiter<IpAddr>,
     pub(crate) ip_slots: Arc<IpSlots>,
     pub(crate) proxy: Option<ProxyConfig>,
@@ -87,6 +90,9 @@ impl Shared {
         self.device_frames.sweep(now);
         self.device_envelopes.sweep(now);
         self.ip_frames.sweep(now);
+        self.device_bytes.sweep(now);
+        self.bundle_fetches.sweep(now);
+        self.one_time_prekeys.sweep(now);
         self.ip_connects.sweep(now);
     }
 }
@@ -725,10 +731,18 @@ impl Session {
         if !allowed {
             return self.rate_limited(ws, frame.request_id()).await;
         }
-        if let ClientFrame::Send { envelopes, .. } = &frame
-            && !shared
+        if let ClientFrame::Send { envelopes, .. } = &frame {
+            let bytes: usize = envelopes.iter().map(|e| e.payload.len()).sum();
+            if !shared
                 .device_envelopes
                 .try_take(self.addr, envelopes.len() as f64, now)
+                || !shared.device_bytes.try_take(self.addr, bytes as f64, now)
+            {
+                return self.rate_limited(ws, frame.request_id()).await;
+            }
+        }
+        if matches!(frame, ClientFrame::FetchBundle { .. })
+            && !shared.bundle_fetches.try_take(self.addr, 1.0, now)
         {
             return self.rate_limited(ws, frame.request_id()).await;
         }
@@ -893,7 +907,12 @@ impl Session {
 
     fn fetch_bundle(&self, request_id: RequestId, addr: DeviceAddr) -> ServerFrame {
         let store = &self.shared.store;
-        match store.take_bundle(&addr) {
+        // Past the target identity's rate, a bundle that consumes nothing (SPEC.md 10.8).
+        let one_time = self
+            .shared
+            .one_time_prekeys
+            .try_take(addr.identity, 1.0, StdInstant::now());
+        match store.take_bundle_with(&addr, one_time) {
             Ok(Some(bundle)) => ServerFrame::Bundle { request_id, bundle },
             Ok(None) => match store.has_device(&addr) {
                 Ok(true) => ServerFrame::error(

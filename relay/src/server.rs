@@ -84,6 +84,8 @@ impl Relay {
             clock: clock.clone(),
             metrics: metrics.clone(),
             quota: limits.mailbox_quota,
+            quota_bytes: limits.mailbox_quota_bytes,
+            disk_budget: limits.disk_budget_bytes,
             max_batch: limits.max_commit_batch,
         }
         .spawn(limits.max_connections.max(64))
@@ -100,6 +102,9 @@ impl Relay {
             device_frames: RateLimiter::new(limits.device_frames),
             device_envelopes: RateLimiter::new(limits.device_envelopes),
             ip_frames: RateLimiter::new(limits.ip_frames),
+            device_bytes: RateLimiter::new(limits.device_bytes),
+            bundle_fetches: RateLimiter::new(limits.bundle_fetches),
+            one_time_prekeys: RateLimiter::new(limits.one_time_prekeys),
             ip_connects: RateLimiter::new(limits.ip_connects),
             ip_slots: Arc::new(IpSlots::default()),
             proxy: config.proxy.clone(),

@@ -29,6 +29,15 @@ pub const MAX_DEVICES_PER_IDENTITY: usize = 64;
 /// Most handles one identity may hold, so no identity can squat the namespace.
 pub const MAX_HANDLES_PER_IDENTITY: usize = 8;
 
+/// What an envelope counts against the byte quotas: its payload and a fixed allowance for its
+/// id, arrival time, keys and index entry (SPEC.md section 10.8).
+pub const ENVELOPE_OVERHEAD: u64 = 128;
+
+/// The bytes an envelope with a payload of `payload_len` bytes counts as.
+pub fn stored_size(payload_len: usize) -> u64 {
+    (payload_len as u64).saturating_add(ENVELOPE_OVERHEAD)
+}
+
 /// A device mailbox address: account identity and device id.
 ///
 /// Ordered like [`DeviceAddr::to_key`]: by identity bytes, then device id.
@@ -179,6 +188,8 @@ pub enum StoreError {
 pub struct StoreStats {
     /// Envelopes waiting in all mailboxes.
     pub envelopes: u64,
+    /// What they count as ([`stored_size`]), all mailboxes together.
+    pub envelope_bytes: u64,
     /// Registered devices.
     pub devices: u64,
 }
@@ -247,7 +258,19 @@ impl Store {
     /// first. `None` when the device is unknown or has not published a signed prekey and a KEM
     /// prekey (nothing is consumed then).
     pub fn take_bundle(&self, addr: &DeviceAddr) -> Result<Option<PrekeyBundle>, StoreError> {
-        dispatch!(self, s => s.take_bundle(addr))
+        dispatch!(self, s => s.take_bundle(addr, true))
+    }
+
+    /// As [`Self::take_bundle`] with `one_time` true; with `one_time` false the bundle
+    /// consumes nothing: it carries no one-time X25519 prekey and the last-resort KEM prekey
+    /// (a one-time KEM prekey only if the device has no last-resort one). The relay hands out
+    /// such bundles past a target identity's one-time prekey rate (SPEC.md section 10.8).
+    pub fn take_bundle_with(
+        &self,
+        addr: &DeviceAddr,
+        one_time: bool,
+    ) -> Result<Option<PrekeyBundle>, StoreError> {
+        dispatch!(self, s => s.take_bundle(addr, one_time))
     }
 
     /// The one-time prekeys a device has left.
@@ -273,6 +296,11 @@ impl Store {
     /// How many envelopes `addr`'s mailbox holds (O(1): counts are kept per device).
     pub fn mailbox_len(&self, addr: &DeviceAddr) -> Result<usize, StoreError> {
         dispatch!(self, s => s.mailbox_len(addr))
+    }
+
+    /// What `addr`'s envelopes count as ([`stored_size`]; O(1) like [`Self::mailbox_len`]).
+    pub fn mailbox_bytes(&self, addr: &DeviceAddr) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.mailbox_bytes(addr))
     }
 
     /// Makes every earlier write durable (sled: fsync; memory: nothing to do).

@@ -235,6 +235,12 @@ async fn slow_handshakes_are_dropped_at_the_deadline() {
 async fn a_client_that_never_reads_is_cut_off() {
     let relay = TestRelay::with_limits(Limits {
         write_timeout_ms: 200,
+        // 64 MiB from one device to one mailbox: the byte quotas are another test's.
+        mailbox_quota_bytes: u64::MAX,
+        device_bytes: RateLimit {
+            per_second: 1e12,
+            burst: 1e12,
+        },
         ..Limits::default()
     })
     .await;

@@ -9,6 +9,7 @@ mod load_tool;
 mod ops;
 mod prekeys;
 mod proxy;
+mod quotas;
 mod shutdown;
 mod smoke;
 mod store_forward;

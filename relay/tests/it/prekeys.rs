@@ -16,7 +16,18 @@ const FETCHES_EACH: u32 = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_never_share_a_one_time_key() {
-    let relay = TestRelay::memory().await;
+    // Every fetch may take a one-time key: the per-target and per-requester rates are
+    // another test's (quotas.rs).
+    let unlimited = chat_relay::RateLimit {
+        per_second: 1e6,
+        burst: 1e6,
+    };
+    let relay = TestRelay::with_limits(chat_relay::Limits {
+        one_time_prekeys: unlimited,
+        bundle_fetches: unlimited,
+        ..chat_relay::Limits::default()
+    })
+    .await;
     let mut bob = Device::new(1);
     let mut b = relay.connect(&bob).await;
     let reply = request(&mut b, bob.prekeys(1, ONE_TIME_KEYS)).await;
