@@ -5,6 +5,7 @@ mod abuse;
 mod auth;
 mod common;
 mod handles;
+#[cfg(feature = "load-tool")]
 mod load_tool;
 mod ops;
 mod prekeys;
