@@ -94,14 +94,16 @@ struct Adding {
 
 impl CommitTask {
     /// Starts the task; it runs until every [`Committer`] is dropped and the queue is empty.
+    /// `last_sequence` is the store's [`Store::last_sequence`].
     pub(crate) fn spawn(
         self,
         queue: usize,
-    ) -> Result<(Committer, tokio::task::JoinHandle<()>), StoreError> {
-        let next_seq = self.store.last_sequence()?.saturating_add(1);
+        last_sequence: u64,
+    ) -> (Committer, tokio::task::JoinHandle<()>) {
+        let next_seq = last_sequence.saturating_add(1);
         let (tx, rx) = mpsc::channel(queue.max(1));
         let handle = tokio::spawn(Arc::new(self).run(rx, next_seq));
-        Ok((Committer { tx }, handle))
+        (Committer { tx }, handle)
     }
 
     async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Request>, mut next_seq: u64) {
@@ -122,16 +124,16 @@ impl CommitTask {
             // off the runtime per batch.
             let this = self.clone();
             let seq = next_seq;
-            match tokio::task::spawn_blocking(move || this.commit(batch, seq)).await {
+            let committed = tokio::task::spawn_blocking(move || {
+                crate::store::blocking_section(|| this.commit(batch, seq))
+            });
+            match committed.await {
                 Ok(next) => next_seq = next,
                 Err(e) => {
-                    // The batch's senders see their reply channels dropped: `internal`.
+                    // The batch's senders see their reply channels dropped: `internal`. Skip
+                    // every sequence number the batch could have taken.
                     tracing::error!(error = %e, "the group commit panicked");
-                    next_seq = self
-                        .store
-                        .last_sequence()
-                        .map_or(next_seq, |last| last.saturating_add(1))
-                        .max(next_seq);
+                    next_seq = next_seq.saturating_add(count as u64);
                 }
             }
         }

@@ -21,7 +21,9 @@ use protocol::codec::{Decode, Encode};
 use protocol::frames::{
     AUTH_NONCE_LEN, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, RelayId, RequestId, ServerFrame,
 };
+use protocol::frames::{HandleClaim, HandleRelease};
 use protocol::identity::{IdentityKey, VerifiedDevice};
+use protocol::prekeys::{KemPrekey, OneTimePrekey, SignedPrekey};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
@@ -41,7 +43,9 @@ use crate::metrics::{Metrics, Rejection};
 use crate::proxy;
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter, ip_key};
 use crate::router::{Registration, Router};
-use crate::store::{ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store};
+use crate::store::{
+    ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store, StoreError, blocking_section,
+};
 
 /// How far a handle claim's `issued_at` may be from the relay's clock, seconds.
 pub const HANDLE_CLOCK_WINDOW_SECS: u64 = 24 * 3600;
@@ -74,6 +78,32 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Runs `call` on the store on a blocking thread: sled's I/O and the store's locks (which a
+    /// group commit holds while it writes) never stall an async worker and the connections it
+    /// serves. A call that panicked is a [`StoreError::Task`].
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || blocking_section(|| call(&store)))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
+    }
+
+    /// As [`Self::blocking`] for a call that answers a request: a failed task answers
+    /// `internal`.
+    async fn answer(
+        &self,
+        request_id: RequestId,
+        call: impl FnOnce(&Store) -> ServerFrame + Send + 'static,
+    ) -> ServerFrame {
+        match self.blocking(call).await {
+            Ok(frame) => frame,
+            Err(e) => internal(request_id, &e),
+        }
+    }
+
     /// How a connection from `peer` names its client, if `peer` is a trusted proxy.
     pub(crate) fn proxy_protocol_for(&self, peer: IpAddr) -> Option<ProxyProtocol> {
         let proxy = self.proxy.as_ref()?;
@@ -182,7 +212,13 @@ pub(crate) async fn serve<S>(
         identity: device.identity(),
         device: device.device_id(),
     };
-    let refusal = match shared.store.put_device(&device) {
+    let put = {
+        let device = device.clone();
+        shared
+            .blocking(move |store| store.put_device(&device))
+            .await
+    };
+    let refusal = match put.and_then(|outcome| outcome) {
         Ok(DeviceOutcome::Added | DeviceOutcome::Replaced | DeviceOutcome::Unchanged) => None,
         Ok(DeviceOutcome::Outdated) => Some((
             ErrorCode::AuthFailed,
@@ -260,7 +296,10 @@ where
             return None;
         }
         Route::Metrics => {
-            let stats = shared.store.stats();
+            let Ok(stats) = shared.blocking(Store::stats).await else {
+                let _ = http::respond(&mut stream, "500 Internal Server Error", "error\n").await;
+                return None;
+            };
             let body = shared.metrics.render(stats.envelopes, stats.devices);
             let _ = http::respond(&mut stream, "200 OK", &body).await;
             return None;
@@ -638,13 +677,12 @@ impl Session {
             .delivery_window
             .saturating_sub(self.in_flight.len());
         let limit = room.min(DELIVERY_PAGE);
-        let page = match shared.store.pending(
-            &self.addr,
-            self.cursor,
-            limit,
-            shared.clock.now(),
-            shared.limits.envelope_ttl_secs,
-        ) {
+        let (addr, cursor, now) = (self.addr, self.cursor, shared.clock.now());
+        let ttl = shared.limits.envelope_ttl_secs;
+        let page = shared
+            .blocking(move |store| store.pending(&addr, cursor, limit, now, ttl))
+            .await;
+        let page = match page.and_then(|page| page) {
             Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "reading a mailbox failed");
@@ -776,7 +814,7 @@ impl Session {
                 )),
             },
             ClientFrame::Ack { envelope_ids } => {
-                self.ack(&envelope_ids);
+                self.ack(&envelope_ids).await;
                 None
             }
             ClientFrame::PublishPrekeys {
@@ -784,46 +822,57 @@ impl Session {
                 signed_prekey,
                 kem_prekeys,
                 one_time_prekeys,
-            } => Some(self.publish(
-                request_id,
-                signed_prekey.as_ref(),
-                &kem_prekeys,
-                &one_time_prekeys,
-            )),
+            } => Some(
+                self.publish(request_id, signed_prekey, kem_prekeys, one_time_prekeys)
+                    .await,
+            ),
             ClientFrame::FetchBundle {
                 request_id,
                 identity,
                 device_id,
-            } => Some(self.fetch_bundle(
-                request_id,
-                DeviceAddr {
-                    identity,
-                    device: device_id,
-                },
-            )),
+            } => Some(
+                self.fetch_bundle(
+                    request_id,
+                    DeviceAddr {
+                        identity,
+                        device: device_id,
+                    },
+                )
+                .await,
+            ),
             ClientFrame::ListDevices {
                 request_id,
                 identity,
             } => Some(
-                match shared.store.devices(&identity, MAX_DEVICES_PER_LIST) {
-                    Ok(devices) => ServerFrame::Devices {
-                        request_id,
-                        devices,
-                    },
-                    Err(e) => internal(request_id, &e),
-                },
+                shared
+                    .answer(request_id, move |store| {
+                        match store.devices(&identity, MAX_DEVICES_PER_LIST) {
+                            Ok(devices) => ServerFrame::Devices {
+                                request_id,
+                                devices,
+                            },
+                            Err(e) => internal(request_id, &e),
+                        }
+                    })
+                    .await,
             ),
-            ClientFrame::ClaimHandle { request_id, claim } => Some(self.claim(request_id, &claim)),
-            ClientFrame::LookupHandle { request_id, handle } => {
-                Some(match shared.store.lookup_handle(&handle) {
-                    Ok(claim) => ServerFrame::HandleRecord { request_id, claim },
-                    Err(e) => internal(request_id, &e),
-                })
+            ClientFrame::ClaimHandle { request_id, claim } => {
+                Some(self.claim(request_id, claim).await)
             }
+            ClientFrame::LookupHandle { request_id, handle } => Some(
+                shared
+                    .answer(request_id, move |store| {
+                        match store.lookup_handle(&handle) {
+                            Ok(claim) => ServerFrame::HandleRecord { request_id, claim },
+                            Err(e) => internal(request_id, &e),
+                        }
+                    })
+                    .await,
+            ),
             ClientFrame::ReleaseHandle {
                 request_id,
                 release,
-            } => Some(self.release(request_id, &release)),
+            } => Some(self.release(request_id, release).await),
         };
         match reply {
             Some(frame) => self.feed(ws, &frame).await,
@@ -850,7 +899,7 @@ impl Session {
         self.feed(ws, &frame).await
     }
 
-    fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
+    async fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
         let seqs: Vec<u64> = ids
             .iter()
             .filter_map(|id| self.shared.ids.seq_of(id))
@@ -858,7 +907,12 @@ impl Session {
         for seq in &seqs {
             self.in_flight.remove(seq);
         }
-        match self.shared.store.ack(&self.addr, &seqs) {
+        let addr = self.addr;
+        let acked = self
+            .shared
+            .blocking(move |store| store.ack(&addr, &seqs))
+            .await;
+        match acked.and_then(|n| n) {
             Ok(n) => Metrics::add(&self.shared.metrics.envelopes_acked, n as u64),
             Err(e) => tracing::error!(error = %e, "deleting acknowledged envelopes failed"),
         }
@@ -866,138 +920,182 @@ impl Session {
         self.more_mail = true;
     }
 
+    // The request handlers below return futures that do not borrow the session, so that the
+    // session (not `Sync`) is not held across their store call.
+
     fn publish(
         &self,
         request_id: RequestId,
-        signed: Option<&protocol::prekeys::SignedPrekey>,
-        kem: &[protocol::prekeys::KemPrekey],
-        one_time: &[protocol::prekeys::OneTimePrekey],
-    ) -> ServerFrame {
+        signed: Option<SignedPrekey>,
+        kem: Vec<KemPrekey>,
+        one_time: Vec<OneTimePrekey>,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let signing_key = self.device.signing_key();
-        let signatures_ok = signed.is_none_or(|spk| spk.verify(signing_key).is_ok())
+        let signatures_ok = signed
+            .as_ref()
+            .is_none_or(|spk| spk.verify(signing_key).is_ok())
             && kem.iter().all(|k| k.verify(signing_key).is_ok());
-        if !signatures_ok {
-            return ServerFrame::error(
-                Some(request_id),
-                ErrorCode::InvalidPrekeys,
-                "a prekey signature does not verify",
-            );
-        }
-        match self
-            .shared
-            .store
-            .publish_prekeys(&self.addr, signed, kem, one_time)
-        {
-            Ok(Ok(counts)) => ServerFrame::PrekeyCount {
-                request_id,
-                one_time: counts.one_time,
-                kem_one_time: counts.kem_one_time,
-            },
-            Ok(Err(PublishError::TooManyPrekeys)) => ServerFrame::error(
-                Some(request_id),
-                ErrorCode::InvalidPrekeys,
-                "the relay stores no more prekeys for this device",
-            ),
-            Ok(Err(PublishError::UnknownDevice)) => {
-                ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device")
+        let (shared, addr) = (self.shared.clone(), self.addr);
+        async move {
+            if !signatures_ok {
+                return ServerFrame::error(
+                    Some(request_id),
+                    ErrorCode::InvalidPrekeys,
+                    "a prekey signature does not verify",
+                );
             }
-            Err(e) => internal(request_id, &e),
+            shared
+                .answer(request_id, move |store| {
+                    match store.publish_prekeys(&addr, signed.as_ref(), &kem, &one_time) {
+                        Ok(Ok(counts)) => ServerFrame::PrekeyCount {
+                            request_id,
+                            one_time: counts.one_time,
+                            kem_one_time: counts.kem_one_time,
+                        },
+                        Ok(Err(PublishError::TooManyPrekeys)) => ServerFrame::error(
+                            Some(request_id),
+                            ErrorCode::InvalidPrekeys,
+                            "the relay stores no more prekeys for this device",
+                        ),
+                        Ok(Err(PublishError::UnknownDevice)) => ServerFrame::error(
+                            Some(request_id),
+                            ErrorCode::NotFound,
+                            "unknown device",
+                        ),
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
         }
     }
 
-    fn fetch_bundle(&self, request_id: RequestId, addr: DeviceAddr) -> ServerFrame {
-        let store = &self.shared.store;
+    fn fetch_bundle(
+        &self,
+        request_id: RequestId,
+        addr: DeviceAddr,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
         // Past the target identity's rate, a bundle that consumes nothing (SPEC.md 10.8).
         let one_time = self
             .shared
             .one_time_prekeys
             .try_take(addr.identity, 1.0, StdInstant::now());
-        match store.take_bundle_with(&addr, one_time) {
-            Ok(Some(bundle)) => ServerFrame::Bundle { request_id, bundle },
-            Ok(None) => match store.has_device(&addr) {
-                Ok(true) => ServerFrame::error(
-                    Some(request_id),
-                    ErrorCode::NoPrekeys,
-                    "the device has published no prekeys",
-                ),
-                Ok(false) => {
-                    ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device")
-                }
-                Err(e) => internal(request_id, &e),
-            },
-            Err(e) => internal(request_id, &e),
+        let shared = self.shared.clone();
+        async move {
+            shared
+                .answer(request_id, move |store| {
+                    match store.take_bundle_with(&addr, one_time) {
+                        Ok(Some(bundle)) => ServerFrame::Bundle { request_id, bundle },
+                        Ok(None) => match store.has_device(&addr) {
+                            Ok(true) => ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::NoPrekeys,
+                                "the device has published no prekeys",
+                            ),
+                            Ok(false) => ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::NotFound,
+                                "unknown device",
+                            ),
+                            Err(e) => internal(request_id, &e),
+                        },
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
         }
     }
 
-    fn claim(&self, request_id: RequestId, claim: &protocol::frames::HandleClaim) -> ServerFrame {
+    fn claim(
+        &self,
+        request_id: RequestId,
+        claim: HandleClaim,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let invalid =
-            |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
-        if claim.identity != self.addr.identity {
-            return invalid("a claim must be made by the authenticated identity");
-        }
-        if claim.verify().is_err() {
-            return invalid("the claim's signature does not verify");
-        }
-        if self.shared.clock.now().abs_diff(claim.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
-            return invalid("issued_at is too far from the relay's clock");
-        }
-        match self.shared.store.claim_handle(claim) {
-            Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => ServerFrame::Done { request_id },
-            Ok(ClaimOutcome::Stale) => {
-                invalid("a claim or release of this handle at least as recent is recorded")
+            move |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+        let refusal = if claim.identity != self.addr.identity {
+            Some("a claim must be made by the authenticated identity")
+        } else if claim.verify().is_err() {
+            Some("the claim's signature does not verify")
+        } else if self.shared.clock.now().abs_diff(claim.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
+            Some("issued_at is too far from the relay's clock")
+        } else {
+            None
+        };
+        let shared = self.shared.clone();
+        async move {
+            if let Some(why) = refusal {
+                return invalid(why);
             }
-            Ok(ClaimOutcome::TooManyHandles) => invalid("this identity holds too many handles"),
-            Ok(ClaimOutcome::Taken) => ServerFrame::error(
-                Some(request_id),
-                ErrorCode::HandleTaken,
-                "the handle belongs to another identity",
-            ),
-            Err(e) => internal(request_id, &e),
+            shared
+                .answer(request_id, move |store| match store.claim_handle(&claim) {
+                    Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => {
+                        ServerFrame::Done { request_id }
+                    }
+                    Ok(ClaimOutcome::Stale) => {
+                        invalid("a claim or release of this handle at least as recent is recorded")
+                    }
+                    Ok(ClaimOutcome::TooManyHandles) => {
+                        invalid("this identity holds too many handles")
+                    }
+                    Ok(ClaimOutcome::Taken) => ServerFrame::error(
+                        Some(request_id),
+                        ErrorCode::HandleTaken,
+                        "the handle belongs to another identity",
+                    ),
+                    Err(e) => internal(request_id, &e),
+                })
+                .await
         }
     }
 
     fn release(
         &self,
         request_id: RequestId,
-        release: &protocol::frames::HandleRelease,
-    ) -> ServerFrame {
+        release: HandleRelease,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let invalid =
-            |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
-        if release.identity != self.addr.identity {
-            return invalid("a release must be made by the authenticated identity");
-        }
-        if release.verify().is_err() {
-            return invalid("the release's signature does not verify");
-        }
-        if self.shared.clock.now().abs_diff(release.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
-            return invalid("issued_at is too far from the relay's clock");
-        }
-        let store = &self.shared.store;
-        match store.lookup_handle(&release.handle) {
-            Ok(None) => {
-                return ServerFrame::error(
-                    Some(request_id),
-                    ErrorCode::NotFound,
-                    "nobody holds this handle",
-                );
+            move |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+        let refusal = if release.identity != self.addr.identity {
+            Some("a release must be made by the authenticated identity")
+        } else if release.verify().is_err() {
+            Some("the release's signature does not verify")
+        } else if self.shared.clock.now().abs_diff(release.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
+            Some("issued_at is too far from the relay's clock")
+        } else {
+            None
+        };
+        let shared = self.shared.clone();
+        async move {
+            if let Some(why) = refusal {
+                return invalid(why);
             }
-            Ok(Some(current)) if current.identity != release.identity => {
-                return invalid("the handle belongs to another identity");
-            }
-            Ok(Some(current)) if current.issued_at >= release.issued_at => {
-                return invalid("the release is not later than the claim");
-            }
-            Ok(Some(_)) => {}
-            Err(e) => return internal(request_id, &e),
-        }
-        match store.release_handle(release) {
-            Ok(true) => ServerFrame::Done { request_id },
-            Ok(false) => ServerFrame::error(
-                Some(request_id),
-                ErrorCode::NotFound,
-                "nobody holds this handle",
-            ),
-            Err(e) => internal(request_id, &e),
+            shared
+                .answer(request_id, move |store| {
+                    let not_found = || {
+                        ServerFrame::error(
+                            Some(request_id),
+                            ErrorCode::NotFound,
+                            "nobody holds this handle",
+                        )
+                    };
+                    match store.lookup_handle(&release.handle) {
+                        Ok(None) => return not_found(),
+                        Ok(Some(current)) if current.identity != release.identity => {
+                            return invalid("the handle belongs to another identity");
+                        }
+                        Ok(Some(current)) if current.issued_at >= release.issued_at => {
+                            return invalid("the release is not later than the claim");
+                        }
+                        Ok(Some(_)) => {}
+                        Err(e) => return internal(request_id, &e),
+                    }
+                    match store.release_handle(&release) {
+                        Ok(true) => ServerFrame::Done { request_id },
+                        Ok(false) => not_found(),
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
         }
     }
 }

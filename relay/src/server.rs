@@ -24,7 +24,7 @@ use crate::metrics::{Metrics, Rejection};
 use crate::proxy::{self, ProxiedAddr};
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter};
 use crate::router::Router;
-use crate::store::{MemoryStore, SledStore, Store};
+use crate::store::{MemoryStore, SledStore, Store, blocking_section};
 
 /// How often expired envelopes are swept out (they are also skipped on delivery).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
@@ -62,20 +62,32 @@ impl Relay {
             .clone()
             .unwrap_or_else(|| format!("ws://{local_addr}/v1"));
         let relay_id = RelayId::new(relay_id_text.into_bytes()).context("the relay id")?;
-        let store = match &config.storage {
-            Storage::Disk(dir) => Store::Sled(
-                SledStore::open_with(dir, &config.sled)
-                    .with_context(|| format!("opening the store in {}", dir.display()))?,
-            ),
-            Storage::Memory => Store::Memory(MemoryStore::new()),
-        };
+        // Opening reads the whole store: on a blocking thread, like every store call.
+        let storage = config.storage.clone();
+        let sled = config.sled;
+        let (store, secret, last_sequence) = tokio::task::spawn_blocking(move || {
+            blocking_section(|| -> anyhow::Result<_> {
+                let store = match &storage {
+                    Storage::Disk(dir) => Store::Sled(
+                        SledStore::open_with(dir, &sled)
+                            .with_context(|| format!("opening the store in {}", dir.display()))?,
+                    ),
+                    Storage::Memory => Store::Memory(MemoryStore::new()),
+                };
+                let secret = store.relay_secret().context("reading the relay secret")?;
+                let last_sequence = store.last_sequence().context("reading the store")?;
+                Ok((store, secret, last_sequence))
+            })
+        })
+        .await
+        .context("the store opener panicked")??;
         let tls = match &config.tls {
             Some(tls) => Some(crate::tls::acceptor(tls)?),
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
         let router = Arc::new(Router::default());
-        let ids = IdCipher::new(&store.relay_secret().context("reading the relay secret")?);
+        let ids = IdCipher::new(&secret);
         let limits = config.limits.clone();
         let (committer, commit_task) = CommitTask {
             store: store.clone(),
@@ -88,8 +100,7 @@ impl Relay {
             disk_budget: limits.disk_budget_bytes,
             max_batch: limits.max_commit_batch,
         }
-        .spawn(limits.max_connections.max(64))
-        .context("starting the group commit")?;
+        .spawn(limits.max_connections.max(64), last_sequence);
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             relay_id: relay_id.clone(),
@@ -298,10 +309,9 @@ async fn sweep(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
             () = shared.shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        match shared
-            .store
-            .expire(clock.now(), shared.limits.envelope_ttl_secs)
-        {
+        let (now, ttl) = (clock.now(), shared.limits.envelope_ttl_secs);
+        let expired = shared.blocking(move |store| store.expire(now, ttl)).await;
+        match expired.and_then(|result| result) {
             Ok(0) => {}
             Ok(n) => {
                 Metrics::add(&shared.metrics.envelopes_expired, n as u64);

@@ -2,9 +2,10 @@
 //!
 //! [`Store`] is an enum over two backends with the same semantics: [`SledStore`] (durable, on
 //! disk, the default) and [`MemoryStore`] (`--ephemeral`: nothing touches the disk). Every
-//! method is synchronous and short except [`Store::flush`], which makes every earlier write
-//! durable; the group-commit task (`commit.rs`) calls it once per batch before acknowledging the
-//! batch to its senders.
+//! method is synchronous except [`Store::flush`], which makes every earlier write durable; the
+//! group commit (`commit.rs`) flushes once per batch before acknowledging the batch to its
+//! senders. Synchronous methods may block, so the relay calls them only on blocking threads,
+//! inside [`blocking_section`] (debug builds check it).
 //!
 //! What is stored about an envelope is its recipient device, the relay-assigned id, the time it
 //! arrived and the opaque payload. Nothing about the sender is stored.
@@ -12,6 +13,7 @@
 mod memory;
 mod sled_store;
 
+use std::cell::Cell;
 use std::fmt;
 
 pub use memory::MemoryStore;
@@ -169,6 +171,9 @@ pub enum StoreError {
     /// The embedded database reported an error.
     #[error("database: {0}")]
     Database(#[from] sled::Error),
+    /// The blocking task running a store call failed (it panicked or was cancelled).
+    #[error("store task: {0}")]
+    Task(String),
     /// A stored value did not decode (corruption, or a value from a newer version).
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
@@ -203,13 +208,45 @@ pub enum Store {
     Memory(MemoryStore),
 }
 
+thread_local! {
+    /// Whether this thread is inside [`blocking_section`].
+    static IN_BLOCKING_SECTION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, which makes store calls, marked as running where blocking is fine: a
+/// `spawn_blocking` thread or a dedicated one. Every synchronous [`Store`] method may block
+/// (sled's I/O, the store's locks, which a group commit holds while it writes), so the relay
+/// never calls one on an async worker thread, where it would stall every connection the
+/// worker serves; debug builds check it (`check_thread`).
+pub(crate) fn blocking_section<T>(f: impl FnOnce() -> T) -> T {
+    let outer = IN_BLOCKING_SECTION.replace(true);
+    let result = f();
+    IN_BLOCKING_SECTION.set(outer);
+    result
+}
+
+/// Debug builds: a synchronous store call on a thread that runs an async runtime, outside
+/// [`blocking_section`], is a bug and panics. Threads without a runtime (tests, tools) are
+/// free to call.
+fn check_thread() {
+    if cfg!(debug_assertions)
+        && !IN_BLOCKING_SECTION.get()
+        && tokio::runtime::Handle::try_current().is_ok()
+    {
+        panic!(
+            "a blocking store call on an async runtime thread: use `blocking_section` on a blocking thread"
+        );
+    }
+}
+
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $store:ident => $call:expr) => {{
+        check_thread();
         match $self {
             Store::Sled($store) => $call,
             Store::Memory($store) => $call,
         }
-    };
+    }};
 }
 
 impl Store {
@@ -313,6 +350,7 @@ impl Store {
 
     /// As [`Self::flush`], on the calling thread, for code already on a blocking thread.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        check_thread();
         match self {
             Store::Sled(s) => s.flush_blocking(),
             Store::Memory(_) => Ok(()),
@@ -427,3 +465,29 @@ pub(crate) fn decode_mailbox_value(seq: u64, value: &[u8]) -> Result<MailboxEntr
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod thread_check {
+    use super::*;
+
+    /// The check that keeps store calls off async workers: it trips on a runtime thread and
+    /// not inside a blocking section or off any runtime.
+    #[test]
+    fn store_calls_on_a_runtime_thread_panic_in_debug_builds() {
+        let store = Store::Memory(MemoryStore::new());
+        assert_eq!(store.last_sequence().unwrap(), 0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let on_worker = runtime.block_on(async {
+            let store = store.clone();
+            tokio::spawn(async move { store.last_sequence() }).await
+        });
+        assert_eq!(on_worker.is_err(), cfg!(debug_assertions), "{on_worker:?}");
+        let in_section = runtime.block_on(async {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || blocking_section(|| store.last_sequence())).await
+        });
+        assert_eq!(in_section.unwrap().unwrap(), 0);
+    }
+}
