@@ -68,6 +68,15 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
         }
     }
 
+    /// How many buckets are kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
     /// Forgets the buckets that have refilled completely by `now`; returns how many are left.
     pub(crate) fn sweep(&self, now: Instant) -> usize {
         let limit = self.limit;
@@ -203,6 +212,25 @@ mod tests {
         assert_eq!(limiter.sweep(later), 1);
         assert!(limiter.try_take(7, 1.0, later));
         assert!(!limiter.try_take(7, 1.0, later));
+    }
+
+    /// Taking a token never sweeps: however many idle buckets there are, a frame pays for
+    /// one lookup, and only [`RateLimiter::sweep`] (a timer's) forgets them.
+    #[test]
+    fn taking_a_token_never_sweeps() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 1000.0,
+            burst: 1.0,
+        });
+        let t0 = Instant::now();
+        for key in 0..10_000u32 {
+            assert!(limiter.try_take(key, 1.0, t0));
+        }
+        // Every bucket has refilled: all of them could be forgotten, none is.
+        let later = t0 + Duration::from_secs(1);
+        assert!(limiter.try_take(10_000, 1.0, later));
+        assert_eq!(limiter.len(), 10_001);
+        assert_eq!(limiter.sweep(later), 1);
     }
 
     #[test]
