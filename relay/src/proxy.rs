@@ -2,11 +2,12 @@
 //! it forwards, so per-address limits apply to the client's address rather than the proxy's
 //! (SPEC.md section 10.8, docs/SERVICES.md).
 //!
-//! [`parse_v2`] is a pure function over bytes (what a fuzzer drives); [`read_v2`] reads exactly
-//! one header from a stream, never a byte past it, so what follows (TLS or HTTP) is intact.
-//! Only the fixed part and the address block are interpreted; TLVs are skipped.
+//! [`parse_v2`] is a pure function over bytes (what a fuzzer drives), which checks the fixed
+//! part and bounds the length itself and leaves the address block to the `ppp` crate;
+//! [`read_v2`] reads exactly one header from a stream, never a byte past it, so what follows
+//! (TLS or HTTP) is intact. TLVs are skipped.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -61,10 +62,11 @@ pub fn block_len(fixed: &[u8; FIXED_LEN]) -> Result<usize, ProxyError> {
     Ok(len)
 }
 
-/// Parses a complete header: the 16 fixed bytes, then exactly the address block they announce.
-/// Returns what it says and how many bytes it took; `Ok(None)` if `bytes` is too short to hold
-/// the whole header yet.
+/// Parses a complete header: the 16 fixed bytes, then exactly the address block they announce
+/// (parsed by the `ppp` crate). Returns what it says and how many bytes it took; `Ok(None)` if
+/// `bytes` is too short to hold the whole header yet.
 pub fn parse_v2(bytes: &[u8]) -> Result<Option<(ProxiedAddr, usize)>, ProxyError> {
+    use ppp::v2::{Addresses, Command, Header, ParseError, Protocol};
     let Some(fixed) = bytes.first_chunk::<FIXED_LEN>() else {
         // A prefix that could still become a header is incomplete; anything else is not one.
         let n = bytes.len().min(SIGNATURE.len());
@@ -75,42 +77,30 @@ pub fn parse_v2(bytes: &[u8]) -> Result<Option<(ProxiedAddr, usize)>, ProxyError
         };
     };
     let len = block_len(fixed)?;
-    let Some(block) = bytes.get(FIXED_LEN..FIXED_LEN + len) else {
-        return Ok(None);
+    let header = match Header::try_from(bytes) {
+        Ok(header) => header,
+        Err(ParseError::Incomplete(_) | ParseError::Partial(..)) => return Ok(None),
+        Err(ParseError::Prefix) => return Err(ProxyError::Signature),
+        Err(ParseError::Version(_) | ParseError::Command(_)) => return Err(ProxyError::Version),
+        Err(ParseError::Protocol(_)) => return Err(ProxyError::Transport),
+        Err(_) => return Err(ProxyError::Length),
     };
-    let addr = parse_block(fixed[12] & 0x0f, fixed[13], block)?;
+    let addr = match (header.command, header.addresses) {
+        (Command::Local, _) => ProxiedAddr::Proxy,
+        (Command::Proxy, Addresses::IPv4(_) | Addresses::IPv6(_))
+            if header.protocol != Protocol::Stream =>
+        {
+            return Err(ProxyError::Transport);
+        }
+        (Command::Proxy, Addresses::IPv4(a)) => {
+            ProxiedAddr::Client(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+        }
+        (Command::Proxy, Addresses::IPv6(a)) => {
+            ProxiedAddr::Client(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+        }
+        (Command::Proxy, Addresses::Unspecified | Addresses::Unix(_)) => ProxiedAddr::Proxy,
+    };
     Ok(Some((addr, FIXED_LEN + len)))
-}
-
-/// Interprets the address block for `command` and the family/transport byte.
-fn parse_block(command: u8, family: u8, block: &[u8]) -> Result<ProxiedAddr, ProxyError> {
-    const LOCAL: u8 = 0;
-    const STREAM: u8 = 1;
-    const INET: u8 = 1;
-    const INET6: u8 = 2;
-    if command == LOCAL {
-        return Ok(ProxiedAddr::Proxy);
-    }
-    let (family, transport) = (family >> 4, family & 0x0f);
-    let source = match family {
-        INET => {
-            let b: &[u8; 12] = block.first_chunk().ok_or(ProxyError::Length)?;
-            let ip = Ipv4Addr::new(b[0], b[1], b[2], b[3]);
-            SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([b[8], b[9]]))
-        }
-        INET6 => {
-            let b: &[u8; 36] = block.first_chunk().ok_or(ProxyError::Length)?;
-            let mut ip = [0u8; 16];
-            ip.copy_from_slice(&b[..16]);
-            let ip = Ipv6Addr::from(ip);
-            SocketAddr::new(IpAddr::V6(ip), u16::from_be_bytes([b[32], b[33]]))
-        }
-        _ => return Ok(ProxiedAddr::Proxy),
-    };
-    if transport != STREAM {
-        return Err(ProxyError::Transport);
-    }
-    Ok(ProxiedAddr::Client(source))
 }
 
 /// Reads one version 2 header from `stream`, exactly its bytes.
@@ -229,6 +219,15 @@ mod tests {
         let mut local = SIGNATURE.to_vec();
         local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
         assert_eq!(parse_v2(&local), Ok(Some((ProxiedAddr::Proxy, 16))));
+        // PROXY from a UNIX socket: no client address to take, the proxy's stands.
+        let mut unix = SIGNATURE.to_vec();
+        unix.extend_from_slice(&[0x21, 0x31, 0x00, 216]);
+        unix.extend_from_slice(&[0; 216]);
+        assert_eq!(parse_v2(&unix), Ok(Some((ProxiedAddr::Proxy, 232))));
+        // An unknown family is malformed.
+        let mut unknown = SIGNATURE.to_vec();
+        unknown.extend_from_slice(&[0x21, 0x41, 0x00, 0x00]);
+        assert!(parse_v2(&unknown).is_err());
 
         let mut bad = v6.clone();
         bad[0] = b'G';
