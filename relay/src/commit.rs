@@ -1,8 +1,9 @@
 //! Group commit: the single writer of mailboxes.
 //!
 //! Connections hand `Send` requests to one task, which takes everything waiting (up to
-//! `max_commit_batch` envelopes), checks each request (every recipient known, every mailbox
-//! under quota, counting this batch), writes the accepted envelopes in one batch, wakes the
+//! `max_commit_batch` envelopes) and hands the batch to a blocking thread, which checks each
+//! request (every recipient known, every mailbox under its envelope and byte quotas and the
+//! store under its budget, counting this batch), writes the accepted envelopes in one batch, wakes the
 //! recipients' connections, flushes once, and only then answers every request of the batch. A
 //! request is all or nothing: if one of its envelopes is refused, none is stored.
 //!
@@ -19,7 +20,7 @@ use crate::clock::Clock;
 use crate::envelope_ids::IdCipher;
 use crate::metrics::{Metrics, Rejection};
 use crate::router::Router;
-use crate::store::{DeviceAddr, EnqueueOutcome, MailboxEntry, Store, StoreError};
+use crate::store::{DeviceAddr, EnqueueOutcome, MailboxEntry, Store, StoreError, stored_size};
 
 /// How one `Send` request ended.
 #[derive(Debug)]
@@ -75,23 +76,37 @@ pub(crate) struct CommitTask {
     pub(crate) ids: IdCipher,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Envelopes per mailbox.
     pub(crate) quota: usize,
+    /// Bytes per mailbox ([`stored_size`]).
+    pub(crate) quota_bytes: u64,
+    /// Bytes in all mailboxes together.
+    pub(crate) disk_budget: u64,
     pub(crate) max_batch: usize,
+}
+
+/// What one batch adds to each mailbox and to the store, so far.
+#[derive(Debug, Default)]
+struct Adding {
+    per_mailbox: HashMap<DeviceAddr, (usize, u64)>,
+    bytes: u64,
 }
 
 impl CommitTask {
     /// Starts the task; it runs until every [`Committer`] is dropped and the queue is empty.
+    /// `last_sequence` is the store's [`Store::last_sequence`].
     pub(crate) fn spawn(
         self,
         queue: usize,
-    ) -> Result<(Committer, tokio::task::JoinHandle<()>), StoreError> {
-        let next_seq = self.store.last_sequence()?.saturating_add(1);
+        last_sequence: u64,
+    ) -> (Committer, tokio::task::JoinHandle<()>) {
+        let next_seq = last_sequence.saturating_add(1);
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let handle = tokio::spawn(self.run(rx, next_seq));
-        Ok((Committer { tx }, handle))
+        let handle = tokio::spawn(Arc::new(self).run(rx, next_seq));
+        (Committer { tx }, handle)
     }
 
-    async fn run(self, mut rx: mpsc::Receiver<Request>, mut next_seq: u64) {
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Request>, mut next_seq: u64) {
         while let Some(first) = rx.recv().await {
             let mut count = first.envelopes.len();
             let mut batch = vec![first];
@@ -104,18 +119,35 @@ impl CommitTask {
                     Err(_) => break,
                 }
             }
-            self.commit(batch, &mut next_seq).await;
+            // Every store call of a batch (the checks, the writes, the flush) and the mailbox
+            // lock they take run on one blocking thread, never on an async worker: one hop
+            // off the runtime per batch.
+            let this = self.clone();
+            let seq = next_seq;
+            let committed = tokio::task::spawn_blocking(move || {
+                crate::store::blocking_section(|| this.commit(batch, seq))
+            });
+            match committed.await {
+                Ok(next) => next_seq = next,
+                Err(e) => {
+                    // The batch's senders see their reply channels dropped: `internal`. Skip
+                    // every sequence number the batch could have taken.
+                    tracing::error!(error = %e, "the group commit panicked");
+                    next_seq = next_seq.saturating_add(count as u64);
+                }
+            }
         }
     }
 
-    async fn commit(&self, batch: Vec<Request>, next_seq: &mut u64) {
+    /// Commits one batch on a blocking thread; returns the next free sequence number.
+    fn commit(&self, batch: Vec<Request>, mut next_seq: u64) -> u64 {
         let now = self.clock.now();
-        let mut added: HashMap<DeviceAddr, usize> = HashMap::new();
+        let mut adding = Adding::default();
         let mut writes: Vec<(DeviceAddr, MailboxEntry)> = Vec::new();
         let mut results: Vec<(oneshot::Sender<CommitResult>, CommitResult)> =
             Vec::with_capacity(batch.len());
         for request in batch {
-            match self.check(&request.envelopes, &added) {
+            match self.check(&request.envelopes, &adding) {
                 Err((code, index, reason)) => {
                     if let Some(reason) = reason {
                         self.metrics.reject(reason);
@@ -129,11 +161,15 @@ impl CommitTask {
                             identity: envelope.recipient_identity,
                             device: envelope.recipient_device,
                         };
-                        let seq = *next_seq;
-                        *next_seq = next_seq.saturating_add(1);
+                        let seq = next_seq;
+                        next_seq = next_seq.saturating_add(1);
                         let id = self.ids.id_for(seq);
                         ids.push(id);
-                        *added.entry(addr).or_default() += 1;
+                        let size = stored_size(envelope.payload.len());
+                        let mailbox = adding.per_mailbox.entry(addr).or_default();
+                        mailbox.0 += 1;
+                        mailbox.1 = mailbox.1.saturating_add(size);
+                        adding.bytes = adding.bytes.saturating_add(size);
                         writes.push((
                             addr,
                             MailboxEntry {
@@ -151,7 +187,7 @@ impl CommitTask {
 
         let stored = writes.len() as u64;
         let recipients: HashSet<DeviceAddr> = writes.iter().map(|(addr, _)| *addr).collect();
-        let durable = self.write(writes, recipients).await;
+        let durable = self.write(&writes, &recipients);
         if durable {
             Metrics::add(&self.metrics.envelopes_stored, stored);
             Metrics::add(&self.metrics.commits, 1);
@@ -164,15 +200,23 @@ impl CommitTask {
             // A sender that went away no longer needs its answer.
             let _ = reply.send(result);
         }
+        next_seq
     }
 
-    /// Checks a request against the store and what this batch already adds.
+    /// Checks a request against the store and what this batch already adds: every recipient
+    /// known, every mailbox under its envelope and byte quotas, the store under its budget.
     fn check(
         &self,
         envelopes: &[OutgoingEnvelope],
-        added: &HashMap<DeviceAddr, usize>,
+        adding: &Adding,
     ) -> Result<(), (ErrorCode, usize, Option<Rejection>)> {
-        let mut mine: HashMap<DeviceAddr, usize> = HashMap::new();
+        let internal = |index, e: StoreError| {
+            tracing::error!(error = %e, "reading the store for a commit check failed");
+            (ErrorCode::Internal, index, None)
+        };
+        let stored_bytes = self.store.stats().envelope_bytes;
+        let mut mine: HashMap<DeviceAddr, (usize, u64)> = HashMap::new();
+        let mut my_bytes = 0u64;
         for (index, envelope) in envelopes.iter().enumerate() {
             let addr = DeviceAddr {
                 identity: envelope.recipient_identity,
@@ -183,75 +227,79 @@ impl CommitTask {
                 Ok(false) => {
                     return Err((ErrorCode::NotFound, index, Some(Rejection::UnknownDevice)));
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the device directory failed");
-                    return Err((ErrorCode::Internal, index, None));
-                }
+                Err(e) => return Err(internal(index, e)),
             }
-            let stored = match self.store.mailbox_len(&addr) {
-                Ok(len) => len,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading a mailbox size failed");
-                    return Err((ErrorCode::Internal, index, None));
-                }
-            };
-            let pending = added.get(&addr).copied().unwrap_or(0);
-            let count = mine.entry(addr).or_default();
+            let held = self
+                .store
+                .mailbox_len(&addr)
+                .map_err(|e| internal(index, e))?;
+            let held_bytes = self
+                .store
+                .mailbox_bytes(&addr)
+                .map_err(|e| internal(index, e))?;
+            let (pending, pending_bytes) =
+                adding.per_mailbox.get(&addr).copied().unwrap_or_default();
+            let size = stored_size(envelope.payload.len());
+            let (count, bytes) = mine.entry(addr).or_default();
             *count += 1;
-            if stored.saturating_add(pending).saturating_add(*count) > self.quota {
+            *bytes = bytes.saturating_add(size);
+            my_bytes = my_bytes.saturating_add(size);
+            if held.saturating_add(pending).saturating_add(*count) > self.quota
+                || held_bytes
+                    .saturating_add(pending_bytes)
+                    .saturating_add(*bytes)
+                    > self.quota_bytes
+            {
                 return Err((ErrorCode::MailboxFull, index, Some(Rejection::MailboxFull)));
+            }
+            if stored_bytes
+                .saturating_add(adding.bytes)
+                .saturating_add(my_bytes)
+                > self.disk_budget
+            {
+                return Err((ErrorCode::StorageFull, index, Some(Rejection::StorageFull)));
             }
         }
         Ok(())
     }
 
     /// Writes, wakes the recipients' connections, and flushes; returns whether the batch is
-    /// durable.
+    /// durable. Runs on the commit's blocking thread.
     ///
     /// Delivery does not wait for the flush (SPEC.md, "Delivery"): the fsync is then off the
     /// path from sender to recipient, and nothing can be lost by it, since the senders' `SendAck`s
     /// still wait for it. If the flush fails, or the relay dies before it, the senders get no
     /// `SendAck` and send the same sealed envelopes again, which a recipient that already has
     /// them drops as ratchet duplicates.
-    async fn write(
+    fn write(
         &self,
-        writes: Vec<(DeviceAddr, MailboxEntry)>,
-        recipients: HashSet<DeviceAddr>,
+        writes: &[(DeviceAddr, MailboxEntry)],
+        recipients: &HashSet<DeviceAddr>,
     ) -> bool {
         if writes.is_empty() {
             return true;
         }
-        let store = self.store.clone();
-        let router = Arc::clone(&self.router);
         // The quota was checked in `check` against the same counts (this task is the only
         // writer), so the store need not check it again.
-        let quota = usize::MAX;
-        // Write and flush on one blocking thread: one hop off the runtime per batch, not a
-        // second one to sled's thread pool for the flush.
-        let written = tokio::task::spawn_blocking(move || {
-            let outcomes = store.enqueue(&writes, quota)?;
+        let written = (|| {
+            let outcomes = self.store.enqueue(writes, usize::MAX)?;
             if !outcomes.iter().all(|o| *o == EnqueueOutcome::Stored) {
                 return Ok(false);
             }
-            for addr in &recipients {
-                router.notify(addr);
+            for addr in recipients {
+                self.router.notify(addr);
             }
-            store.flush_blocking()?;
+            self.store.flush_blocking()?;
             Ok::<_, StoreError>(true)
-        })
-        .await;
+        })();
         match written {
-            Ok(Ok(true)) => true,
-            Ok(Ok(false)) => {
+            Ok(true) => true,
+            Ok(false) => {
                 tracing::error!("store refused envelopes that passed the commit checks");
                 false
             }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "writing or flushing envelopes failed");
-                false
-            }
             Err(e) => {
-                tracing::error!(error = %e, "envelope writer panicked");
+                tracing::error!(error = %e, "writing or flushing envelopes failed");
                 false
             }
         }

@@ -2,6 +2,7 @@
 //! safe defaults (SPEC.md section 10.7). The same structure is read from a TOML file and
 //! overridden by command-line flags (`main.rs`).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,13 @@ pub struct Config {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The embedded database's memory and flushing (`Storage::Disk` only).
+    #[serde(default)]
+    pub sled: SledSettings,
+    /// Reverse proxies whose word on the client's address is taken; `None` (the default):
+    /// every connection is limited under the address it comes from.
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Config {
@@ -35,6 +43,8 @@ impl Config {
             storage,
             tls: None,
             limits: Limits::default(),
+            sled: SledSettings::default(),
+            proxy: None,
         }
     }
 }
@@ -48,6 +58,52 @@ pub enum Storage {
     /// Memory only: nothing is written to disk, everything is lost on exit.
     #[default]
     Memory,
+}
+
+/// Trusted reverse proxies (SPEC.md section 10.8, docs/SERVICES.md).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// How the proxies pass the client's address on.
+    pub protocol: ProxyProtocol,
+    /// The proxies' own addresses. Only a connection from one of them is read for a client
+    /// address; any other connection is limited under its own address as usual.
+    pub trusted: Vec<IpAddr>,
+}
+
+/// How a trusted proxy names the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocol {
+    /// A PROXY protocol version 2 header before anything else (HAProxy `send-proxy-v2`,
+    /// nginx `proxy_protocol on` in a `stream` block). A trusted connection without one is
+    /// dropped.
+    ProxyV2,
+    /// The last entry of the `X-Forwarded-For` header of the HTTP request (an HTTP proxy
+    /// that appends the address it accepted from). Without one, the proxy's address counts.
+    XForwardedFor,
+}
+
+/// How the embedded `sled` database uses memory and the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SledSettings {
+    /// Bytes of pages sled keeps in its cache (sled's own default is 1 GiB, which a busy relay
+    /// reaches). The relay's resident memory is this plus the connections' buffers.
+    pub cache_capacity_bytes: u64,
+    /// How often sled flushes on its own, ms; 0: only when the relay asks (after a group
+    /// commit, a one-time prekey handed out, the relay secret created, shutdown). Nothing the
+    /// relay acknowledges depends on it.
+    pub flush_every_ms: u64,
+}
+
+impl Default for SledSettings {
+    fn default() -> Self {
+        Self {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+            flush_every_ms: 500,
+        }
+    }
 }
 
 /// PEM files for native TLS.
@@ -99,6 +155,21 @@ pub struct Limits {
     pub ip_connects: RateLimit,
     /// Envelopes a mailbox may hold; further sends to it are refused with `mailbox_full`.
     pub mailbox_quota: usize,
+    /// Bytes a mailbox may hold (payloads plus `store::ENVELOPE_OVERHEAD` each); further
+    /// sends to it are refused with `mailbox_full`.
+    pub mailbox_quota_bytes: u64,
+    /// Bytes all mailboxes together may hold, counted the same way; a `Send` that would go
+    /// over is refused with `storage_full`. Set it well below the free disk space: sled's
+    /// files take more than the data they hold.
+    pub disk_budget_bytes: u64,
+    /// Payload bytes a device may send (token bucket in bytes): the relay keeps nothing about
+    /// senders, so this is the per-device quota on what one device can make it store.
+    pub device_bytes: RateLimit,
+    /// `FetchBundle` requests a device may make.
+    pub bundle_fetches: RateLimit,
+    /// One-time prekeys handed out per target identity (all its devices together); past it,
+    /// bundles carry none and use the last-resort KEM prekey.
+    pub one_time_prekeys: RateLimit,
     /// How long an unacknowledged envelope is kept, seconds.
     pub envelope_ttl_secs: u64,
     /// Most envelopes delivered to a device and not yet acknowledged.
@@ -140,6 +211,20 @@ impl Default for Limits {
                 burst: 50.0,
             },
             mailbox_quota: 10_000,
+            mailbox_quota_bytes: 64 * 1024 * 1024,
+            disk_budget_bytes: 8 * 1024 * 1024 * 1024,
+            device_bytes: RateLimit {
+                per_second: 1024.0 * 1024.0,
+                burst: 32.0 * 1024.0 * 1024.0,
+            },
+            bundle_fetches: RateLimit {
+                per_second: 1.0,
+                burst: 30.0,
+            },
+            one_time_prekeys: RateLimit {
+                per_second: 0.1,
+                burst: 20.0,
+            },
             envelope_ttl_secs: 30 * 24 * 3600,
             delivery_window: 1_024,
             max_pending_sends: 64,
@@ -184,6 +269,21 @@ mod tests {
             config.relay_id.as_deref(),
             Some("wss://relay.example.org/v1")
         );
+    }
+
+    #[test]
+    fn proxies_are_off_unless_configured() {
+        assert_eq!(Config::new(Storage::Memory).proxy, None);
+        let config: Config = toml::from_str(
+            "[proxy]\nprotocol = \"proxy_v2\"\ntrusted = [\"127.0.0.1\", \"::1\"]\n",
+        )
+        .unwrap();
+        let proxy = config.proxy.unwrap();
+        assert_eq!(proxy.protocol, ProxyProtocol::ProxyV2);
+        assert_eq!(proxy.trusted.len(), 2);
+        let config: Config =
+            toml::from_str("[proxy]\nprotocol = \"x_forwarded_for\"\ntrusted = []\n").unwrap();
+        assert_eq!(config.proxy.unwrap().protocol, ProxyProtocol::XForwardedFor);
     }
 
     #[test]

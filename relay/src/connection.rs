@@ -21,7 +21,9 @@ use protocol::codec::{Decode, Encode};
 use protocol::frames::{
     AUTH_NONCE_LEN, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, RelayId, RequestId, ServerFrame,
 };
-use protocol::identity::VerifiedDevice;
+use protocol::frames::{HandleClaim, HandleRelease};
+use protocol::identity::{IdentityKey, VerifiedDevice};
+use protocol::prekeys::{KemPrekey, OneTimePrekey, SignedPrekey};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
@@ -34,12 +36,16 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::commit::{CommitResult, Committer};
 use crate::config::Limits;
+use crate::config::{ProxyConfig, ProxyProtocol};
 use crate::envelope_ids::IdCipher;
 use crate::http::{self, Prefixed, Route};
 use crate::metrics::{Metrics, Rejection};
-use crate::ratelimit::RateLimiter;
+use crate::proxy;
+use crate::ratelimit::{IpSlot, IpSlots, RateLimiter, ip_key};
 use crate::router::{Registration, Router};
-use crate::store::{ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store};
+use crate::store::{
+    ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store, StoreError, blocking_section,
+};
 
 /// How far a handle claim's `issued_at` may be from the relay's clock, seconds.
 pub const HANDLE_CLOCK_WINDOW_SECS: u64 = 24 * 3600;
@@ -62,7 +68,91 @@ pub(crate) struct Shared {
     pub(crate) device_frames: RateLimiter<DeviceAddr>,
     pub(crate) device_envelopes: RateLimiter<DeviceAddr>,
     pub(crate) ip_frames: RateLimiter<IpAddr>,
+    pub(crate) device_bytes: RateLimiter<DeviceAddr>,
+    pub(crate) bundle_fetches: RateLimiter<DeviceAddr>,
+    pub(crate) one_time_prekeys: RateLimiter<IdentityKey>,
+    pub(crate) ip_connects: RateLimiter<IpAddr>,
+    pub(crate) ip_slots: Arc<IpSlots>,
+    pub(crate) proxy: Option<ProxyConfig>,
     pub(crate) shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// Runs `call` on the store on a blocking thread: sled's I/O and the store's locks (which a
+    /// group commit holds while it writes) never stall an async worker and the connections it
+    /// serves. A call that panicked is a [`StoreError::Task`].
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Store) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || blocking_section(|| call(&store)))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))
+    }
+
+    /// As [`Self::blocking`] for a call that answers a request: a failed task answers
+    /// `internal`.
+    async fn answer(
+        &self,
+        request_id: RequestId,
+        call: impl FnOnce(&Store) -> ServerFrame + Send + 'static,
+    ) -> ServerFrame {
+        match self.blocking(call).await {
+            Ok(frame) => frame,
+            Err(e) => internal(request_id, &e),
+        }
+    }
+
+    /// How a connection from `peer` names its client, if `peer` is a trusted proxy.
+    pub(crate) fn proxy_protocol_for(&self, peer: IpAddr) -> Option<ProxyProtocol> {
+        let proxy = self.proxy.as_ref()?;
+        let peer = peer.to_canonical();
+        proxy
+            .trusted
+            .iter()
+            .any(|trusted| trusted.to_canonical() == peer)
+            .then_some(proxy.protocol)
+    }
+
+    /// Forgets every rate limiter bucket that has refilled by `now`.
+    pub(crate) fn sweep_limiters(&self, now: StdInstant) {
+        self.device_frames.sweep(now);
+        self.device_envelopes.sweep(now);
+        self.ip_frames.sweep(now);
+        self.device_bytes.sweep(now);
+        self.bundle_fetches.sweep(now);
+        self.one_time_prekeys.sweep(now);
+        self.ip_connects.sweep(now);
+    }
+}
+
+/// Where a connection stands with the per-address limits when its task starts.
+pub(crate) enum Admission {
+    /// Admitted; the slot is held for the connection's life. Its key is the client network.
+    Admitted(IpSlot),
+    /// From a trusted HTTP proxy at this address: admitted once the request head names the
+    /// client (`X-Forwarded-For`), or under the proxy's address if it does not.
+    ForwardedBy(IpAddr),
+}
+
+/// Admits a connection from client address `ip` under the per-address limits (new
+/// connections per second, open connections), counted per [`ip_key`]; `None` (and a
+/// rejection counted) if a limit is reached.
+pub(crate) fn admit(shared: &Shared, ip: IpAddr) -> Option<IpSlot> {
+    let key = ip_key(ip);
+    if !shared.ip_connects.try_take(key, 1.0, StdInstant::now()) {
+        shared.metrics.reject(Rejection::ConnectRateLimited);
+        return None;
+    }
+    let Some(slot) = shared
+        .ip_slots
+        .acquire(key, shared.limits.max_connections_per_ip)
+    else {
+        shared.metrics.reject(Rejection::TooManyConnectionsFromIp);
+        return None;
+    };
+    Some(slot)
 }
 
 type Ws<S> = WebSocketStream<Prefixed<S>>;
@@ -85,21 +175,28 @@ pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
 }
 
 /// Serves one connection to its end. `deadline` bounds everything before authentication.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, ip: IpAddr, deadline: Instant)
-where
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    admission: Admission,
+    deadline: Instant,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // A connection still in its handshake has nothing to lose: shutdown drops it at once.
     let handshake = async {
-        let ws = match timeout_at(deadline, open(&shared, stream)).await {
-            Ok(Some(ws)) => ws,
+        let (ws, slot) = match timeout_at(deadline, open(&shared, stream, admission)).await {
+            Ok(Some(opened)) => opened,
             Ok(None) => return None,
             Err(_) => {
                 shared.metrics.reject(Rejection::HandshakeTimeout);
                 return None;
             }
         };
-        authenticate(&shared, ws, ip, deadline).await
+        let ip = slot.key();
+        authenticate(&shared, ws, ip, deadline)
+            .await
+            .map(|(ws, device)| (ws, device, slot))
     };
     // Boxed, so the handshake's state is freed once it is done instead of sizing this
     // connection's task for its whole life.
@@ -107,14 +204,21 @@ where
         () = shared.shutdown.cancelled() => None,
         authenticated = Box::pin(handshake) => authenticated,
     };
-    let Some((mut ws, device)) = authenticated else {
+    let Some((mut ws, device, slot)) = authenticated else {
         return;
     };
+    let ip = slot.key();
     let addr = DeviceAddr {
         identity: device.identity(),
         device: device.device_id(),
     };
-    let refusal = match shared.store.put_device(&device) {
+    let put = {
+        let device = device.clone();
+        shared
+            .blocking(move |store| store.put_device(&device))
+            .await
+    };
+    let refusal = match put.and_then(|outcome| outcome) {
         Ok(DeviceOutcome::Added | DeviceOutcome::Replaced | DeviceOutcome::Unchanged) => None,
         Ok(DeviceOutcome::Outdated) => Some((
             ErrorCode::AuthFailed,
@@ -162,14 +266,23 @@ where
     Metrics::sub(&shared.metrics.authenticated_open, 1);
 }
 
-/// The HTTP request and the WebSocket upgrade.
-async fn open<S>(shared: &Shared, mut stream: S) -> Option<Ws<S>>
+/// The HTTP request, admission under the client address (when a trusted proxy names it in
+/// the request) and the WebSocket upgrade.
+async fn open<S>(shared: &Shared, mut stream: S, admission: Admission) -> Option<(Ws<S>, IpSlot)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let Ok((head, route)) = http::read_head(&mut stream).await else {
         shared.metrics.reject(Rejection::HandshakeFailed);
         return None;
+    };
+    let slot = match admission {
+        Admission::Admitted(slot) => slot,
+        Admission::ForwardedBy(proxy) => {
+            let end = http::head_len(&head);
+            let client = proxy::forwarded_for(head.get(..end).unwrap_or_default());
+            admit(shared, client.unwrap_or(proxy))?
+        }
     };
     match route {
         Route::WebSocket => {}
@@ -183,7 +296,10 @@ where
             return None;
         }
         Route::Metrics => {
-            let stats = shared.store.stats();
+            let Ok(stats) = shared.blocking(Store::stats).await else {
+                let _ = http::respond(&mut stream, "500 Internal Server Error", "error\n").await;
+                return None;
+            };
             let body = shared.metrics.render(stats.envelopes, stats.devices);
             let _ = http::respond(&mut stream, "200 OK", &body).await;
             return None;
@@ -201,7 +317,7 @@ where
         shared.metrics.reject(Rejection::HandshakeFailed);
         return None;
     };
-    Some(ws)
+    Some((ws, slot))
 }
 
 /// The challenge and the `Auth` frame, which must arrive by `deadline`.
@@ -290,7 +406,7 @@ where
                 refuse(
                     shared,
                     &mut ws,
-                    None,
+                    ClientFrame::peek_request_id(&bytes),
                     ErrorCode::for_decode_error(&e),
                     &e.to_string(),
                 )
@@ -333,10 +449,17 @@ where
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Incoming::Alive,
             Some(Ok(Message::Frame(_))) => continue,
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                // `frame_too_large` for the connection, then close 1009 (SPEC.md section 11).
                 shared.metrics.reject(Rejection::FrameTooLarge);
+                let error = ServerFrame::error(
+                    None,
+                    ErrorCode::FrameTooLarge,
+                    "the frame is longer than this relay accepts",
+                );
+                let _ = send(shared, ws, &error).await;
                 let close = CloseFrame {
                     code: CloseCode::Size,
-                    reason: "frame too large".into(),
+                    reason: ErrorCode::FrameTooLarge.name().into(),
                 };
                 let _ = timeout(shared.limits.write_timeout(), ws.close(Some(close))).await;
                 return Incoming::Closed;
@@ -526,7 +649,7 @@ impl Session {
                 &ServerFrame::error(None, ErrorCode::Timeout, "idle timeout"),
             )
             .await;
-            return Err(End::Close(CloseCode::Policy, "idle timeout"));
+            return Err(End::Close(CloseCode::Policy, ErrorCode::Timeout.name()));
         }
         match timeout(
             shared.limits.write_timeout(),
@@ -554,13 +677,12 @@ impl Session {
             .delivery_window
             .saturating_sub(self.in_flight.len());
         let limit = room.min(DELIVERY_PAGE);
-        let page = match shared.store.pending(
-            &self.addr,
-            self.cursor,
-            limit,
-            shared.clock.now(),
-            shared.limits.envelope_ttl_secs,
-        ) {
+        let (addr, cursor, now) = (self.addr, self.cursor, shared.clock.now());
+        let ttl = shared.limits.envelope_ttl_secs;
+        let page = shared
+            .blocking(move |store| store.pending(&addr, cursor, limit, now, ttl))
+            .await;
+        let page = match page.and_then(|page| page) {
             Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "reading a mailbox failed");
@@ -631,7 +753,10 @@ impl Session {
             Err(e) => {
                 shared.metrics.reject(Rejection::BadFrame);
                 let code = ErrorCode::for_decode_error(&e);
-                let _ = send(&shared, ws, &ServerFrame::error(None, code, e.to_string())).await;
+                // The request id when the frame's header names one (SPEC.md section 11).
+                let request_id = ClientFrame::peek_request_id(bytes);
+                let error = ServerFrame::error(request_id, code, e.to_string());
+                let _ = send(&shared, ws, &error).await;
                 return Err(End::Close(CloseCode::Policy, code.name()));
             }
         };
@@ -644,10 +769,18 @@ impl Session {
         if !allowed {
             return self.rate_limited(ws, frame.request_id()).await;
         }
-        if let ClientFrame::Send { envelopes, .. } = &frame
-            && !shared
+        if let ClientFrame::Send { envelopes, .. } = &frame {
+            let bytes: usize = envelopes.iter().map(|e| e.payload.len()).sum();
+            if !shared
                 .device_envelopes
                 .try_take(self.addr, envelopes.len() as f64, now)
+                || !shared.device_bytes.try_take(self.addr, bytes as f64, now)
+            {
+                return self.rate_limited(ws, frame.request_id()).await;
+            }
+        }
+        if matches!(frame, ClientFrame::FetchBundle { .. })
+            && !shared.bundle_fetches.try_take(self.addr, 1.0, now)
         {
             return self.rate_limited(ws, frame.request_id()).await;
         }
@@ -663,7 +796,7 @@ impl Session {
                     &ServerFrame::error(None, ErrorCode::BadFrame, "already authenticated"),
                 )
                 .await;
-                return Err(End::Close(CloseCode::Policy, "bad_frame"));
+                return Err(End::Close(CloseCode::Policy, ErrorCode::BadFrame.name()));
             }
             ClientFrame::Send {
                 request_id,
@@ -681,7 +814,7 @@ impl Session {
                 )),
             },
             ClientFrame::Ack { envelope_ids } => {
-                self.ack(&envelope_ids);
+                self.ack(&envelope_ids).await;
                 None
             }
             ClientFrame::PublishPrekeys {
@@ -689,46 +822,57 @@ impl Session {
                 signed_prekey,
                 kem_prekeys,
                 one_time_prekeys,
-            } => Some(self.publish(
-                request_id,
-                signed_prekey.as_ref(),
-                &kem_prekeys,
-                &one_time_prekeys,
-            )),
+            } => Some(
+                self.publish(request_id, signed_prekey, kem_prekeys, one_time_prekeys)
+                    .await,
+            ),
             ClientFrame::FetchBundle {
                 request_id,
                 identity,
                 device_id,
-            } => Some(self.fetch_bundle(
-                request_id,
-                DeviceAddr {
-                    identity,
-                    device: device_id,
-                },
-            )),
+            } => Some(
+                self.fetch_bundle(
+                    request_id,
+                    DeviceAddr {
+                        identity,
+                        device: device_id,
+                    },
+                )
+                .await,
+            ),
             ClientFrame::ListDevices {
                 request_id,
                 identity,
             } => Some(
-                match shared.store.devices(&identity, MAX_DEVICES_PER_LIST) {
-                    Ok(devices) => ServerFrame::Devices {
-                        request_id,
-                        devices,
-                    },
-                    Err(e) => internal(request_id, &e),
-                },
+                shared
+                    .answer(request_id, move |store| {
+                        match store.devices(&identity, MAX_DEVICES_PER_LIST) {
+                            Ok(devices) => ServerFrame::Devices {
+                                request_id,
+                                devices,
+                            },
+                            Err(e) => internal(request_id, &e),
+                        }
+                    })
+                    .await,
             ),
-            ClientFrame::ClaimHandle { request_id, claim } => Some(self.claim(request_id, &claim)),
-            ClientFrame::LookupHandle { request_id, handle } => {
-                Some(match shared.store.lookup_handle(&handle) {
-                    Ok(claim) => ServerFrame::HandleRecord { request_id, claim },
-                    Err(e) => internal(request_id, &e),
-                })
+            ClientFrame::ClaimHandle { request_id, claim } => {
+                Some(self.claim(request_id, claim).await)
             }
+            ClientFrame::LookupHandle { request_id, handle } => Some(
+                shared
+                    .answer(request_id, move |store| {
+                        match store.lookup_handle(&handle) {
+                            Ok(claim) => ServerFrame::HandleRecord { request_id, claim },
+                            Err(e) => internal(request_id, &e),
+                        }
+                    })
+                    .await,
+            ),
             ClientFrame::ReleaseHandle {
                 request_id,
                 release,
-            } => Some(self.release(request_id, &release)),
+            } => Some(self.release(request_id, release).await),
         };
         match reply {
             Some(frame) => self.feed(ws, &frame).await,
@@ -748,16 +892,14 @@ impl Session {
         shared.metrics.reject(Rejection::RateLimited);
         self.refusals += 1;
         if self.refusals > MAX_CONSECUTIVE_REFUSALS {
-            return Err(End::Close(
-                CloseCode::Policy,
-                "rate limit exceeded persistently",
-            ));
+            // No `Error` for this one: the close says it (SPEC.md section 10.8).
+            return Err(End::Close(CloseCode::Policy, ErrorCode::RateLimited.name()));
         }
         let frame = ServerFrame::error(request_id, ErrorCode::RateLimited, "slow down");
         self.feed(ws, &frame).await
     }
 
-    fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
+    async fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
         let seqs: Vec<u64> = ids
             .iter()
             .filter_map(|id| self.shared.ids.seq_of(id))
@@ -765,7 +907,12 @@ impl Session {
         for seq in &seqs {
             self.in_flight.remove(seq);
         }
-        match self.shared.store.ack(&self.addr, &seqs) {
+        let addr = self.addr;
+        let acked = self
+            .shared
+            .blocking(move |store| store.ack(&addr, &seqs))
+            .await;
+        match acked.and_then(|n| n) {
             Ok(n) => Metrics::add(&self.shared.metrics.envelopes_acked, n as u64),
             Err(e) => tracing::error!(error = %e, "deleting acknowledged envelopes failed"),
         }
@@ -773,131 +920,182 @@ impl Session {
         self.more_mail = true;
     }
 
+    // The request handlers below return futures that do not borrow the session, so that the
+    // session (not `Sync`) is not held across their store call.
+
     fn publish(
         &self,
         request_id: RequestId,
-        signed: Option<&protocol::prekeys::SignedPrekey>,
-        kem: &[protocol::prekeys::KemPrekey],
-        one_time: &[protocol::prekeys::OneTimePrekey],
-    ) -> ServerFrame {
+        signed: Option<SignedPrekey>,
+        kem: Vec<KemPrekey>,
+        one_time: Vec<OneTimePrekey>,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let signing_key = self.device.signing_key();
-        let signatures_ok = signed.is_none_or(|spk| spk.verify(signing_key).is_ok())
+        let signatures_ok = signed
+            .as_ref()
+            .is_none_or(|spk| spk.verify(signing_key).is_ok())
             && kem.iter().all(|k| k.verify(signing_key).is_ok());
-        if !signatures_ok {
-            return ServerFrame::error(
-                Some(request_id),
-                ErrorCode::InvalidPrekeys,
-                "a prekey signature does not verify",
-            );
-        }
-        match self
-            .shared
-            .store
-            .publish_prekeys(&self.addr, signed, kem, one_time)
-        {
-            Ok(Ok(counts)) => ServerFrame::PrekeyCount {
-                request_id,
-                one_time: counts.one_time,
-                kem_one_time: counts.kem_one_time,
-            },
-            Ok(Err(PublishError::TooManyPrekeys)) => ServerFrame::error(
-                Some(request_id),
-                ErrorCode::InvalidPrekeys,
-                "the relay stores no more prekeys for this device",
-            ),
-            Ok(Err(PublishError::UnknownDevice)) => {
-                ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device")
-            }
-            Err(e) => internal(request_id, &e),
-        }
-    }
-
-    fn fetch_bundle(&self, request_id: RequestId, addr: DeviceAddr) -> ServerFrame {
-        let store = &self.shared.store;
-        match store.take_bundle(&addr) {
-            Ok(Some(bundle)) => ServerFrame::Bundle { request_id, bundle },
-            Ok(None) => match store.has_device(&addr) {
-                Ok(true) => ServerFrame::error(
+        let (shared, addr) = (self.shared.clone(), self.addr);
+        async move {
+            if !signatures_ok {
+                return ServerFrame::error(
                     Some(request_id),
-                    ErrorCode::NoPrekeys,
-                    "the device has published no prekeys",
-                ),
-                Ok(false) => {
-                    ServerFrame::error(Some(request_id), ErrorCode::NotFound, "unknown device")
-                }
-                Err(e) => internal(request_id, &e),
-            },
-            Err(e) => internal(request_id, &e),
+                    ErrorCode::InvalidPrekeys,
+                    "a prekey signature does not verify",
+                );
+            }
+            shared
+                .answer(request_id, move |store| {
+                    match store.publish_prekeys(&addr, signed.as_ref(), &kem, &one_time) {
+                        Ok(Ok(counts)) => ServerFrame::PrekeyCount {
+                            request_id,
+                            one_time: counts.one_time,
+                            kem_one_time: counts.kem_one_time,
+                        },
+                        Ok(Err(PublishError::TooManyPrekeys)) => ServerFrame::error(
+                            Some(request_id),
+                            ErrorCode::InvalidPrekeys,
+                            "the relay stores no more prekeys for this device",
+                        ),
+                        Ok(Err(PublishError::UnknownDevice)) => ServerFrame::error(
+                            Some(request_id),
+                            ErrorCode::NotFound,
+                            "unknown device",
+                        ),
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
         }
     }
 
-    fn claim(&self, request_id: RequestId, claim: &protocol::frames::HandleClaim) -> ServerFrame {
+    fn fetch_bundle(
+        &self,
+        request_id: RequestId,
+        addr: DeviceAddr,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
+        // Past the target identity's rate, a bundle that consumes nothing (SPEC.md 10.8).
+        let one_time = self
+            .shared
+            .one_time_prekeys
+            .try_take(addr.identity, 1.0, StdInstant::now());
+        let shared = self.shared.clone();
+        async move {
+            shared
+                .answer(request_id, move |store| {
+                    match store.take_bundle_with(&addr, one_time) {
+                        Ok(Some(bundle)) => ServerFrame::Bundle { request_id, bundle },
+                        Ok(None) => match store.has_device(&addr) {
+                            Ok(true) => ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::NoPrekeys,
+                                "the device has published no prekeys",
+                            ),
+                            Ok(false) => ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::NotFound,
+                                "unknown device",
+                            ),
+                            Err(e) => internal(request_id, &e),
+                        },
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
+        }
+    }
+
+    fn claim(
+        &self,
+        request_id: RequestId,
+        claim: HandleClaim,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let invalid =
-            |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
-        if claim.identity != self.addr.identity {
-            return invalid("a claim must be made by the authenticated identity");
-        }
-        if claim.verify().is_err() {
-            return invalid("the claim's signature does not verify");
-        }
-        if self.shared.clock.now().abs_diff(claim.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
-            return invalid("issued_at is too far from the relay's clock");
-        }
-        match self.shared.store.claim_handle(claim) {
-            Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => ServerFrame::Done { request_id },
-            Ok(ClaimOutcome::Stale) => invalid("a newer claim of this identity is recorded"),
-            Ok(ClaimOutcome::TooManyHandles) => invalid("this identity holds too many handles"),
-            Ok(ClaimOutcome::Taken) => ServerFrame::error(
-                Some(request_id),
-                ErrorCode::HandleTaken,
-                "the handle belongs to another identity",
-            ),
-            Err(e) => internal(request_id, &e),
+            move |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+        let refusal = if claim.identity != self.addr.identity {
+            Some("a claim must be made by the authenticated identity")
+        } else if claim.verify().is_err() {
+            Some("the claim's signature does not verify")
+        } else if self.shared.clock.now().abs_diff(claim.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
+            Some("issued_at is too far from the relay's clock")
+        } else {
+            None
+        };
+        let shared = self.shared.clone();
+        async move {
+            if let Some(why) = refusal {
+                return invalid(why);
+            }
+            shared
+                .answer(request_id, move |store| match store.claim_handle(&claim) {
+                    Ok(ClaimOutcome::Claimed | ClaimOutcome::Renewed) => {
+                        ServerFrame::Done { request_id }
+                    }
+                    Ok(ClaimOutcome::Stale) => {
+                        invalid("a claim or release of this handle at least as recent is recorded")
+                    }
+                    Ok(ClaimOutcome::TooManyHandles) => {
+                        invalid("this identity holds too many handles")
+                    }
+                    Ok(ClaimOutcome::Taken) => ServerFrame::error(
+                        Some(request_id),
+                        ErrorCode::HandleTaken,
+                        "the handle belongs to another identity",
+                    ),
+                    Err(e) => internal(request_id, &e),
+                })
+                .await
         }
     }
 
     fn release(
         &self,
         request_id: RequestId,
-        release: &protocol::frames::HandleRelease,
-    ) -> ServerFrame {
+        release: HandleRelease,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let invalid =
-            |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
-        if release.identity != self.addr.identity {
-            return invalid("a release must be made by the authenticated identity");
-        }
-        if release.verify().is_err() {
-            return invalid("the release's signature does not verify");
-        }
-        if self.shared.clock.now().abs_diff(release.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
-            return invalid("issued_at is too far from the relay's clock");
-        }
-        let store = &self.shared.store;
-        match store.lookup_handle(&release.handle) {
-            Ok(None) => {
-                return ServerFrame::error(
-                    Some(request_id),
-                    ErrorCode::NotFound,
-                    "nobody holds this handle",
-                );
+            move |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
+        let refusal = if release.identity != self.addr.identity {
+            Some("a release must be made by the authenticated identity")
+        } else if release.verify().is_err() {
+            Some("the release's signature does not verify")
+        } else if self.shared.clock.now().abs_diff(release.issued_at) > HANDLE_CLOCK_WINDOW_SECS {
+            Some("issued_at is too far from the relay's clock")
+        } else {
+            None
+        };
+        let shared = self.shared.clone();
+        async move {
+            if let Some(why) = refusal {
+                return invalid(why);
             }
-            Ok(Some(current)) if current.identity != release.identity => {
-                return invalid("the handle belongs to another identity");
-            }
-            Ok(Some(current)) if current.issued_at >= release.issued_at => {
-                return invalid("the release is older than the claim");
-            }
-            Ok(Some(_)) => {}
-            Err(e) => return internal(request_id, &e),
-        }
-        match store.release_handle(release) {
-            Ok(true) => ServerFrame::Done { request_id },
-            Ok(false) => ServerFrame::error(
-                Some(request_id),
-                ErrorCode::NotFound,
-                "nobody holds this handle",
-            ),
-            Err(e) => internal(request_id, &e),
+            shared
+                .answer(request_id, move |store| {
+                    let not_found = || {
+                        ServerFrame::error(
+                            Some(request_id),
+                            ErrorCode::NotFound,
+                            "nobody holds this handle",
+                        )
+                    };
+                    match store.lookup_handle(&release.handle) {
+                        Ok(None) => return not_found(),
+                        Ok(Some(current)) if current.identity != release.identity => {
+                            return invalid("the handle belongs to another identity");
+                        }
+                        Ok(Some(current)) if current.issued_at >= release.issued_at => {
+                            return invalid("the release is not later than the claim");
+                        }
+                        Ok(Some(_)) => {}
+                        Err(e) => return internal(request_id, &e),
+                    }
+                    match store.release_handle(&release) {
+                        Ok(true) => ServerFrame::Done { request_id },
+                        Ok(false) => not_found(),
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
         }
     }
 }

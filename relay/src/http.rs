@@ -54,6 +54,12 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
+/// The length of the request head (through its blank line) at the start of `buf`, as
+/// [`read_head`] returned it; all of `buf` if it holds no complete head.
+pub(crate) fn head_len(buf: &[u8]) -> usize {
+    find_head_end(buf, 0).unwrap_or(buf.len())
+}
+
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     buf.get(from..)?
         .windows(4)
@@ -70,9 +76,9 @@ fn route(head: &[u8]) -> Route {
     if method != b"GET" {
         return Route::NotFound;
     }
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    match path {
-        b"/v1" | b"/v1/" => Route::WebSocket,
+    // The exact target: `/v1/`, `/v1?x=1` and the like are other resources (SPEC.md 10.8).
+    match target {
+        b"/v1" => Route::WebSocket,
         b"/healthz" => Route::Health,
         b"/metrics" => Route::Metrics,
         _ => Route::NotFound,
@@ -174,7 +180,11 @@ mod tests {
     async fn routes_and_limits() {
         for (request, expected) in [
             (&b"GET /healthz HTTP/1.1\r\n\r\n"[..], Route::Health),
-            (b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", Route::Metrics),
+            (b"GET /metrics HTTP/1.1\r\n\r\n", Route::Metrics),
+            (b"GET /metrics?x=1 HTTP/1.1\r\n\r\n", Route::NotFound),
+            (b"GET /v1/ HTTP/1.1\r\n\r\n", Route::NotFound),
+            (b"GET /v1?x=1 HTTP/1.1\r\n\r\n", Route::NotFound),
+            (b"GET /v1#x HTTP/1.1\r\n\r\n", Route::NotFound),
             (b"POST /v1 HTTP/1.1\r\n\r\n", Route::NotFound),
             (b"GET /other HTTP/1.1\r\n\r\n", Route::NotFound),
             (b"garbage\r\n\r\n", Route::NotFound),

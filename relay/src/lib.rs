@@ -11,7 +11,7 @@
 //! Map: `cli` (the binary's flags), `server` (accept loop, caps, lifecycle), `connection` (one client), `http` (the request
 //! that opens a connection, `/healthz`, `/metrics`), `commit` (group commit, the only mailbox
 //! writer), `router` (device -> live connection), `store` (sled or memory), `envelope_ids`,
-//! `ratelimit`, `metrics`, `clock`, `config`, `tls`, `client` (a minimal client for tests, the
+//! `ratelimit`, `proxy` (the client address a trusted reverse proxy passes on), `metrics`, `clock`, `config`, `tls`, `client` (a minimal client for tests, the
 //! load tool and chatd).
 
 pub mod cli;
@@ -23,12 +23,15 @@ mod connection;
 mod envelope_ids;
 mod http;
 pub mod metrics;
+pub mod proxy;
 mod ratelimit;
 mod router;
 mod server;
 pub mod store;
 mod tls;
 
-pub use config::{Config, Limits, RateLimit, Storage, TlsConfig};
+pub use config::{
+    Config, Limits, ProxyConfig, ProxyProtocol, RateLimit, SledSettings, Storage, TlsConfig,
+};
 pub use connection::HANDLE_CLOCK_WINDOW_SECS;
 pub use server::{Relay, run};

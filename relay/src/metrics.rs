@@ -27,6 +27,8 @@ pub enum Rejection {
     RateLimited,
     /// A send to a full mailbox.
     MailboxFull,
+    /// A send over the relay's storage budget.
+    StorageFull,
     /// A send to an unknown device.
     UnknownDevice,
     /// A connection idle past the timeout.
@@ -36,7 +38,7 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    const ALL: [Rejection; 13] = [
+    const ALL: [Rejection; 14] = [
         Rejection::TooManyConnections,
         Rejection::TooManyConnectionsFromIp,
         Rejection::ConnectRateLimited,
@@ -47,6 +49,7 @@ impl Rejection {
         Rejection::BadFrame,
         Rejection::RateLimited,
         Rejection::MailboxFull,
+        Rejection::StorageFull,
         Rejection::UnknownDevice,
         Rejection::IdleTimeout,
         Rejection::SlowReader,
@@ -65,6 +68,7 @@ impl Rejection {
             Rejection::BadFrame => "bad_frame",
             Rejection::RateLimited => "rate_limited",
             Rejection::MailboxFull => "mailbox_full",
+            Rejection::StorageFull => "storage_full",
             Rejection::UnknownDevice => "unknown_device",
             Rejection::IdleTimeout => "idle_timeout",
             Rejection::SlowReader => "slow_reader",
@@ -101,7 +105,7 @@ pub struct Metrics {
     pub bytes_in: AtomicU64,
     /// Bytes sent in frames.
     pub bytes_out: AtomicU64,
-    rejections: [AtomicU64; 13],
+    rejections: [AtomicU64; Rejection::ALL.len()],
 }
 
 impl Metrics {

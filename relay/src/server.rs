@@ -2,14 +2,13 @@
 //! TTL sweeper, accept connections under the connection caps, and on shutdown stop accepting,
 //! let every connection finish, drain the last group commit and flush.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use anyhow::Context as _;
 use protocol::frames::RelayId;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
@@ -18,16 +17,20 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, SystemClock};
 use crate::commit::CommitTask;
-use crate::config::{Config, Storage};
-use crate::connection::{self, Shared};
+use crate::config::{Config, ProxyProtocol, Storage};
+use crate::connection::{self, Admission, Shared};
 use crate::envelope_ids::IdCipher;
 use crate::metrics::{Metrics, Rejection};
-use crate::ratelimit::RateLimiter;
+use crate::proxy::{self, ProxiedAddr};
+use crate::ratelimit::{IpSlot, IpSlots, RateLimiter};
 use crate::router::Router;
-use crate::store::{MemoryStore, SledStore, Store};
+use crate::store::{MemoryStore, SledStore, Store, blocking_section};
 
 /// How often expired envelopes are swept out (they are also skipped on delivery).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+/// How often the rate limiters forget buckets that have refilled: a timer's work, never a
+/// frame's.
+const LIMITER_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A running relay. Dropping it does not stop it; call [`Relay::shutdown`].
 #[derive(Debug)]
@@ -59,20 +62,32 @@ impl Relay {
             .clone()
             .unwrap_or_else(|| format!("ws://{local_addr}/v1"));
         let relay_id = RelayId::new(relay_id_text.into_bytes()).context("the relay id")?;
-        let store = match &config.storage {
-            Storage::Disk(dir) => Store::Sled(
-                SledStore::open(dir)
-                    .with_context(|| format!("opening the store in {}", dir.display()))?,
-            ),
-            Storage::Memory => Store::Memory(MemoryStore::new()),
-        };
+        // Opening reads the whole store: on a blocking thread, like every store call.
+        let storage = config.storage.clone();
+        let sled = config.sled;
+        let (store, secret, last_sequence) = tokio::task::spawn_blocking(move || {
+            blocking_section(|| -> anyhow::Result<_> {
+                let store = match &storage {
+                    Storage::Disk(dir) => Store::Sled(
+                        SledStore::open_with(dir, &sled)
+                            .with_context(|| format!("opening the store in {}", dir.display()))?,
+                    ),
+                    Storage::Memory => Store::Memory(MemoryStore::new()),
+                };
+                let secret = store.relay_secret().context("reading the relay secret")?;
+                let last_sequence = store.last_sequence().context("reading the store")?;
+                Ok((store, secret, last_sequence))
+            })
+        })
+        .await
+        .context("the store opener panicked")??;
         let tls = match &config.tls {
             Some(tls) => Some(crate::tls::acceptor(tls)?),
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
         let router = Arc::new(Router::default());
-        let ids = IdCipher::new(&store.relay_secret().context("reading the relay secret")?);
+        let ids = IdCipher::new(&secret);
         let limits = config.limits.clone();
         let (committer, commit_task) = CommitTask {
             store: store.clone(),
@@ -81,10 +96,11 @@ impl Relay {
             clock: clock.clone(),
             metrics: metrics.clone(),
             quota: limits.mailbox_quota,
+            quota_bytes: limits.mailbox_quota_bytes,
+            disk_budget: limits.disk_budget_bytes,
             max_batch: limits.max_commit_batch,
         }
-        .spawn(limits.max_connections.max(64))
-        .context("starting the group commit")?;
+        .spawn(limits.max_connections.max(64), last_sequence);
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             relay_id: relay_id.clone(),
@@ -97,6 +113,12 @@ impl Relay {
             device_frames: RateLimiter::new(limits.device_frames),
             device_envelopes: RateLimiter::new(limits.device_envelopes),
             ip_frames: RateLimiter::new(limits.ip_frames),
+            device_bytes: RateLimiter::new(limits.device_bytes),
+            bundle_fetches: RateLimiter::new(limits.bundle_fetches),
+            one_time_prekeys: RateLimiter::new(limits.one_time_prekeys),
+            ip_connects: RateLimiter::new(limits.ip_connects),
+            ip_slots: Arc::new(IpSlots::default()),
+            proxy: config.proxy.clone(),
             shutdown: shutdown.clone(),
             limits,
         });
@@ -146,49 +168,6 @@ pub async fn run(
     relay.shutdown().await
 }
 
-/// Counts connections per IP address; the guard gives the slot back.
-#[derive(Debug, Default)]
-struct IpSlots(Mutex<HashMap<IpAddr, usize>>);
-
-struct IpSlot {
-    slots: Arc<IpSlots>,
-    ip: IpAddr,
-}
-
-impl IpSlots {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        match self.0.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut counts = self.lock();
-        let count = counts.entry(ip).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot {
-            slots: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut counts = self.slots.lock();
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -200,10 +179,9 @@ async fn serve(
     let tracker = TaskTracker::new();
     let limits = shared.limits.clone();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let ip_slots = Arc::new(IpSlots::default());
-    let ip_connects = RateLimiter::new(limits.ip_connects);
     let shutdown = shared.shutdown.clone();
     tracker.spawn(sweep(shared.clone(), clock));
+    tracker.spawn(sweep_limiters(shared.clone()));
 
     loop {
         let (tcp, peer) = tokio::select! {
@@ -219,18 +197,18 @@ async fn serve(
             },
         };
         Metrics::add(&shared.metrics.connections_accepted, 1);
-        let ip = peer.ip();
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             shared.metrics.reject(Rejection::TooManyConnections);
             continue;
         };
-        if !ip_connects.try_take(ip, 1.0, StdInstant::now()) {
-            shared.metrics.reject(Rejection::ConnectRateLimited);
-            continue;
-        }
-        let Some(slot) = ip_slots.acquire(ip, limits.max_connections_per_ip) else {
-            shared.metrics.reject(Rejection::TooManyConnectionsFromIp);
-            continue;
+        // A trusted proxy's connection is admitted under the client address it names, once
+        // it has named it; any other at once, under its own.
+        let peer = match shared.proxy_protocol_for(peer.ip()) {
+            Some(protocol) => Peer::Proxy(peer.ip(), protocol),
+            None => match connection::admit(&shared, peer.ip()) {
+                Some(slot) => Peer::Admitted(slot),
+                None => continue,
+            },
         };
         let _ = tcp.set_nodelay(true);
         let deadline = Instant::now() + limits.handshake_timeout();
@@ -238,23 +216,8 @@ async fn serve(
         let tls = tls.clone();
         tracker.spawn(async move {
             let _permit = permit;
-            let _slot = slot;
             Metrics::add(&shared.metrics.connections_open, 1);
-            // Each path boxed: a task is as large as its largest state, and a plain
-            // connection should not carry the TLS handshake's size for its whole life.
-            match tls {
-                None => Box::pin(connection::serve(shared.clone(), tcp, ip, deadline)).await,
-                Some(acceptor) => {
-                    let accepted = Box::pin(timeout_at(deadline, acceptor.accept(tcp))).await;
-                    match accepted {
-                        Ok(Ok(stream)) => {
-                            Box::pin(connection::serve(shared.clone(), stream, ip, deadline)).await
-                        }
-                        Ok(Err(_)) => shared.metrics.reject(Rejection::HandshakeFailed),
-                        Err(_) => shared.metrics.reject(Rejection::HandshakeTimeout),
-                    }
-                }
-            }
+            Box::pin(accepted(shared.clone(), tcp, peer, tls, deadline)).await;
             Metrics::sub(&shared.metrics.connections_open, 1);
         });
     }
@@ -273,6 +236,71 @@ async fn serve(
     Ok(())
 }
 
+/// Who a connection is limited as, as far as the accept loop knows.
+enum Peer {
+    /// Admitted under its own address.
+    Admitted(IpSlot),
+    /// From a trusted proxy (this address), which names the client with this protocol.
+    Proxy(IpAddr, ProxyProtocol),
+}
+
+/// One accepted TCP connection: the PROXY header if one is due, TLS if configured, then the
+/// connection itself; all of it before `deadline` until authentication.
+async fn accepted(
+    shared: Arc<Shared>,
+    mut tcp: TcpStream,
+    peer: Peer,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    deadline: Instant,
+) {
+    let admission = match peer {
+        Peer::Admitted(slot) => Admission::Admitted(slot),
+        Peer::Proxy(proxy, ProxyProtocol::XForwardedFor) => Admission::ForwardedBy(proxy),
+        Peer::Proxy(proxy, ProxyProtocol::ProxyV2) => {
+            let client = match timeout_at(deadline, proxy::read_v2(&mut tcp)).await {
+                Ok(Ok(ProxiedAddr::Client(client))) => client.ip(),
+                Ok(Ok(ProxiedAddr::Proxy)) => proxy,
+                Ok(Err(_)) => {
+                    shared.metrics.reject(Rejection::HandshakeFailed);
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.reject(Rejection::HandshakeTimeout);
+                    return;
+                }
+            };
+            match connection::admit(&shared, client) {
+                Some(slot) => Admission::Admitted(slot),
+                None => return,
+            }
+        }
+    };
+    // Each path boxed: a task is as large as its largest state, and a plain connection
+    // should not carry the TLS handshake's size for its whole life.
+    match tls {
+        None => Box::pin(connection::serve(shared, tcp, admission, deadline)).await,
+        Some(acceptor) => match Box::pin(timeout_at(deadline, acceptor.accept(tcp))).await {
+            Ok(Ok(stream)) => {
+                Box::pin(connection::serve(shared, stream, admission, deadline)).await;
+            }
+            Ok(Err(_)) => shared.metrics.reject(Rejection::HandshakeFailed),
+            Err(_) => shared.metrics.reject(Rejection::HandshakeTimeout),
+        },
+    }
+}
+
+/// Forgets rate limiter buckets that have refilled, so idle keys cost nothing.
+async fn sweep_limiters(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(LIMITER_SWEEP_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        shared.sweep_limiters(StdInstant::now());
+    }
+}
+
 /// Deletes expired envelopes now and then.
 async fn sweep(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
@@ -281,10 +309,9 @@ async fn sweep(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
             () = shared.shutdown.cancelled() => return,
             _ = interval.tick() => {}
         }
-        match shared
-            .store
-            .expire(clock.now(), shared.limits.envelope_ttl_secs)
-        {
+        let (now, ttl) = (clock.now(), shared.limits.envelope_ttl_secs);
+        let expired = shared.blocking(move |store| store.expire(now, ttl)).await;
+        match expired.and_then(|result| result) {
             Ok(0) => {}
             Ok(n) => {
                 Metrics::add(&shared.metrics.envelopes_expired, n as u64);

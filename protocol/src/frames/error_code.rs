@@ -46,6 +46,9 @@ pub enum ErrorCode {
     InvalidPrekeys,
     /// 15: the authentication or idle timeout expired. Fatal.
     Timeout,
+    /// 16: the relay's storage budget is used up; no envelope of the `Send` was stored. Retry
+    /// later.
+    StorageFull,
     /// A value this implementation does not know; treat it like `Internal` unless it is
     /// followed by the connection closing.
     Unknown(u16),
@@ -53,7 +56,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every assigned code, in value order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::AuthRequired,
@@ -69,6 +72,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::InvalidPrekeys,
         ErrorCode::Timeout,
+        ErrorCode::StorageFull,
     ];
 
     /// The code for a wire value; unassigned values become [`ErrorCode::Unknown`].
@@ -89,6 +93,7 @@ impl ErrorCode {
             13 => Self::Internal,
             14 => Self::InvalidPrekeys,
             15 => Self::Timeout,
+            16 => Self::StorageFull,
             other => Self::Unknown(other),
         }
     }
@@ -112,6 +117,7 @@ impl ErrorCode {
             Self::Internal => 13,
             Self::InvalidPrekeys => 14,
             Self::Timeout => 15,
+            Self::StorageFull => 16,
             Self::Unknown(value) => value,
         }
     }
@@ -134,6 +140,7 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::InvalidPrekeys => "invalid_prekeys",
             Self::Timeout => "timeout",
+            Self::StorageFull => "storage_full",
             Self::Unknown(_) => "unknown",
         }
     }

@@ -354,6 +354,32 @@ impl ClientFrame {
         }
     }
 
+    /// The request id of a client frame read from its first six bytes, without decoding the
+    /// rest: version 1, a request type byte (`PublishPrekeys`, `FetchBundle`, `ListDevices`,
+    /// `Send`, `ClaimHandle`, `LookupHandle`, `ReleaseHandle`) and a non-zero `u32`. A relay
+    /// echoes it in the `Error` for a frame that fails to decode (SPEC.md section 11);
+    /// `None` when those bytes do not say which request it was.
+    pub fn peek_request_id(bytes: &[u8]) -> Option<RequestId> {
+        use frame_type::*;
+        let [version, kind, a, b, c, d, ..] = *bytes else {
+            return None;
+        };
+        let is_request = matches!(
+            kind,
+            PUBLISH_PREKEYS
+                | FETCH_BUNDLE
+                | LIST_DEVICES
+                | SEND
+                | CLAIM_HANDLE
+                | LOOKUP_HANDLE
+                | RELEASE_HANDLE
+        );
+        if version != FRAME_VERSION || !is_request {
+            return None;
+        }
+        RequestId::new(u32::from_be_bytes([a, b, c, d]))
+    }
+
     /// Checks the counts and lengths the types alone do not bound. A frame that passes
     /// encodes to at most [`MAX_FRAME_LEN`] bytes and decodes back to itself; one that fails
     /// would be refused by the relay.

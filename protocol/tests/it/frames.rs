@@ -528,6 +528,51 @@ fn every_truncation_of_every_frame_type_is_refused_as_truncated() {
     assert_eq!(seen.len(), 21, "every type byte exercised: {seen:x?}");
 }
 
+/// SPEC.md section 11: the request id a relay echoes for a frame that fails to decode.
+#[test]
+fn request_ids_are_read_from_undecodable_frames_where_the_header_allows() {
+    let cases: [(&[u8], Option<u32>); 9] = [
+        // A `Send` whose envelope list is garbage.
+        (b"\x01\x14\x00\x00\x00\x07\xff\xff", Some(7)),
+        // A truncated `FetchBundle`, and every other request type.
+        (b"\x01\x12\x00\x00\x01\x00", Some(256)),
+        (b"\x01\x18\xff\xff\xff\xff\x00", Some(u32::MAX)),
+        // Request id 0 is no request.
+        (b"\x01\x14\x00\x00\x00\x00\x00", None),
+        // Another version: the layout is unknown.
+        (b"\x02\x14\x00\x00\x00\x07", None),
+        // Not request types: `Ack`, `Ping`, `Auth`, a relay frame.
+        (b"\x01\x15\x00\x00\x00\x07", None),
+        (b"\x01\x01\x00\x00\x00\x07", None),
+        (b"\x01\x10\x00\x00\x00\x07", None),
+        // Too short to hold an id.
+        (b"\x01\x14\x00\x00\x07", None),
+    ];
+    for (bytes, expected) in cases {
+        assert_eq!(
+            ClientFrame::peek_request_id(bytes).map(RequestId::get),
+            expected,
+            "{bytes:02x?}"
+        );
+    }
+    // Every request type byte is recognised, and agrees with the decoder on valid frames.
+    for kind in [0x11u8, 0x12, 0x13, 0x14, 0x16, 0x17, 0x18] {
+        assert_eq!(
+            ClientFrame::peek_request_id(&[1, kind, 0, 0, 0, 9]).map(RequestId::get),
+            Some(9)
+        );
+    }
+    let valid = ClientFrame::FetchBundle {
+        request_id: RequestId::new(77).unwrap(),
+        identity: pool().identities[0].public_key(),
+        device_id: DeviceId::new(3).unwrap(),
+    };
+    assert_eq!(
+        ClientFrame::peek_request_id(&valid.to_bytes()),
+        valid.request_id()
+    );
+}
+
 #[test]
 fn the_largest_frames_decode_within_the_allocation_bound() {
     let pool = pool();

@@ -17,7 +17,7 @@ use rand::Rng;
 use super::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
     MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry,
-    PrekeyCounts, PublishError, StoreError, StoreStats, is_expired,
+    PrekeyCounts, PublishError, StoreError, StoreStats, is_expired, stored_size,
 };
 
 /// The relay's state in memory. Cloning is cheap and shares the state.
@@ -49,11 +49,16 @@ struct State {
     expiry: BTreeSet<(u64, DeviceAddr, u64)>,
     /// Envelopes in all mailboxes.
     envelopes: u64,
+    /// [`stored_size`] of every mailbox's envelopes, and of all of them.
+    mailbox_bytes: HashMap<DeviceAddr, u64>,
+    envelope_bytes: u64,
     last_sequence: u64,
     relay_secret: Option<[u8; 32]>,
     handles: HashMap<Handle, HandleClaim>,
     /// How many handles each identity holds.
     handle_owners: HashMap<IdentityKey, usize>,
+    /// The `issued_at` of the last release of each released handle (SPEC.md section 10.6).
+    handle_releases: HashMap<Handle, u64>,
 }
 
 /// One device's published prekeys.
@@ -198,6 +203,7 @@ impl MemoryStore {
     pub(super) fn take_bundle(
         &self,
         addr: &DeviceAddr,
+        one_time: bool,
     ) -> Result<Option<PrekeyBundle>, StoreError> {
         let mut state = self.lock();
         let Some(device) = state.devices.get(&device_key(addr)) else {
@@ -211,14 +217,21 @@ impl MemoryStore {
             return Ok(None);
         };
         // Check that a KEM prekey exists before consuming anything.
-        let kem_prekey = match prekeys.kem.pop_first() {
-            Some((_, kem)) => kem,
-            None => match &prekeys.last_resort {
-                Some(kem) => kem.clone(),
-                None => return Ok(None),
+        let kem_prekey = match (one_time, &prekeys.last_resort) {
+            (false, Some(kem)) => kem.clone(),
+            _ => match prekeys.kem.pop_first() {
+                Some((_, kem)) => kem,
+                None => match &prekeys.last_resort {
+                    Some(kem) => kem.clone(),
+                    None => return Ok(None),
+                },
             },
         };
-        let one_time_prekey = prekeys.one_time.pop_first().map(|(_, key)| key);
+        let one_time_prekey = if one_time {
+            prekeys.one_time.pop_first().map(|(_, key)| key)
+        } else {
+            None
+        };
         Ok(Some(PrekeyBundle {
             device,
             signed_prekey,
@@ -269,6 +282,9 @@ impl MemoryStore {
             mailbox.insert(entry.seq, entry.clone());
             state.expiry.insert((entry.received_at, *addr, entry.seq));
             state.envelopes += 1;
+            let size = stored_size(entry.payload.len());
+            *state.mailbox_bytes.entry(*addr).or_default() += size;
+            state.envelope_bytes = state.envelope_bytes.saturating_add(size);
             outcomes.push(EnqueueOutcome::Stored);
         }
         Ok(outcomes)
@@ -357,9 +373,16 @@ impl MemoryStore {
     pub(super) fn claim_handle(&self, claim: &HandleClaim) -> Result<ClaimOutcome, StoreError> {
         let mut state = self.lock();
         let outcome = match state.handles.get(&claim.handle) {
+            None if state
+                .handle_releases
+                .get(&claim.handle)
+                .is_some_and(|&released| claim.issued_at <= released) =>
+            {
+                return Ok(ClaimOutcome::Stale);
+            }
             None => ClaimOutcome::Claimed,
             Some(stored) if stored.identity != claim.identity => return Ok(ClaimOutcome::Taken),
-            Some(stored) if claim.issued_at < stored.issued_at => return Ok(ClaimOutcome::Stale),
+            Some(stored) if claim.issued_at <= stored.issued_at => return Ok(ClaimOutcome::Stale),
             Some(_) => ClaimOutcome::Renewed,
         };
         if outcome == ClaimOutcome::Claimed {
@@ -380,10 +403,13 @@ impl MemoryStore {
     pub(super) fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
         let mut state = self.lock();
         let holds = state.handles.get(&release.handle).is_some_and(|stored| {
-            stored.identity == release.identity && release.issued_at >= stored.issued_at
+            stored.identity == release.identity && release.issued_at > stored.issued_at
         });
         if holds {
             state.handles.remove(&release.handle);
+            state
+                .handle_releases
+                .insert(release.handle.clone(), release.issued_at);
             if let Some(held) = state.handle_owners.get_mut(&release.identity) {
                 *held = held.saturating_sub(1);
                 if *held == 0 {
@@ -402,10 +428,15 @@ impl MemoryStore {
             .map_or(0, |mailbox| mailbox.len()))
     }
 
+    pub(super) fn mailbox_bytes(&self, addr: &DeviceAddr) -> Result<u64, StoreError> {
+        Ok(self.lock().mailbox_bytes.get(addr).copied().unwrap_or(0))
+    }
+
     pub(super) fn stats(&self) -> StoreStats {
         let state = self.lock();
         StoreStats {
             envelopes: state.envelopes,
+            envelope_bytes: state.envelope_bytes,
             devices: state.devices.len() as u64,
         }
     }
@@ -416,13 +447,19 @@ impl State {
     fn remove_envelope(&mut self, addr: &DeviceAddr, seq: u64, received_at: u64) {
         let mut now_empty = false;
         if let Some(mailbox) = self.mailboxes.get_mut(addr)
-            && mailbox.remove(&seq).is_some()
+            && let Some(entry) = mailbox.remove(&seq)
         {
             self.envelopes = self.envelopes.saturating_sub(1);
+            let size = stored_size(entry.payload.len());
+            self.envelope_bytes = self.envelope_bytes.saturating_sub(size);
+            if let Some(bytes) = self.mailbox_bytes.get_mut(addr) {
+                *bytes = bytes.saturating_sub(size);
+            }
             now_empty = mailbox.is_empty();
         }
         if now_empty {
             self.mailboxes.remove(addr);
+            self.mailbox_bytes.remove(addr);
         }
         self.expiry.remove(&(received_at, *addr, seq));
     }

@@ -2,9 +2,10 @@
 //!
 //! [`Store`] is an enum over two backends with the same semantics: [`SledStore`] (durable, on
 //! disk, the default) and [`MemoryStore`] (`--ephemeral`: nothing touches the disk). Every
-//! method is synchronous and short except [`Store::flush`], which makes every earlier write
-//! durable; the group-commit task (`commit.rs`) calls it once per batch before acknowledging the
-//! batch to its senders.
+//! method is synchronous except [`Store::flush`], which makes every earlier write durable; the
+//! group commit (`commit.rs`) flushes once per batch before acknowledging the batch to its
+//! senders. Synchronous methods may block, so the relay calls them only on blocking threads,
+//! inside [`blocking_section`] (debug builds check it).
 //!
 //! What is stored about an envelope is its recipient device, the relay-assigned id, the time it
 //! arrived and the opaque payload. Nothing about the sender is stored.
@@ -12,6 +13,7 @@
 mod memory;
 mod sled_store;
 
+use std::cell::Cell;
 use std::fmt;
 
 pub use memory::MemoryStore;
@@ -28,6 +30,15 @@ pub const MAX_STORED_KEM_PREKEYS: usize = 200;
 pub const MAX_DEVICES_PER_IDENTITY: usize = 64;
 /// Most handles one identity may hold, so no identity can squat the namespace.
 pub const MAX_HANDLES_PER_IDENTITY: usize = 8;
+
+/// What an envelope counts against the byte quotas: its payload and a fixed allowance for its
+/// id, arrival time, keys and index entry (SPEC.md section 10.8).
+pub const ENVELOPE_OVERHEAD: u64 = 128;
+
+/// The bytes an envelope with a payload of `payload_len` bytes counts as.
+pub fn stored_size(payload_len: usize) -> u64 {
+    (payload_len as u64).saturating_add(ENVELOPE_OVERHEAD)
+}
 
 /// A device mailbox address: account identity and device id.
 ///
@@ -128,11 +139,13 @@ pub enum DeviceOutcome {
 pub enum ClaimOutcome {
     /// The handle was free and is now this identity's.
     Claimed,
-    /// The identity already held the handle; the stored claim was replaced by this one (or
-    /// was this one: resending the same claim is `Renewed`, not an error).
+    /// The identity already held the handle under an earlier claim, which this one replaced.
     Renewed,
-    /// The identity holds the handle under a claim issued later than this one, which was
-    /// ignored (SPEC.md section 10.6: a claim must be later than the recorded one).
+    /// A claim or release of the handle not earlier than this claim is recorded (the identity
+    /// holds the handle under a claim issued at the same time or later, or the handle was
+    /// released at the same time or later); nothing changed (SPEC.md section 10.6: a claim
+    /// must be later than every recorded claim and release; resending the stored claim is
+    /// `Stale` too).
     Stale,
     /// Another identity holds the handle.
     Taken,
@@ -158,6 +171,9 @@ pub enum StoreError {
     /// The embedded database reported an error.
     #[error("database: {0}")]
     Database(#[from] sled::Error),
+    /// The blocking task running a store call failed (it panicked or was cancelled).
+    #[error("store task: {0}")]
+    Task(String),
     /// A stored value did not decode (corruption, or a value from a newer version).
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
@@ -177,6 +193,8 @@ pub enum StoreError {
 pub struct StoreStats {
     /// Envelopes waiting in all mailboxes.
     pub envelopes: u64,
+    /// What they count as ([`stored_size`]), all mailboxes together.
+    pub envelope_bytes: u64,
     /// Registered devices.
     pub devices: u64,
 }
@@ -190,13 +208,45 @@ pub enum Store {
     Memory(MemoryStore),
 }
 
+thread_local! {
+    /// Whether this thread is inside [`blocking_section`].
+    static IN_BLOCKING_SECTION: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, which makes store calls, marked as running where blocking is fine: a
+/// `spawn_blocking` thread or a dedicated one. Every synchronous [`Store`] method may block
+/// (sled's I/O, the store's locks, which a group commit holds while it writes), so the relay
+/// never calls one on an async worker thread, where it would stall every connection the
+/// worker serves; debug builds check it (`check_thread`).
+pub(crate) fn blocking_section<T>(f: impl FnOnce() -> T) -> T {
+    let outer = IN_BLOCKING_SECTION.replace(true);
+    let result = f();
+    IN_BLOCKING_SECTION.set(outer);
+    result
+}
+
+/// Debug builds: a synchronous store call on a thread that runs an async runtime, outside
+/// [`blocking_section`], is a bug and panics. Threads without a runtime (tests, tools) are
+/// free to call.
+fn check_thread() {
+    if cfg!(debug_assertions)
+        && !IN_BLOCKING_SECTION.get()
+        && tokio::runtime::Handle::try_current().is_ok()
+    {
+        panic!(
+            "a blocking store call on an async runtime thread: use `blocking_section` on a blocking thread"
+        );
+    }
+}
+
 macro_rules! dispatch {
-    ($self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $store:ident => $call:expr) => {{
+        check_thread();
         match $self {
             Store::Sled($store) => $call,
             Store::Memory($store) => $call,
         }
-    };
+    }};
 }
 
 impl Store {
@@ -245,7 +295,19 @@ impl Store {
     /// first. `None` when the device is unknown or has not published a signed prekey and a KEM
     /// prekey (nothing is consumed then).
     pub fn take_bundle(&self, addr: &DeviceAddr) -> Result<Option<PrekeyBundle>, StoreError> {
-        dispatch!(self, s => s.take_bundle(addr))
+        dispatch!(self, s => s.take_bundle(addr, true))
+    }
+
+    /// As [`Self::take_bundle`] with `one_time` true; with `one_time` false the bundle
+    /// consumes nothing: it carries no one-time X25519 prekey and the last-resort KEM prekey
+    /// (a one-time KEM prekey only if the device has no last-resort one). The relay hands out
+    /// such bundles past a target identity's one-time prekey rate (SPEC.md section 10.8).
+    pub fn take_bundle_with(
+        &self,
+        addr: &DeviceAddr,
+        one_time: bool,
+    ) -> Result<Option<PrekeyBundle>, StoreError> {
+        dispatch!(self, s => s.take_bundle(addr, one_time))
     }
 
     /// The one-time prekeys a device has left.
@@ -273,6 +335,11 @@ impl Store {
         dispatch!(self, s => s.mailbox_len(addr))
     }
 
+    /// What `addr`'s envelopes count as ([`stored_size`]; O(1) like [`Self::mailbox_len`]).
+    pub fn mailbox_bytes(&self, addr: &DeviceAddr) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.mailbox_bytes(addr))
+    }
+
     /// Makes every earlier write durable (sled: fsync; memory: nothing to do).
     pub async fn flush(&self) -> Result<(), StoreError> {
         match self {
@@ -283,6 +350,7 @@ impl Store {
 
     /// As [`Self::flush`], on the calling thread, for code already on a blocking thread.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        check_thread();
         match self {
             Store::Sled(s) => s.flush_blocking(),
             Store::Memory(_) => Ok(()),
@@ -339,9 +407,10 @@ impl Store {
         dispatch!(self, s => s.lookup_handle(handle))
     }
 
-    /// Removes a handle if the verified release comes from the identity holding it and is not
-    /// older (`issued_at`) than the stored claim, so a release of an earlier claim cannot undo
-    /// a later one; returns whether it was removed.
+    /// Removes a handle if the verified release comes from the identity holding it and is
+    /// later (`issued_at`) than the stored claim, so a release of an earlier claim cannot undo
+    /// a later one, and records the release's `issued_at`: a later claim of the handle, by
+    /// anyone, must be later than it. Returns whether the handle was removed.
     pub fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
         dispatch!(self, s => s.release_handle(release))
     }
@@ -396,3 +465,29 @@ pub(crate) fn decode_mailbox_value(seq: u64, value: &[u8]) -> Result<MailboxEntr
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod thread_check {
+    use super::*;
+
+    /// The check that keeps store calls off async workers: it trips on a runtime thread and
+    /// not inside a blocking section or off any runtime.
+    #[test]
+    fn store_calls_on_a_runtime_thread_panic_in_debug_builds() {
+        let store = Store::Memory(MemoryStore::new());
+        assert_eq!(store.last_sequence().unwrap(), 0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let on_worker = runtime.block_on(async {
+            let store = store.clone();
+            tokio::spawn(async move { store.last_sequence() }).await
+        });
+        assert_eq!(on_worker.is_err(), cfg!(debug_assertions), "{on_worker:?}");
+        let in_section = runtime.block_on(async {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || blocking_section(|| store.last_sequence())).await
+        });
+        assert_eq!(in_section.unwrap().unwrap(), 0);
+    }
+}

@@ -13,6 +13,7 @@
 //! | `expiry` | `received_at u64 \|\| addr \|\| seq u64` | empty |
 //! | `handles` | handle text | `HandleClaim` (protocol codec) |
 //! | `handle_owners` | identity (32) \|\| handle text | empty (counts an identity's handles) |
+//! | `handle_releases` | handle text | `issued_at` u64 of the handle's last release |
 //! | `meta` | name | schema version, last sequence number, relay secret |
 //!
 //! Prekey kinds: 1 the signed prekey and 2 the last-resort KEM prekey (id 0: one each), 3
@@ -24,8 +25,12 @@
 //! - `take_bundle` removes each one-time key with a compare-and-swap from its current value to
 //!   nothing, retrying on the next key when another caller won (sled's own `pop_min` pattern):
 //!   a key is handed out only by the caller whose swap removed it. It checks that a bundle can
-//!   be built (certificate, signed prekey, some KEM prekey) before consuming anything.
-//! - Handle claims and releases are compare-and-swap loops on the handle's record.
+//!   be built (certificate, signed prekey, some KEM prekey) before consuming anything. When
+//!   it consumed a one-time key it flushes before it returns, so the bundle leaves the relay
+//!   only once the removal is durable: a crash cannot hand the same key out twice.
+//! - Handle claims and releases are compare-and-swap loops on the handle's record. A release
+//!   records its `issued_at` in `handle_releases` before it removes the claim, so a claim that
+//!   finds the handle free always sees the release that freed it.
 //! - `put_device` and `publish_prekeys` check a cap and then write; a mutex (`directory`)
 //!   serialises them. Both are rare (an authentication that changes a certificate, a publish),
 //!   and re-sending the stored certificate takes a lock-free fast path.
@@ -34,11 +39,11 @@
 //!
 //! # Counts
 //!
-//! Envelope counts per device live in memory only (`MailboxCounts`), rebuilt at
-//! [`SledStore::open`] by one scan of the `mailboxes` keys, then kept exact by the writers: a
+//! Envelope counts and bytes ([`stored_size`]) per device live in memory only
+//! (`MailboxCounts`), rebuilt at [`SledStore::open`] by one scan of the `mailboxes` tree, then kept exact by the writers: a
 //! quota check is a hash lookup, and no counter record has to be rewritten on every enqueue.
 //! Removals count what `remove` says existed, so a duplicate ack or an ack racing the expiry
-//! sweep is counted once. The open-time scan reads keys only and costs O(stored envelopes).
+//! sweep is counted once. The open-time scan reads every envelope once (its value's length).
 //!
 //! # TTL index and crash ordering
 //!
@@ -71,11 +76,13 @@ use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, Signed
 use rand::Rng;
 use sled::{Batch, IVec, Tree};
 
+use crate::config::SledSettings;
+
 use super::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
     MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry,
     PrekeyCounts, PublishError, StoreError, StoreStats, decode_mailbox_value, encode_mailbox_value,
-    is_expired, mailbox_key,
+    is_expired, mailbox_key, stored_size,
 };
 
 /// The layout version in `meta`; a database with another one is refused at open.
@@ -115,6 +122,8 @@ struct Inner {
     handles: Tree,
     /// `identity || handle text` -> empty: which handles an identity holds (for the cap).
     handle_owners: Tree,
+    /// Handle text -> `issued_at` of its last release.
+    handle_releases: Tree,
     meta: Tree,
     /// Serialises the check-then-write of `put_device` and `publish_prekeys`.
     directory: Mutex<()>,
@@ -131,6 +140,9 @@ struct MailboxCounts {
     per_device: HashMap<[u8; ADDR_LEN], usize>,
     /// Envelopes in all mailboxes.
     total: u64,
+    /// [`stored_size`] of each device's envelopes (devices with none are absent) and of all.
+    bytes_per_device: HashMap<[u8; ADDR_LEN], u64>,
+    bytes: u64,
     /// The largest sequence number assigned.
     last_sequence: u64,
 }
@@ -140,19 +152,33 @@ impl MailboxCounts {
         self.per_device.get(device).copied().unwrap_or(0)
     }
 
-    fn add(&mut self, device: [u8; ADDR_LEN], n: usize) {
-        *self.per_device.entry(device).or_default() += n;
-        self.total = self.total.saturating_add(n as u64);
+    fn bytes_held(&self, device: &[u8; ADDR_LEN]) -> u64 {
+        self.bytes_per_device.get(device).copied().unwrap_or(0)
     }
 
-    fn remove_one(&mut self, device: &[u8; ADDR_LEN]) {
+    /// Counts `n` envelopes of `bytes` ([`stored_size`]) together for `device`.
+    fn add(&mut self, device: [u8; ADDR_LEN], n: usize, bytes: u64) {
+        *self.per_device.entry(device).or_default() += n;
+        self.total = self.total.saturating_add(n as u64);
+        *self.bytes_per_device.entry(device).or_default() += bytes;
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    /// Uncounts one envelope whose stored value is `value_len` bytes long.
+    fn remove_one(&mut self, device: &[u8; ADDR_LEN], value_len: usize) {
         if let Some(held) = self.per_device.get_mut(device) {
             *held = held.saturating_sub(1);
             if *held == 0 {
                 self.per_device.remove(device);
+                self.bytes_per_device.remove(device);
             }
         }
         self.total = self.total.saturating_sub(1);
+        let size = value_size(value_len);
+        if let Some(bytes) = self.bytes_per_device.get_mut(device) {
+            *bytes = bytes.saturating_sub(size);
+        }
+        self.bytes = self.bytes.saturating_sub(size);
     }
 }
 
@@ -170,6 +196,12 @@ impl fmt::Debug for SledStore {
 /// Decodes a stored protocol value.
 fn decode<T: Decode>(bytes: &[u8], tree: &'static str) -> Result<T, StoreError> {
     T::from_bytes(bytes).map_err(|_| StoreError::Corrupt(tree))
+}
+
+/// [`stored_size`] of an envelope whose mailbox value ([`encode_mailbox_value`]: 24 bytes,
+/// then the payload) is `value_len` bytes long.
+fn value_size(value_len: usize) -> u64 {
+    stored_size(value_len.saturating_sub(24))
 }
 
 /// Reads a stored big-endian `u64`.
@@ -220,10 +252,21 @@ fn count_u32(n: usize) -> u32 {
 }
 
 impl SledStore {
+    /// Opens (or creates) the database in the directory `path` with the default
+    /// [`SledSettings`].
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, &SledSettings::default())
+    }
+
     /// Opens (or creates) the database in the directory `path`, checks its layout version and
     /// counts the stored envelopes and devices (one scan of the keys).
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).open()?;
+    pub fn open_with(path: &Path, settings: &SledSettings) -> Result<Self, StoreError> {
+        let flush_every = (settings.flush_every_ms > 0).then_some(settings.flush_every_ms);
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(settings.cache_capacity_bytes)
+            .flush_every_ms(flush_every)
+            .open()?;
         let meta = db.open_tree("meta")?;
         match meta.get(META_SCHEMA_VERSION)? {
             None => {
@@ -248,14 +291,14 @@ impl SledStore {
         let mut counts = MailboxCounts::default();
         let mut largest_seq = 0;
         let mut uncommitted = Vec::new();
-        for key in mailboxes.iter().keys() {
-            let key = key?;
+        for item in mailboxes.iter() {
+            let (key, value) = item?;
             let (device, seq) = split_mailbox_key(&key)?;
             largest_seq = largest_seq.max(seq);
             if seq > recorded {
                 uncommitted.push((key, seq));
             } else {
-                counts.add(device, 1);
+                counts.add(device, 1, value_size(value.len()));
             }
         }
         // What a crash left of a batch that never committed (module documentation).
@@ -279,6 +322,7 @@ impl SledStore {
                 expiry,
                 handles: db.open_tree("handles")?,
                 handle_owners: db.open_tree("handle_owners")?,
+                handle_releases: db.open_tree("handle_releases")?,
                 meta,
                 db,
                 directory: Mutex::new(()),
@@ -462,6 +506,8 @@ impl SledStore {
             );
         }
         self.inner.prekeys.apply_batch(batch)?;
+        // The `PrekeyCount` answer tells the device its keys are stored: make it true.
+        self.inner.db.flush()?;
         Ok(Ok(PrekeyCounts {
             one_time: count_u32(one_time_count),
             kem_one_time: count_u32(kem_count),
@@ -490,6 +536,7 @@ impl SledStore {
     pub(super) fn take_bundle(
         &self,
         addr: &DeviceAddr,
+        one_time: bool,
     ) -> Result<Option<PrekeyBundle>, StoreError> {
         let Some(device) = self.inner.devices.get(addr.to_key())? else {
             return Ok(None);
@@ -500,18 +547,32 @@ impl SledStore {
             return Ok(None);
         };
         let signed_prekey: SignedPrekey = decode(&signed, "prekeys")?;
-        let kem = match self.take_first(&prekey_prefix(addr, PREKEY_KEM))? {
-            Some(kem) => kem,
-            None => match prekeys.get(prekey_key(addr, PREKEY_LAST_RESORT, 0))? {
-                Some(kem) => kem,
-                None => return Ok(None),
+        let last_resort = prekeys.get(prekey_key(addr, PREKEY_LAST_RESORT, 0))?;
+        let (kem, consumed_kem) = match (one_time, last_resort) {
+            (false, Some(kem)) => (kem, false),
+            (_, last_resort) => match self.take_first(&prekey_prefix(addr, PREKEY_KEM))? {
+                Some(kem) => (kem, true),
+                None => match last_resort {
+                    Some(kem) => (kem, false),
+                    None => return Ok(None),
+                },
             },
         };
         let kem_prekey: KemPrekey = decode(&kem, "prekeys")?;
-        let one_time_prekey = self
-            .take_first(&prekey_prefix(addr, PREKEY_ONE_TIME))?
-            .map(|key| decode::<OneTimePrekey>(&key, "prekeys"))
+        let one_time = if one_time {
+            self.take_first(&prekey_prefix(addr, PREKEY_ONE_TIME))?
+        } else {
+            None
+        };
+        let one_time_prekey = one_time
+            .as_ref()
+            .map(|key| decode::<OneTimePrekey>(key, "prekeys"))
             .transpose()?;
+        if consumed_kem || one_time.is_some() {
+            // Durable before anyone sees it: after a crash a key handed out is never handed
+            // out again (module documentation).
+            self.inner.db.flush()?;
+        }
         Ok(Some(PrekeyBundle {
             device,
             signed_prekey,
@@ -548,7 +609,7 @@ impl SledStore {
         counts.last_sequence = last;
 
         let mut known: HashMap<[u8; ADDR_LEN], bool> = HashMap::new();
-        let mut added: HashMap<[u8; ADDR_LEN], usize> = HashMap::new();
+        let mut added: HashMap<[u8; ADDR_LEN], (usize, u64)> = HashMap::new();
         let mut envelopes: Vec<([u8; MAILBOX_KEY_LEN], [u8; EXPIRY_KEY_LEN], Vec<u8>)> =
             Vec::with_capacity(items.len());
         let mut outcomes = Vec::with_capacity(items.len());
@@ -567,11 +628,12 @@ impl SledStore {
                 continue;
             }
             let adding = added.entry(device).or_default();
-            if counts.held(&device) + *adding >= quota {
+            if counts.held(&device) + adding.0 >= quota {
                 outcomes.push(EnqueueOutcome::MailboxFull);
                 continue;
             }
-            *adding += 1;
+            adding.0 += 1;
+            adding.1 += stored_size(entry.payload.len());
             let key = mailbox_key(addr, entry.seq);
             envelopes.push((
                 key,
@@ -591,9 +653,9 @@ impl SledStore {
                 }
                 return Err(e);
             }
-            for (device, n) in added {
+            for (device, (n, bytes)) in added {
                 if n > 0 {
-                    counts.add(device, n);
+                    counts.add(device, n, bytes);
                 }
             }
         }
@@ -669,8 +731,8 @@ impl SledStore {
             let mut counts = self.mailbox();
             for entry in expired {
                 let key = mailbox_key(addr, entry.seq);
-                if self.inner.mailboxes.remove(key)?.is_some() {
-                    counts.remove_one(&device);
+                if let Some(value) = self.inner.mailboxes.remove(key)? {
+                    counts.remove_one(&device, value.len());
                 }
                 self.inner
                     .expiry
@@ -690,7 +752,7 @@ impl SledStore {
                 continue;
             };
             removed += 1;
-            counts.remove_one(&device);
+            counts.remove_one(&device, value.len());
             // An undecodable value leaves its index entry behind, which the sweep deletes.
             if let Ok(entry) = decode_mailbox_value(seq, &value) {
                 self.inner
@@ -727,9 +789,9 @@ impl SledStore {
                     .split_first_chunk::<8>()
                     .ok_or(StoreError::Corrupt("expiry"))?;
                 let (device, _) = split_mailbox_key(key)?;
-                if self.inner.mailboxes.remove(key)?.is_some() {
+                if let Some(value) = self.inner.mailboxes.remove(key)? {
                     removed += 1;
-                    counts.remove_one(&device);
+                    counts.remove_one(&device, value.len());
                 }
                 self.inner.expiry.remove(index_key)?;
             }
@@ -772,13 +834,20 @@ impl SledStore {
         loop {
             let current = handles.get(key)?;
             let outcome = match &current {
-                None => ClaimOutcome::Claimed,
+                None => {
+                    if let Some(released) = self.inner.handle_releases.get(key)?
+                        && claim.issued_at <= decode_u64(&released, "handle_releases")?
+                    {
+                        return Ok(ClaimOutcome::Stale);
+                    }
+                    ClaimOutcome::Claimed
+                }
                 Some(stored) => {
                     let stored: HandleClaim = decode(stored, "handles")?;
                     if stored.identity != claim.identity {
                         return Ok(ClaimOutcome::Taken);
                     }
-                    if claim.issued_at < stored.issued_at {
+                    if claim.issued_at <= stored.issued_at {
                         return Ok(ClaimOutcome::Stale);
                     }
                     ClaimOutcome::Renewed
@@ -825,9 +894,17 @@ impl SledStore {
                 return Ok(false);
             };
             let stored: HandleClaim = decode(&current, "handles")?;
-            if stored.identity != release.identity || release.issued_at < stored.issued_at {
+            if stored.identity != release.identity || release.issued_at <= stored.issued_at {
                 return Ok(false);
             }
+            // Recorded first (module documentation); a later record is never lowered.
+            let released = release.issued_at.to_be_bytes();
+            self.inner
+                .handle_releases
+                .fetch_and_update(key, |old| match old {
+                    Some(old) if old >= &released[..] => Some(old.to_vec()),
+                    _ => Some(released.to_vec()),
+                })?;
             if handles
                 .compare_and_swap(key, Some(current), None::<&[u8]>)?
                 .is_ok()
@@ -844,9 +921,15 @@ impl SledStore {
         Ok(self.mailbox().held(&addr.to_key()))
     }
 
+    pub(super) fn mailbox_bytes(&self, addr: &DeviceAddr) -> Result<u64, StoreError> {
+        Ok(self.mailbox().bytes_held(&addr.to_key()))
+    }
+
     pub(super) fn stats(&self) -> StoreStats {
+        let counts = self.mailbox();
         StoreStats {
-            envelopes: self.mailbox().total,
+            envelopes: counts.total,
+            envelope_bytes: counts.bytes,
             devices: self.inner.device_count.load(Ordering::Relaxed),
         }
     }

@@ -212,6 +212,8 @@ suite!(
     publish_adds_replaces_and_counts,
     publish_over_a_cap_stores_nothing,
     take_bundle_hands_out_lowest_ids_then_last_resort,
+    take_bundle_without_one_time_consumes_nothing,
+    envelope_bytes_are_counted_per_mailbox_and_in_all,
     take_bundle_without_a_kem_prekey_consumes_nothing,
     concurrent_take_bundle_hands_each_key_out_once,
     pending_is_in_order_and_pages,
@@ -529,6 +531,63 @@ fn take_bundle_hands_out_lowest_ids_then_last_resort(store: &Store) {
     let bundle = store.take_bundle(&addr).unwrap().unwrap();
     assert_eq!(bundle.kem_prekey, more.kem[0]);
     assert_eq!(bundle.one_time_prekey, Some(more.one_time[0].clone()));
+}
+
+fn envelope_bytes_are_counted_per_mailbox_and_in_all(store: &Store) {
+    let mut rng = rng(19);
+    let alice = Account::new(&mut rng, 2);
+    alice.register(store);
+    let (a, b) = (alice.addr(0), alice.addr(1));
+    let sized = |seq, received_at, len| MailboxEntry {
+        payload: vec![7; len],
+        ..entry(seq, received_at)
+    };
+    let items = [
+        (a, sized(1, NOW, 1000)),
+        (a, sized(2, NOW + 100, 0)),
+        (b, sized(3, NOW, 50)),
+        (a, sized(4, NOW + 100, 10)),
+    ];
+    store.enqueue(&items, 100).unwrap();
+    let bytes = |addr| store.mailbox_bytes(&addr).unwrap();
+    assert_eq!(
+        bytes(a),
+        stored_size(1000) + stored_size(0) + stored_size(10)
+    );
+    assert_eq!(bytes(b), stored_size(50));
+    assert_eq!(store.stats().envelope_bytes, bytes(a) + bytes(b));
+    // An ack, a duplicate ack, the TTL in `pending` and in `expire` each uncount once.
+    assert_eq!(store.ack(&a, &[2, 2]).unwrap(), 1);
+    assert_eq!(bytes(a), stored_size(1000) + stored_size(10));
+    let live = store.pending(&a, None, 10, NOW + 50, 50).unwrap();
+    assert_eq!(live.iter().map(|e| e.seq).collect::<Vec<_>>(), [4]);
+    assert_eq!(bytes(a), stored_size(10));
+    assert_eq!(store.expire(NOW + 50, 50).unwrap(), 1);
+    assert_eq!(bytes(b), 0);
+    assert_eq!(store.stats().envelope_bytes, stored_size(10));
+    assert_eq!(store.ack(&a, &[4]).unwrap(), 1);
+    assert_eq!(store.stats().envelope_bytes, 0);
+}
+
+fn take_bundle_without_one_time_consumes_nothing(store: &Store) {
+    let mut rng = rng(18);
+    let alice = Account::new(&mut rng, 1);
+    alice.register(store);
+    let addr = alice.addr(0);
+    let prekeys = Prekeys::new(&alice.devices[0], &mut rng, [5, 2], [7, 3]);
+    prekeys.publish(store, &addr);
+    for _ in 0..3 {
+        let bundle = store.take_bundle_with(&addr, false).unwrap().unwrap();
+        bundle.verify(Some(&alice.identity.public_key())).unwrap();
+        assert_eq!(bundle.kem_prekey, prekeys.last_resort);
+        assert_eq!(bundle.one_time_prekey, None);
+    }
+    assert_eq!(store.prekey_counts(&addr).unwrap(), counts(2, 2));
+    let bundle = store.take_bundle_with(&addr, true).unwrap().unwrap();
+    assert_eq!(
+        (bundle.kem_prekey.id, bundle.one_time_prekey.map(|k| k.id)),
+        (2, Some(3))
+    );
 }
 
 fn take_bundle_without_a_kem_prekey_consumes_nothing(store: &Store) {
@@ -960,10 +1019,16 @@ fn handles_are_first_come_first_served(store: &Store) {
     let claim = alice.claim("alice", NOW);
     assert_eq!(store.claim_handle(&claim).unwrap(), ClaimOutcome::Claimed);
     assert_eq!(store.lookup_handle(&handle).unwrap(), Some(claim.clone()));
+    // Not later than the recorded claim: the same claim resent, or another of the same second.
     assert_eq!(
         store.claim_handle(&claim).unwrap(),
-        ClaimOutcome::Renewed,
+        ClaimOutcome::Stale,
         "resent"
+    );
+    assert_eq!(
+        store.claim_handle(&alice.claim("alice", NOW)).unwrap(),
+        ClaimOutcome::Stale,
+        "same issued_at"
     );
     assert_eq!(
         store.claim_handle(&bob.claim("alice", NOW + 5)).unwrap(),
@@ -989,12 +1054,28 @@ fn handles_are_first_come_first_served(store: &Store) {
             .release_handle(&alice.release("alice", NOW + 5))
             .unwrap()
     );
-    assert_eq!(store.lookup_handle(&handle).unwrap(), Some(renewal));
+    assert!(
+        !store
+            .release_handle(&alice.release("alice", NOW + 10))
+            .unwrap(),
+        "a release must be later than the claim"
+    );
+    assert_eq!(store.lookup_handle(&handle).unwrap(), Some(renewal.clone()));
     assert!(
         store
-            .release_handle(&alice.release("alice", NOW + 10))
+            .release_handle(&alice.release("alice", NOW + 11))
             .unwrap()
     );
+    assert_eq!(store.lookup_handle(&handle).unwrap(), None);
+    // The release is recorded: neither the old claim replayed nor anyone's claim not later
+    // than the release takes the handle back.
+    for stale in [
+        renewal,
+        alice.claim("alice", NOW + 11),
+        bob.claim("alice", NOW + 11),
+    ] {
+        assert_eq!(store.claim_handle(&stale).unwrap(), ClaimOutcome::Stale);
+    }
     assert_eq!(store.lookup_handle(&handle).unwrap(), None);
     assert!(
         !store
@@ -1088,6 +1169,13 @@ mod sled_only {
             store.enqueue(&items, quota).unwrap();
             assert_eq!(store.ack(&b, &[4]).unwrap(), 1);
             assert_eq!(store.claim_handle(&claim).unwrap(), ClaimOutcome::Claimed);
+            let bobs = bob.claim("bobby", NOW);
+            assert_eq!(store.claim_handle(&bobs).unwrap(), ClaimOutcome::Claimed);
+            assert!(
+                store
+                    .release_handle(&bob.release("bobby", NOW + 5))
+                    .unwrap()
+            );
             let secret = store.relay_secret().unwrap();
             flush(&store);
             (secret, first_bundle)
@@ -1098,6 +1186,8 @@ mod sled_only {
             store.stats(),
             StoreStats {
                 envelopes: 5,
+                // Counted again from the stored envelopes: five 16-byte payloads.
+                envelope_bytes: 5 * stored_size(16),
                 devices: 3
             }
         );
@@ -1135,6 +1225,15 @@ mod sled_only {
 
         let handle = Handle::parse("alice").unwrap();
         assert_eq!(store.lookup_handle(&handle).unwrap(), Some(claim));
+        // The release survived: a claim not later than it is refused, a later one accepted.
+        assert_eq!(
+            store.claim_handle(&alice.claim("bobby", NOW + 5)).unwrap(),
+            ClaimOutcome::Stale
+        );
+        assert_eq!(
+            store.claim_handle(&alice.claim("bobby", NOW + 6)).unwrap(),
+            ClaimOutcome::Claimed
+        );
         assert_eq!(store.relay_secret().unwrap(), secret);
 
         // The TTL index survived too: 1, 2 and 3 are due, and 8 (stored at NOW after reopening).

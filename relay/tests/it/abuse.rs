@@ -38,22 +38,19 @@ async fn oversized_frame_is_closed_with_1009() {
         let mut client = relay.connect(&Device::new(10)).await;
         // The send itself may fail once the relay has closed without reading it all.
         let _ = client.send_raw(vec![1; limit + 1]).await;
-        let close = guard(async {
-            loop {
-                match client.websocket().next().await {
-                    Some(Ok(Message::Close(frame))) => return frame,
-                    Some(Ok(Message::Binary(bytes))) => {
-                        panic!(
-                            "expected a close, got {:?}",
-                            ServerFrame::from_bytes(&bytes)
-                        )
-                    }
-                    Some(Ok(_)) => continue,
-                    other => panic!("expected a close frame, got {other:?}"),
-                }
-            }
-        })
-        .await;
+        let (frames, close) = frames_then_close(&mut client).await;
+        // `frame_too_large` for the connection, then close 1009 (SPEC.md section 11).
+        assert!(
+            matches!(
+                frames.as_slice(),
+                [ServerFrame::Error {
+                    request_id: None,
+                    code: ErrorCode::FrameTooLarge,
+                    ..
+                }]
+            ),
+            "{frames:?}"
+        );
         assert_eq!(close.map(|c| c.code), Some(CloseCode::Size));
         assert_eq!(
             relay.relay.metrics().rejections(Rejection::FrameTooLarge),
@@ -61,6 +58,81 @@ async fn oversized_frame_is_closed_with_1009() {
         );
         pair.exchange().await;
     }
+}
+
+/// Reads every frame until the relay's WebSocket close; returns them and the close frame.
+async fn frames_then_close(
+    client: &mut RelayClient,
+) -> (
+    Vec<ServerFrame>,
+    Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) {
+    guard(async {
+        let mut frames = Vec::new();
+        loop {
+            match client.websocket().next().await {
+                Some(Ok(Message::Close(frame))) => return (frames, frame),
+                Some(Ok(Message::Binary(bytes))) => {
+                    frames.push(ServerFrame::from_bytes(&bytes).unwrap());
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+/// SPEC.md section 11: a frame that fails to decode gets `bad_frame` with its request id when
+/// the first six bytes name a request, and every fatal error is followed by close 1008 with the
+/// error's name as the reason.
+#[tokio::test]
+async fn bad_frames_echo_the_request_id_and_close_with_1008_and_the_name() {
+    let relay = TestRelay::memory().await;
+    let mut pair = Pair::connect(relay.addr(), &relay.relay_id(), 1).await;
+    let cases: [(&[u8], Option<u32>, ErrorCode); 4] = [
+        // A `Send` whose envelope list is cut short.
+        (
+            b"\x01\x14\x00\x00\x00\x07\x00",
+            Some(7),
+            ErrorCode::BadFrame,
+        ),
+        // A `FetchBundle` cut short in its identity key.
+        (
+            b"\x01\x12\x00\x00\x01\x00\x00",
+            Some(256),
+            ErrorCode::BadFrame,
+        ),
+        // No request id to read: an `Ack` that is garbage, an unknown version.
+        (b"\x01\x15\xff", None, ErrorCode::BadFrame),
+        (
+            b"\x02\x14\x00\x00\x00\x07",
+            None,
+            ErrorCode::UnsupportedVersion,
+        ),
+    ];
+    for (bytes, request_id, code) in cases {
+        let mut client = relay.connect(&Device::new(10)).await;
+        client.send_raw(bytes.to_vec()).await.unwrap();
+        let (frames, close) = frames_then_close(&mut client).await;
+        match frames.as_slice() {
+            [
+                ServerFrame::Error {
+                    request_id: found,
+                    code: found_code,
+                    ..
+                },
+            ] => {
+                assert_eq!(found.map(|id| id.get()), request_id, "{bytes:02x?}");
+                assert_eq!(*found_code, code, "{bytes:02x?}");
+            }
+            other => panic!("expected one error, got {other:?}"),
+        }
+        let close = close.unwrap();
+        assert_eq!(close.code, CloseCode::Policy);
+        assert_eq!(close.reason.as_str(), code.name());
+    }
+    pair.exchange().await;
 }
 
 #[tokio::test]
@@ -163,6 +235,12 @@ async fn slow_handshakes_are_dropped_at_the_deadline() {
 async fn a_client_that_never_reads_is_cut_off() {
     let relay = TestRelay::with_limits(Limits {
         write_timeout_ms: 200,
+        // 64 MiB from one device to one mailbox: the byte quotas are another test's.
+        mailbox_quota_bytes: u64::MAX,
+        device_bytes: RateLimit {
+            per_second: 1e12,
+            burst: 1e12,
+        },
         ..Limits::default()
     })
     .await;

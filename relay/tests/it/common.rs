@@ -354,11 +354,20 @@ impl RelayProcess {
     /// Starts the binary on a free loopback port and waits until `/healthz` answers.
     /// Its log goes to `log_dir`.
     pub async fn start(data_dir: &Path, log_dir: &Path) -> Self {
+        Self::start_with_config(data_dir, log_dir, "").await
+    }
+
+    /// As [`Self::start`], with `config` (TOML) as the relay's configuration file.
+    pub async fn start_with_config(data_dir: &Path, log_dir: &Path, config: &str) -> Self {
+        let config_file = log_dir.join("chat-relay.toml");
+        std::fs::write(&config_file, config).unwrap();
         // A port found free may be taken before the relay binds it: try a few.
         for attempt in 0..5 {
             let addr = free_port();
             let log = std::fs::File::create(log_dir.join(format!("relay-{attempt}.log"))).unwrap();
             let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-relay"))
+                .arg("--config")
+                .arg(&config_file)
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--data-dir")

@@ -156,3 +156,55 @@ async fn claim_sent_by_another_identity_is_refused() {
         ErrorCode::HandleInvalid
     );
 }
+
+/// SPEC.md section 10.6: a claim must be later than every claim and release the relay has
+/// recorded for the handle; equal `issued_at` is not later, and a release is recorded.
+#[tokio::test]
+async fn claims_must_be_later_than_every_recorded_claim_and_release() {
+    let relay = TestRelay::memory().await;
+    let alice = Device::new(1);
+    let bob = Device::new(2);
+    let mut a = relay.connect(&alice).await;
+    let mut b = relay.connect(&bob).await;
+    let handle = Handle::parse("carol").unwrap();
+    let t = now();
+
+    let first = HandleClaim::sign(&alice.identity, handle.clone(), t);
+    assert_eq!(claim(&mut a, 1, first.clone()).await, done(1));
+    // The same claim again, and another claim issued in the same second: not later.
+    assert_eq!(
+        error_code(&claim(&mut a, 2, first.clone()).await),
+        ErrorCode::HandleInvalid
+    );
+    let same_second = HandleClaim::sign(&alice.identity, handle.clone(), t);
+    assert_eq!(
+        error_code(&claim(&mut a, 3, same_second).await),
+        ErrorCode::HandleInvalid
+    );
+    // A release issued in the claim's second is not later than it either.
+    let early_release = HandleRelease::sign(&alice.identity, handle.clone(), t);
+    assert_eq!(
+        error_code(&release(&mut a, 4, early_release).await),
+        ErrorCode::HandleInvalid
+    );
+    assert_eq!(lookup(&mut b, 5, &handle).await, Some(first.clone()));
+
+    let released = HandleRelease::sign(&alice.identity, handle.clone(), t + 10);
+    assert_eq!(release(&mut a, 6, released).await, done(6));
+    assert_eq!(lookup(&mut b, 7, &handle).await, None);
+    // The release is recorded: the old claim replayed, or anyone's claim not later than the
+    // release, is refused; a later one is accepted.
+    assert_eq!(
+        error_code(&claim(&mut b, 8, first).await),
+        ErrorCode::HandleInvalid
+    );
+    let bobs_early = HandleClaim::sign(&bob.identity, handle.clone(), t + 10);
+    assert_eq!(
+        error_code(&claim(&mut b, 9, bobs_early).await),
+        ErrorCode::HandleInvalid
+    );
+    assert_eq!(lookup(&mut b, 10, &handle).await, None);
+    let bobs = HandleClaim::sign(&bob.identity, handle.clone(), t + 11);
+    assert_eq!(claim(&mut b, 11, bobs.clone()).await, done(11));
+    assert_eq!(lookup(&mut a, 12, &handle).await, Some(bobs));
+}

@@ -5,9 +5,12 @@ mod abuse;
 mod auth;
 mod common;
 mod handles;
+#[cfg(feature = "load-tool")]
 mod load_tool;
 mod ops;
 mod prekeys;
+mod proxy;
+mod quotas;
 mod shutdown;
 mod smoke;
 mod store_forward;

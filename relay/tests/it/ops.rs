@@ -42,7 +42,20 @@ async fn healthz_metrics_and_not_found() {
         assert!(body.contains(line), "{line:?} missing from\n{body}");
     }
 
-    for path in ["/", "/nope", "/v2", "/healthz/x", "/metrics.json"] {
+    // Only the exact paths: SPEC.md section 10.8.
+    for path in [
+        "/",
+        "/nope",
+        "/v2",
+        "/healthz/x",
+        "/metrics.json",
+        "/v1/",
+        "/v1?x=1",
+        "/v1/?x=1",
+        "/V1",
+        "/v1/extra",
+        "/healthz?x=1",
+    ] {
         let (status, _) = http_get(relay.addr(), path).await.unwrap();
         assert_eq!(status, 404, "{path}");
     }

@@ -16,7 +16,18 @@ const FETCHES_EACH: u32 = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_never_share_a_one_time_key() {
-    let relay = TestRelay::memory().await;
+    // Every fetch may take a one-time key: the per-target and per-requester rates are
+    // another test's (quotas.rs).
+    let unlimited = chat_relay::RateLimit {
+        per_second: 1e6,
+        burst: 1e6,
+    };
+    let relay = TestRelay::with_limits(chat_relay::Limits {
+        one_time_prekeys: unlimited,
+        bundle_fetches: unlimited,
+        ..chat_relay::Limits::default()
+    })
+    .await;
     let mut bob = Device::new(1);
     let mut b = relay.connect(&bob).await;
     let reply = request(&mut b, bob.prekeys(1, ONE_TIME_KEYS)).await;
@@ -244,4 +255,49 @@ async fn list_devices_of_an_identity() {
             devices: Vec::new()
         }
     );
+}
+
+/// A bundle's one-time prekey is durably gone before the bundle is sent: the relay killed
+/// right after answering (SIGKILL, and sled left to flush only when the relay asks) never
+/// hands the same one-time prekey out again.
+#[tokio::test]
+async fn a_one_time_prekey_handed_out_survives_sigkill_as_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No periodic flush of sled's own: only the relay's flushes make anything durable.
+    let config = "[sled]\nflush_every_ms = 0\n";
+    let mut relay = RelayProcess::start_with_config(&data, dir.path(), config).await;
+    let mut bob = Device::new(1);
+    let alice = Device::new(2);
+    let identity = bob.local.cert.identity();
+    let device_id = bob.local.cert.device_id();
+    let fetch = |n| ClientFrame::FetchBundle {
+        request_id: rid(n),
+        identity,
+        device_id,
+    };
+    let one_time_of = |reply: ServerFrame| match reply {
+        ServerFrame::Bundle { bundle, .. } => {
+            bundle.verify(Some(&identity)).unwrap();
+            bundle.one_time_prekey.map(|k| k.id)
+        }
+        other => panic!("expected a bundle, got {other:?}"),
+    };
+
+    let mut b = relay.connect(&bob).await;
+    let reply = request(&mut b, bob.prekeys(1, 3)).await;
+    assert!(
+        matches!(reply, ServerFrame::PrekeyCount { one_time: 3, .. }),
+        "{reply:?}"
+    );
+    let mut handed_out = Vec::new();
+    for round in 0..3u32 {
+        let mut a = relay.connect(&alice).await;
+        handed_out.push(one_time_of(request(&mut a, fetch(10 + round)).await));
+        relay.kill();
+        relay = RelayProcess::start_with_config(&data, dir.path(), config).await;
+    }
+    assert_eq!(handed_out, [Some(100), Some(101), Some(102)]);
+    let mut a = relay.connect(&alice).await;
+    assert_eq!(one_time_of(request(&mut a, fetch(20)).await), None);
 }
