@@ -81,7 +81,16 @@ fn one_time_prekeys_are_replenished_after_use() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
-        Relay::start(listener, Config::new(Storage::Memory))
+        // This test drains the pool on purpose: lift the limits that stop a stranger from
+        // doing so (relay/tests/it/quotas.rs tests those).
+        let mut config = Config::new(Storage::Memory);
+        let unlimited = chat_relay::config::RateLimit {
+            per_second: 1e6,
+            burst: 1e6,
+        };
+        config.limits.one_time_prekeys = unlimited;
+        config.limits.bundle_fetches = unlimited;
+        Relay::start(listener, config)
             .await
             .unwrap_or_else(|e| panic!("relay: {e}"))
     });
