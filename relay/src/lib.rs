@@ -12,7 +12,7 @@
 //! that opens a connection, `/healthz`, `/metrics`), `commit` (group commit, the only mailbox
 //! writer), `router` (device -> live connection), `store` (sled or memory), `envelope_ids`,
 //! `ratelimit`, `metrics`, `clock`, `config`, `tls`, `client` (a minimal client for tests, the
-//! load tool and chatd).
+//! load tool and chatd), `fuzzing` (hidden entry points for the fuzz targets, `fuzz/README.md`).
 
 pub mod cli;
 pub mod client;
@@ -21,6 +21,8 @@ mod commit;
 pub mod config;
 mod connection;
 mod envelope_ids;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod metrics;
 mod ratelimit;
