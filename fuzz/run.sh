@@ -6,6 +6,8 @@
 # Usage: fuzz/run.sh [--update-corpus] [TARGET...]     (default: every target)
 #   FUZZ_SECONDS    seconds per target (default 60)
 #   FUZZ_TOOLCHAIN  the nightly toolchain to use (default nightly)
+#   FUZZ_CMIN_ARGS  extra libFuzzer flags for --update-corpus's cmin, e.g. -use_counters=0 to keep
+#                   one input per edge rather than per hit-count bucket (a smaller corpus)
 #   CARGO_TARGET_DIR  where to build (default fuzz/target)
 #
 # New inputs go to fuzz/work/<target>/ (not committed); the committed corpus fuzz/corpus/<target>/
@@ -50,7 +52,7 @@ for target in "${targets[@]}"; do
     # Debug assertions on (overflow checks included), AddressSanitizer (cargo-fuzz's default);
     # one process (no -jobs/-workers), as the targets run one after another.
     if ! fuzz run --debug-assertions "$target" "work/$target" "corpus/$target" -- \
-        -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE|pulse))|ERROR|panicked|SUMMARY'; then
+        -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -print_final_stats=1 2>&1 | tee "$log" | grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|ERROR|panicked|SUMMARY'; then
         :
     fi
     if grep -qE '^==[0-9]+==ERROR|panicked at|deadly signal|Test unit written' "$log"; then
@@ -61,7 +63,8 @@ for target in "${targets[@]}"; do
     summary+=("$(printf '%-16s %s' "$target" "${runs:-no summary (see $log)}")")
     if $update; then
         cp -n "work/$target"/* "corpus/$target"/ 2>/dev/null || true
-        fuzz cmin --debug-assertions "$target" "corpus/$target"
+        # shellcheck disable=SC2086 # FUZZ_CMIN_ARGS is split into flags on purpose.
+        fuzz cmin --debug-assertions "$target" "corpus/$target" -- ${FUZZ_CMIN_ARGS:-}
     fi
 done
 
