@@ -12,6 +12,7 @@
 //! - `methods`: the JSON-RPC methods; `rpc`: the local socket and the connection loop.
 //! - `error`: `ApiError`, a domain error with its documented code.
 //! - `memory`: keeping glibc's malloc from holding on to freed memory.
+//! - `fuzzing`: hidden entry points for the fuzz targets (`fuzz/README.md`); not an API.
 
 pub mod clock;
 pub mod config;
@@ -19,6 +20,8 @@ pub mod core;
 pub mod daemon;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memory;
 pub mod methods;
 pub mod relay_link;

@@ -47,7 +47,7 @@ pub struct Context {
     pub handle_recheck_ms: u64,
 }
 
-fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+pub(crate) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
     let text = params.as_str().unwrap_or("{}");
     let text = if text.trim() == "null" { "{}" } else { text };
     if !text.trim_start().starts_with('{') {

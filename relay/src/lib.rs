@@ -11,8 +11,9 @@
 //! Map: `cli` (the binary's flags), `server` (accept loop, caps, lifecycle), `connection` (one client), `http` (the request
 //! that opens a connection, `/healthz`, `/metrics`), `commit` (group commit, the only mailbox
 //! writer), `router` (device -> live connection), `store` (sled or memory), `envelope_ids`,
-//! `ratelimit`, `proxy` (the client address a trusted reverse proxy passes on), `metrics`, `clock`, `config`, `tls`, `client` (a minimal client for tests, the
-//! load tool and chatd).
+//! `ratelimit`, `proxy` (the client address a trusted reverse proxy passes on), `metrics`,
+//! `clock`, `config`, `tls`, `client` (a minimal client for tests, the load tool and chatd),
+//! `fuzzing` (hidden entry points for the fuzz targets, `fuzz/README.md`).
 
 pub mod cli;
 pub mod client;
@@ -21,6 +22,8 @@ mod commit;
 pub mod config;
 mod connection;
 mod envelope_ids;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod metrics;
 pub mod proxy;

@@ -65,6 +65,8 @@
 mod activation;
 mod connection;
 mod dispatch;
+#[cfg(unix)]
+pub(crate) mod fuzzing;
 mod idle;
 #[cfg(unix)]
 mod listener;
