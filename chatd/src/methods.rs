@@ -436,39 +436,48 @@ async fn register_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<HandleRe
     use crate::relay_link::RequestError::Refused;
     use protocol::frames::ErrorCode as Relay;
     let handle = contacts::parse_handle(&p.handle)?;
-    let signed = handle.clone();
-    let (claim, requester) = ctx
-        .core
-        .call(move |s, _| {
-            let u = s.unlocked()?;
-            let requester = link_requester(u)?;
-            let issued_at = u.handle_issued_at(signed.as_str(), u.clock.now_ms() / 1000);
-            Ok((HandleClaim::sign(&u.identity, signed, issued_at), requester))
-        })
-        .await?;
-    let answer = requester
-        .request(
-            |request_id| ClientFrame::ClaimHandle { request_id, claim },
-            LOOKUP_TIMEOUT,
-        )
-        .await;
     let name = handle.as_str().to_owned();
-    match answer {
-        Ok(ServerFrame::Done { .. }) => {}
-        Err(Refused(Relay::HandleTaken, _)) => {
-            return Err(ApiError::new(
-                ErrorCode::HandleTaken,
-                format!("@{name} is taken by another account"),
-            ));
+    // A relay refuses a claim whose `issued_at` is not later than every claim and release it
+    // recorded for the handle (SPEC.md 10.6), in whole seconds: a handle another account
+    // released this second refuses a claim signed now. Each try signs one second later (a
+    // relay accepts up to a day ahead of its clock), so the third try is past any such record.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let signed = handle.clone();
+        let (claim, requester) = ctx
+            .core
+            .call(move |s, _| {
+                let u = s.unlocked()?;
+                let requester = link_requester(u)?;
+                let issued_at = u.handle_issued_at(signed.as_str(), u.clock.now_ms() / 1000);
+                Ok((HandleClaim::sign(&u.identity, signed, issued_at), requester))
+            })
+            .await?;
+        let answer = requester
+            .request(
+                |request_id| ClientFrame::ClaimHandle { request_id, claim },
+                LOOKUP_TIMEOUT,
+            )
+            .await;
+        match answer {
+            Ok(ServerFrame::Done { .. }) => break,
+            Err(Refused(Relay::HandleTaken, _)) => {
+                return Err(ApiError::new(
+                    ErrorCode::HandleTaken,
+                    format!("@{name} is taken by another account"),
+                ));
+            }
+            Err(Refused(Relay::HandleInvalid, _)) if tries < 3 => {}
+            Err(Refused(Relay::HandleInvalid, message)) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidHandle,
+                    format!("the relay refused @{name}: {message}"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+            Ok(other) => return Err(unexpected(&other)),
         }
-        Err(Refused(Relay::HandleInvalid, message)) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidHandle,
-                format!("the relay refused @{name}: {message}"),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-        Ok(other) => return Err(unexpected(&other)),
     }
     let added = name.clone();
     let relay_url = save_handles(ctx, move |handles| {

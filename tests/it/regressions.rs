@@ -82,6 +82,8 @@ fn a_handle_taken_over_by_a_new_key_blocks_sending_until_the_contact_is_trusted(
 
 /// Found broken: a release signed in the same second as the claim was refused by the relay,
 /// which wants each statement strictly newer than the last (protocol/SPEC.md, section 10.6).
+/// Since the relay records releases too, Carol's claim in the same second as Bob's release is
+/// refused at first: chatd signs it again a second later.
 #[test]
 fn a_handle_can_be_released_and_claimed_again_within_one_second() {
     let relay = RelayProcess::start();
