@@ -21,6 +21,7 @@
 //! out (`paths`).
 
 use std::fmt;
+#[cfg(unix)]
 use std::path::Path;
 
 /// A check that failed: the path it concerns and what is wrong with it.

@@ -1,0 +1,90 @@
+//! `contacts.*` and `invites.*`.
+
+use api::methods as m;
+use api::types::*;
+use jsonrpsee::core::server::RpcModule;
+
+use super::handles::lookup_handle;
+use super::*;
+use crate::core::contacts;
+use crate::error::{ApiError, ApiResult};
+
+/// Registers the methods of this group.
+pub(super) fn register(module: &mut RpcModule<Context>) {
+    method!(module, m::CONTACTS_ADD, |params, ctx| {
+        let p: AddContact = parse(&params)?;
+        out(add_contact(&ctx, p).await)
+    });
+    method!(module, m::CONTACTS_LIST, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        out(ctx
+            .core
+            .call(|s, _| {
+                let u = s.unlocked()?;
+                let mut contacts: Vec<Contact> = u.contacts.values().map(contacts::view).collect();
+                contacts.sort_by(|a, b| a.alias.cmp(&b.alias));
+                Ok(ContactList { contacts })
+            })
+            .await)
+    });
+    method!(module, m::CONTACTS_GET, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, _| contacts::details(s.unlocked()?, &p.contact))
+            .await)
+    });
+    method!(module, m::CONTACTS_REMOVE, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::remove(s, t, &p.contact))
+            .await
+            .map(|()| Empty {}))
+    });
+    method!(module, m::CONTACTS_VERIFY, |params, ctx| {
+        let p: VerifyContact = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::verify(s, t, &p.contact, p.safety_number.as_deref()))
+            .await)
+    });
+    method!(module, m::CONTACTS_TRUST, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::trust(s, t, &p.contact))
+            .await)
+    });
+    method!(module, m::INVITES_CREATE, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        out(ctx.core.call(contacts::create_invite).await)
+    });
+    method!(module, m::INVITES_ACCEPT, |params, ctx| {
+        let p: AcceptInvite = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::accept_invite(s, t, &p.code, p.alias.as_deref()))
+            .await)
+    });
+}
+
+pub(super) async fn add_contact(ctx: &Context, p: AddContact) -> ApiResult<Contact> {
+    crate::core::unlocked::Unlocked::check_alias(&p.alias)?;
+    let target = p.target.trim().to_owned();
+    let (identity, handle) = if target.starts_with('@') {
+        let identity = lookup_handle(ctx, &target)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("the handle {target} on the relay")))?;
+        (identity, Some(target.trim_start_matches('@').to_owned()))
+    } else {
+        (contacts::parse_address(&target)?, None)
+    };
+    ctx.core
+        .call(move |s, t| {
+            let id = contacts::add(s, t, &p.alias, identity, handle, None, true)?;
+            let u = s.unlocked()?;
+            Ok(contacts::view(u.contact(&id)?))
+        })
+        .await
+}

@@ -1,0 +1,66 @@
+//! `daemon.status` and `rpc.discover`.
+
+use api::methods as m;
+use api::types::*;
+use jsonrpsee::core::server::RpcModule;
+use jsonrpsee::types::ErrorObjectOwned;
+
+use super::*;
+use crate::core::Lock;
+use crate::store::Vault;
+
+/// Registers the methods of this group.
+pub(super) fn register(module: &mut RpcModule<Context>) {
+    method!(module, m::DAEMON_STATUS, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        Ok::<_, ErrorObjectOwned>(status(&ctx).await)
+    });
+    method!(module, m::RPC_DISCOVER, |params, _ctx| {
+        let _: Empty = parse(&params)?;
+        Ok::<_, ErrorObjectOwned>(api::openrpc::document(env!("CARGO_PKG_VERSION")))
+    });
+}
+
+pub(super) async fn status(ctx: &Context) -> DaemonStatus {
+    let core = ctx
+        .core
+        .call(|s, _| {
+            let state = s.lock_state();
+            let connection = s.connection;
+            let (address, outbox, relay) = match &s.lock {
+                Lock::Unlocked(u) => (
+                    Some(u.address()),
+                    Some(u.outbox.len() as u64),
+                    Some(u.account.relay_url.clone()),
+                ),
+                _ => (None, None, None),
+            };
+            Ok((state, connection, address, outbox, relay))
+        })
+        .await;
+    let (state, connection, address, outbox, relay) = core.unwrap_or((
+        LockState::Locked,
+        ConnectionState::Offline,
+        None,
+        None,
+        None,
+    ));
+    DaemonStatus {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        api_version: api::API_VERSION.to_owned(),
+        pid: std::process::id(),
+        uptime_ms: u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        state,
+        ephemeral: ctx.ephemeral,
+        relay_url: relay.or_else(|| Some(ctx.default_relay.clone())),
+        connection,
+        address,
+        outbox,
+        hosted_relay: ctx.hosted_relay.clone(),
+        passphrase_protected: match state {
+            LockState::NoAccount => None,
+            _ => Vault::is_protected(&ctx.kv).ok(),
+        },
+        store_error: ctx.kv.health(),
+    }
+}
