@@ -38,8 +38,23 @@ fn memory() -> Store {
     Store::Memory(MemoryStore::new())
 }
 
+/// Opens the sled store at `path`. A store dropped a moment ago may still be locked: sled's
+/// flusher thread holds the database until its current pass ends, so a reopen waits for the
+/// lock (bounded: 10 s).
 fn open_sled(path: &Path) -> Store {
-    Store::Sled(SledStore::open(path).unwrap())
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(path) {
+            Ok(store) => return Store::Sled(store),
+            Err(e)
+                if format!("{e:?}").contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("opening the store at {}: {e}", path.display()),
+        }
+    }
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
