@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+#[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Milliseconds since the Unix epoch.
@@ -24,9 +25,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to (tests).
+#[cfg(test)]
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock(Arc<AtomicU64>);
 
+#[cfg(test)]
 impl ManualClock {
     /// A clock reading `now_ms`.
     pub fn new(now_ms: u64) -> Self {
@@ -39,6 +42,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)

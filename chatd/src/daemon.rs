@@ -185,10 +185,7 @@ pub async fn run(
     let (core, task) = core::start(
         kv.clone(),
         CoreConfig {
-            default_relay: default_relay.clone(),
-            kdf: config.kdf,
             relay_ca_pem,
-            ephemeral: config.ephemeral,
             clock: crate::clock::system(),
         },
         bus.clone(),

@@ -13,17 +13,21 @@
 //! - `error`: `ApiError`, a domain error with its documented code.
 //! - `memory`: keeping glibc's malloc from holding on to freed memory.
 //! - `fuzzing`: hidden entry points for the fuzz targets (`fuzz/README.md`); not an API.
+//!
+//! Only what the binary, `xtask` and the fuzz targets use is public (`config`, `daemon`,
+//! `store`, `memory`, `fuzzing`); every other module is `pub(crate)`, so code nothing uses
+//! shows up as dead.
 
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod core;
+pub(crate) mod core;
 pub mod daemon;
-pub mod error;
-pub mod events;
+pub(crate) mod error;
+pub(crate) mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod memory;
-pub mod methods;
-pub mod relay_link;
-pub mod rpc;
+pub(crate) mod methods;
+pub(crate) mod relay_link;
+pub(crate) mod rpc;
 pub mod store;

@@ -159,7 +159,6 @@ pub enum RelayMisbehaviour {
 enum Command {
     Send(ClientFrame),
     Request(ClientFrame, oneshot::Sender<ServerFrame>),
-    ReconnectNow,
 }
 
 /// The core's handle on the connection task; dropping it stops the task.
@@ -219,7 +218,6 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Send(frame) => write!(f, "Send({})", frame.name()),
             Command::Request(frame, _) => write!(f, "Request({})", frame.name()),
-            Command::ReconnectNow => f.write_str("ReconnectNow"),
         }
     }
 }
@@ -270,11 +268,6 @@ impl RelayLink {
     /// Sends a frame if connected (see [`Requester::send`]).
     pub fn send(&self, frame: ClientFrame) {
         self.requester.send(frame);
-    }
-
-    /// Asks to skip the current backoff wait (e.g. after the embedded relay started).
-    pub fn reconnect_now(&self) {
-        let _ = self.requester.commands.send(Command::ReconnectNow);
     }
 }
 
@@ -425,7 +418,6 @@ async fn run(
                 () = &mut wait => break,
                 command = commands.recv() => match command {
                     None => return,
-                    Some(Command::ReconnectNow) => break,
                     Some(Command::Send(_)) => {}
                     // Dropping the reply tells the caller we are not connected.
                     Some(Command::Request(_, _)) => {}
@@ -632,7 +624,6 @@ async fn session(
                     }
                     send(&mut socket, &frame).await?;
                 }
-                Some(Command::ReconnectNow) => {}
             },
             _ = ping.tick() => {
                 if room.is_some() && last_heard.elapsed() > DEAD_AFTER {

@@ -638,10 +638,7 @@ pub(super) mod tests {
             kv,
             lock: Lock::Unlocked(Box::new(unlocked)),
             config: CoreConfig {
-                default_relay: "ws://127.0.0.1:1/v1".into(),
-                kdf: KdfParams::INSECURE_FOR_TESTS,
                 relay_ca_pem: None,
-                ephemeral: true,
                 clock: clock.clone(),
             },
             bus: Arc::new(EventBus::new()),
@@ -791,10 +788,7 @@ pub(super) mod tests {
         );
         store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
         let config = CoreConfig {
-            default_relay: "ws://127.0.0.1:1/v1".into(),
-            kdf: KdfParams::INSECURE_FOR_TESTS,
             relay_ca_pem: None,
-            ephemeral: true,
             clock: crate::clock::system(),
         };
         let (core, task) = crate::core::start(kv.clone(), config, Arc::new(EventBus::new()))

@@ -80,7 +80,6 @@ pub struct Txn {
     effects: Vec<Effect>,
     events: Vec<Event>,
     frames: Vec<ClientFrame>,
-    tasks: Vec<Box<dyn FnOnce() + Send>>,
     dirty: bool,
     /// Why the round cannot be committed, once something in it failed to read or write the
     /// store: its state in memory may be ahead of the store.
@@ -130,11 +129,6 @@ impl Txn {
         self.frames.push(frame);
     }
 
-    /// Starts a background task once the round is durable.
-    pub fn spawn_after(&mut self, f: impl FnOnce() + Send + 'static) {
-        self.tasks.push(Box::new(f));
-    }
-
     /// Commits a batch to the store (durable at the end of the round). A failure fails the
     /// whole round: what the round changed in memory is rolled back.
     pub fn commit(&mut self, store: &Store, batch: crate::store::Batch<'_>) -> ApiResult<()> {
@@ -161,14 +155,8 @@ impl Txn {
 /// Settings the core needs.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
-    /// The relay new accounts use when `account.create` names none.
-    pub default_relay: String,
-    /// Argon2id parameters for new accounts.
-    pub kdf: crate::store::KdfParams,
     /// Extra root certificate for `wss://` relays.
     pub relay_ca_pem: Option<Vec<u8>>,
-    /// True when nothing may touch the disk.
-    pub ephemeral: bool,
     /// The wall clock (tests move it by hand).
     pub clock: Arc<dyn crate::clock::Clock>,
 }
@@ -461,9 +449,6 @@ impl CoreTask {
             for frame in txn.frames {
                 link.send(frame);
             }
-        }
-        for task in txn.tasks {
-            task();
         }
         for effect in txn.effects {
             match effect {

@@ -18,10 +18,7 @@ use crate::store::{KdfParams, Kv};
 fn running_methods(bus: Arc<EventBus>) -> Methods {
     let kv = Kv::memory();
     let config = crate::core::CoreConfig {
-        default_relay: "ws://127.0.0.1:1/v1".into(),
-        kdf: KdfParams::INSECURE_FOR_TESTS,
         relay_ca_pem: None,
-        ephemeral: true,
         clock: crate::clock::system(),
     };
     let (core, task) =
@@ -126,10 +123,7 @@ fn every_documented_method_is_registered_and_nothing_else() {
     let kv = Kv::memory();
     let bus = Arc::new(EventBus::new());
     let config = crate::core::CoreConfig {
-        default_relay: "ws://127.0.0.1:1/v1".into(),
-        kdf: KdfParams::INSECURE_FOR_TESTS,
         relay_ca_pem: None,
-        ephemeral: true,
         clock: crate::clock::system(),
     };
     let (core, _task) =

@@ -59,6 +59,7 @@ impl Notifier {
     }
 
     /// Whether notices go anywhere.
+    #[cfg(test)]
     pub fn is_enabled(&self) -> bool {
         self.target.is_some()
     }

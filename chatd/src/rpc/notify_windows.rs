@@ -17,11 +17,6 @@ impl Notifier {
         Self {}
     }
 
-    /// Always `false`.
-    pub fn is_enabled(&self) -> bool {
-        false
-    }
-
     /// Does nothing.
     pub fn ready(&self, _status: &str) {}
 
