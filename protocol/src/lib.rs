@@ -22,6 +22,7 @@ pub mod pickle;
 pub mod pqxdh;
 pub mod prekeys;
 pub mod ratchet;
+pub mod reachability;
 pub mod safety;
 pub mod session;
 

@@ -58,6 +58,10 @@ pub const TARGETS: &[Target] = &[
         run: protocol_targets::address,
     },
     Target {
+        name: "reachability",
+        run: protocol_targets::reachability,
+    },
+    Target {
         name: "invite_code",
         run: services::invite_code,
     },

@@ -252,3 +252,49 @@ pub fn address(data: &[u8]) {
         .unwrap_or_else(|e| panic!("a printed address {printed:?} does not parse: {e}"));
     assert_eq!(again, address, "an address changed through its text");
 }
+
+/// Reachability (SPEC.md 10.9) and introductions (8.1), which carry records between contacts.
+/// The first byte picks the decoder: 0 a `ReachabilityRecord`, 1 an `Introduction`, 2 a relay
+/// URL, 3 a relay-qualified handle. A record or introduction that decodes re-encodes to the
+/// same bytes; a relay binding is its own binding; a qualified handle reads back from its text.
+pub fn reachability(data: &[u8]) {
+    use protocol::introduction::Introduction;
+    use protocol::reachability::{QualifiedHandle, ReachabilityRecord, relay_binding};
+    let Some((&which, input)) = data.split_first() else {
+        return;
+    };
+    match which % 4 {
+        0 => {
+            if let Ok(record) = ReachabilityRecord::from_bytes(input) {
+                assert_eq!(record.to_bytes(), input, "a record decodes non-canonically");
+                let _ = record.verify();
+            }
+        }
+        1 => {
+            if let Ok(intro) = Introduction::from_bytes(input) {
+                assert_eq!(intro.to_bytes(), input, "an introduction decodes non-canonically");
+            }
+        }
+        2 => {
+            let text = String::from_utf8_lossy(input);
+            if let Ok(binding) = relay_binding(&text) {
+                assert_eq!(
+                    relay_binding(&binding).as_deref(),
+                    Ok(binding.as_str()),
+                    "a relay binding is not its own binding"
+                );
+            }
+        }
+        _ => {
+            let text = String::from_utf8_lossy(input);
+            if let Ok(handle) = QualifiedHandle::parse(&text) {
+                let shown = handle.to_string();
+                assert_eq!(
+                    QualifiedHandle::parse(&shown).as_ref(),
+                    Ok(&handle),
+                    "a qualified handle changed through its text {shown:?}"
+                );
+            }
+        }
+    }
+}

@@ -49,6 +49,14 @@ pub enum ErrorCode {
     /// 16: the relay's storage budget is used up; no envelope of the `Send` was stored. Retry
     /// later.
     StorageFull,
+    /// 17: the recipient's relay admits only envelopes with a valid delivery token, and an
+    /// envelope of the `Deposit` (or `Send`) had none; nothing was stored.
+    TokenRequired,
+    /// 18: a per-account store of the relay (delivery tokens) is full; nothing was changed.
+    QuotaExceeded,
+    /// 19: a reachability record was refused: its signature does not verify, it names
+    /// another identity than the authenticated one, or it is older than the one stored.
+    InvalidRecord,
     /// A value this implementation does not know; treat it like `Internal` unless it is
     /// followed by the connection closing.
     Unknown(u16),
@@ -56,7 +64,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every assigned code, in value order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::AuthRequired,
@@ -73,6 +81,9 @@ impl ErrorCode {
         ErrorCode::InvalidPrekeys,
         ErrorCode::Timeout,
         ErrorCode::StorageFull,
+        ErrorCode::TokenRequired,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::InvalidRecord,
     ];
 
     /// The code for a wire value; unassigned values become [`ErrorCode::Unknown`].
@@ -94,6 +105,9 @@ impl ErrorCode {
             14 => Self::InvalidPrekeys,
             15 => Self::Timeout,
             16 => Self::StorageFull,
+            17 => Self::TokenRequired,
+            18 => Self::QuotaExceeded,
+            19 => Self::InvalidRecord,
             other => Self::Unknown(other),
         }
     }
@@ -118,6 +132,9 @@ impl ErrorCode {
             Self::InvalidPrekeys => 14,
             Self::Timeout => 15,
             Self::StorageFull => 16,
+            Self::TokenRequired => 17,
+            Self::QuotaExceeded => 18,
+            Self::InvalidRecord => 19,
             Self::Unknown(value) => value,
         }
     }
@@ -141,6 +158,9 @@ impl ErrorCode {
             Self::InvalidPrekeys => "invalid_prekeys",
             Self::Timeout => "timeout",
             Self::StorageFull => "storage_full",
+            Self::TokenRequired => "token_required",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::InvalidRecord => "invalid_record",
             Self::Unknown(_) => "unknown",
         }
     }

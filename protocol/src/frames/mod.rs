@@ -36,6 +36,10 @@ use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::kem::KEM_PUBLIC_LEN;
 use crate::identity::{DeviceCertificate, DeviceId, IdentityKey};
 use crate::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
+use crate::reachability::{
+    DELIVERY_TOKEN_DIGEST_LEN, DELIVERY_TOKEN_LEN, DeliveryToken, MAX_REACHABILITY_LEN,
+    ReachabilityRecord,
+};
 use ids::{decode_optional_request_id, encode_optional_request_id};
 
 /// The version byte every frame starts with.
@@ -57,6 +61,8 @@ pub const MAX_ONE_TIME_PREKEYS_PER_PUBLISH: usize = 1000;
 pub const MAX_DEVICES_PER_LIST: usize = 64;
 /// Longest `Error` message, in bytes of UTF-8.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+/// Most token digests in each list of one `SetDeliveryTokens`.
+pub const MAX_TOKENS_PER_UPDATE: usize = 1024;
 /// Longest frame, in bytes: 1 MiB + 4 KiB. Every frame within the limits above fits (the
 /// largest is a full `Send`, 1,051,144 bytes); a decoder refuses anything longer unread.
 pub const MAX_FRAME_LEN: usize = 1024 * 1024 + 4 * 1024;
@@ -78,6 +84,10 @@ mod frame_type {
     pub(super) const CLAIM_HANDLE: u8 = 0x16;
     pub(super) const LOOKUP_HANDLE: u8 = 0x17;
     pub(super) const RELEASE_HANDLE: u8 = 0x18;
+    pub(super) const DEPOSIT: u8 = 0x19;
+    pub(super) const SET_DELIVERY_TOKENS: u8 = 0x1a;
+    pub(super) const PUBLISH_REACHABILITY: u8 = 0x1b;
+    pub(super) const FETCH_REACHABILITY: u8 = 0x1c;
     pub(super) const CHALLENGE: u8 = 0x80;
     pub(super) const AUTH_OK: u8 = 0x81;
     pub(super) const BUNDLE: u8 = 0x82;
@@ -88,6 +98,7 @@ mod frame_type {
     pub(super) const HANDLE_RECORD: u8 = 0x87;
     pub(super) const DONE: u8 = 0x88;
     pub(super) const ERROR: u8 = 0x89;
+    pub(super) const REACHABILITY: u8 = 0x8a;
 }
 
 /// Encoded sizes of the structures frames carry, for the limits and the allocation checks.
@@ -114,6 +125,9 @@ mod wire_len {
     pub(super) const ENVELOPE_OVERHEAD: usize = 32 + 4 + 4;
     /// A handle claim or release with the longest handle.
     pub(super) const HANDLE_STATEMENT: usize = 2 + HANDLE_MAX_LEN + 32 + 8 + SIGNATURE;
+    /// `DepositEnvelope` without its payload or token: identity, device id, token presence,
+    /// payload length.
+    pub(super) const DEPOSIT_OVERHEAD: usize = 32 + 4 + 1 + 4;
 
     pub(super) const MAX_AUTH: usize = HEADER + CERTIFICATE + SIGNATURE;
     pub(super) const MAX_PUBLISH: usize = HEADER
@@ -140,6 +154,18 @@ mod wire_len {
     pub(super) const MAX_DELIVER: usize = HEADER + ENVELOPE_ID_LEN + 8 + 4 + MAX_PAYLOAD_LEN;
     pub(super) const MAX_HANDLE_RECORD: usize = HEADER + REQUEST_ID + 1 + HANDLE_STATEMENT;
     pub(super) const MAX_ERROR: usize = HEADER + REQUEST_ID + 2 + 2 + MAX_ERROR_MESSAGE_LEN;
+    pub(super) const MAX_DEPOSIT: usize = HEADER
+        + REQUEST_ID
+        + COUNT
+        + MAX_ENVELOPES_PER_SEND * (DEPOSIT_OVERHEAD + DELIVERY_TOKEN_LEN)
+        + MAX_SEND_PAYLOAD_TOTAL;
+    pub(super) const MAX_SET_TOKENS: usize = HEADER
+        + REQUEST_ID
+        + 1
+        + 2 * (COUNT + MAX_TOKENS_PER_UPDATE * DELIVERY_TOKEN_DIGEST_LEN);
+    pub(super) const MAX_PUBLISH_REACHABILITY: usize =
+        HEADER + REQUEST_ID + MAX_REACHABILITY_LEN;
+    pub(super) const MAX_REACHABILITY: usize = HEADER + REQUEST_ID + 1 + MAX_REACHABILITY_LEN;
 
     // Every frame within the per-field limits fits in MAX_FRAME_LEN (checked at compile time).
     const _: () = {
@@ -155,7 +181,12 @@ mod wire_len {
         assert!(MAX_DELIVER <= MAX_FRAME_LEN);
         assert!(MAX_HANDLE_RECORD <= MAX_FRAME_LEN);
         assert!(MAX_ERROR <= MAX_FRAME_LEN);
+        assert!(MAX_DEPOSIT <= MAX_FRAME_LEN);
+        assert!(MAX_SET_TOKENS <= MAX_FRAME_LEN);
+        assert!(MAX_PUBLISH_REACHABILITY <= MAX_FRAME_LEN);
+        assert!(MAX_REACHABILITY <= MAX_FRAME_LEN);
         assert!(MAX_SEND == 1_051_144);
+        assert!(MAX_DEPOSIT == 1_052_232);
     };
 }
 
@@ -217,6 +248,71 @@ impl Decode for OutgoingEnvelope {
             recipient_device: DeviceId::decode(r)?,
             payload: decode_payload(r)?,
         })
+    }
+}
+
+/// One envelope in a `Deposit`: an `OutgoingEnvelope` with the recipient's delivery token for
+/// the sender, if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositEnvelope {
+    /// The recipient's identity key.
+    pub recipient_identity: IdentityKey,
+    /// The recipient device.
+    pub recipient_device: DeviceId,
+    /// The token the recipient gave the sender (SPEC.md 10.9); `None` from a stranger.
+    pub token: Option<DeliveryToken>,
+    /// The sealed envelope, 1 to [`MAX_PAYLOAD_LEN`] bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Encode for DepositEnvelope {
+    fn encode(&self, w: &mut Writer) {
+        self.recipient_identity.encode(w);
+        self.recipient_device.encode(w);
+        w.option(self.token.as_ref());
+        w.bytes32(&self.payload);
+    }
+}
+
+impl Decode for DepositEnvelope {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            recipient_identity: IdentityKey::decode(r)?,
+            recipient_device: DeviceId::decode(r)?,
+            token: r.option("delivery token presence")?,
+            payload: decode_payload(r)?,
+        })
+    }
+}
+
+/// Whom an account's relay admits envelopes from (SPEC.md 10.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPolicy {
+    /// `0`: everyone; envelopes without a valid token (strangers) at the relay's stranger rate.
+    Open,
+    /// `1`: only envelopes with a valid token; the others are refused (`token_required`).
+    TokensRequired,
+}
+
+impl Encode for TokenPolicy {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(match self {
+            Self::Open => 0,
+            Self::TokensRequired => 1,
+        });
+    }
+}
+
+impl Decode for TokenPolicy {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        match r.u8()? {
+            0 => Ok(Self::Open),
+            1 => Ok(Self::TokensRequired),
+            tag => Err(DecodeError::UnknownTag {
+                what: "token policy",
+                tag,
+            }),
+        }
     }
 }
 
@@ -302,6 +398,45 @@ pub enum ClientFrame {
         /// The signed release.
         release: HandleRelease,
     },
+    /// `0x19`: hands the relay envelopes for its own mailboxes, each with the recipient's
+    /// delivery token for the sender if it has one; allowed without `Auth`. Answered like
+    /// `Send`.
+    Deposit {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// 1 to [`MAX_ENVELOPES_PER_SEND`] envelopes, at most [`MAX_SEND_PAYLOAD_TOTAL`]
+        /// payload bytes in all.
+        envelopes: Vec<DepositEnvelope>,
+    },
+    /// `0x1a`: sets the authenticated account's token policy and adds or revokes token
+    /// digests; answered with `Done`.
+    SetDeliveryTokens {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// Whom the relay admits from now on.
+        policy: TokenPolicy,
+        /// Digests to accept (at most [`MAX_TOKENS_PER_UPDATE`]).
+        add: Vec<[u8; DELIVERY_TOKEN_DIGEST_LEN]>,
+        /// Digests to revoke: their envelopes are dropped unseen (at most
+        /// [`MAX_TOKENS_PER_UPDATE`]).
+        revoke: Vec<[u8; DELIVERY_TOKEN_DIGEST_LEN]>,
+    },
+    /// `0x1b`: stores the authenticated account's reachability record, for
+    /// `FetchReachability`; answered with `Done`.
+    PublishReachability {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The record, signed by the account's identity key.
+        record: ReachabilityRecord,
+    },
+    /// `0x1c`: asks for an account's reachability record; allowed without `Auth`. Answered
+    /// with `Reachability`.
+    FetchReachability {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The account.
+        identity: IdentityKey,
+    },
 }
 
 impl ClientFrame {
@@ -320,6 +455,10 @@ impl ClientFrame {
             Self::ClaimHandle { .. } => CLAIM_HANDLE,
             Self::LookupHandle { .. } => LOOKUP_HANDLE,
             Self::ReleaseHandle { .. } => RELEASE_HANDLE,
+            Self::Deposit { .. } => DEPOSIT,
+            Self::SetDeliveryTokens { .. } => SET_DELIVERY_TOKENS,
+            Self::PublishReachability { .. } => PUBLISH_REACHABILITY,
+            Self::FetchReachability { .. } => FETCH_REACHABILITY,
         }
     }
 
@@ -337,6 +476,10 @@ impl ClientFrame {
             Self::ClaimHandle { .. } => "claim_handle",
             Self::LookupHandle { .. } => "lookup_handle",
             Self::ReleaseHandle { .. } => "release_handle",
+            Self::Deposit { .. } => "deposit",
+            Self::SetDeliveryTokens { .. } => "set_delivery_tokens",
+            Self::PublishReachability { .. } => "publish_reachability",
+            Self::FetchReachability { .. } => "fetch_reachability",
         }
     }
 
@@ -350,13 +493,17 @@ impl ClientFrame {
             | Self::Send { request_id, .. }
             | Self::ClaimHandle { request_id, .. }
             | Self::LookupHandle { request_id, .. }
-            | Self::ReleaseHandle { request_id, .. } => Some(*request_id),
+            | Self::ReleaseHandle { request_id, .. }
+            | Self::Deposit { request_id, .. }
+            | Self::SetDeliveryTokens { request_id, .. }
+            | Self::PublishReachability { request_id, .. }
+            | Self::FetchReachability { request_id, .. } => Some(*request_id),
         }
     }
 
     /// The request id of a client frame read from its first six bytes, without decoding the
-    /// rest: version 1, a request type byte (`PublishPrekeys`, `FetchBundle`, `ListDevices`,
-    /// `Send`, `ClaimHandle`, `LookupHandle`, `ReleaseHandle`) and a non-zero `u32`. A relay
+    /// rest: version 1, a request type byte (`0x11`-`0x14`, `0x16`-`0x1c`) and a non-zero
+    /// `u32`. A relay
     /// echoes it in the `Error` for a frame that fails to decode (SPEC.md section 11);
     /// `None` when those bytes do not say which request it was.
     pub fn peek_request_id(bytes: &[u8]) -> Option<RequestId> {
@@ -373,6 +520,10 @@ impl ClientFrame {
                 | CLAIM_HANDLE
                 | LOOKUP_HANDLE
                 | RELEASE_HANDLE
+                | DEPOSIT
+                | SET_DELIVERY_TOKENS
+                | PUBLISH_REACHABILITY
+                | FETCH_REACHABILITY
         );
         if version != FRAME_VERSION || !is_request {
             return None;
@@ -404,13 +555,14 @@ impl ClientFrame {
                 )
             }
             Self::Send { envelopes, .. } => {
-                check_range("envelope count", envelopes.len(), 1, MAX_ENVELOPES_PER_SEND)?;
-                let mut total = 0usize;
-                for envelope in envelopes {
-                    check_range("payload length", envelope.payload.len(), 1, MAX_PAYLOAD_LEN)?;
-                    total = total.saturating_add(envelope.payload.len());
-                }
-                check_range("send payload total", total, 1, MAX_SEND_PAYLOAD_TOTAL)
+                check_envelopes(envelopes.iter().map(|e| e.payload.len()), envelopes.len())
+            }
+            Self::Deposit { envelopes, .. } => {
+                check_envelopes(envelopes.iter().map(|e| e.payload.len()), envelopes.len())
+            }
+            Self::SetDeliveryTokens { add, revoke, .. } => {
+                check_range("added token count", add.len(), 0, MAX_TOKENS_PER_UPDATE)?;
+                check_range("revoked token count", revoke.len(), 0, MAX_TOKENS_PER_UPDATE)
             }
             Self::Ack { envelope_ids } => {
                 check_range("ack id count", envelope_ids.len(), 1, MAX_ACK_IDS)
@@ -422,9 +574,26 @@ impl ClientFrame {
             | Self::ListDevices { .. }
             | Self::ClaimHandle { .. }
             | Self::LookupHandle { .. }
-            | Self::ReleaseHandle { .. } => Ok(()),
+            | Self::ReleaseHandle { .. }
+            | Self::PublishReachability { .. }
+            | Self::FetchReachability { .. } => Ok(()),
         }
     }
+}
+
+/// The limits of `Send` and `Deposit`: 1 to 64 envelopes, payloads of 1 to 256 KiB, 1 MiB in
+/// all.
+fn check_envelopes(
+    payload_lens: impl Iterator<Item = usize>,
+    count: usize,
+) -> Result<(), FrameError> {
+    check_range("envelope count", count, 1, MAX_ENVELOPES_PER_SEND)?;
+    let mut total = 0usize;
+    for len in payload_lens {
+        check_range("payload length", len, 1, MAX_PAYLOAD_LEN)?;
+        total = total.saturating_add(len);
+    }
+    check_range("send payload total", total, 1, MAX_SEND_PAYLOAD_TOTAL)
 }
 
 impl Encode for ClientFrame {
@@ -487,6 +656,39 @@ impl Encode for ClientFrame {
                 request_id.encode(w);
                 release.encode(w);
             }
+            Self::Deposit {
+                request_id,
+                envelopes,
+            } => {
+                request_id.encode(w);
+                w.list(envelopes);
+            }
+            Self::SetDeliveryTokens {
+                request_id,
+                policy,
+                add,
+                revoke,
+            } => {
+                request_id.encode(w);
+                policy.encode(w);
+                for list in [add, revoke] {
+                    w.u16(u16::try_from(list.len()).unwrap_or(u16::MAX));
+                    for digest in list {
+                        w.raw(digest);
+                    }
+                }
+            }
+            Self::PublishReachability { request_id, record } => {
+                request_id.encode(w);
+                record.encode(w);
+            }
+            Self::FetchReachability {
+                request_id,
+                identity,
+            } => {
+                request_id.encode(w);
+                identity.encode(w);
+            }
         }
     }
 }
@@ -534,33 +736,50 @@ impl Decode for ClientFrame {
                 request_id: RequestId::decode(r)?,
                 identity: IdentityKey::decode(r)?,
             },
-            SEND => {
+            SEND => Self::Send {
+                request_id: RequestId::decode(r)?,
+                envelopes: read_envelopes(r, wire_len::ENVELOPE_OVERHEAD, |r| {
+                    let envelope = OutgoingEnvelope::decode(r)?;
+                    Ok((envelope.payload.len(), envelope))
+                })?,
+            },
+            DEPOSIT => Self::Deposit {
+                request_id: RequestId::decode(r)?,
+                envelopes: read_envelopes(r, wire_len::DEPOSIT_OVERHEAD, |r| {
+                    let envelope = DepositEnvelope::decode(r)?;
+                    Ok((envelope.payload.len(), envelope))
+                })?,
+            },
+            SET_DELIVERY_TOKENS => {
                 let request_id = RequestId::decode(r)?;
-                let mut total = 0usize;
-                let envelopes = read_list(
-                    r,
-                    "envelope list",
-                    1,
-                    MAX_ENVELOPES_PER_SEND,
-                    wire_len::ENVELOPE_OVERHEAD,
-                    |r| {
-                        let envelope = OutgoingEnvelope::decode(r)?;
-                        total = total.saturating_add(envelope.payload.len());
-                        if total > MAX_SEND_PAYLOAD_TOTAL {
-                            return Err(DecodeError::TooLong {
-                                what: "send payload total",
-                                len: total,
-                                max: MAX_SEND_PAYLOAD_TOTAL,
-                            });
-                        }
-                        Ok(envelope)
-                    },
-                )?;
-                Self::Send {
+                let policy = TokenPolicy::decode(r)?;
+                let mut digests = |what| {
+                    read_list(
+                        r,
+                        what,
+                        0,
+                        MAX_TOKENS_PER_UPDATE,
+                        DELIVERY_TOKEN_DIGEST_LEN,
+                        |r| r.array(),
+                    )
+                };
+                let add = digests("added token list")?;
+                let revoke = digests("revoked token list")?;
+                Self::SetDeliveryTokens {
                     request_id,
-                    envelopes,
+                    policy,
+                    add,
+                    revoke,
                 }
             }
+            PUBLISH_REACHABILITY => Self::PublishReachability {
+                request_id: RequestId::decode(r)?,
+                record: ReachabilityRecord::decode(r)?,
+            },
+            FETCH_REACHABILITY => Self::FetchReachability {
+                request_id: RequestId::decode(r)?,
+                identity: IdentityKey::decode(r)?,
+            },
             ACK => Self::Ack {
                 envelope_ids: read_list(
                     r,
@@ -688,6 +907,14 @@ pub enum ServerFrame {
         /// characters with spaces and cuts it to [`MAX_ERROR_MESSAGE_LEN`] bytes.
         message: String,
     },
+    /// `0x8a`: answers `FetchReachability`.
+    Reachability {
+        /// The request's id.
+        request_id: RequestId,
+        /// The account's newest record the relay holds, or `None`. The client verifies it
+        /// and checks that it names the identity asked for.
+        record: Option<ReachabilityRecord>,
+    },
 }
 
 impl ServerFrame {
@@ -707,6 +934,7 @@ impl ServerFrame {
             Self::HandleRecord { .. } => HANDLE_RECORD,
             Self::Done { .. } => DONE,
             Self::Error { .. } => ERROR,
+            Self::Reachability { .. } => REACHABILITY,
         }
     }
 
@@ -725,6 +953,7 @@ impl ServerFrame {
             Self::HandleRecord { .. } => "handle_record",
             Self::Done { .. } => "done",
             Self::Error { .. } => "error",
+            Self::Reachability { .. } => "reachability",
         }
     }
 
@@ -741,6 +970,7 @@ impl ServerFrame {
             | Self::PrekeyCount { request_id, .. }
             | Self::SendAck { request_id, .. }
             | Self::HandleRecord { request_id, .. }
+            | Self::Reachability { request_id, .. }
             | Self::Done { request_id } => Some(*request_id),
             Self::Error { request_id, .. } => *request_id,
         }
@@ -783,6 +1013,7 @@ impl ServerFrame {
             | Self::Bundle { .. }
             | Self::PrekeyCount { .. }
             | Self::HandleRecord { .. }
+            | Self::Reachability { .. }
             | Self::Done { .. }
             | Self::Error { .. } => Ok(()),
         }
@@ -844,6 +1075,10 @@ impl Encode for ServerFrame {
             Self::HandleRecord { request_id, claim } => {
                 request_id.encode(w);
                 w.option(claim.as_ref());
+            }
+            Self::Reachability { request_id, record } => {
+                request_id.encode(w);
+                w.option(record.as_ref());
             }
             Self::Done { request_id } => request_id.encode(w),
             Self::Error {
@@ -919,6 +1154,10 @@ impl Decode for ServerFrame {
             },
             DONE => Self::Done {
                 request_id: RequestId::decode(r)?,
+            },
+            REACHABILITY => Self::Reachability {
+                request_id: RequestId::decode(r)?,
+                record: r.option("reachability record presence")?,
             },
             ERROR => {
                 let request_id = decode_optional_request_id(r)?;
@@ -999,6 +1238,36 @@ fn read_list<'a, T>(
         items.push(item(r)?);
     }
     Ok(items)
+}
+
+/// Reads the envelope list of a `Send` or `Deposit`: 1 to [`MAX_ENVELOPES_PER_SEND`] items of
+/// at least `min_item_len` bytes whose payloads add up to at most [`MAX_SEND_PAYLOAD_TOTAL`].
+/// `item` reads one envelope and says its payload length.
+fn read_envelopes<'a, T>(
+    r: &mut Reader<'a>,
+    min_item_len: usize,
+    mut item: impl FnMut(&mut Reader<'a>) -> Result<(usize, T), DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut total = 0usize;
+    read_list(
+        r,
+        "envelope list",
+        1,
+        MAX_ENVELOPES_PER_SEND,
+        min_item_len,
+        |r| {
+            let (len, envelope) = item(r)?;
+            total = total.saturating_add(len);
+            if total > MAX_SEND_PAYLOAD_TOTAL {
+                return Err(DecodeError::TooLong {
+                    what: "send payload total",
+                    len: total,
+                    max: MAX_SEND_PAYLOAD_TOTAL,
+                });
+            }
+            Ok(envelope)
+        },
+    )
 }
 
 /// Reads an envelope payload: `bytes32`, 1 to [`MAX_PAYLOAD_LEN`] bytes.

@@ -2,7 +2,9 @@
 //! the body of a [`ContentKind::Introduction`](crate::envelope::ContentKind) message.
 //!
 //! An introduction names the sender (a display name), optionally a handle it holds on its
-//! relay and the token of the invite it answers. The decoder is strict: a name that is not a
+//! relay and the token of the invite it answers; version 2 adds where the sender is reached
+//! (its signed reachability record) and the delivery token the receiver is to present at the
+//! sender's relay. An introduction to a known contact updates both. The decoder is strict: a name that is not a
 //! [`DisplayName`], a handle that is not a [`Handle`], a presence byte other than 0 or 1 and
 //! trailing bytes are all refused.
 
@@ -10,9 +12,13 @@ use std::fmt;
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::frames::{HANDLE_MAX_LEN, Handle};
+use crate::reachability::{DeliveryToken, ReachabilityRecord};
 
-/// The version byte that opens an [`Introduction`].
+/// The version byte of an [`Introduction`] without reachability fields (still written when
+/// both are absent, so such an introduction has one encoding).
 pub const INTRODUCTION_VERSION: u8 = 1;
+/// The version byte of an [`Introduction`] with a reachability record or a delivery token.
+pub const INTRODUCTION_VERSION_2: u8 = 2;
 /// Most characters (Unicode scalar values) in a [`DisplayName`].
 pub const DISPLAY_NAME_MAX_CHARS: usize = 64;
 /// Most bytes of a [`DisplayName`]'s UTF-8 encoding: 64 characters of at most 4 bytes each.
@@ -101,6 +107,11 @@ pub struct Introduction {
     pub handle: Option<Handle>,
     /// The token of the invite the sender accepts.
     pub invite_token: Option<[u8; INVITE_TOKEN_LEN]>,
+    /// Where the sender is reached; the receiver checks it names the sender and is newer than
+    /// the record it holds.
+    pub reachability: Option<ReachabilityRecord>,
+    /// The token the receiver presents when it deposits envelopes for the sender.
+    pub delivery_token: Option<DeliveryToken>,
 }
 
 impl fmt::Debug for Introduction {
@@ -110,13 +121,20 @@ impl fmt::Debug for Introduction {
             .field("name", &self.name)
             .field("handle", &self.handle)
             .field("invite_token", &self.invite_token.map(|_| ".."))
+            .field("reachability", &self.reachability)
+            .field("delivery_token", &self.delivery_token.as_ref().map(|_| ".."))
             .finish()
     }
 }
 
 impl Encode for Introduction {
     fn encode(&self, w: &mut Writer) {
-        w.u8(INTRODUCTION_VERSION);
+        let version_2 = self.reachability.is_some() || self.delivery_token.is_some();
+        w.u8(if version_2 {
+            INTRODUCTION_VERSION_2
+        } else {
+            INTRODUCTION_VERSION
+        });
         self.name.encode(w);
         match &self.handle {
             None => w.u8(0),
@@ -132,12 +150,22 @@ impl Encode for Introduction {
                 w.raw(token);
             }
         }
+        if version_2 {
+            w.option(self.reachability.as_ref());
+            w.option(self.delivery_token.as_ref());
+        }
     }
 }
 
 impl Decode for Introduction {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        r.version("introduction", INTRODUCTION_VERSION)?;
+        let version = r.u8()?;
+        if version != INTRODUCTION_VERSION && version != INTRODUCTION_VERSION_2 {
+            return Err(DecodeError::UnsupportedVersion {
+                what: "introduction",
+                version,
+            });
+        }
         let name = DisplayName::decode(r)?;
         let handle = match r.u8()? {
             0 => None,
@@ -152,10 +180,23 @@ impl Decode for Introduction {
             1 => Some(r.array()?),
             _ => return Err(DecodeError::Invalid("introduction token presence")),
         };
+        let (reachability, delivery_token) = if version == INTRODUCTION_VERSION_2 {
+            let reachability = r.option("introduction reachability presence")?;
+            let delivery_token = r.option("introduction delivery token presence")?;
+            if reachability.is_none() && delivery_token.is_none() {
+                // Written as version 1: one encoding per introduction.
+                return Err(DecodeError::Invalid("version 2 introduction without its fields"));
+            }
+            (reachability, delivery_token)
+        } else {
+            (None, None)
+        };
         Ok(Self {
             name,
             handle,
             invite_token,
+            reachability,
+            delivery_token,
         })
     }
 }

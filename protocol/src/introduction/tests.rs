@@ -7,6 +7,8 @@ fn intro(name: &str, handle: Option<&str>, token: Option<[u8; 16]>) -> Introduct
         name: DisplayName::parse(name).unwrap(),
         handle: handle.map(|h| Handle::parse(h).unwrap()),
         invite_token: token,
+        reachability: None,
+        delivery_token: None,
     }
 }
 
@@ -68,9 +70,22 @@ fn introduction_decoder_refuses_what_breaks_a_rule() {
     };
     // version
     assert!(matches!(
-        with(&|b| b[0] = 2),
+        with(&|b| b[0] = 3),
         Err(DecodeError::UnsupportedVersion { .. })
     ));
+    // version 2 reads two more presence bytes: here they are missing
+    assert!(matches!(
+        with(&|b| b[0] = 2),
+        Err(DecodeError::Truncated { .. })
+    ));
+    // and a version 2 introduction without either field is not the canonical encoding
+    assert_eq!(
+        with(&|b| {
+            b[0] = 2;
+            b.extend_from_slice(&[0, 0]);
+        }),
+        Err(DecodeError::Invalid("version 2 introduction without its fields"))
+    );
     // trailing bytes
     assert_eq!(with(&|b| b.push(0)), Err(DecodeError::TrailingBytes(1)));
     // presence bytes other than 0 and 1 (handle presence at 6, token presence at 12)
@@ -149,4 +164,31 @@ fn name_and_handle_limits_hold_at_the_boundary() {
 fn debug_hides_the_token() {
     let text = format!("{:?}", intro("Ada", None, Some([0xab; 16])));
     assert!(!text.contains("ab, ") && !text.contains("171"), "{text}");
+}
+
+#[test]
+fn version_2_carries_reachability_and_a_delivery_token() {
+    use crate::identity::IdentityKeyPair;
+    use crate::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
+    let alice = IdentityKeyPair::from_seed(&[1; 32]);
+    let record = ReachabilityRecord::sign(
+        &alice,
+        7,
+        vec![RelayEndpoint::new("wss://relay.example", None).unwrap()],
+    )
+    .unwrap();
+    let mut value = intro("Ada", None, None);
+    value.reachability = Some(record);
+    value.delivery_token = Some(DeliveryToken([3; 16]));
+    let bytes = value.to_bytes();
+    assert_eq!(bytes[0], INTRODUCTION_VERSION_2);
+    assert_eq!(Introduction::from_bytes(&bytes).unwrap(), value);
+    // Either field alone makes a version 2 introduction.
+    let mut token_only = value.clone();
+    token_only.reachability = None;
+    assert_eq!(token_only.to_bytes()[0], INTRODUCTION_VERSION_2);
+    assert_eq!(Introduction::from_bytes(&token_only.to_bytes()).unwrap(), token_only);
+    // Without them, version 1 as before.
+    assert_eq!(intro("Ada", None, None).to_bytes()[0], INTRODUCTION_VERSION);
+    assert!(!format!("{value:?}").contains("[3"));
 }

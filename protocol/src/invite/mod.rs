@@ -2,7 +2,8 @@
 //! can connect without a handle.
 //!
 //! A code is `chatinvite1` followed by the lower-case hex of an [`Invite`] and a 4-byte
-//! checksum. [`Invite::parse_code`] runs its checks in the order of [`InviteError`]'s variants
+//! checksum. The invite carries the inviter's signed reachability record (where to reach it)
+//! and a delivery token for whoever accepts it. [`Invite::parse_code`] runs its checks in the order of [`InviteError`]'s variants
 //! and trims nothing; whether the invite has expired is the caller's question (it needs the
 //! time, [`Invite::is_expired`]).
 
@@ -12,22 +13,31 @@ use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::kdf::sha256;
 use crate::identity::IdentityKey;
 use crate::introduction::{DISPLAY_NAME_MAX_LEN, DisplayName, INVITE_TOKEN_LEN};
+use crate::reachability::{
+    DELIVERY_TOKEN_LEN, DeliveryToken, MAX_REACHABILITY_LEN, ReachabilityError,
+    ReachabilityRecord, UncheckedRecord,
+};
 
 /// The text every invite code starts with.
 pub const INVITE_PREFIX: &str = "chatinvite1";
-/// The version byte that opens an [`Invite`].
-pub const INVITE_VERSION: u8 = 1;
-/// Most bytes of an invite's relay URL.
-pub const MAX_INVITE_RELAY_URL_LEN: usize = 2048;
+/// The version byte that opens an [`Invite`]. Version 1 (a bare relay URL instead of a signed
+/// reachability record) is no longer read.
+pub const INVITE_VERSION: u8 = 2;
 /// Length of the checksum that ends an invite code's bytes.
 pub const INVITE_CHECKSUM_LEN: usize = 4;
 /// The checksum's hash prefix: `SHA-256(INVITE_CHECKSUM_CONTEXT || Invite)`.
 pub const INVITE_CHECKSUM_CONTEXT: &[u8] = b"chatd/v1/invite";
-/// Longest [`Invite`] encoding: version, relay URL, identity, token, name, expiry.
-pub const MAX_INVITE_LEN: usize =
-    1 + 2 + MAX_INVITE_RELAY_URL_LEN + 32 + INVITE_TOKEN_LEN + 2 + DISPLAY_NAME_MAX_LEN + 8;
+/// Longest [`Invite`] encoding: version, reachability record, token, delivery token, name,
+/// expiry (1,569 bytes).
+pub const MAX_INVITE_LEN: usize = 1
+    + MAX_REACHABILITY_LEN
+    + INVITE_TOKEN_LEN
+    + DELIVERY_TOKEN_LEN
+    + 2
+    + DISPLAY_NAME_MAX_LEN
+    + 8;
 /// Longest invite code text: the prefix and two hex digits per byte of the longest invite and
-/// its checksum (4,749 characters). Longer text is refused before anything else is looked at.
+/// its checksum (3,157 characters). Longer text is refused before anything else is looked at.
 pub const MAX_INVITE_CODE_LEN: usize =
     INVITE_PREFIX.len() + 2 * (MAX_INVITE_LEN + INVITE_CHECKSUM_LEN);
 
@@ -56,17 +66,21 @@ pub enum InviteError {
     /// The identity key is not an acceptable Ed25519 public key (SPEC.md 2.4, check 10).
     #[error("the invite's identity key is invalid")]
     InvalidKey,
+    /// The reachability record's signature does not verify under the identity key.
+    #[error("the invite's reachability record is not signed by its identity")]
+    BadSignature,
 }
 
 /// What an invite code carries (SPEC.md 8.3).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Invite {
-    /// The inviter's relay; the invitee must use the same one.
-    pub relay_url: String,
-    /// The inviter's identity key.
-    pub identity: IdentityKey,
+    /// Where the inviter is reached, signed by its identity key (which is the invite's
+    /// identity).
+    pub reachability: ReachabilityRecord,
     /// The one-time token the invitee's introduction carries back.
     pub token: [u8; INVITE_TOKEN_LEN],
+    /// The token the invitee presents when it deposits envelopes at the inviter's relay.
+    pub delivery_token: DeliveryToken,
     /// The inviter's display name.
     pub name: DisplayName,
     /// When the inviter stops accepting the token, milliseconds since the Unix epoch.
@@ -77,8 +91,7 @@ impl fmt::Debug for Invite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The token is a one-time credential and is not shown.
         f.debug_struct("Invite")
-            .field("relay_url", &self.relay_url)
-            .field("identity", &self.identity)
+            .field("reachability", &self.reachability)
             .field("name", &self.name)
             .field("expires_at_ms", &self.expires_at_ms)
             .finish_non_exhaustive()
@@ -88,9 +101,9 @@ impl fmt::Debug for Invite {
 impl Encode for Invite {
     fn encode(&self, w: &mut Writer) {
         w.u8(INVITE_VERSION);
-        w.str16(&self.relay_url);
-        self.identity.encode(w);
+        self.reachability.encode(w);
         w.raw(&self.token);
+        self.delivery_token.encode(w);
         self.name.encode(w);
         w.u64(self.expires_at_ms);
     }
@@ -99,18 +112,19 @@ impl Encode for Invite {
 impl Decode for Invite {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let unchecked = UncheckedInvite::decode(r)?;
-        unchecked
-            .check()
-            .map_err(|_| DecodeError::Invalid("invite identity key"))
+        unchecked.check().map_err(|e| match e {
+            InviteError::BadSignature => DecodeError::Invalid("invite reachability signature"),
+            _ => DecodeError::Invalid("invite identity key"),
+        })
     }
 }
 
 /// An invite whose identity key has not been checked yet, so that [`Invite::parse_code`] can
 /// report a malformed structure before a bad key.
 struct UncheckedInvite {
-    relay_url: String,
-    identity: [u8; 32],
+    reachability: UncheckedRecord,
     token: [u8; INVITE_TOKEN_LEN],
+    delivery_token: DeliveryToken,
     name: DisplayName,
     expires_at_ms: u64,
 }
@@ -119,22 +133,21 @@ impl UncheckedInvite {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         r.version("invite", INVITE_VERSION)?;
         Ok(Self {
-            relay_url: r
-                .str16("invite relay url", MAX_INVITE_RELAY_URL_LEN)?
-                .to_owned(),
-            identity: r.array()?,
+            reachability: UncheckedRecord::decode(r)?,
             token: r.array()?,
+            delivery_token: DeliveryToken::decode(r)?,
             name: DisplayName::decode(r)?,
             expires_at_ms: r.u64()?,
         })
     }
 
     fn check(self) -> Result<Invite, InviteError> {
+        let reachability = self.reachability.check().ok_or(InviteError::InvalidKey)?;
+        reachability.verify().map_err(|_| InviteError::BadSignature)?;
         Ok(Invite {
-            identity: IdentityKey::from_bytes(&self.identity)
-                .map_err(|_| InviteError::InvalidKey)?,
-            relay_url: self.relay_url,
+            reachability,
             token: self.token,
+            delivery_token: self.delivery_token,
             name: self.name,
             expires_at_ms: self.expires_at_ms,
         })
@@ -142,6 +155,16 @@ impl UncheckedInvite {
 }
 
 impl Invite {
+    /// The inviter's identity key (the reachability record's).
+    pub fn identity(&self) -> IdentityKey {
+        self.reachability.identity
+    }
+
+    /// Whether the invite's record is signed by its identity (always so for a parsed invite).
+    pub fn verify(&self) -> Result<(), ReachabilityError> {
+        self.reachability.verify()
+    }
+
     /// The invite code: prefix, then lower-case hex of the invite and its checksum.
     pub fn to_code(&self) -> String {
         let mut bytes = self.to_bytes();

@@ -2,18 +2,32 @@
 
 use super::*;
 use crate::identity::IdentityKeyPair;
+use crate::reachability::RelayEndpoint;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-fn invite(relay_url: &str, name: &str) -> Invite {
+fn record(relays: &[&str], pin: bool) -> ReachabilityRecord {
     let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let identity = IdentityKeyPair::generate(&mut rng);
+    let relays = relays
+        .iter()
+        .map(|url| RelayEndpoint::new(url, pin.then_some([5; 32])).unwrap())
+        .collect();
+    ReachabilityRecord::sign(&identity, 1_700_000_000_000, relays).unwrap()
+}
+
+fn invite_with(reachability: ReachabilityRecord, name: &str) -> Invite {
     Invite {
-        relay_url: relay_url.into(),
-        identity: IdentityKeyPair::generate(&mut rng).public_key(),
+        reachability,
         token: [9; 16],
+        delivery_token: DeliveryToken([8; 16]),
         name: DisplayName::parse(name).unwrap(),
         expires_at_ms: 1_700_000_000_000,
     }
+}
+
+fn invite(relay_url: &str, name: &str) -> Invite {
+    invite_with(record(&[relay_url], false), name)
 }
 
 /// The code of arbitrary invite bytes, with a correct checksum.
@@ -36,28 +50,21 @@ fn codes_round_trip() {
 
 #[test]
 fn the_longest_invite_is_accepted_and_one_byte_more_is_not() {
-    let longest = invite(
-        &"u".repeat(MAX_INVITE_RELAY_URL_LEN),
-        &"\u{1F600}".repeat(64),
-    );
+    let urls: Vec<String> = (0..4)
+        .map(|i| format!("wss://{i}{}.example:65535/v1", "a".repeat(232)))
+        .collect();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let longest = invite_with(record(&urls, true), &"\u{1F600}".repeat(64));
+    assert_eq!(longest.to_bytes().len(), MAX_INVITE_LEN);
     let code = longest.to_code();
     assert_eq!(code.len(), MAX_INVITE_CODE_LEN);
+    assert_eq!(MAX_INVITE_CODE_LEN, 3157);
     assert_eq!(Invite::parse_code(&code).unwrap(), longest);
     assert_eq!(
         Invite::parse_code(&format!("{code}0")),
         Err(InviteError::TooLong {
             len: MAX_INVITE_CODE_LEN + 1
         })
-    );
-    // A relay URL one byte over, with a short name so the code's length is not what refuses it.
-    let bytes = invite(&"u".repeat(MAX_INVITE_RELAY_URL_LEN + 1), "A").to_bytes();
-    assert_eq!(
-        Invite::parse_code(&code_of(&bytes)),
-        Err(InviteError::Malformed(DecodeError::TooLong {
-            what: "invite relay url",
-            len: MAX_INVITE_RELAY_URL_LEN + 1,
-            max: MAX_INVITE_RELAY_URL_LEN
-        }))
     );
 }
 
@@ -110,7 +117,7 @@ fn refusals_come_in_order() {
         Err(InviteError::Malformed(DecodeError::TrailingBytes(1)))
     );
     let mut bytes = good.to_bytes();
-    bytes[0] = 2;
+    bytes[0] = 1;
     assert!(matches!(
         Invite::parse_code(&code_of(&bytes)),
         Err(InviteError::Malformed(
@@ -119,28 +126,35 @@ fn refusals_come_in_order() {
     ));
     let mut w = Writer::new();
     w.u8(INVITE_VERSION);
-    w.str16("wss://relay.example/v1");
-    w.raw(good.identity.as_bytes());
+    good.reachability.encode(&mut w);
     w.raw(&[9; 16]);
+    w.raw(&[8; 16]);
     w.str16(" Ada");
     w.u64(0);
     assert_eq!(
         Invite::parse_code(&code_of(&w.into_bytes())),
         Err(InviteError::Malformed(DecodeError::Invalid("display name")))
     );
-    // Well formed, but the key is the identity point.
+    // A bad key is reported after a malformed field, and before a bad signature.
     let mut identity = [0u8; 32];
     identity[0] = 1;
-    let mut w = Writer::new();
-    w.u8(INVITE_VERSION);
-    w.str16("wss://relay.example/v1");
-    w.raw(&identity);
-    w.raw(&[9; 16]);
-    w.str16("Ada");
-    w.u64(0);
+    let mut bad_key = good.to_bytes();
+    bad_key[2..34].copy_from_slice(&identity);
     assert_eq!(
-        Invite::parse_code(&code_of(&w.into_bytes())),
+        Invite::parse_code(&code_of(&bad_key)),
         Err(InviteError::InvalidKey)
+    );
+    bad_key.push(0);
+    assert_eq!(
+        Invite::parse_code(&code_of(&bad_key)),
+        Err(InviteError::Malformed(DecodeError::TrailingBytes(1)))
+    );
+    // Well formed, but the record's signature does not verify (its sequence was changed).
+    let mut forged = good.to_bytes();
+    forged[34] ^= 1;
+    assert_eq!(
+        Invite::parse_code(&code_of(&forged)),
+        Err(InviteError::BadSignature)
     );
 }
 
@@ -154,5 +168,5 @@ fn expiry_includes_its_last_millisecond() {
 #[test]
 fn debug_hides_the_token() {
     let text = format!("{:?}", invite("wss://relay.example/v1", "Ada"));
-    assert!(!text.contains("token") && !text.contains("[9"), "{text}");
+    assert!(!text.contains("token") && !text.contains("[9") && !text.contains("[8"), "{text}");
 }

@@ -14,6 +14,7 @@ use proptest::strategy::ValueTree;
 use protocol::codec::{Decode, DecodeError, Encode};
 use protocol::frames::*;
 use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair, LocalDevice};
+use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use protocol::prekeys::{
     KemPrekey, KemPrekeySecret, OneTimePrekey, OneTimePrekeySecret, PrekeyBundle, SignedPrekey,
     SignedPrekeySecret,
@@ -231,6 +232,28 @@ fn handle_release() -> impl Strategy<Value = HandleRelease> {
         .prop_map(|(identity, handle, at)| HandleRelease::sign(identity, handle, at))
 }
 
+fn reachability_record() -> impl Strategy<Value = ReachabilityRecord> {
+    (
+        identity(),
+        any::<u64>(),
+        vec(("[a-z0-9]{1,12}", 1..=u16::MAX, any::<Option<[u8; 32]>>()), 1..=4),
+    )
+        .prop_map(|(identity, sequence, relays)| {
+            let relays = relays
+                .into_iter()
+                .enumerate()
+                .map(|(i, (host, port, pin))| {
+                    RelayEndpoint::new(&format!("wss://{host}{i}.example:{port}"), pin).unwrap()
+                })
+                .collect();
+            ReachabilityRecord::sign(identity, sequence, relays).unwrap()
+        })
+}
+
+fn token_policy() -> impl Strategy<Value = TokenPolicy> {
+    prop_oneof![Just(TokenPolicy::Open), Just(TokenPolicy::TokensRequired)]
+}
+
 fn bundle() -> impl Strategy<Value = PrekeyBundle> {
     (
         device(),
@@ -317,6 +340,46 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                 release,
             }
         }),
+        (
+            request_id(),
+            vec(
+                (identity(), device_id(), any::<Option<[u8; 16]>>(), payload()),
+                1..8
+            )
+        )
+            .prop_map(|(request_id, envelopes)| ClientFrame::Deposit {
+                request_id,
+                envelopes: envelopes
+                    .into_iter()
+                    .map(|(i, device, token, payload)| DepositEnvelope {
+                        recipient_identity: i.public_key(),
+                        recipient_device: device,
+                        token: token.map(DeliveryToken),
+                        payload,
+                    })
+                    .collect(),
+            }),
+        (
+            request_id(),
+            token_policy(),
+            vec(any::<[u8; 32]>(), 0..40),
+            vec(any::<[u8; 32]>(), 0..40)
+        )
+            .prop_map(
+                |(request_id, policy, add, revoke)| ClientFrame::SetDeliveryTokens {
+                    request_id,
+                    policy,
+                    add,
+                    revoke,
+                }
+            ),
+        (request_id(), reachability_record()).prop_map(|(request_id, record)| {
+            ClientFrame::PublishReachability { request_id, record }
+        }),
+        (request_id(), identity()).prop_map(|(request_id, i)| ClientFrame::FetchReachability {
+            request_id,
+            identity: i.public_key(),
+        }),
     ]
 }
 
@@ -366,6 +429,8 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         (request_id(), proptest::option::of(handle_claim()))
             .prop_map(|(request_id, claim)| ServerFrame::HandleRecord { request_id, claim }),
         request_id().prop_map(|request_id| ServerFrame::Done { request_id }),
+        (request_id(), proptest::option::of(reachability_record()))
+            .prop_map(|(request_id, record)| ServerFrame::Reachability { request_id, record }),
         (
             proptest::option::of(request_id()),
             error_code(),
@@ -425,11 +490,11 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     bytes
 }
 
-const CLIENT_TYPES: [u8; 11] = [
-    0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
+const CLIENT_TYPES: [u8; 15] = [
+    0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c,
 ];
-const SERVER_TYPES: [u8; 12] = [
-    0x01, 0x02, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+const SERVER_TYPES: [u8; 13] = [
+    0x01, 0x02, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a,
 ];
 
 proptest! {
@@ -525,7 +590,7 @@ fn every_truncation_of_every_frame_type_is_refused_as_truncated() {
             );
         }
     }
-    assert_eq!(seen.len(), 21, "every type byte exercised: {seen:x?}");
+    assert_eq!(seen.len(), 26, "every type byte exercised: {seen:x?}");
 }
 
 /// SPEC.md section 11: the request id a relay echoes for a frame that fails to decode.
@@ -653,7 +718,7 @@ fn the_largest_frames_decode_within_the_allocation_bound() {
 
 const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/frames.json");
 
-const VECTOR_NAMES: [&str; 27] = [
+const VECTOR_NAMES: [&str; 33] = [
     "client/ping",
     "client/pong",
     "client/auth",
@@ -666,6 +731,10 @@ const VECTOR_NAMES: [&str; 27] = [
     "client/claim_handle",
     "client/lookup_handle",
     "client/release_handle",
+    "client/deposit",
+    "client/set_delivery_tokens",
+    "client/publish_reachability",
+    "client/fetch_reachability",
     "server/ping",
     "server/pong",
     "server/challenge",
@@ -681,6 +750,8 @@ const VECTOR_NAMES: [&str; 27] = [
     "server/done",
     "server/error",
     "server/error_unassigned_code",
+    "server/reachability",
+    "server/reachability_empty",
 ];
 
 /// A frame of either direction.
@@ -800,6 +871,17 @@ fn claim_input(rng: &mut ChaCha20Rng, handle: &str) -> Value {
     })
 }
 
+fn reachability_input(rng: &mut ChaCha20Rng) -> Value {
+    json!({
+        "identity_seed": hex_bytes::<32>(rng),
+        "sequence": small_u64(rng),
+        "relays": [
+            { "url": "wss://[2001:db8::1]:7420/v1", "tls_pin": hex_bytes::<32>(rng) },
+            { "url": "wss://relay.example/v1", "tls_pin": Value::Null },
+        ],
+    })
+}
+
 fn generate_inputs(name: &str) -> Value {
     let seed: [u8; 32] = sha2::Sha256::digest(name.as_bytes()).into();
     let rng = &mut ChaCha20Rng::from_seed(seed);
@@ -858,6 +940,39 @@ fn generate_inputs(name: &str) -> Value {
         "client/lookup_handle" => json!({
             "request_id": request_id_input(rng),
             "handle": "bob_42",
+        }),
+        "client/deposit" => {
+            let request_id = request_id_input(rng);
+            let identity_seed = hex_bytes::<32>(rng);
+            let envelopes: Vec<Value> = (1..=2)
+                .map(|device_id| {
+                    json!({
+                        "identity_seed": identity_seed,
+                        "device_id": device_id,
+                        "token": if device_id == 1 { hex_bytes::<16>(rng) } else { Value::Null },
+                        "payload": payload_input(rng),
+                    })
+                })
+                .collect();
+            json!({ "request_id": request_id, "envelopes": envelopes })
+        }
+        "client/set_delivery_tokens" => json!({
+            "request_id": request_id_input(rng),
+            "policy": 1,
+            "add_tokens": [hex_bytes::<16>(rng), hex_bytes::<16>(rng)],
+            "revoke_tokens": [hex_bytes::<16>(rng)],
+        }),
+        "client/publish_reachability" | "server/reachability" => json!({
+            "request_id": request_id_input(rng),
+            "record": reachability_input(rng),
+        }),
+        "server/reachability_empty" => json!({
+            "request_id": request_id_input(rng),
+            "record": Value::Null,
+        }),
+        "client/fetch_reachability" => json!({
+            "request_id": request_id_input(rng),
+            "identity_seed": hex_bytes::<32>(rng),
         }),
         "server/challenge" => json!({
             "relay_id": "wss://relay.example/v1",
@@ -1001,6 +1116,36 @@ fn relay_id_of(v: &Value) -> RelayId {
     RelayId::new(v.as_str().expect("string").as_bytes()).unwrap()
 }
 
+fn reachability_of(v: &Value) -> ReachabilityRecord {
+    let relays = v["relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let pin = &r["tls_pin"];
+            RelayEndpoint::new(
+                r["url"].as_str().unwrap(),
+                (!pin.is_null()).then(|| array_of(pin)),
+            )
+            .unwrap()
+        })
+        .collect();
+    ReachabilityRecord::sign(
+        &identity_of(&v["identity_seed"]),
+        u64_of(&v["sequence"]),
+        relays,
+    )
+    .unwrap()
+}
+
+fn digests_of(v: &Value) -> Vec<[u8; 32]> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| DeliveryToken(array_of(t)).digest())
+        .collect()
+}
+
 fn build(name: &str, i: &Value) -> AnyFrame {
     use AnyFrame::{Client, Server};
     match name {
@@ -1098,6 +1243,43 @@ fn build(name: &str, i: &Value) -> AnyFrame {
                     handle_of(&s["handle"]),
                     u64_of(&s["issued_at"]),
                 ),
+            })
+        }
+        "client/deposit" => Client(ClientFrame::Deposit {
+            request_id: request_id_of(&i["request_id"]),
+            envelopes: i["envelopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| DepositEnvelope {
+                    recipient_identity: identity_of(&e["identity_seed"]).public_key(),
+                    recipient_device: DeviceId::new(u32_of(&e["device_id"])).unwrap(),
+                    token: (!e["token"].is_null()).then(|| DeliveryToken(array_of(&e["token"]))),
+                    payload: bytes_of(&e["payload"]),
+                })
+                .collect(),
+        }),
+        "client/set_delivery_tokens" => Client(ClientFrame::SetDeliveryTokens {
+            request_id: request_id_of(&i["request_id"]),
+            policy: match u64_of(&i["policy"]) {
+                0 => TokenPolicy::Open,
+                _ => TokenPolicy::TokensRequired,
+            },
+            add: digests_of(&i["add_tokens"]),
+            revoke: digests_of(&i["revoke_tokens"]),
+        }),
+        "client/publish_reachability" => Client(ClientFrame::PublishReachability {
+            request_id: request_id_of(&i["request_id"]),
+            record: reachability_of(&i["record"]),
+        }),
+        "client/fetch_reachability" => Client(ClientFrame::FetchReachability {
+            request_id: request_id_of(&i["request_id"]),
+            identity: identity_of(&i["identity_seed"]).public_key(),
+        }),
+        "server/reachability" | "server/reachability_empty" => {
+            Server(ServerFrame::Reachability {
+                request_id: request_id_of(&i["request_id"]),
+                record: (!i["record"].is_null()).then(|| reachability_of(&i["record"])),
             })
         }
         "server/ping" => Server(ServerFrame::Ping {
@@ -1214,7 +1396,9 @@ fn generate_vectors() -> VectorFile {
             are X25519 scalars (RFC 7748, clamped when used), KEM `seed`s are ML-KEM-1024 \
             `d || z` seeds (FIPS 203 KeyGen_internal). A device certificate is signed by the \
             identity key with `created_at`; signed and KEM prekeys by the device signing key; \
-            handle claims and releases by the identity key (`statement`). Byte strings are hex; \
+            handle claims and releases by the identity key (`statement`); reachability records by the \
+            identity key (`record`). `set_delivery_tokens` lists tokens; the frame carries \
+            their digests, SHA-256(\"chatd/v1/delivery-token\" || token). Byte strings are hex; \
             integers are below 2^53. Names starting `client/` decode as client frames, `server/` \
             as relay frames."
             .to_owned(),
@@ -1273,6 +1457,11 @@ fn frame_vectors() {
             AnyFrame::Server(ServerFrame::HandleRecord {
                 claim: Some(claim), ..
             }) => claim.verify().unwrap(),
+            AnyFrame::Client(ClientFrame::PublishReachability { record, .. })
+            | AnyFrame::Server(ServerFrame::Reachability {
+                record: Some(record),
+                ..
+            }) => record.verify().unwrap(),
             _ => {}
         }
         match decoded {

@@ -15,7 +15,8 @@ use protocol::identity::{IdentityKeyPair, KEY_TYPE_X25519, PROTOCOL_VERSION};
 use protocol::introduction::{
     DISPLAY_NAME_MAX_LEN, DisplayName, INTRODUCTION_VERSION, Introduction,
 };
-use protocol::invite::{Invite, InviteError, MAX_INVITE_CODE_LEN, MAX_INVITE_RELAY_URL_LEN};
+use protocol::invite::{Invite, InviteError, MAX_INVITE_CODE_LEN};
+use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use protocol::ratchet::{MAX_CIPHERTEXT_LEN, RatchetMessage};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -154,12 +155,21 @@ fn introduction_with_handle(handle_len: usize) -> (Vec<u8>, Vec<u8>) {
     (w.into_bytes(), vec![0])
 }
 
-fn invite(relay_url_len: usize, name: &str) -> Invite {
+/// An invite whose record lists `relays` relay URLs of 256 bytes (the longest relay id),
+/// each with a certificate pin.
+fn invite(relays: usize, name: &str) -> Invite {
     let mut rng = ChaCha20Rng::from_seed([5; 32]);
+    let identity = IdentityKeyPair::generate(&mut rng);
+    let relays = (0..relays)
+        .map(|i| {
+            let url = format!("wss://{i}{}.example:65535/v1", "a".repeat(232));
+            RelayEndpoint::new(&url, Some([0x33; 32])).unwrap()
+        })
+        .collect();
     Invite {
-        relay_url: "u".repeat(relay_url_len),
-        identity: IdentityKeyPair::generate(&mut rng).public_key(),
+        reachability: ReachabilityRecord::sign(&identity, 1_700_000_000_000, relays).unwrap(),
         token: [0x22; 16],
+        delivery_token: DeliveryToken([0x44; 16]),
         name: DisplayName::parse(name).unwrap(),
         expires_at_ms: 1_700_000_000_000,
     }
@@ -167,12 +177,17 @@ fn invite(relay_url_len: usize, name: &str) -> Invite {
 
 fn generate() -> LimitVectors {
     let smiley = "\u{1F600}".as_bytes();
-    let longest_invite = invite(MAX_INVITE_RELAY_URL_LEN, &"\u{1F600}".repeat(64)).to_code();
+    let longest_invite = invite(4, &"\u{1F600}".repeat(64)).to_code();
     assert_eq!(longest_invite.len(), MAX_INVITE_CODE_LEN);
     let (handle_prefix, handle_suffix) = introduction_with_handle(HANDLE_MAX_LEN);
     let (handle_over_prefix, _) = introduction_with_handle(HANDLE_MAX_LEN + 1);
+    // The first relay URL's length field says 257; one more byte of URL follows it.
     let url_over = {
-        let bytes = invite(MAX_INVITE_RELAY_URL_LEN + 1, "A").to_bytes();
+        let mut bytes = invite(1, "A").to_bytes();
+        let at = 1 + 1 + 32 + 8 + 1;
+        assert_eq!(&bytes[at..at + 2], &[1, 0]);
+        bytes[at + 1] = 1;
+        bytes.insert(at + 2, b'x');
         let check = protocol::crypto::kdf::sha256(&[b"chatd/v1/invite", &bytes]);
         let hex = hex::encode([&bytes[..], &check[..4]].concat());
         format!("chatinvite1{hex}")
@@ -283,7 +298,7 @@ fn generate() -> LimitVectors {
             &handle_suffix,
         ),
         case(
-            "InviteCode: the longest invite (relay URL of 2048 bytes, name of 256 bytes)",
+            "InviteCode: the longest invite (four relay URLs of 256 bytes with pins, name of 256 bytes)",
             "InviteCode",
             longest_invite.as_bytes(),
             b"",
@@ -299,7 +314,7 @@ fn generate() -> LimitVectors {
             b"",
         ),
         case(
-            "InviteCode: a relay URL one byte over 2048 (correct checksum)",
+            "InviteCode: a relay URL one byte over 256 (correct checksum)",
             "InviteCode",
             url_over.as_bytes(),
             b"",

@@ -6,4 +6,5 @@ mod limit_vectors;
 mod properties;
 mod protocol_vectors;
 mod published;
+mod reachability_vectors;
 mod secret_debug;

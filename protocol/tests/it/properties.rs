@@ -25,6 +25,7 @@ use protocol::identity::{
 };
 use protocol::introduction::{DisplayName, Introduction};
 use protocol::invite::Invite;
+use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use protocol::padding;
 use protocol::pickle::{self, PickleKey};
 use protocol::pqxdh::{self, InitialHeader, ReplayGuard, ResponderKeys};
@@ -959,8 +960,19 @@ fn corpus() -> &'static Corpus {
                 name: DisplayName::parse("Ada \u{e9}").unwrap(),
                 handle: Some(Handle::parse("ada").unwrap()),
                 invite_token: Some([4; 16]),
+                reachability: None,
+                delivery_token: None,
             }
             .to_bytes(),
+            Introduction {
+                name: DisplayName::parse("Ada").unwrap(),
+                handle: None,
+                invite_token: None,
+                reachability: Some(invite().reachability),
+                delivery_token: Some(DeliveryToken([5; 16])),
+            }
+            .to_bytes(),
+            invite().reachability.to_bytes(),
             invite().to_code().into_bytes(),
         ];
         Corpus {
@@ -1068,6 +1080,7 @@ fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
     let _ = number.matches_scanned(bytes);
     let _ = Address::parse(&String::from_utf8_lossy(bytes));
     canonical::<Introduction>(bytes)?;
+    canonical::<ReachabilityRecord>(bytes)?;
     canonical::<Invite>(bytes)?;
     let text = String::from_utf8_lossy(bytes);
     if let Ok(invite) = Invite::parse_code(&text) {
@@ -1078,9 +1091,16 @@ fn decode_everything(bytes: &[u8]) -> Result<(), TestCaseError> {
 
 /// An invite from Alice, for the corpus and the invite properties.
 fn invite() -> Invite {
+    invite_at("wss://relay.example/v1")
+}
+
+/// An invite from Alice at a relay URL.
+fn invite_at(url: &str) -> Invite {
+    let alice = IdentityKeyPair::from_seed(&[6; 32]);
+    let relays = vec![RelayEndpoint::new(url, Some([7; 32])).unwrap()];
     Invite {
-        relay_url: "wss://relay.example/v1".into(),
-        identity: fixture().alice.cert.identity(),
+        reachability: ReachabilityRecord::sign(&alice, 1_700_000_000_000, relays).unwrap(),
+        delivery_token: DeliveryToken([8; 16]),
         token: [6; 16],
         name: DisplayName::parse("Ada").unwrap(),
         expires_at_ms: 1_700_000_000_000,
@@ -1117,17 +1137,17 @@ proptest! {
 
     #[test]
     fn invite_codes_round_trip(
-        relay_url in ".{0,40}",
+        host in "[a-z0-9][a-z0-9.-]{0,40}",
+        port in 1u16..,
         name in "[a-zA-Z0-9][a-zA-Z0-9 \u{e9}\u{1F600}]{0,62}[a-zA-Z0-9]",
         token in any::<[u8; 16]>(),
         expires_at_ms in any::<u64>(),
     ) {
         let value = Invite {
-            relay_url,
             name: DisplayName::parse(&name).unwrap(),
             token,
             expires_at_ms,
-            ..invite()
+            ..invite_at(&format!("wss://{host}:{port}/v1"))
         };
         prop_assert_eq!(Invite::parse_code(&value.to_code()).unwrap(), value);
     }
