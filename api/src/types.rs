@@ -39,6 +39,15 @@ pub enum ConnectionState {
     Waiting,
 }
 
+/// A link to another account's relay (SPEC.md 10.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RelayLinkState {
+    /// The relay's URL.
+    pub url: String,
+    /// The link's state.
+    pub connection: ConnectionState,
+}
+
 /// Result of `daemon.status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DaemonStatus {
@@ -65,6 +74,10 @@ pub struct DaemonStatus {
     /// The address of the relay the daemon hosts for peers (`--host-relay`, or the embedded
     /// one), if any.
     pub hosted_relay: Option<String>,
+    /// Links to other accounts' relays open now (contacts whose home relay is not ours), with
+    /// their states. Opened when needed, closed when idle.
+    #[serde(default)]
+    pub other_relays: Vec<RelayLinkState>,
     /// Whether `account.unlock` needs a passphrase (absent when there is no account).
     #[serde(default)]
     pub passphrase_protected: Option<bool>,
@@ -174,7 +187,9 @@ pub struct Contact {
 pub struct AddContact {
     /// The local name to give the contact.
     pub alias: String,
-    /// A `chat1...` address or a `@handle` registered on the relay.
+    /// A `chat1...` address or a `@handle` on this account's relay; `chat1...@host[:port]` or
+    /// `@handle@host[:port]` (or `@handle@wss://host/v1`) for an account on another relay
+    /// (SPEC.md 10.9).
     pub target: String,
 }
 
@@ -273,7 +288,8 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// Who to send to: an alias, `@name` or an address.
+    /// Who to send to: an alias, `@name`, an address, or (not a contact yet) a handle or
+    /// address on another relay, `@handle@host[:port]` or `chat1...@host[:port]`.
     pub to: String,
     /// The text (UTF-8, 1 byte to 64 KiB).
     pub text: String,

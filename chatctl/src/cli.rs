@@ -168,11 +168,12 @@ pub struct UnlockArgs {
 /// The `contact` commands.
 #[derive(Debug, Subcommand)]
 pub enum ContactCommand {
-    /// Add a contact by address or @handle
+    /// Add a contact by address or @handle, on your relay or another one
     Add {
         /// The local name to give the contact
         alias: String,
-        /// A chat1... address, or a @handle registered on the relay
+        /// A chat1... address or a @handle on your relay; ADDRESS@HOST[:PORT] or
+        /// @HANDLE@HOST[:PORT] for one on another relay
         #[arg(value_name = "ADDRESS|@HANDLE")]
         target: String,
     },

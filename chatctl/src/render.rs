@@ -227,6 +227,14 @@ pub fn status(status: &DaemonStatus) -> String {
     if let Some(outbox) = status.outbox {
         let _ = writeln!(out, "outbox:   {outbox} waiting");
     }
+    for other in &status.other_relays {
+        let _ = writeln!(
+            out,
+            "contacts' relay: {} ({})",
+            clean_line(&other.url),
+            connection(other.connection)
+        );
+    }
     if let Some(hosted) = &status.hosted_relay {
         let _ = writeln!(out, "hosting:  {}", clean_line(hosted));
     }

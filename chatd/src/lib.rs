@@ -29,5 +29,6 @@ pub mod fuzzing;
 pub mod memory;
 pub(crate) mod methods;
 pub(crate) mod relay_link;
+pub(crate) mod relay_pool;
 pub(crate) mod rpc;
 pub mod store;

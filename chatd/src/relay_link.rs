@@ -1,6 +1,9 @@
 //! The relay connection: one task that dials the relay (`ws://` or `wss://`), authenticates the
-//! device, keeps the connection alive with pings, and reconnects with exponential backoff and
-//! jitter when it drops.
+//! device (or, on an anonymous link to a contact's relay, does not: SPEC.md 10.9), keeps the
+//! connection alive with pings, and reconnects with exponential backoff and jitter when it
+//! drops. A `wss://` relay's certificate is checked against the WebPKI roots (and an optional
+//! private CA), or, for an endpoint with a pin from a signed reachability record, must be
+//! exactly the pinned certificate.
 //!
 //! The task owns the WebSocket. The core talks to it through [`RelayLink`]: fire-and-forget
 //! frames (`send`), and requests whose answer comes back to the caller (`request`). Everything
@@ -235,13 +238,18 @@ pub struct LinkConfig {
     pub url: String,
     /// Extra trusted root certificate (PEM) for `wss://` relays with a private CA.
     pub extra_root_pem: Option<Vec<u8>>,
+    /// SHA-256 of the relay's TLS certificate: when set, exactly that certificate is accepted
+    /// and no other check of it is made (a self-signed relay, pinned by a signed record).
+    pub tls_pin: Option<[u8; 32]>,
 }
 
 impl RelayLink {
-    /// Starts the connection task for `device`; events go to `events`.
+    /// Starts the connection task; events go to `events`. With `device`, every connection
+    /// authenticates as it (the home relay); without, the link is anonymous (a contact's relay:
+    /// bundle fetches and deposits only).
     pub fn start(
         config: LinkConfig,
-        device: LocalDevice,
+        device: Option<LocalDevice>,
         events: mpsc::UnboundedSender<LinkEvent>,
     ) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
@@ -328,42 +336,15 @@ impl Requester {
 /// Normalises a relay URL to the relay binding of SPEC.md 10.3, which is also what the link
 /// dials: `ws://` or `wss://`, the host in lower case, the port only when it is not the
 /// scheme's default, and the path `/v1`. An empty path, `/` and `/v1/` become `/v1`; any other
-/// path, a query, a fragment or userinfo is refused (a relay serves only `/v1`).
+/// path, a query, a fragment or userinfo is refused (a relay serves only `/v1`). White space
+/// around the URL is ignored.
 pub fn normalize_url(url: &str) -> Result<String, ApiError> {
-    let invalid = |why: &str| {
+    protocol::reachability::relay_binding(url.trim()).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidRelayUrl,
-            format!("invalid relay URL {url:?}: {why}"),
+            format!("invalid relay URL {:?}: {e}", url.trim()),
         )
-    };
-    let trimmed = url.trim();
-    if trimmed.contains('#') {
-        return Err(invalid("no fragment allowed"));
-    }
-    let uri: Uri = trimmed.parse().map_err(|_| invalid("does not parse"))?;
-    let scheme = uri.scheme_str().ok_or_else(|| invalid("no scheme"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    if scheme != "ws" && scheme != "wss" {
-        return Err(invalid("the scheme must be ws:// or wss://"));
-    }
-    let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
-    if authority.host().is_empty() || authority.as_str().contains('@') {
-        return Err(invalid("bad host"));
-    }
-    if uri.query().is_some() {
-        return Err(invalid("no query string allowed"));
-    }
-    match uri.path() {
-        "" | "/" | "/v1" | "/v1/" => {}
-        _ => return Err(invalid("the path must be /v1")),
-    }
-    let host = authority.host().to_ascii_lowercase();
-    let default_port = if scheme == "wss" { 443 } else { 80 };
-    let port = match authority.port_u16() {
-        Some(port) if port != default_port => format!(":{port}"),
-        _ => String::new(),
-    };
-    Ok(format!("{scheme}://{host}{port}/v1"))
+    })
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -373,7 +354,7 @@ type Socket = WebSocketStream<Box<dyn Io>>;
 
 async fn run(
     config: LinkConfig,
-    device: LocalDevice,
+    device: Option<LocalDevice>,
     events: mpsc::UnboundedSender<LinkEvent>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
@@ -386,7 +367,8 @@ async fn run(
             state: ConnectionState::Connecting,
             error: None,
         });
-        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect(&config, &device)).await;
+        let attempt =
+            tokio::time::timeout(CONNECT_TIMEOUT, connect(&config, device.as_ref())).await;
         let error = match attempt {
             Ok(Ok(socket)) => {
                 backoff = BACKOFF_MIN;
@@ -428,7 +410,7 @@ async fn run(
     }
 }
 
-async fn connect(config: &LinkConfig, device: &LocalDevice) -> Result<Socket, LinkError> {
+async fn connect(config: &LinkConfig, device: Option<&LocalDevice>) -> Result<Socket, LinkError> {
     let bad_url = || LinkError::BadUrl(config.url.clone());
     // The relay id is the canonical URL (SPEC.md 10.3), also for accounts whose URL was stored
     // as typed before chatd normalised it.
@@ -477,6 +459,10 @@ async fn connect(config: &LinkConfig, device: &LocalDevice) -> Result<Socket, Li
         }
         .into());
     }
+    let Some(device) = device else {
+        // An anonymous link: the relay learns nothing but the network address.
+        return Ok(socket);
+    };
     let proof = AuthProof::sign(
         device.keys.signing(),
         device.cert.certificate(),
@@ -519,17 +505,104 @@ async fn tls_connect(
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| LinkError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .map_err(|e| LinkError::Tls(e.to_string()))?;
+    let tls_config = match config.tls_pin {
+        Some(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(pinned::PinnedCertificate::new(
+                pin, provider,
+            )))
+            .with_no_client_auth(),
+        None => builder.with_root_certificates(roots).with_no_client_auth(),
+    };
     let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
         .map_err(|e| LinkError::Tls(format!("bad server name {host}: {e}")))?;
     tokio_rustls::TlsConnector::from(Arc::new(tls_config))
         .connect(name, tcp)
         .await
         .map_err(|e| LinkError::Tls(format!("handshake failed: {e}")))
+}
+
+/// A certificate check that accepts exactly one certificate, named by the SHA-256 of its DER
+/// encoding (SPEC.md 10.9, `tls_pin`), and still verifies the handshake's signatures with it,
+/// so only the holder of that certificate's key can complete the handshake.
+mod pinned {
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::DigitallySignedStruct;
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::crypto::CryptoProvider;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    pub(super) struct PinnedCertificate {
+        pin: [u8; 32],
+        provider: Arc<CryptoProvider>,
+    }
+
+    impl PinnedCertificate {
+        pub(super) fn new(pin: [u8; 32], provider: Arc<CryptoProvider>) -> Self {
+            Self { pin, provider }
+        }
+    }
+
+    impl ServerCertVerifier for PinnedCertificate {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if protocol::crypto::kdf::sha256(&[end_entity.as_ref()]) == self.pin {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General(
+                    "the relay's certificate is not the one its owner pinned".into(),
+                ))
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.provider.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.provider
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
 }
 
 /// Writes one frame, giving up after [`WRITE_TIMEOUT`].
@@ -711,10 +784,11 @@ mod tests {
     fn start(url: &str) -> (RelayLink, mpsc::UnboundedReceiver<LinkEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
         let config = LinkConfig {
+            tls_pin: None,
             url: url.to_owned(),
             extra_root_pem: None,
         };
-        (RelayLink::start(config, device(), events), receiver)
+        (RelayLink::start(config, Some(device()), events), receiver)
     }
 
     /// The next connection state, skipping frames; `None` if the link is stuck.

@@ -16,6 +16,7 @@ mod lifecycle;
 mod messaging;
 mod prekeys;
 mod python_client;
+mod reachability;
 mod regressions;
 mod rpc_abuse;
 mod services;

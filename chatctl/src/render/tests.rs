@@ -72,6 +72,10 @@ fn status_of(state: LockState) -> DaemonStatus {
         address: Some("chat1aliceqqqqqqqqqqqqqqqqqqqqqqqqqqqq".to_owned()),
         outbox: Some(2),
         hosted_relay: None,
+        other_relays: vec![api::types::RelayLinkState {
+            url: "wss://relay.elsewhere.example/v1".to_owned(),
+            connection: ConnectionState::Waiting,
+        }],
         passphrase_protected: Some(true),
         store_error: None,
     }
@@ -196,12 +200,14 @@ fn daemon_status_locked_and_empty() {
         connection: ConnectionState::Offline,
         address: None,
         outbox: None,
+        other_relays: Vec::new(),
         ..status_of(LockState::Locked)
     };
     let empty = DaemonStatus {
         relay_url: None,
         ephemeral: true,
         hosted_relay: Some("ws://127.0.0.1:7700/v1".to_owned()),
+        other_relays: Vec::new(),
         ..locked.clone()
     };
     let empty = DaemonStatus {

@@ -115,6 +115,7 @@ fn locked_status() -> DaemonStatus {
         address: None,
         outbox: None,
         hosted_relay: None,
+        other_relays: Vec::new(),
         passphrase_protected: Some(true),
         store_error: None,
     }

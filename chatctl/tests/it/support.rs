@@ -256,6 +256,7 @@ fn status() -> DaemonStatus {
         address: Some("chat1fakeaddress".to_owned()),
         outbox: Some(0),
         hosted_relay: None,
+        other_relays: Vec::new(),
         passphrase_protected: Some(true),
         store_error: None,
     }

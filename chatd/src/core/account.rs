@@ -87,6 +87,10 @@ pub fn new_account(name: String, relay_url: String, now_ms: u64) -> AccountRecor
         next_prekey_id: 1,
         signed_prekey_id: 0,
         signed_prekey_created_ms: 0,
+        reach_sequence: now_ms.max(1),
+        tls_pin: None,
+        draining: Vec::new(),
+        accept_strangers: true,
     }
 }
 
@@ -126,6 +130,12 @@ pub fn open(
         state.bus.observe(*cursor);
     }
     state.generation += 1;
+    if super::reach::ensure_sequence(&mut unlocked) {
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        save_account(&mut batch, &unlocked.account);
+        txn.commit(&store, batch)?;
+    }
     start_link(state, &mut unlocked);
     let info = info(&unlocked);
     state.lock = Lock::Unlocked(Box::new(unlocked));
@@ -153,8 +163,9 @@ fn start_link(state: &CoreState, unlocked: &mut Unlocked) {
         LinkConfig {
             url: unlocked.account.relay_url.clone(),
             extra_root_pem: state.config.relay_ca_pem.clone(),
+            tls_pin: unlocked.account.tls_pin,
         },
-        unlocked.local.clone(),
+        Some(unlocked.local.clone()),
         events_tx,
     ));
 }

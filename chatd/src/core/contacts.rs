@@ -1,5 +1,8 @@
 //! Contacts and trust: adding (by address, handle or invite), TOFU pinning, key changes found
-//! through handles, verification by safety number, and invites.
+//! through handles, verification by safety number, and invites. Each contact gets its own
+//! delivery token (SPEC.md 10.9), registered at our relay and handed over in our
+//! introduction; where the contact is reached comes with it from the invite, the handle
+//! lookup or its own introduction (`super::reach`).
 
 use api::ErrorCode;
 use api::events::EventKind;
@@ -9,6 +12,7 @@ use protocol::codec::Encode;
 use protocol::frames::{Handle, HandleClaim};
 use protocol::introduction::{DisplayName, Introduction};
 use protocol::invite::Invite as InviteCode;
+use protocol::reachability::{DeliveryToken, ReachabilityRecord};
 use protocol::safety::SafetyNumber;
 
 use super::records::{ContactRecord, ConversationMeta, InviteRecord, tables};
@@ -77,8 +81,24 @@ pub fn verify_claim(handle: &Handle, claim: Option<HandleClaim>) -> ApiResult<Op
     Ok(Some(*claim.identity.as_bytes()))
 }
 
-/// Adds a new contact pinned to `identity` (TOFU), with a conversation. With `introduce`, an
-/// introduction (our name and handle) is queued first, so the contact knows who writes.
+/// Where a new contact is reached and how, as far as it is known when it is added.
+#[derive(Debug, Clone, Default)]
+pub struct Whereabouts {
+    /// Its reachability record (from an invite or a relay), verified by [`add`].
+    pub record: Option<ReachabilityRecord>,
+    /// The relay it was found on, when no record is known (`None`: our own).
+    pub relay_hint: Option<String>,
+    /// The token it gave us (an invite's).
+    pub send_token: Option<[u8; 16]>,
+    /// The token we give it, when one was handed out already (an invite's); else a fresh one.
+    pub our_token: Option<[u8; 16]>,
+}
+
+/// Adds a new contact pinned to `identity` (TOFU), with a conversation and a delivery token of
+/// its own, registered at our relay. With `introduce`, an introduction (our name, handle,
+/// reachability record and the contact's token) is queued first, so the contact knows who
+/// writes and how to answer.
+#[allow(clippy::too_many_arguments)]
 pub fn add(
     state: &mut CoreState,
     txn: &mut Txn,
@@ -86,6 +106,7 @@ pub fn add(
     identity: [u8; 32],
     handle: Option<String>,
     display_name: Option<String>,
+    whereabouts: Whereabouts,
     introduce: bool,
 ) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
@@ -118,7 +139,10 @@ pub fn add(
             break id;
         }
     };
-    let record = ContactRecord {
+    let our_token = whereabouts
+        .our_token
+        .unwrap_or_else(super::reach::new_token);
+    let mut record = ContactRecord {
         alias: alias.to_owned(),
         identity,
         handle,
@@ -128,7 +152,22 @@ pub fn add(
         added_at_ms: unlocked.clock.now_ms(),
         handle_checked_ms: unlocked.clock.now_ms(),
         devices: Vec::new(),
+        reach: None,
+        relay_hint: whereabouts
+            .relay_hint
+            .filter(|url| url != &unlocked.account.relay_url),
+        send_token: whereabouts.send_token,
+        our_token: Some(our_token),
+        blocked: false,
     };
+    if let Some(found) = &whereabouts.record
+        && !super::reach::adopt_record(&mut record, &identity, found)
+    {
+        return Err(ApiError::new(
+            ErrorCode::RelayError,
+            "the contact's reachability record does not verify",
+        ));
+    }
     let meta = ConversationMeta::default();
     let store = unlocked.store.clone();
     let mut batch = store.batch();
@@ -145,8 +184,11 @@ pub fn add(
     let unlocked = state.unlocked()?;
     unlocked.index_contact(id, record);
     unlocked.conversations.insert(id, meta);
+    if whereabouts.our_token.is_none() {
+        super::reach::register_token(unlocked, txn, &our_token, true);
+    }
     if introduce {
-        let body = introduction(unlocked, None)?;
+        let body = introduction(unlocked, None, Some(our_token))?;
         super::messaging::outbox::queue_control(
             unlocked,
             txn,
@@ -344,9 +386,13 @@ pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()>
     Ok(())
 }
 
-/// The body of an introduction (SPEC.md 8.1): our name, our first handle, and the token of
-/// the invite it answers.
-pub fn introduction(unlocked: &Unlocked, token: Option<[u8; 16]>) -> ApiResult<Vec<u8>> {
+/// The body of an introduction (SPEC.md 8.1): our name, our first handle, the token of the
+/// invite it answers, our reachability record and the delivery token the contact is to use.
+pub fn introduction(
+    unlocked: &Unlocked,
+    token: Option<[u8; 16]>,
+    delivery_token: Option<[u8; 16]>,
+) -> ApiResult<Vec<u8>> {
     let name = DisplayName::parse(&unlocked.account.name).map_err(|e| {
         ApiError::new(
             api::ErrorCode::InvalidAlias,
@@ -362,6 +408,8 @@ pub fn introduction(unlocked: &Unlocked, token: Option<[u8; 16]>) -> ApiResult<V
             .first()
             .and_then(|h| Handle::parse(h).ok()),
         invite_token: token,
+        reachability: Some(super::reach::own_record(unlocked)?),
+        delivery_token: delivery_token.map(DeliveryToken),
     };
     Ok(introduction.to_bytes())
 }
@@ -378,10 +426,11 @@ pub fn create_invite(state: &mut CoreState, txn: &mut Txn) -> ApiResult<Invite> 
             format!("the account's name cannot go in an invite: {e}"),
         )
     })?;
+    let delivery_token = super::reach::new_token();
     let code = InviteCode {
-        relay_url: unlocked.account.relay_url.clone(),
-        identity: unlocked.identity.public_key(),
+        reachability: super::reach::own_record(unlocked)?,
         token,
+        delivery_token: DeliveryToken(delivery_token),
         name,
         expires_at_ms,
     };
@@ -393,10 +442,13 @@ pub fn create_invite(state: &mut CoreState, txn: &mut Txn) -> ApiResult<Invite> 
         &InviteRecord {
             expires_at_ms,
             used: false,
+            delivery_token: Some(delivery_token),
         }
         .encode(),
     );
     txn.commit(&store, batch)?;
+    // Whoever accepts presents this token: the relay knows it before the code is shown.
+    super::reach::register_token(unlocked, txn, &delivery_token, true);
     Ok(Invite {
         code: code.to_code(),
         expires_at_ms,
@@ -417,15 +469,6 @@ pub fn accept_invite(
         )
     })?;
     let unlocked = state.unlocked()?;
-    if code.relay_url != unlocked.account.relay_url {
-        return Err(ApiError::new(
-            ErrorCode::InvalidInvite,
-            format!(
-                "the invite is for the relay {}, and this account uses {}",
-                code.relay_url, unlocked.account.relay_url
-            ),
-        ));
-    }
     if code.is_expired(unlocked.clock.now_ms()) {
         return Err(ApiError::new(
             ErrorCode::InvalidInvite,
@@ -436,9 +479,26 @@ pub fn accept_invite(
         Some(alias) => alias.to_owned(),
         None => unlocked.free_alias(code.name.as_str()),
     };
-    let identity = *code.identity.as_bytes();
+    let identity = *code.identity().as_bytes();
     let id = match unlocked.by_identity.get(&identity) {
-        Some(id) => *id,
+        Some(id) => {
+            // Already a contact: the invite's record and token are newer news of it.
+            let id = *id;
+            let mut record = unlocked.contact(&id)?.clone();
+            super::reach::adopt_record(&mut record, &identity, &code.reachability);
+            record.send_token = Some(code.delivery_token.0);
+            if record.our_token.is_none() {
+                let token = super::reach::new_token();
+                record.our_token = Some(token);
+                super::reach::register_token(unlocked, txn, &token, true);
+            }
+            let store = unlocked.store.clone();
+            let mut batch = store.batch();
+            batch.put(tables::CONTACTS, &id, &record.encode());
+            txn.commit(&store, batch)?;
+            unlocked.contacts.insert(id, record);
+            id
+        }
         None => add(
             state,
             txn,
@@ -446,11 +506,18 @@ pub fn accept_invite(
             identity,
             None,
             Some(code.name.as_str().to_owned()),
+            Whereabouts {
+                record: Some(code.reachability.clone()),
+                relay_hint: None,
+                send_token: Some(code.delivery_token.0),
+                our_token: None,
+            },
             false,
         )?,
     };
     let unlocked = state.unlocked()?;
-    let body = introduction(unlocked, Some(code.token))?;
+    let our_token = unlocked.contact(&id)?.our_token;
+    let body = introduction(unlocked, Some(code.token), our_token)?;
     super::messaging::outbox::queue_control(
         unlocked,
         txn,
@@ -461,22 +528,41 @@ pub fn accept_invite(
     Ok(view(unlocked.contact(&id)?))
 }
 
-/// Checks and consumes an invite token from an introduction; true if it was valid.
+/// Checks and consumes an invite token from an introduction. `Some` if it was valid, with the
+/// delivery token the invite handed out (`None` for an invite made before tokens).
 pub fn consume_invite(
     unlocked: &mut Unlocked,
     batch: &mut crate::store::Batch<'_>,
     token: &[u8; 16],
-) -> ApiResult<bool> {
+) -> ApiResult<Option<Option<[u8; 16]>>> {
     let Some(value) = unlocked.store.get(tables::INVITES, token)? else {
-        return Ok(false);
+        return Ok(None);
     };
     let mut record = InviteRecord::decode(&value).map_err(|_| ApiError::store("an invite"))?;
     if record.used || record.expires_at_ms < unlocked.clock.now_ms() {
-        return Ok(false);
+        return Ok(None);
     }
     record.used = true;
     batch.put(tables::INVITES, token, &record.encode());
-    Ok(true)
+    Ok(Some(record.delivery_token))
+}
+
+/// The delivery tokens of the invites that can still be accepted (the relay must keep
+/// admitting them).
+pub fn open_invite_tokens(unlocked: &Unlocked) -> ApiResult<Vec<[u8; 16]>> {
+    let now = unlocked.clock.now_ms();
+    let mut tokens = Vec::new();
+    for item in unlocked.store.scan(tables::INVITES, &[]) {
+        let (_, value) = item?;
+        let record = InviteRecord::decode(&value).map_err(|_| ApiError::store("an invite"))?;
+        if !record.used
+            && record.expires_at_ms >= now
+            && let Some(token) = record.delivery_token
+        {
+            tokens.push(token);
+        }
+    }
+    Ok(tokens)
 }
 
 #[cfg(test)]
@@ -504,7 +590,7 @@ mod tests {
             let consumed =
                 consume_invite(unlocked, &mut batch, token).unwrap_or_else(|e| panic!("{e}"));
             store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
-            consumed
+            consumed.is_some()
         };
         let first = token(&mut state);
         let second = token(&mut state);
@@ -518,9 +604,13 @@ mod tests {
 
     #[test]
     fn invite_codes_round_trip_and_catch_typos() {
+        let identity = protocol::identity::IdentityKeyPair::from_seed(&[3; 32]);
+        let relay = protocol::reachability::RelayEndpoint::new("ws://127.0.0.1:7420/v1", None)
+            .unwrap_or_else(|e| panic!("{e}"));
         let code = InviteCode {
-            relay_url: "ws://127.0.0.1:7420/v1".into(),
-            identity: protocol::identity::IdentityKeyPair::from_seed(&[3; 32]).public_key(),
+            reachability: ReachabilityRecord::sign(&identity, 1, vec![relay])
+                .unwrap_or_else(|e| panic!("{e}")),
+            delivery_token: DeliveryToken([8; 16]),
             token: [9; 16],
             name: DisplayName::parse("Alice").unwrap_or_else(|e| panic!("{e}")),
             expires_at_ms: 42,

@@ -15,6 +15,7 @@
 pub mod account;
 pub mod contacts;
 pub mod messaging;
+pub mod reach;
 pub mod records;
 pub mod unlocked;
 
@@ -60,6 +61,9 @@ pub enum Input {
     Job(Job),
     /// Something from the relay link of unlock generation `generation`.
     Link(u64, LinkEvent),
+    /// Something from the anonymous link to another relay (its relay binding) of unlock
+    /// generation `generation`.
+    Foreign(u64, String, LinkEvent),
     /// A background task finished; its continuation runs like a job if `generation` is current.
     Continue(u64, Job),
 }
@@ -69,6 +73,9 @@ impl std::fmt::Debug for Input {
         match self {
             Input::Job(_) => f.write_str("Job"),
             Input::Link(generation, event) => write!(f, "Link({generation}, {event:?})"),
+            Input::Foreign(generation, url, event) => {
+                write!(f, "Foreign({generation}, {url}, {event:?})")
+            }
             Input::Continue(generation, _) => write!(f, "Continue({generation})"),
         }
     }
@@ -227,11 +234,88 @@ impl CoreState {
         }
     }
 
+    /// What opening links needs from the core, apart from the unlocked account.
+    pub fn dialer(&self) -> Dialer {
+        Dialer {
+            generation: self.generation,
+            inputs: self.inputs.clone(),
+            ca_pem: self.config.relay_ca_pem.clone(),
+        }
+    }
+
+    /// The requester of the link `route` names (see [`Dialer::requester`]).
+    pub fn requester(&mut self, route: &reach::Route) -> ApiResult<crate::relay_link::Requester> {
+        let dialer = self.dialer();
+        dialer.requester(self.unlocked()?, route)
+    }
+
     /// Makes an event now (it is published after the round is durable).
     pub fn event(&self, txn: &mut Txn, kind: EventKind) -> Event {
         let event = self.bus.make(kind);
         txn.event(event.clone());
         event
+    }
+}
+
+/// What the core needs to open a link to another relay: its events are tagged with the relay
+/// and the unlock generation and fed into the core's input.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    generation: u64,
+    inputs: mpsc::UnboundedSender<Input>,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl Dialer {
+    /// The core's input, for a background task to report back.
+    pub fn inputs(&self) -> mpsc::UnboundedSender<Input> {
+        self.inputs.clone()
+    }
+
+    /// The unlock generation the link's reports belong to.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The requester of the link `route` names: the authenticated home link, or an anonymous
+    /// link to another relay from the pool, opened if needed (SPEC.md 10.9).
+    pub fn requester(
+        &self,
+        unlocked: &mut Unlocked,
+        route: &reach::Route,
+    ) -> ApiResult<crate::relay_link::Requester> {
+        if route.home {
+            return unlocked
+                .link
+                .as_ref()
+                .map(|l| l.requester())
+                .ok_or_else(|| {
+                    ApiError::new(api::ErrorCode::RelayUnreachable, "no relay connection")
+                });
+        }
+        let url = route.url.clone();
+        let generation = self.generation;
+        let inputs = self.inputs.clone();
+        let tasks = &mut unlocked.tasks;
+        unlocked
+            .pool
+            .requester(&route.url, route.tls_pin, self.ca_pem.clone(), || {
+                let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+                // Forwards the link's events into the core, tagged with the relay and this
+                // unlock's generation.
+                tasks.spawn(async move {
+                    while let Some(event) = events_rx.recv().await {
+                        if inputs
+                            .send(Input::Foreign(generation, url.clone(), event))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                events_tx
+            })
+            .map_err(|e| ApiError::new(api::ErrorCode::RelayUnreachable, e.to_string()))
     }
 }
 
@@ -385,6 +469,11 @@ impl CoreTask {
             Input::Link(generation, event) => {
                 if generation == self.state.generation {
                     messaging::on_link_event(&mut self.state, event, txn);
+                }
+            }
+            Input::Foreign(generation, url, event) => {
+                if generation == self.state.generation {
+                    messaging::on_foreign_event(&mut self.state, &url, event);
                 }
             }
             Input::Continue(generation, job) => {

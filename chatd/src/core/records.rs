@@ -47,6 +47,38 @@ pub mod tables {
 }
 
 const VERSION: u8 = 1;
+/// The version of the account, contact and invite records written since reachability across
+/// relays (they add fields at the end; version 1 records still decode, with defaults).
+const VERSION_2: u8 = 2;
+
+/// Reads the version byte of a record that exists in versions 1 and 2.
+fn read_version(r: &mut Reader<'_>, what: &'static str) -> Result<u8, DecodeError> {
+    match r.u8()? {
+        version @ (VERSION | VERSION_2) => Ok(version),
+        version => Err(DecodeError::UnsupportedVersion { what, version }),
+    }
+}
+
+fn opt_array<const N: usize>(w: &mut Writer, v: Option<&[u8; N]>) {
+    match v {
+        None => w.u8(0),
+        Some(bytes) => {
+            w.u8(1);
+            w.raw(bytes);
+        }
+    }
+}
+
+fn read_opt_array<const N: usize>(
+    r: &mut Reader<'_>,
+    what: &'static str,
+) -> Result<Option<[u8; N]>, DecodeError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(r.array()?)),
+        _ => Err(DecodeError::Invalid(what)),
+    }
+}
 
 /// Longest text field in a record (names, aliases, handles, URLs, failure reasons).
 pub const MAX_SHORT_TEXT: usize = 4096;
@@ -104,6 +136,18 @@ pub struct AccountRecord {
     pub signed_prekey_id: u32,
     /// When that signed prekey was made (ms).
     pub signed_prekey_created_ms: u64,
+    /// The sequence of the account's current reachability record (SPEC.md 10.9); the record
+    /// itself is signed again from it when needed (Ed25519 signatures are deterministic). 0
+    /// until the first is made.
+    pub reach_sequence: u64,
+    /// The pin of the home relay's TLS certificate, when it is a self-signed one (a daemon
+    /// hosting its own relay).
+    pub tls_pin: Option<[u8; 32]>,
+    /// Relays the account moved away from, still drained until their mailboxes are empty.
+    pub draining: Vec<String>,
+    /// Whether the home relay admits envelopes from strangers (policy `open`) or only from
+    /// contacts holding a delivery token (`tokens_required`).
+    pub accept_strangers: bool,
 }
 
 impl std::fmt::Debug for AccountRecord {
@@ -119,7 +163,7 @@ impl AccountRecord {
     /// Encodes into a zeroizing buffer.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::with_capacity(512);
-        w.u8(VERSION);
+        w.u8(VERSION_2);
         w.str16(&self.name);
         w.u64(self.created_at_ms);
         w.str16(&self.relay_url);
@@ -135,13 +179,20 @@ impl AccountRecord {
         w.u32(self.next_prekey_id);
         w.u32(self.signed_prekey_id);
         w.u64(self.signed_prekey_created_ms);
+        w.u64(self.reach_sequence);
+        opt_array(&mut w, self.tls_pin.as_ref());
+        w.u16(u16::try_from(self.draining.len()).unwrap_or(u16::MAX));
+        for url in &self.draining {
+            w.str16(url);
+        }
+        w.u8(u8::from(self.accept_strangers));
         Zeroizing::new(w.into_bytes())
     }
 
     /// Decodes a stored record.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        r.version("account record", VERSION)?;
+        let version = read_version(&mut r, "account record")?;
         let name = r.str16("name", MAX_SHORT_TEXT)?.to_owned();
         let created_at_ms = r.u64()?;
         let relay_url = r.str16("relay url", MAX_SHORT_TEXT)?.to_owned();
@@ -155,7 +206,7 @@ impl AccountRecord {
         for _ in 0..count {
             handles.push(r.str16("handle", MAX_SHORT_TEXT)?.to_owned());
         }
-        let record = Self {
+        let mut record = Self {
             name,
             created_at_ms,
             relay_url,
@@ -168,7 +219,25 @@ impl AccountRecord {
             next_prekey_id: r.u32()?,
             signed_prekey_id: r.u32()?,
             signed_prekey_created_ms: r.u64()?,
+            reach_sequence: 0,
+            tls_pin: None,
+            draining: Vec::new(),
+            accept_strangers: true,
         };
+        if version == VERSION_2 {
+            record.reach_sequence = r.u64()?;
+            record.tls_pin = read_opt_array(&mut r, "tls pin")?;
+            let count = usize::from(r.u16()?);
+            for _ in 0..count.min(16) {
+                record
+                    .draining
+                    .push(r.str16("draining relay", MAX_SHORT_TEXT)?.to_owned());
+            }
+            if count > 16 {
+                return Err(DecodeError::Invalid("draining relays"));
+            }
+            record.accept_strangers = read_bool(&mut r, "stranger policy")?;
+        }
         r.finish()?;
         Ok(record)
     }
@@ -195,6 +264,18 @@ pub struct ContactRecord {
     pub handle_checked_ms: u64,
     /// The contact's devices, as last listed by the relay.
     pub devices: Vec<u32>,
+    /// The contact's newest verified reachability record (SPEC.md 10.9), encoded; `None`
+    /// until one is known.
+    pub reach: Option<Vec<u8>>,
+    /// Where the contact is, when no record is known: the relay its handle or address was
+    /// found on. `None` with no record: the account's own home relay.
+    pub relay_hint: Option<String>,
+    /// The token the contact gave us, presented with every envelope to it.
+    pub send_token: Option<[u8; 16]>,
+    /// The token we gave the contact (its digest is registered at our home relay).
+    pub our_token: Option<[u8; 16]>,
+    /// Blocked: its token is revoked at our relay and what it sends is dropped.
+    pub blocked: bool,
 }
 
 fn trust_byte(trust: Trust) -> u8 {
@@ -208,8 +289,8 @@ fn trust_byte(trust: Trust) -> u8 {
 impl ContactRecord {
     /// Encodes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(256);
-        w.u8(VERSION);
+        let mut w = Writer::with_capacity(256 + self.reach.as_ref().map_or(0, Vec::len));
+        w.u8(VERSION_2);
         w.str16(&self.alias);
         w.raw(&self.identity);
         opt_str(&mut w, self.handle.as_deref());
@@ -228,13 +309,24 @@ impl ContactRecord {
         for device in &self.devices {
             w.u32(*device);
         }
+        match &self.reach {
+            None => w.u8(0),
+            Some(record) => {
+                w.u8(1);
+                w.bytes16(record);
+            }
+        }
+        opt_str(&mut w, self.relay_hint.as_deref());
+        opt_array(&mut w, self.send_token.as_ref());
+        opt_array(&mut w, self.our_token.as_ref());
+        w.u8(u8::from(self.blocked));
         w.into_bytes()
     }
 
     /// Decodes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        r.version("contact record", VERSION)?;
+        let version = read_version(&mut r, "contact record")?;
         let alias = r.str16("alias", MAX_SHORT_TEXT)?.to_owned();
         let identity = r.array()?;
         let handle = read_opt_str(&mut r, "handle")?;
@@ -257,8 +349,7 @@ impl ContactRecord {
         for _ in 0..count {
             devices.push(r.u32()?);
         }
-        r.finish()?;
-        Ok(Self {
+        let mut record = Self {
             alias,
             identity,
             handle,
@@ -268,7 +359,25 @@ impl ContactRecord {
             added_at_ms,
             handle_checked_ms,
             devices,
-        })
+            reach: None,
+            relay_hint: None,
+            send_token: None,
+            our_token: None,
+            blocked: false,
+        };
+        if version == VERSION_2 {
+            record.reach = match r.u8()? {
+                0 => None,
+                1 => Some(r.bytes16("reachability record", MAX_SHORT_TEXT)?.to_vec()),
+                _ => return Err(DecodeError::Invalid("reachability presence")),
+            };
+            record.relay_hint = read_opt_str(&mut r, "relay hint")?;
+            record.send_token = read_opt_array(&mut r, "send token")?;
+            record.our_token = read_opt_array(&mut r, "our token")?;
+            record.blocked = read_bool(&mut r, "blocked flag")?;
+        }
+        r.finish()?;
+        Ok(record)
     }
 }
 
@@ -517,25 +626,33 @@ pub struct InviteRecord {
     pub expires_at_ms: u64,
     /// Whether someone used it.
     pub used: bool,
+    /// The delivery token the code hands out; it becomes the new contact's `our_token`.
+    pub delivery_token: Option<[u8; 16]>,
 }
 
 impl InviteRecord {
     /// Encodes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(10);
-        w.u8(VERSION);
+        let mut w = Writer::with_capacity(28);
+        w.u8(VERSION_2);
         w.u64(self.expires_at_ms);
         w.u8(u8::from(self.used));
+        opt_array(&mut w, self.delivery_token.as_ref());
         w.into_bytes()
     }
 
     /// Decodes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        r.version("invite record", VERSION)?;
+        let version = read_version(&mut r, "invite record")?;
         let record = Self {
             expires_at_ms: r.u64()?,
             used: read_bool(&mut r, "used flag")?,
+            delivery_token: if version == VERSION_2 {
+                read_opt_array(&mut r, "delivery token")?
+            } else {
+                None
+            },
         };
         r.finish()?;
         Ok(record)
@@ -566,6 +683,11 @@ mod tests {
             added_at_ms: 5,
             handle_checked_ms: 6,
             devices: vec![1, 2],
+            reach: Some(vec![1, 2, 3]),
+            relay_hint: Some("ws://127.0.0.1:7421/v1".into()),
+            send_token: Some([9; 16]),
+            our_token: None,
+            blocked: true,
         };
         assert_eq!(
             ContactRecord::decode(&contact.encode()),
@@ -617,8 +739,43 @@ mod tests {
             last_activity_ms: 9,
         };
         assert_eq!(ConversationMeta::decode(&meta.encode()), Ok(meta));
+
+        let invite = InviteRecord {
+            expires_at_ms: 7,
+            used: false,
+            delivery_token: Some([2; 16]),
+        };
+        assert_eq!(InviteRecord::decode(&invite.encode()), Ok(invite));
         for truncated in 0..meta.encode().len() {
             assert!(ConversationMeta::decode(&meta.encode()[..truncated]).is_err());
         }
+    }
+
+    #[test]
+    fn version_1_records_still_decode_with_defaults() {
+        // A version 1 contact: alias, identity, no handle, no name, unverified, no pending
+        // key, added at 5, checked at 6, no devices.
+        let mut w = Writer::new();
+        w.u8(1);
+        w.str16("bob");
+        w.raw(&[7; 32]);
+        w.u8(0);
+        w.u8(0);
+        w.u8(0);
+        w.u8(0);
+        w.u64(5);
+        w.u64(6);
+        w.u16(0);
+        let contact = ContactRecord::decode(&w.into_bytes()).unwrap();
+        assert_eq!(contact.reach, None);
+        assert_eq!(contact.our_token, None);
+        assert!(!contact.blocked);
+        let mut w = Writer::new();
+        w.u8(1);
+        w.u64(9);
+        w.u8(1);
+        let invite = InviteRecord::decode(&w.into_bytes()).unwrap();
+        assert_eq!(invite.delivery_token, None);
+        assert!(invite.used);
     }
 }

@@ -26,6 +26,7 @@ fn sled_task(dir: &std::path::Path) -> (CoreTask, ConvId) {
         *identity.as_bytes(),
         None,
         None,
+        Default::default(),
         false,
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -74,6 +74,17 @@ pub struct Unlocked {
     pub fetching: HashSet<ConvId>,
     /// The relay link.
     pub link: Option<RelayLink>,
+    /// Anonymous links to contacts' relays when they are not ours (SPEC.md 10.9).
+    pub pool: crate::relay_pool::RelayPool,
+    /// Failed attempts per conversation on its current route: a contact's record may list
+    /// several URLs of its relay, tried in turn ([`super::reach::route`]).
+    pub route_attempts: HashMap<ConvId, u32>,
+    /// Why each conversation's queued messages are waiting, as last shown (so the reason is
+    /// recorded once, not at every retry).
+    pub held: HashMap<ConvId, String>,
+    /// Reasons found this round, recorded and announced at its end
+    /// (`messaging::outbox::announce_held`).
+    pub pending_holds: HashMap<ConvId, String>,
     /// Whether the relay connection is up and prekeys were checked.
     pub online: bool,
     /// Background requests (bundle fetches, sends); aborted on lock.
@@ -157,6 +168,10 @@ impl Unlocked {
             next_outbox_seq: 1,
             fetching: HashSet::new(),
             link: None,
+            pool: crate::relay_pool::RelayPool::default(),
+            route_attempts: HashMap::new(),
+            held: HashMap::new(),
+            pending_holds: HashMap::new(),
             online: false,
             tasks: JoinSet::new(),
             pending_receipts: HashMap::new(),
@@ -184,6 +199,9 @@ impl Unlocked {
     pub fn reload(&mut self) -> ApiResult<()> {
         let mut fresh = Self::load_shared(self.store.clone(), self.clock.clone())?;
         fresh.link = self.link.take();
+        fresh.pool = std::mem::take(&mut self.pool);
+        fresh.route_attempts = std::mem::take(&mut self.route_attempts);
+        fresh.held = std::mem::take(&mut self.held);
         fresh.online = self.online;
         std::mem::swap(&mut fresh.tasks, &mut self.tasks);
         fresh.prekeys_used = self.prekeys_used;

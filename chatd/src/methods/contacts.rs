@@ -4,7 +4,7 @@ use api::methods as m;
 use api::types::*;
 use jsonrpsee::core::server::RpcModule;
 
-use super::handles::lookup_handle;
+use super::handles::{lookup_address, lookup_handle};
 use super::*;
 use crate::core::contacts;
 use crate::error::{ApiError, ApiResult};
@@ -72,17 +72,25 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
 pub(super) async fn add_contact(ctx: &Context, p: AddContact) -> ApiResult<Contact> {
     crate::core::unlocked::Unlocked::check_alias(&p.alias)?;
     let target = p.target.trim().to_owned();
-    let (identity, handle) = if target.starts_with('@') {
-        let identity = lookup_handle(ctx, &target)
+    let found = if target.starts_with('@') {
+        lookup_handle(ctx, &target)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("the handle {target} on the relay")))?;
-        (identity, Some(target.trim_start_matches('@').to_owned()))
+            .ok_or_else(|| ApiError::not_found(format!("the handle {target} on its relay")))?
     } else {
-        (contacts::parse_address(&target)?, None)
+        lookup_address(ctx, &target).await?
     };
     ctx.core
         .call(move |s, t| {
-            let id = contacts::add(s, t, &p.alias, identity, handle, None, true)?;
+            let id = contacts::add(
+                s,
+                t,
+                &p.alias,
+                found.identity,
+                found.handle,
+                None,
+                found.whereabouts,
+                true,
+            )?;
             let u = s.unlocked()?;
             Ok(contacts::view(u.contact(&id)?))
         })

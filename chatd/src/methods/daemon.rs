@@ -27,23 +27,29 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
         .call(|s, _| {
             let state = s.lock_state();
             let connection = s.connection;
-            let (address, outbox, relay) = match &s.lock {
+            let (address, outbox, relay, others) = match &s.lock {
                 Lock::Unlocked(u) => (
                     Some(u.address()),
                     Some(u.outbox.len() as u64),
                     Some(u.account.relay_url.clone()),
+                    u.pool
+                        .states()
+                        .into_iter()
+                        .map(|(url, connection)| RelayLinkState { url, connection })
+                        .collect(),
                 ),
-                _ => (None, None, None),
+                _ => (None, None, None, Vec::new()),
             };
-            Ok((state, connection, address, outbox, relay))
+            Ok((state, connection, address, outbox, relay, others))
         })
         .await;
-    let (state, connection, address, outbox, relay) = core.unwrap_or((
+    let (state, connection, address, outbox, relay, other_relays) = core.unwrap_or((
         LockState::Locked,
         ConnectionState::Offline,
         None,
         None,
         None,
+        Vec::new(),
     ));
     DaemonStatus {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -57,6 +63,7 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
         address,
         outbox,
         hosted_relay: ctx.hosted_relay.clone(),
+        other_relays,
         passphrase_protected: match state {
             LockState::NoAccount => None,
             _ => Vault::is_protected(&ctx.kv).ok(),

@@ -8,8 +8,13 @@ use jsonrpsee::core::server::RpcModule;
 use protocol::frames::{ClientFrame, HandleClaim, HandleRelease, ServerFrame};
 
 use super::*;
+use crate::core::contacts::Whereabouts;
+use crate::core::reach::Route;
 use crate::core::{account, contacts};
 use crate::error::{ApiError, ApiResult};
+use crate::relay_link::Requester;
+use protocol::identity::IdentityKey;
+use protocol::reachability::{QualifiedHandle, ReachabilityRecord};
 
 /// Registers the methods of this group.
 pub(super) fn register(module: &mut RpcModule<Context>) {
@@ -23,11 +28,77 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
     });
 }
 
-/// Looks a handle up on the relay and verifies the answer.
-pub(super) async fn lookup_handle(ctx: &Context, text: &str) -> ApiResult<Option<[u8; 32]>> {
-    let handle = contacts::parse_handle(text)?;
-    let requester = requester(ctx).await?;
-    let asked = handle.clone();
+/// An account found on a relay: its identity, and where it is reached.
+#[derive(Debug)]
+pub(super) struct Found {
+    /// The identity key.
+    pub identity: [u8; 32],
+    /// Its record (if the relay holds one) or the relay it was found on.
+    pub whereabouts: Whereabouts,
+    /// The handle as stored with the contact: bare on our own relay, `handle@relay` on another.
+    pub handle: Option<String>,
+}
+
+/// The requester for `relay` (our home relay when `None` or ours), and its relay binding.
+async fn relay_requester(ctx: &Context, relay: Option<String>) -> ApiResult<(Requester, Route)> {
+    ctx.core
+        .call(move |s, _| {
+            let own = s.unlocked()?.account.relay_url.clone();
+            let url = relay.unwrap_or_else(|| own.clone());
+            let route = Route {
+                home: url == own,
+                url,
+                tls_pin: None,
+            };
+            Ok((s.requester(&route)?, route))
+        })
+        .await
+}
+
+/// The verified reachability record `relay` holds for `identity`, if any. A record that does
+/// not verify or names someone else is the relay's lie and is ignored (SPEC.md 10.9).
+async fn fetch_record(requester: &Requester, identity: [u8; 32]) -> Option<ReachabilityRecord> {
+    let key = IdentityKey::from_bytes(&identity).ok()?;
+    let answer = requester
+        .request(
+            |request_id| ClientFrame::FetchReachability {
+                request_id,
+                identity: key,
+            },
+            LOOKUP_TIMEOUT,
+        )
+        .await;
+    match answer {
+        Ok(ServerFrame::Reachability {
+            record: Some(record),
+            ..
+        }) => match record.verify_for(&key) {
+            Ok(()) => Some(record),
+            Err(e) => {
+                tracing::warn!(error = %e, "a relay returned a bad reachability record");
+                None
+            }
+        },
+        Ok(_) => None,
+        Err(e) => {
+            tracing::info!(error = %e, "could not fetch a reachability record");
+            None
+        }
+    }
+}
+
+/// Looks a handle up (`handle`, `@handle`, or relay-qualified `handle@host[:port]`, SPEC.md
+/// 10.9) on its relay, verifies the claim, and fetches the holder's reachability record there.
+/// `None` if nobody holds the handle.
+pub(super) async fn lookup_handle(ctx: &Context, text: &str) -> ApiResult<Option<Found>> {
+    let qualified = QualifiedHandle::parse(text.trim()).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidHandle,
+            format!("{:?} is not a valid handle: {e}", text.trim()),
+        )
+    })?;
+    let (requester, route) = relay_requester(ctx, qualified.relay.clone()).await?;
+    let asked = qualified.handle.clone();
     let answer = requester
         .request(
             |request_id| ClientFrame::LookupHandle {
@@ -37,10 +108,66 @@ pub(super) async fn lookup_handle(ctx: &Context, text: &str) -> ApiResult<Option
             LOOKUP_TIMEOUT,
         )
         .await?;
-    match answer {
-        ServerFrame::HandleRecord { claim, .. } => contacts::verify_claim(&handle, claim),
-        other => Err(unexpected(&other)),
-    }
+    let identity = match answer {
+        ServerFrame::HandleRecord { claim, .. } => {
+            contacts::verify_claim(&qualified.handle, claim)?
+        }
+        other => return Err(unexpected(&other)),
+    };
+    let Some(identity) = identity else {
+        return Ok(None);
+    };
+    let record = fetch_record(&requester, identity).await;
+    let handle = if route.home {
+        qualified.handle.to_string()
+    } else {
+        QualifiedHandle {
+            handle: qualified.handle,
+            relay: Some(route.url.clone()),
+        }
+        .to_string()
+    };
+    Ok(Some(Found {
+        identity,
+        whereabouts: Whereabouts {
+            record,
+            relay_hint: (!route.home).then_some(route.url),
+            ..Whereabouts::default()
+        },
+        handle: Some(handle),
+    }))
+}
+
+/// Finds where an address (`chat1...`, or `chat1...@host[:port]` naming its relay) is
+/// reached: its record from that relay (our own when none is named), else that relay.
+pub(super) async fn lookup_address(ctx: &Context, text: &str) -> ApiResult<Found> {
+    let text = text.trim();
+    let (address, relay) = match text.split_once('@') {
+        Some((address, relay)) => {
+            let relay = QualifiedHandle::parse(&format!("xxx@{relay}"))
+                .map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidRelayUrl,
+                        format!("{relay:?} is not a relay: {e}"),
+                    )
+                })?
+                .relay;
+            (address, relay)
+        }
+        None => (text, None),
+    };
+    let identity = contacts::parse_address(address)?;
+    let (requester, route) = relay_requester(ctx, relay).await?;
+    let record = fetch_record(&requester, identity).await;
+    Ok(Found {
+        identity,
+        whereabouts: Whereabouts {
+            record,
+            relay_hint: (!route.home).then_some(route.url),
+            ..Whereabouts::default()
+        },
+        handle: None,
+    })
 }
 
 /// Changes the account's list of handles and stores it; returns the relay URL.

@@ -8,7 +8,7 @@ use api::types::*;
 use jsonrpsee::core::server::RpcModule;
 use jsonrpsee::types::ErrorObjectOwned;
 
-use super::handles::lookup_handle;
+use super::handles::{lookup_address, lookup_handle};
 use super::*;
 use crate::core::{contacts, messaging};
 use crate::error::{ApiError, ApiResult};
@@ -66,18 +66,26 @@ pub(super) enum Resolved {
 /// not one yet.
 pub(super) async fn contact_for(
     ctx: &Context,
-    identity: [u8; 32],
+    found: super::handles::Found,
     alias_base: String,
-    handle: Option<String>,
 ) -> ApiResult<[u8; 16]> {
     ctx.core
         .call(move |s, t| {
             let u = s.unlocked()?;
-            if let Some(id) = u.by_identity.get(&identity) {
+            if let Some(id) = u.by_identity.get(&found.identity) {
                 return Ok(*id);
             }
             let alias = u.free_alias(&alias_base);
-            contacts::add(s, t, &alias, identity, handle, None, true)
+            contacts::add(
+                s,
+                t,
+                &alias,
+                found.identity,
+                found.handle,
+                None,
+                found.whereabouts,
+                true,
+            )
         })
         .await
 }
@@ -112,6 +120,7 @@ pub(super) async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage
             // the send is refused until the user trusts it.
             match lookup_handle(ctx, &handle).await {
                 Ok(found) => {
+                    let found = found.map(|f| f.identity);
                     ctx.core
                         .call(move |s, t| contacts::apply_handle_check(s, t, id, found))
                         .await?;
@@ -123,11 +132,16 @@ pub(super) async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage
             id
         }
         Resolved::Unknown if target.starts_with('@') => {
-            let identity = lookup_handle(ctx, &target).await?.ok_or_else(|| {
+            let found = lookup_handle(ctx, &target).await?.ok_or_else(|| {
                 ApiError::not_found(format!("{target} (no contact or handle by that name)"))
             })?;
-            let handle = target.trim_start_matches('@').to_owned();
-            contact_for(ctx, identity, handle.clone(), Some(handle)).await?
+            let alias = target
+                .trim_start_matches('@')
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            contact_for(ctx, found, alias).await?
         }
         Resolved::Unknown => {
             // Not a contact: an address is accepted as it is; anything else that does not look
@@ -137,8 +151,8 @@ pub(super) async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage
                     "contact {target:?} (no contact by that name; use @handle or an address)"
                 )));
             }
-            let identity = contacts::parse_address(&target)?;
-            contact_for(ctx, identity, target.chars().take(13).collect(), None).await?
+            let found = lookup_address(ctx, &target).await?;
+            contact_for(ctx, found, target.chars().take(13).collect()).await?
         }
     };
     ctx.core

@@ -140,9 +140,5 @@ pub(super) fn unexpected(frame: &ServerFrame) -> ApiError {
     )
 }
 
-pub(super) async fn requester(ctx: &Context) -> ApiResult<Requester> {
-    ctx.core.call(|s, _| link_requester(s.unlocked()?)).await
-}
-
 #[cfg(test)]
 mod tests;

@@ -183,13 +183,16 @@ pub(crate) fn receive_content(
     Ok(())
 }
 
-/// The conversation of `sender`, adding an unknown sender as a contact.
+/// The conversation of `sender`, adding an unknown sender as a contact. A new contact gets a
+/// delivery token of its own and our introduction (with that token and our record), so it can
+/// answer, unless `our_token` says it was handed one already (the invite it answers).
 pub(crate) fn conversation_of(
     state: &mut CoreState,
     txn: &mut Txn,
     sender: [u8; 32],
     device: u32,
     name: Option<&str>,
+    our_token: Option<[u8; 16]>,
 ) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
     let id = match unlocked.by_identity.get(&sender) {
@@ -210,7 +213,11 @@ pub(crate) fn conversation_of(
                 sender,
                 None,
                 name.map(str::to_owned),
-                false,
+                crate::core::contacts::Whereabouts {
+                    our_token,
+                    ..Default::default()
+                },
+                our_token.is_none(),
             )?
         }
     };
@@ -236,7 +243,7 @@ pub(crate) fn receive_text(
     content: &Content,
 ) -> ApiResult<()> {
     let text = String::from_utf8_lossy(&content.body).into_owned();
-    let conversation = conversation_of(state, txn, sender, device, None)?;
+    let conversation = conversation_of(state, txn, sender, device, None, None)?;
     let unlocked = state.unlocked()?;
     let received = received_key(unlocked, &conversation, &sender, content);
     if unlocked.store.get(tables::RECEIVED, &received)?.is_some() {
@@ -322,18 +329,34 @@ pub(crate) fn receive_introduction(
     let introduction =
         Introduction::from_bytes(&content.body).map_err(PeerError::BadIntroduction)?;
     let name = introduction.name.as_str().to_owned();
-    let conversation = conversation_of(state, txn, sender, device, Some(&name))?;
-    let unlocked = state.unlocked()?;
-    if let Some(token) = introduction.invite_token
-        && !crate::core::contacts::consume_invite(unlocked, batch, &token)?
-    {
-        tracing::info!("an introduction carried an unknown or used invite token");
+    // An invite's token first: whoever answers an invite holds the delivery token the invite
+    // handed out, which becomes its token, and needs no introduction back.
+    let mut invite_delivery_token = None;
+    if let Some(token) = introduction.invite_token {
+        let unlocked = state.unlocked()?;
+        match crate::core::contacts::consume_invite(unlocked, batch, &token)? {
+            Some(delivery_token) => invite_delivery_token = delivery_token,
+            None => tracing::info!("an introduction carried an unknown or used invite token"),
+        }
     }
-    if let Some(contact) = unlocked.contacts.get_mut(&conversation)
-        && contact.display_name.is_none()
-    {
-        contact.display_name = Some(name);
-        batch.put(tables::CONTACTS, &conversation, &contact.encode());
+    let conversation = conversation_of(
+        state,
+        txn,
+        sender,
+        device,
+        Some(&name),
+        invite_delivery_token,
+    )?;
+    let unlocked = state.unlocked()?;
+    if let Some(contact) = unlocked.contacts.get_mut(&conversation) {
+        let mut changed = crate::core::reach::apply_introduction(contact, &sender, &introduction);
+        if contact.display_name.is_none() {
+            contact.display_name = Some(name);
+            changed = true;
+        }
+        if changed {
+            batch.put(tables::CONTACTS, &conversation, &contact.encode());
+        }
     }
     Ok(())
 }

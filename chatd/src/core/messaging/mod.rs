@@ -12,8 +12,8 @@ pub mod outbox;
 use api::events::EventKind;
 use protocol::frames::{ClientFrame, ServerFrame};
 
-use crate::core::account;
 use crate::core::{CoreState, Txn};
+use crate::core::{account, reach};
 use crate::relay_link::LinkEvent;
 
 use inbox::receive;
@@ -44,8 +44,16 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                     },
                 );
             }
-            if online && let Err(e) = account::publish_on_connect(state, txn) {
-                tracing::error!(error = %e, "could not publish prekeys");
+            if online {
+                if let Err(e) = account::publish_on_connect(state, txn) {
+                    tracing::error!(error = %e, "could not publish prekeys");
+                }
+                if let Ok(unlocked) = state.unlocked() {
+                    match crate::core::contacts::open_invite_tokens(unlocked) {
+                        Ok(tokens) => reach::sync_home(unlocked, txn, tokens),
+                        Err(e) => tracing::error!(error = %e, "could not read open invites"),
+                    }
+                }
             }
         }
         // The share is held until the frame is handled: the link reads on only while the core
@@ -60,17 +68,58 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                     payload,
                     ..
                 } => receive(state, txn, envelope_id, &payload),
+                // The answer to a request sent without waiting for it (the reachability record,
+                // token updates, prekey checks).
+                ServerFrame::Error { code, message, .. } => {
+                    tracing::warn!(code = code.name(), %message, "the relay refused a request");
+                }
                 other => tracing::debug!(frame = other.name(), "ignoring a frame from the relay"),
             }
         }
     }
 }
 
-/// Periodic work: rotate the signed prekey when it is due.
+/// Reacts to an anonymous link to another relay: its state is kept (a message waiting for
+/// that relay says why); it carries no mail, so other frames are only logged.
+pub fn on_foreign_event(state: &mut CoreState, url: &str, event: LinkEvent) {
+    let Ok(unlocked) = state.unlocked() else {
+        return;
+    };
+    match event {
+        LinkEvent::State { state, error } => {
+            unlocked
+                .pool
+                .on_state(url, state, error.map(|e| e.to_string()));
+            if state == api::types::ConnectionState::Connected {
+                // The relay is back: what waited for it goes now, not at its next retry.
+                let waiting: std::collections::HashSet<_> = unlocked
+                    .contacts
+                    .iter()
+                    .filter(|(id, contact)| {
+                        let attempt = unlocked.route_attempts.get(*id).copied().unwrap_or(0);
+                        reach::route(unlocked, contact, attempt).url == url
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for slot in unlocked.outbox.values_mut() {
+                    if waiting.contains(&slot.conversation) {
+                        slot.not_before = None;
+                    }
+                }
+            }
+        }
+        LinkEvent::Frame(frame, _share) => {
+            tracing::debug!(relay = %url, frame = frame.name(), "ignoring a frame from another relay");
+        }
+    }
+}
+
+/// Periodic work: close idle links to other relays, rotate the signed prekey when it is due.
 pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
     let Ok(unlocked) = state.unlocked() else {
         return;
     };
+    unlocked.pool.close_idle();
     if unlocked.online
         && unlocked.account.signed_prekey_created_ms + account::SIGNED_PREKEY_LIFETIME_MS
             <= unlocked.clock.now_ms()
@@ -83,8 +132,8 @@ pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
 /// The end of every round: turn pending receipts into outbox entries, seal what can be
 /// sealed, and start sends (which wait for the round's flush before going out).
 pub fn pump(state: &mut CoreState, txn: &mut Txn) {
-    let generation = state.generation;
-    let inputs = state.inputs.clone();
+    let dialer = state.dialer();
+    let inputs = dialer.inputs();
     let Ok(unlocked) = state.unlocked() else {
         return;
     };
@@ -99,26 +148,17 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
             envelope_ids: ids.to_vec(),
         });
     }
-    if !unlocked.online {
-        return;
-    }
-    let Some(requester) = unlocked.link.as_ref().map(|l| l.requester()) else {
-        return;
-    };
     let mut sealed_now = std::collections::HashSet::new();
-    if let Err(e) = seal_ready(
-        unlocked,
-        txn,
-        &requester,
-        generation,
-        &inputs,
-        &mut sealed_now,
-    ) {
+    if let Err(e) = seal_ready(unlocked, txn, &dialer, &mut sealed_now) {
         // Sessions advanced and entries marked sealed in memory must not outlive the round.
         tracing::error!(error = %e, "sealing the outbox failed");
         txn.fail(&e.message);
     }
-    start_sends(unlocked, txn, &requester, generation, &inputs, &sealed_now);
+    start_sends(unlocked, txn, &dialer, &sealed_now);
+    if let Err(e) = outbox::announce_held(state, txn) {
+        tracing::error!(error = %e, "could not record why messages wait");
+        txn.fail(&e.message);
+    }
 }
 
 #[cfg(test)]

@@ -11,17 +11,19 @@ use api::events::EventKind;
 use api::types::{Direction, MessageStatus, SentMessage, message_id_to_string};
 use protocol::codec::Encode;
 use protocol::envelope::{self, Content, ContentKind};
-use protocol::frames::{ClientFrame, OutgoingEnvelope, ServerFrame};
+use protocol::frames::{ClientFrame, DepositEnvelope, ServerFrame};
 use protocol::identity::{DeviceId, IdentityKey};
 use protocol::prekeys::PrekeyBundle;
+use protocol::reachability::DeliveryToken;
 use rand::RngExt;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::core::records::{MessageRecord, OutboxEntry, OutboxKind, tables};
+use crate::core::reach::{self, Route};
+use crate::core::records::{ContactRecord, MessageRecord, OutboxEntry, OutboxKind, tables};
 use crate::core::unlocked::{ConvId, OutboxSlot, Unlocked, identity_key};
-use crate::core::{CoreState, Input, Txn};
+use crate::core::{CoreState, Dialer, Input, Txn};
 use crate::error::{ApiError, ApiResult};
 use crate::relay_link::{RequestError, Requester};
 use crate::store::Batch;
@@ -305,9 +307,7 @@ pub(crate) fn due(slot: &OutboxSlot, now: Instant) -> bool {
 pub(crate) fn seal_ready(
     unlocked: &mut Unlocked,
     txn: &mut Txn,
-    requester: &Requester,
-    generation: u64,
-    inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+    dialer: &Dialer,
     sealed_now: &mut std::collections::HashSet<u64>,
 ) -> ApiResult<()> {
     let now = Instant::now();
@@ -348,6 +348,11 @@ pub(crate) fn seal_ready(
             blocked.insert(conversation);
             continue;
         }
+        // A contact on our own relay waits for the home link; others do not.
+        if !unlocked.online && reach::route(unlocked, &contact, 0).home {
+            blocked.insert(conversation);
+            continue;
+        }
         let mut ready = !contact.devices.is_empty();
         for device in &contact.devices {
             if !unlocked.session(contact.identity, *device)?.has_session() {
@@ -357,15 +362,7 @@ pub(crate) fn seal_ready(
         if !ready {
             blocked.insert(conversation);
             if unlocked.fetching.insert(conversation) {
-                fetch_bundles(
-                    unlocked,
-                    txn,
-                    requester,
-                    generation,
-                    inputs,
-                    conversation,
-                    contact.identity,
-                );
+                fetch_bundles(unlocked, txn, dialer, conversation, &contact);
             }
             continue;
         }
@@ -425,14 +422,28 @@ pub(crate) fn seal_ready(
 pub(crate) fn fetch_bundles(
     unlocked: &mut Unlocked,
     txn: &mut Txn,
-    requester: &Requester,
-    generation: u64,
-    inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+    dialer: &Dialer,
     conversation: ConvId,
-    identity: [u8; 32],
+    contact: &ContactRecord,
 ) {
-    let requester = requester.clone();
-    let inputs = inputs.clone();
+    let identity = contact.identity;
+    let attempt = unlocked
+        .route_attempts
+        .get(&conversation)
+        .copied()
+        .unwrap_or(0);
+    let route = reach::route(unlocked, contact, attempt);
+    let requester = match dialer.requester(unlocked, &route) {
+        Ok(requester) => requester,
+        Err(e) => {
+            unlocked.fetching.remove(&conversation);
+            delay_conversation(unlocked, &conversation, false);
+            hold(unlocked, conversation, e.message);
+            return;
+        }
+    };
+    let inputs = dialer.inputs();
+    let generation = dialer.generation();
     let (go, wait) = oneshot::channel::<()>();
     txn.after(move || {
         let _ = go.send(());
@@ -441,7 +452,7 @@ pub(crate) fn fetch_bundles(
         if wait.await.is_err() {
             return;
         }
-        let result = fetch(&requester, identity).await;
+        let result = fetch(&requester, identity, &route.url).await;
         let job: crate::core::Job = Box::new(move |state, txn| {
             if let Err(e) = on_bundles(state, txn, conversation, identity, result) {
                 tracing::warn!(error = %e, "could not set up a session");
@@ -451,9 +462,30 @@ pub(crate) fn fetch_bundles(
     });
 }
 
+/// Puts off the unsealed entries of `conversation` (all of them, with `sealed` also the
+/// sealed ones) by the backoff of their attempts.
+fn delay_conversation(unlocked: &mut Unlocked, conversation: &ConvId, sealed: bool) {
+    for slot in unlocked.outbox.values_mut() {
+        if &slot.conversation == conversation && (sealed || !slot.sealed) && !slot.in_flight {
+            slot.attempts += 1;
+            slot.not_before = Some(Instant::now() + backoff(slot.attempts));
+        }
+    }
+}
+
+/// Notes why `conversation`'s queued messages wait; the reason is written to their records and
+/// announced (`message.status`, still `pending`) by [`announce_held`] at the end of the round.
+pub(crate) fn hold(unlocked: &mut Unlocked, conversation: ConvId, why: String) {
+    if unlocked.held.get(&conversation) != Some(&why) {
+        tracing::info!(reason = %why, "messages of a conversation wait");
+        unlocked.pending_holds.insert(conversation, why);
+    }
+}
+
 pub(crate) async fn fetch(
     requester: &Requester,
     identity: [u8; 32],
+    relay: &str,
 ) -> Result<Vec<PrekeyBundle>, RequestError> {
     let key = IdentityKey::from_bytes(&identity)
         .map_err(|_| RequestError::Unreachable("bad identity".into()))?;
@@ -475,6 +507,12 @@ pub(crate) async fn fetch(
             )));
         }
     };
+    if devices.is_empty() {
+        return Err(RequestError::Unreachable(format!(
+            "the relay {relay} knows no device of this contact (is the contact on another relay? \
+             add it with an invite, its handle@relay or its address@relay)"
+        )));
+    }
     let mut bundles = Vec::new();
     for certificate in devices {
         let device_id = certificate.device_id();
@@ -509,24 +547,25 @@ pub(crate) fn on_bundles(
 ) -> ApiResult<()> {
     let unlocked = state.unlocked()?;
     unlocked.fetching.remove(&conversation);
-    let delay_conversation = |unlocked: &mut Unlocked| {
-        for slot in unlocked.outbox.values_mut() {
-            if slot.conversation == conversation && !slot.sealed {
-                slot.attempts += 1;
-                slot.not_before = Some(Instant::now() + backoff(slot.attempts));
-            }
-        }
-    };
     let bundles = match result {
         Ok(bundles) if !bundles.is_empty() => bundles,
         Ok(_) => {
-            tracing::info!("the contact has no devices with prekeys yet; retrying later");
-            delay_conversation(unlocked);
+            delay_conversation(unlocked, &conversation, false);
+            hold(
+                unlocked,
+                conversation,
+                "the contact's devices have no prekeys at its relay yet".into(),
+            );
             return Ok(());
         }
         Err(e) => {
-            tracing::info!(error = %e, "fetching prekeys failed; retrying later");
-            delay_conversation(unlocked);
+            fail_route(unlocked, conversation);
+            delay_conversation(unlocked, &conversation, false);
+            hold(
+                unlocked,
+                conversation,
+                format!("fetching the contact's keys: {e}"),
+            );
             return Ok(());
         }
     };
@@ -554,7 +593,12 @@ pub(crate) fn on_bundles(
         devices.push(device);
     }
     if devices.is_empty() {
-        delay_conversation(unlocked);
+        delay_conversation(unlocked, &conversation, false);
+        hold(
+            unlocked,
+            conversation,
+            "no bundle from the contact's relay verified".into(),
+        );
         return Ok(());
     }
     if let Some(contact) = unlocked.contacts.get_mut(&conversation) {
@@ -568,9 +612,7 @@ pub(crate) fn on_bundles(
 pub(crate) fn start_sends(
     unlocked: &mut Unlocked,
     txn: &mut Txn,
-    requester: &Requester,
-    generation: u64,
-    inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+    dialer: &Dialer,
     sealed_now: &std::collections::HashSet<u64>,
 ) {
     let now = Instant::now();
@@ -584,9 +626,9 @@ pub(crate) fn start_sends(
     let mut budget = MAX_SENDS_IN_FLIGHT.saturating_sub(in_flight_groups);
     // First in, first out per conversation: an entry that is in flight, not sealed yet or
     // waiting out a retry holds back every later entry of its conversation. So a conversation
-    // has at most one `Send` in flight: were a second one out, the relay could refuse the first
-    // (over its rate limit, say) and store the second, and the first's retry would arrive
-    // after the messages written after it.
+    // has at most one `Deposit` in flight: were a second one out, the relay could refuse the
+    // first (over its rate limit, say) and store the second, and the first's retry would
+    // arrive after the messages written after it.
     let mut held: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
     let mut ready: Vec<(u64, ConvId)> = Vec::new();
     for (seq, slot) in unlocked.outbox.iter().take(OUTBOX_WINDOW) {
@@ -596,102 +638,152 @@ pub(crate) fn start_sends(
             ready.push((*seq, slot.conversation));
         }
     }
-    // The conversations of the group being filled: when it is full, they are held too, so
-    // their later entries wait for its answer instead of going out in a second `Send`.
-    let mut in_group: Vec<ConvId> = Vec::new();
-    let mut group: Vec<(u64, Vec<OutgoingEnvelope>)> = Vec::new();
-    let mut group_envelopes = 0;
-    let mut group_bytes = 0;
-    let mut groups = Vec::new();
+    // Each conversation's route (its contact's relay) and token, and the ready entries per
+    // relay, in outbox order: a `Deposit` goes to one relay.
+    let mut routes: HashMap<ConvId, Option<(Route, Option<DeliveryToken>)>> = HashMap::new();
+    let mut by_relay: Vec<(Route, Vec<(u64, ConvId)>)> = Vec::new();
+    for (seq, conversation) in ready {
+        let route = routes.entry(conversation).or_insert_with(|| {
+            let contact = unlocked.contacts.get(&conversation)?;
+            let attempt = unlocked
+                .route_attempts
+                .get(&conversation)
+                .copied()
+                .unwrap_or(0);
+            let route = reach::route(unlocked, contact, attempt);
+            Some((route, contact.send_token.map(DeliveryToken)))
+        });
+        let Some((route, _)) = route else {
+            continue;
+        };
+        if route.home && !unlocked.online {
+            continue;
+        }
+        match by_relay.iter_mut().find(|(r, _)| r.url == route.url) {
+            Some((_, entries)) => entries.push((seq, conversation)),
+            None => by_relay.push((route.clone(), vec![(seq, conversation)])),
+        }
+    }
     // Recipient keys decoded so far: decoding decompresses and checks an Ed25519 point, which
     // cost about 6% of the core's time when it was done for every message.
     let mut recipients: Vec<([u8; 32], IdentityKey)> = Vec::new();
-    for (seq, conversation) in ready {
-        if budget == 0 {
-            break;
-        }
-        if held.contains(&conversation) {
-            continue;
-        }
-        let entry = match unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes()) {
-            Ok(Some(value)) => match OutboxEntry::decode(&value) {
-                Ok(entry) => entry,
-                Err(_) => continue,
-            },
-            _ => continue,
-        };
-        let recipient = match recipients
-            .iter()
-            .find(|(bytes, _)| *bytes == entry.sealed_for)
-        {
-            Some((_, key)) => *key,
-            None => {
-                let Ok(key) = IdentityKey::from_bytes(&entry.sealed_for) else {
-                    continue;
-                };
-                recipients.push((entry.sealed_for, key));
-                key
-            }
-        };
-        let mut envelopes = Vec::new();
-        let mut bytes = 0;
-        for (device, payload) in entry.sealed {
-            let Ok(device) = DeviceId::new(device) else {
-                continue;
-            };
-            bytes += payload.len();
-            envelopes.push(OutgoingEnvelope {
-                recipient_identity: recipient,
-                recipient_device: device,
-                payload,
-            });
-        }
-        if group_envelopes + envelopes.len() > protocol::frames::MAX_ENVELOPES_PER_SEND
-            || group_bytes + bytes > protocol::frames::MAX_SEND_PAYLOAD_TOTAL
-        {
-            groups.push(std::mem::take(&mut group));
-            group_envelopes = 0;
-            group_bytes = 0;
-            held.extend(in_group.drain(..));
-            budget -= 1;
+    let mut groups: Vec<(Route, Vec<(u64, Vec<DepositEnvelope>)>)> = Vec::new();
+    'relays: for (route, entries) in by_relay {
+        // The conversations of the group being filled: when it is full, they are held too, so
+        // their later entries wait for its answer instead of going out in a second `Deposit`.
+        let mut in_group: Vec<ConvId> = Vec::new();
+        let mut group: Vec<(u64, Vec<DepositEnvelope>)> = Vec::new();
+        let mut group_envelopes = 0;
+        let mut group_bytes = 0;
+        for (seq, conversation) in entries {
             if budget == 0 {
-                break;
+                break 'relays;
             }
             if held.contains(&conversation) {
-                // This entry's conversation is in the group just closed: it waits for it.
                 continue;
             }
+            let entry = match unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes()) {
+                Ok(Some(value)) => match OutboxEntry::decode(&value) {
+                    Ok(entry) => entry,
+                    Err(_) => continue,
+                },
+                _ => continue,
+            };
+            let recipient = match recipients
+                .iter()
+                .find(|(bytes, _)| *bytes == entry.sealed_for)
+            {
+                Some((_, key)) => *key,
+                None => {
+                    let Ok(key) = IdentityKey::from_bytes(&entry.sealed_for) else {
+                        continue;
+                    };
+                    recipients.push((entry.sealed_for, key));
+                    key
+                }
+            };
+            let token = routes
+                .get(&conversation)
+                .and_then(|r| r.as_ref())
+                .and_then(|(_, token)| token.clone());
+            let mut envelopes = Vec::new();
+            let mut bytes = 0;
+            for (device, payload) in entry.sealed {
+                let Ok(device) = DeviceId::new(device) else {
+                    continue;
+                };
+                bytes += payload.len();
+                envelopes.push(DepositEnvelope {
+                    recipient_identity: recipient,
+                    recipient_device: device,
+                    token: token.clone(),
+                    payload,
+                });
+            }
+            if group_envelopes + envelopes.len() > protocol::frames::MAX_ENVELOPES_PER_SEND
+                || group_bytes + bytes > protocol::frames::MAX_SEND_PAYLOAD_TOTAL
+            {
+                groups.push((route.clone(), std::mem::take(&mut group)));
+                group_envelopes = 0;
+                group_bytes = 0;
+                held.extend(in_group.drain(..));
+                budget -= 1;
+                if budget == 0 {
+                    break 'relays;
+                }
+                if held.contains(&conversation) {
+                    // This entry's conversation is in the group just closed: it waits for it.
+                    continue;
+                }
+            }
+            group_envelopes += envelopes.len();
+            group_bytes += bytes;
+            if !in_group.contains(&conversation) {
+                in_group.push(conversation);
+            }
+            group.push((seq, envelopes));
         }
-        group_envelopes += envelopes.len();
-        group_bytes += bytes;
-        if !in_group.contains(&conversation) {
-            in_group.push(conversation);
+        if !group.is_empty() && budget > 0 {
+            groups.push((route, group));
+            budget -= 1;
         }
-        group.push((seq, envelopes));
     }
-    if !group.is_empty() && budget > 0 {
-        groups.push(group);
-    }
-    for group in groups {
+    for (route, group) in groups {
         let seqs: Vec<u64> = group.iter().map(|(seq, _)| *seq).collect();
+        let requester = match dialer.requester(unlocked, &route) {
+            Ok(requester) => requester,
+            Err(e) => {
+                // No link can be had now (too many relays in use): the entries wait.
+                let conversations: std::collections::HashSet<ConvId> = seqs
+                    .iter()
+                    .filter_map(|seq| unlocked.outbox.get(seq).map(|s| s.conversation))
+                    .collect();
+                for conversation in conversations {
+                    delay_conversation(unlocked, &conversation, true);
+                    hold(unlocked, conversation, e.message.clone());
+                }
+                continue;
+            }
+        };
         for seq in &seqs {
             if let Some(slot) = unlocked.outbox.get_mut(seq) {
                 slot.in_flight = true;
             }
         }
-        let envelopes: Vec<OutgoingEnvelope> = group.into_iter().flat_map(|(_, e)| e).collect();
-        let frame = ClientFrame::Send {
+        let envelopes: Vec<DepositEnvelope> = group.into_iter().flat_map(|(_, e)| e).collect();
+        let frame = ClientFrame::Deposit {
             request_id: requester.request_id(),
             envelopes,
         };
-        let inputs = inputs.clone();
+        let inputs = dialer.inputs();
+        let generation = dialer.generation();
         // A ciphertext leaves only once the ratchet step that made it is durable. Entries
         // sealed in this round wait for its flush: the frame is handed to the link by the
         // round's effects. Entries sealed in an earlier round (waiting behind their
-        // conversation's previous `Send`) are durable already and go at once, which keeps the
-        // round's flush off the path between one `Send`'s answer and the next. A conversation
-        // has one `Send` out at a time, so its order on the link does not depend on which way
-        // a frame leaves.
+        // conversation's previous `Deposit`) are durable already and go at once, which keeps
+        // the round's flush off the path between one `Deposit`'s answer and the next. A
+        // conversation has one `Deposit` out at a time, so its order on the link does not
+        // depend on which way a frame leaves.
         let (go, wait) = oneshot::channel();
         let enqueuer = requester.clone();
         if seqs.iter().any(|seq| sealed_now.contains(seq)) {
@@ -701,6 +793,7 @@ pub(crate) fn start_sends(
         } else {
             let _ = go.send(enqueuer.enqueue(frame));
         }
+        let relay = route.url.clone();
         unlocked.tasks.spawn(async move {
             let result = match wait.await {
                 Ok(Ok(answer)) => Requester::answer(answer, SEND_TIMEOUT).await,
@@ -708,7 +801,7 @@ pub(crate) fn start_sends(
                 Err(_) => Err(RequestError::Unreachable("the store flush failed".into())),
             };
             let job: crate::core::Job = Box::new(move |state, txn| {
-                if let Err(e) = on_send_result(state, txn, &seqs, result) {
+                if let Err(e) = on_send_result(state, txn, &seqs, &relay, result) {
                     tracing::error!(error = %e, "could not record a send result");
                 }
             });
@@ -718,12 +811,68 @@ pub(crate) fn start_sends(
     while unlocked.tasks.try_join_next().is_some() {}
 }
 
+/// Records why conversations' queued messages wait (the reasons [`hold`] noted this round):
+/// each queued text keeps status `pending` and gets the reason as its `failure`, announced
+/// with a `message.status` event, once per new reason.
+pub(crate) fn announce_held(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
+    let unlocked = state.unlocked()?;
+    if unlocked.pending_holds.is_empty() {
+        return Ok(());
+    }
+    let holds = std::mem::take(&mut unlocked.pending_holds);
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    let mut events = Vec::new();
+    for (conversation, why) in holds {
+        let queued: Vec<[u8; 16]> = unlocked
+            .outbox
+            .values()
+            .filter(|s| s.conversation == conversation && s.kind == OutboxKind::Text)
+            .map(|s| s.message_id)
+            .collect();
+        let alias = unlocked
+            .contact(&conversation)
+            .map(|c| c.alias.clone())
+            .unwrap_or_default();
+        for id in queued {
+            let Some((location, mut record)) = outgoing_message(unlocked, &conversation, &id)?
+            else {
+                continue;
+            };
+            if record.status != Some(MessageStatus::Pending) {
+                continue;
+            }
+            record.failure = Some(why.clone());
+            batch.put(tables::MESSAGES, &location, &record.encode());
+            events.push(EventKind::MessageStatus {
+                message_id: message_id_to_string(&id),
+                conversation: alias.clone(),
+                status: MessageStatus::Pending,
+                failure: Some(why.clone()),
+            });
+        }
+        unlocked.held.insert(conversation, why);
+    }
+    for kind in events {
+        record_event(state, &mut batch, txn, kind)?;
+    }
+    txn.commit(&store, batch)
+}
+
+/// A conversation's relay failed: the next attempt tries the next URL of its record.
+fn fail_route(unlocked: &mut Unlocked, conversation: ConvId) {
+    let attempts = unlocked.route_attempts.entry(conversation).or_default();
+    *attempts = attempts.wrapping_add(1);
+}
+
 pub(crate) fn on_send_result(
     state: &mut CoreState,
     txn: &mut Txn,
     seqs: &[u64],
+    relay: &str,
     result: Result<ServerFrame, RequestError>,
 ) -> ApiResult<()> {
+    let unreachable = matches!(result, Err(RequestError::Unreachable(_)));
     let failure = match result {
         Ok(ServerFrame::SendAck { .. }) => None,
         Ok(other) => Some((false, format!("unexpected answer {}", other.name()))),
@@ -735,12 +884,35 @@ pub(crate) fn on_send_result(
             );
             Some((
                 permanent,
-                format!("the relay refused: {} ({message})", code.name()),
+                format!("the relay {relay} refused: {} ({message})", code.name()),
             ))
         }
-        Err(RequestError::Unreachable(message)) => Some((false, message)),
+        Err(RequestError::Unreachable(message)) => Some((false, format!("{relay}: {message}"))),
     };
     let unlocked = state.unlocked()?;
+    let conversations: std::collections::HashSet<ConvId> = seqs
+        .iter()
+        .filter_map(|seq| unlocked.outbox.get(seq).map(|s| s.conversation))
+        .collect();
+    for conversation in &conversations {
+        match &failure {
+            None => {
+                unlocked.route_attempts.remove(conversation);
+                unlocked.held.remove(conversation);
+            }
+            Some((false, why)) => {
+                if unreachable {
+                    fail_route(unlocked, *conversation);
+                }
+                let why = match unlocked.pool.trouble(relay) {
+                    Some(trouble) => format!("{relay}: {trouble}"),
+                    None => why.clone(),
+                };
+                hold(unlocked, *conversation, why);
+            }
+            Some((true, _)) => {}
+        }
+    }
     let store = unlocked.store.clone();
     let mut batch = store.batch();
     let mut statuses = Vec::new();

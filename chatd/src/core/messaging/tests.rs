@@ -24,6 +24,7 @@ fn contact(state: &mut CoreState, alias: &str, seed: u8) -> ConvId {
         *identity.as_bytes(),
         None,
         None,
+        Default::default(),
         false,
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -247,6 +248,8 @@ fn only_texts_are_answered_and_unknown_kinds_are_dropped_silently() {
         name: DisplayName::parse("Carol").unwrap_or_else(|e| panic!("{e}")),
         handle: None,
         invite_token: None,
+        reachability: None,
+        delivery_token: None,
     };
     let content = |kind: ContentKind, body: Vec<u8>| Content {
         message_id: [0x42; 16],
@@ -495,6 +498,7 @@ fn a_message_the_relay_never_accepts_fails_after_seven_days() {
             state,
             &mut Txn::default(),
             &[seq],
+            "ws://127.0.0.1:7420/v1",
             Err(RequestError::Unreachable(
                 "the relay did not answer in time".into(),
             )),
@@ -541,6 +545,7 @@ fn a_message_the_relay_never_accepts_fails_after_seven_days() {
         &mut state,
         &mut Txn::default(),
         &[other_seq],
+        "ws://127.0.0.1:7420/v1",
         Err(RequestError::Refused(
             protocol::frames::ErrorCode::NotFound,
             "no such device".into(),

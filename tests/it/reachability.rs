@@ -1,0 +1,159 @@
+//! Reachability across relays (SPEC.md 10.9), with real relays and daemons: accounts on
+//! different relays find each other by invite, by relay-qualified handle and by address at a
+//! relay, and talk both ways; a contact's relay that is down holds messages with a visible
+//! reason until it is back.
+
+use serde_json::{Value, json};
+use tests::{DaemonProcess, RelayProcess, wait_for};
+
+/// `host:port` of a relay, as a relay-qualified handle or address names it.
+fn host_of(relay: &RelayProcess) -> String {
+    relay.addr().to_string()
+}
+
+/// A daemon on `relay` with an account named `name`.
+fn account_on(relay: &RelayProcess, name: &str) -> (DaemonProcess, String) {
+    let daemon = DaemonProcess::start(&relay.url());
+    let info = daemon.create(name);
+    (daemon, info.address)
+}
+
+/// The contact `alias` of `daemon` appears (an introduction added it).
+fn wait_contact(daemon: &DaemonProcess, alias: &str) {
+    wait_for(&format!("the contact {alias}"), || {
+        let list = daemon.call("contacts.list", json!({}));
+        list["contacts"]
+            .as_array()?
+            .iter()
+            .any(|c| c["alias"] == alias)
+            .then_some(())
+    });
+}
+
+/// `from` sends to `to_alias` and the message is delivered; the recipient sees it from
+/// `from_alias`.
+fn talk(from: &DaemonProcess, to_alias: &str, to: &DaemonProcess, from_alias: &str, text: &str) {
+    let id = from.send(to_alias, text);
+    from.wait_status(to_alias, &id, "delivered");
+    let got = to.messages_in(from_alias, "incoming");
+    assert!(
+        got.iter().any(|m| m["text"] == text),
+        "{text:?} not in {got:?}"
+    );
+}
+
+#[test]
+fn three_accounts_on_three_relays_find_each_other_and_all_pairs_talk() {
+    let relays: Vec<RelayProcess> = (0..3).map(|_| RelayProcess::start()).collect();
+    let (alice, alice_address) = account_on(&relays[0], "alice");
+    let (bob, _) = account_on(&relays[1], "bob");
+    let (carol, _) = account_on(&relays[2], "carol");
+
+    // Alice invites Bob: the code says where she is.
+    let invite = alice.call("invites.create", json!({}));
+    bob.call(
+        "invites.accept",
+        json!({ "code": invite["code"], "alias": "alice" }),
+    );
+    wait_contact(&alice, "bob");
+
+    // Carol holds a handle on her relay; Bob finds her there by handle@relay.
+    carol.call("account.register_handle", json!({ "handle": "carol" }));
+    let qualified = format!("@carol@{}", host_of(&relays[2]));
+    let added = bob.add_contact("carol", &qualified);
+    assert_eq!(
+        added["handle"],
+        format!("carol@{}", host_of(&relays[2])),
+        "{added}"
+    );
+    wait_contact(&carol, "bob");
+
+    // Carol adds Alice by her address at Alice's relay.
+    let at_relay = format!("{alice_address}@{}", host_of(&relays[0]));
+    carol.add_contact("alice", &at_relay);
+    wait_contact(&alice, "carol");
+
+    talk(&alice, "bob", &bob, "alice", "alice to bob");
+    talk(&bob, "alice", &alice, "bob", "bob to alice");
+    talk(&bob, "carol", &carol, "bob", "bob to carol");
+    talk(&carol, "bob", &bob, "carol", "carol to bob");
+    talk(&carol, "alice", &alice, "carol", "carol to alice");
+    talk(&alice, "carol", &carol, "alice", "alice to carol");
+
+    // Each daemon holds links to the two other relays at most, and its own.
+    for daemon in [&alice, &bob, &carol] {
+        let status = daemon.call("daemon.status", json!({}));
+        let others = status["other_relays"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(others.len() <= 2, "{status}");
+        let own = status["relay_url"].clone();
+        assert!(others.iter().all(|o| o["url"] != own), "{status}");
+    }
+}
+
+#[test]
+fn a_bare_address_from_another_relay_fails_with_a_reason_instead_of_waiting_silently() {
+    let relays: Vec<RelayProcess> = (0..2).map(|_| RelayProcess::start()).collect();
+    let (alice, _) = account_on(&relays[0], "alice");
+    let (_bob, bob_address) = account_on(&relays[1], "bob");
+    // Alice's relay knows nothing of Bob: the message waits, and says why.
+    alice.add_contact("bob", &bob_address);
+    let id = alice.send("bob", "are you there?");
+    let message = wait_for("the message to say why it waits", || {
+        let messages = alice.messages_in("bob", "outgoing");
+        let message = messages.iter().find(|m| m["message_id"] == id)?.clone();
+        message["failure"].as_str().is_some().then_some(message)
+    });
+    assert_eq!(message["status"], "pending", "{message}");
+    let why = message["failure"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("knows no device of this contact") && why.contains("another relay"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_contacts_relay_that_is_down_holds_messages_with_a_reason_until_it_is_back() {
+    let mut relays: Vec<RelayProcess> = (0..2).map(|_| RelayProcess::start()).collect();
+    let (alice, _) = account_on(&relays[0], "alice");
+    let (bob, _) = account_on(&relays[1], "bob");
+    let invite = bob.call("invites.create", json!({}));
+    alice.call(
+        "invites.accept",
+        json!({ "code": invite["code"], "alias": "bob" }),
+    );
+    wait_contact(&bob, "alice");
+    talk(&alice, "bob", &bob, "alice", "before");
+
+    relays[1].kill();
+    let id = alice.send("bob", "while your relay is down");
+    let waiting: Value = wait_for("the message to say why it waits", || {
+        let messages = alice.messages_in("bob", "outgoing");
+        let message = messages.iter().find(|m| m["message_id"] == id)?.clone();
+        message["failure"].as_str().is_some().then_some(message)
+    });
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+    let why = waiting["failure"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        why.contains(&relays[1].url()),
+        "the reason names the relay: {why}"
+    );
+
+    relays[1].restart();
+    bob.wait_connected();
+    alice.wait_status("bob", &id, "delivered");
+    let delivered = alice.messages_in("bob", "outgoing");
+    let message = delivered.iter().find(|m| m["message_id"] == id).cloned();
+    assert_eq!(
+        message.map(|m| m["failure"].clone()),
+        Some(Value::Null),
+        "the reason goes once it is delivered"
+    );
+    assert!(
+        bob.messages_in("alice", "incoming")
+            .iter()
+            .any(|m| m["text"] == "while your relay is down")
+    );
+}
