@@ -272,7 +272,11 @@ pub fn reachability(data: &[u8]) {
         }
         1 => {
             if let Ok(intro) = Introduction::from_bytes(input) {
-                assert_eq!(intro.to_bytes(), input, "an introduction decodes non-canonically");
+                assert_eq!(
+                    intro.to_bytes(),
+                    input,
+                    "an introduction decodes non-canonically"
+                );
             }
         }
         2 => {

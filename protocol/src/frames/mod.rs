@@ -159,12 +159,9 @@ mod wire_len {
         + COUNT
         + MAX_ENVELOPES_PER_SEND * (DEPOSIT_OVERHEAD + DELIVERY_TOKEN_LEN)
         + MAX_SEND_PAYLOAD_TOTAL;
-    pub(super) const MAX_SET_TOKENS: usize = HEADER
-        + REQUEST_ID
-        + 1
-        + 2 * (COUNT + MAX_TOKENS_PER_UPDATE * DELIVERY_TOKEN_DIGEST_LEN);
-    pub(super) const MAX_PUBLISH_REACHABILITY: usize =
-        HEADER + REQUEST_ID + MAX_REACHABILITY_LEN;
+    pub(super) const MAX_SET_TOKENS: usize =
+        HEADER + REQUEST_ID + 1 + 2 * (COUNT + MAX_TOKENS_PER_UPDATE * DELIVERY_TOKEN_DIGEST_LEN);
+    pub(super) const MAX_PUBLISH_REACHABILITY: usize = HEADER + REQUEST_ID + MAX_REACHABILITY_LEN;
     pub(super) const MAX_REACHABILITY: usize = HEADER + REQUEST_ID + 1 + MAX_REACHABILITY_LEN;
 
     // Every frame within the per-field limits fits in MAX_FRAME_LEN (checked at compile time).
@@ -562,7 +559,12 @@ impl ClientFrame {
             }
             Self::SetDeliveryTokens { add, revoke, .. } => {
                 check_range("added token count", add.len(), 0, MAX_TOKENS_PER_UPDATE)?;
-                check_range("revoked token count", revoke.len(), 0, MAX_TOKENS_PER_UPDATE)
+                check_range(
+                    "revoked token count",
+                    revoke.len(),
+                    0,
+                    MAX_TOKENS_PER_UPDATE,
+                )
             }
             Self::Ack { envelope_ids } => {
                 check_range("ack id count", envelope_ids.len(), 1, MAX_ACK_IDS)

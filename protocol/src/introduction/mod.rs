@@ -122,7 +122,10 @@ impl fmt::Debug for Introduction {
             .field("handle", &self.handle)
             .field("invite_token", &self.invite_token.map(|_| ".."))
             .field("reachability", &self.reachability)
-            .field("delivery_token", &self.delivery_token.as_ref().map(|_| ".."))
+            .field(
+                "delivery_token",
+                &self.delivery_token.as_ref().map(|_| ".."),
+            )
             .finish()
     }
 }
@@ -185,7 +188,9 @@ impl Decode for Introduction {
             let delivery_token = r.option("introduction delivery token presence")?;
             if reachability.is_none() && delivery_token.is_none() {
                 // Written as version 1: one encoding per introduction.
-                return Err(DecodeError::Invalid("version 2 introduction without its fields"));
+                return Err(DecodeError::Invalid(
+                    "version 2 introduction without its fields",
+                ));
             }
             (reachability, delivery_token)
         } else {

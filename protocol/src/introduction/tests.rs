@@ -84,7 +84,9 @@ fn introduction_decoder_refuses_what_breaks_a_rule() {
             b[0] = 2;
             b.extend_from_slice(&[0, 0]);
         }),
-        Err(DecodeError::Invalid("version 2 introduction without its fields"))
+        Err(DecodeError::Invalid(
+            "version 2 introduction without its fields"
+        ))
     );
     // trailing bytes
     assert_eq!(with(&|b| b.push(0)), Err(DecodeError::TrailingBytes(1)));
@@ -187,7 +189,10 @@ fn version_2_carries_reachability_and_a_delivery_token() {
     let mut token_only = value.clone();
     token_only.reachability = None;
     assert_eq!(token_only.to_bytes()[0], INTRODUCTION_VERSION_2);
-    assert_eq!(Introduction::from_bytes(&token_only.to_bytes()).unwrap(), token_only);
+    assert_eq!(
+        Introduction::from_bytes(&token_only.to_bytes()).unwrap(),
+        token_only
+    );
     // Without them, version 1 as before.
     assert_eq!(intro("Ada", None, None).to_bytes()[0], INTRODUCTION_VERSION);
     assert!(!format!("{value:?}").contains("[3"));

@@ -14,8 +14,8 @@ use crate::crypto::kdf::sha256;
 use crate::identity::IdentityKey;
 use crate::introduction::{DISPLAY_NAME_MAX_LEN, DisplayName, INVITE_TOKEN_LEN};
 use crate::reachability::{
-    DELIVERY_TOKEN_LEN, DeliveryToken, MAX_REACHABILITY_LEN, ReachabilityError,
-    ReachabilityRecord, UncheckedRecord,
+    DELIVERY_TOKEN_LEN, DeliveryToken, MAX_REACHABILITY_LEN, ReachabilityError, ReachabilityRecord,
+    UncheckedRecord,
 };
 
 /// The text every invite code starts with.
@@ -29,13 +29,8 @@ pub const INVITE_CHECKSUM_LEN: usize = 4;
 pub const INVITE_CHECKSUM_CONTEXT: &[u8] = b"chatd/v1/invite";
 /// Longest [`Invite`] encoding: version, reachability record, token, delivery token, name,
 /// expiry (1,569 bytes).
-pub const MAX_INVITE_LEN: usize = 1
-    + MAX_REACHABILITY_LEN
-    + INVITE_TOKEN_LEN
-    + DELIVERY_TOKEN_LEN
-    + 2
-    + DISPLAY_NAME_MAX_LEN
-    + 8;
+pub const MAX_INVITE_LEN: usize =
+    1 + MAX_REACHABILITY_LEN + INVITE_TOKEN_LEN + DELIVERY_TOKEN_LEN + 2 + DISPLAY_NAME_MAX_LEN + 8;
 /// Longest invite code text: the prefix and two hex digits per byte of the longest invite and
 /// its checksum (3,157 characters). Longer text is refused before anything else is looked at.
 pub const MAX_INVITE_CODE_LEN: usize =
@@ -143,7 +138,9 @@ impl UncheckedInvite {
 
     fn check(self) -> Result<Invite, InviteError> {
         let reachability = self.reachability.check().ok_or(InviteError::InvalidKey)?;
-        reachability.verify().map_err(|_| InviteError::BadSignature)?;
+        reachability
+            .verify()
+            .map_err(|_| InviteError::BadSignature)?;
         Ok(Invite {
             reachability,
             token: self.token,

@@ -168,5 +168,8 @@ fn expiry_includes_its_last_millisecond() {
 #[test]
 fn debug_hides_the_token() {
     let text = format!("{:?}", invite("wss://relay.example/v1", "Ada"));
-    assert!(!text.contains("token") && !text.contains("[9") && !text.contains("[8"), "{text}");
+    assert!(
+        !text.contains("token") && !text.contains("[9") && !text.contains("[8"),
+        "{text}"
+    );
 }

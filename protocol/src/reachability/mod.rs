@@ -217,7 +217,9 @@ impl Decode for RelayEndpoint {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let url = r.str16("relay url", MAX_RELAY_ID_LEN)?;
         if relay_binding(url).as_deref() != Ok(url) {
-            return Err(DecodeError::Invalid("relay url (not a canonical relay binding)"));
+            return Err(DecodeError::Invalid(
+                "relay url (not a canonical relay binding)",
+            ));
         }
         let tls_pin = match r.u8()? {
             0 => None,

@@ -17,10 +17,19 @@ fn relay_urls_are_canonicalised_to_the_relay_binding() {
         ("ws://127.0.0.1:7420", "ws://127.0.0.1:7420/v1"),
         ("ws://127.0.0.1:7420/", "ws://127.0.0.1:7420/v1"),
         ("ws://127.0.0.1:7420/v1/", "ws://127.0.0.1:7420/v1"),
-        ("WSS://Relay.Example.ORG:443/v1", "wss://relay.example.org/v1"),
+        (
+            "WSS://Relay.Example.ORG:443/v1",
+            "wss://relay.example.org/v1",
+        ),
         ("ws://relay.example.org:80", "ws://relay.example.org/v1"),
-        ("wss://relay.example.org:80", "wss://relay.example.org:80/v1"),
-        ("wss://[2001:DB8:0:0::1]:7420", "wss://[2001:db8::1]:7420/v1"),
+        (
+            "wss://relay.example.org:80",
+            "wss://relay.example.org:80/v1",
+        ),
+        (
+            "wss://[2001:DB8:0:0::1]:7420",
+            "wss://[2001:db8::1]:7420/v1",
+        ),
         ("ws://[::1]:7420/v1", "ws://[::1]:7420/v1"),
     ];
     for (input, binding) in cases {
@@ -56,7 +65,12 @@ fn loopback_hosts_are_recognised() {
     for host in ["localhost", "127.0.0.1", "127.9.8.7", "[::1]"] {
         assert!(is_loopback_host(host), "{host}");
     }
-    for host in ["relay.example.org", "10.0.0.1", "[2001:db8::1]", "localhost.example"] {
+    for host in [
+        "relay.example.org",
+        "10.0.0.1",
+        "[2001:db8::1]",
+        "localhost.example",
+    ] {
         assert!(!is_loopback_host(host), "{host}");
     }
 }
@@ -69,12 +83,32 @@ fn qualified_handles_name_a_relay_or_none() {
     assert_eq!(bare.to_string(), "bob");
 
     let cases = [
-        ("bob@relay.example.org", "wss://relay.example.org/v1", "bob@relay.example.org"),
-        ("@bob@relay.example.org:8443", "wss://relay.example.org:8443/v1", "bob@relay.example.org:8443"),
-        ("bob@127.0.0.1:7421", "ws://127.0.0.1:7421/v1", "bob@127.0.0.1:7421"),
+        (
+            "bob@relay.example.org",
+            "wss://relay.example.org/v1",
+            "bob@relay.example.org",
+        ),
+        (
+            "@bob@relay.example.org:8443",
+            "wss://relay.example.org:8443/v1",
+            "bob@relay.example.org:8443",
+        ),
+        (
+            "bob@127.0.0.1:7421",
+            "ws://127.0.0.1:7421/v1",
+            "bob@127.0.0.1:7421",
+        ),
         ("bob@[::1]:7421", "ws://[::1]:7421/v1", "bob@[::1]:7421"),
-        ("bob@ws://relay.example.org:7420/v1", "ws://relay.example.org:7420/v1", "bob@ws://relay.example.org:7420/v1"),
-        ("bob@wss://127.0.0.1:7421", "wss://127.0.0.1:7421/v1", "bob@wss://127.0.0.1:7421/v1"),
+        (
+            "bob@ws://relay.example.org:7420/v1",
+            "ws://relay.example.org:7420/v1",
+            "bob@ws://relay.example.org:7420/v1",
+        ),
+        (
+            "bob@wss://127.0.0.1:7421",
+            "wss://127.0.0.1:7421/v1",
+            "bob@wss://127.0.0.1:7421/v1",
+        ),
     ];
     for (text, relay, shown) in cases {
         let parsed = QualifiedHandle::parse(text).unwrap();
@@ -138,13 +172,19 @@ fn only_a_newer_record_supersedes() {
     new.supersedes(&old).unwrap();
     assert_eq!(old.supersedes(&new), Err(ReachabilityError::Stale));
     assert_eq!(old.supersedes(&old), Err(ReachabilityError::Stale));
-    let mallory = ReachabilityRecord::sign(&identity(3), 99, vec![endpoint("wss://m.example")])
-        .unwrap();
-    assert_eq!(mallory.supersedes(&old), Err(ReachabilityError::WrongIdentity));
+    let mallory =
+        ReachabilityRecord::sign(&identity(3), 99, vec![endpoint("wss://m.example")]).unwrap();
+    assert_eq!(
+        mallory.supersedes(&old),
+        Err(ReachabilityError::WrongIdentity)
+    );
     // A record whose relays were swapped by someone else does not verify.
     let mut forged = new.clone();
     forged.relays = vec![endpoint("wss://m.example")];
-    assert_eq!(forged.supersedes(&old), Err(ReachabilityError::BadSignature));
+    assert_eq!(
+        forged.supersedes(&old),
+        Err(ReachabilityError::BadSignature)
+    );
 }
 
 #[test]
@@ -165,7 +205,10 @@ fn records_list_one_to_four_different_relays() {
         ReachabilityRecord::sign(
             &alice,
             1,
-            vec![endpoint("wss://a.example"), endpoint("wss://A.example:443/v1/")]
+            vec![
+                endpoint("wss://a.example"),
+                endpoint("wss://A.example:443/v1/")
+            ]
         ),
         Err(ReachabilityError::Relays)
     );

@@ -14,11 +14,11 @@ use proptest::strategy::ValueTree;
 use protocol::codec::{Decode, DecodeError, Encode};
 use protocol::frames::*;
 use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair, LocalDevice};
-use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use protocol::prekeys::{
     KemPrekey, KemPrekeySecret, OneTimePrekey, OneTimePrekeySecret, PrekeyBundle, SignedPrekey,
     SignedPrekeySecret,
 };
+use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -236,7 +236,10 @@ fn reachability_record() -> impl Strategy<Value = ReachabilityRecord> {
     (
         identity(),
         any::<u64>(),
-        vec(("[a-z0-9]{1,12}", 1..=u16::MAX, any::<Option<[u8; 32]>>()), 1..=4),
+        vec(
+            ("[a-z0-9]{1,12}", 1..=u16::MAX, any::<Option<[u8; 32]>>()),
+            1..=4,
+        ),
     )
         .prop_map(|(identity, sequence, relays)| {
             let relays = relays
@@ -343,7 +346,12 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
         (
             request_id(),
             vec(
-                (identity(), device_id(), any::<Option<[u8; 16]>>(), payload()),
+                (
+                    identity(),
+                    device_id(),
+                    any::<Option<[u8; 16]>>(),
+                    payload()
+                ),
                 1..8
             )
         )
@@ -1276,12 +1284,10 @@ fn build(name: &str, i: &Value) -> AnyFrame {
             request_id: request_id_of(&i["request_id"]),
             identity: identity_of(&i["identity_seed"]).public_key(),
         }),
-        "server/reachability" | "server/reachability_empty" => {
-            Server(ServerFrame::Reachability {
-                request_id: request_id_of(&i["request_id"]),
-                record: (!i["record"].is_null()).then(|| reachability_of(&i["record"])),
-            })
-        }
+        "server/reachability" | "server/reachability_empty" => Server(ServerFrame::Reachability {
+            request_id: request_id_of(&i["request_id"]),
+            record: (!i["record"].is_null()).then(|| reachability_of(&i["record"])),
+        }),
         "server/ping" => Server(ServerFrame::Ping {
             nonce: u64_of(&i["nonce"]),
         }),

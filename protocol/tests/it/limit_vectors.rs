@@ -16,8 +16,8 @@ use protocol::introduction::{
     DISPLAY_NAME_MAX_LEN, DisplayName, INTRODUCTION_VERSION, Introduction,
 };
 use protocol::invite::{Invite, InviteError, MAX_INVITE_CODE_LEN};
-use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use protocol::ratchet::{MAX_CIPHERTEXT_LEN, RatchetMessage};
+use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};

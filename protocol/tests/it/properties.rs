@@ -25,7 +25,6 @@ use protocol::identity::{
 };
 use protocol::introduction::{DisplayName, Introduction};
 use protocol::invite::Invite;
-use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use protocol::padding;
 use protocol::pickle::{self, PickleKey};
 use protocol::pqxdh::{self, InitialHeader, ReplayGuard, ResponderKeys};
@@ -36,6 +35,7 @@ use protocol::prekeys::{
 use protocol::ratchet::{
     DecryptError, Header, MAX_SKIP, MAX_SKIPPED_KEYS, RatchetMessage, RatchetState,
 };
+use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 use protocol::safety::SafetyNumber;
 use protocol::session::{SessionError, SessionMessage, SessionRecord};
 
