@@ -1123,7 +1123,9 @@ impl Session {
                 return Some(ServerFrame::error(Some(request_id), refusal.code, message));
             }
         };
-        Metrics::add(&shared.metrics.envelopes_dropped, plan.dropped() as u64);
+        if plan.dropped() > 0 {
+            Metrics::add(&shared.metrics.envelopes_dropped, plan.dropped() as u64);
+        }
         match shared.committer.submit(plan.keep(envelopes)).await {
             Some(rx) => {
                 self.pending_sends.push_back(Box::pin(async move {
