@@ -170,6 +170,12 @@ pub struct Limits {
     /// One-time prekeys handed out per target identity (all its devices together); past it,
     /// bundles carry none and use the last-resort KEM prekey.
     pub one_time_prekeys: RateLimit,
+    /// Envelopes without a valid delivery token ("strangers'", SPEC.md 10.9) admitted per
+    /// recipient identity whose policy is `open`; past it such envelopes are `rate_limited`.
+    pub stranger_envelopes: RateLimit,
+    /// Token digests (accepted and revoked together) the relay keeps per account; a
+    /// `SetDeliveryTokens` that would hold more is refused with `quota_exceeded`.
+    pub max_tokens_per_account: usize,
     /// How long an unacknowledged envelope is kept, seconds.
     pub envelope_ttl_secs: u64,
     /// Most envelopes delivered to a device and not yet acknowledged.
@@ -183,6 +189,9 @@ pub struct Limits {
     /// WebSocket write buffer per connection, bytes (a larger pending write is flushed).
     pub ws_write_buffer: usize,
 }
+
+/// The default stranger rate per recipient account, envelopes per hour.
+const STRANGERS_PER_HOUR: f64 = 20.0;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -225,6 +234,12 @@ impl Default for Limits {
                 per_second: 0.1,
                 burst: 20.0,
             },
+            // 20 an hour, 5 at once: enough for a stranger's first messages, little for spam.
+            stranger_envelopes: RateLimit {
+                per_second: STRANGERS_PER_HOUR / 3600.0,
+                burst: 5.0,
+            },
+            max_tokens_per_account: 20_000,
             envelope_ttl_secs: 30 * 24 * 3600,
             delivery_window: 1_024,
             max_pending_sends: 64,

@@ -1,12 +1,15 @@
-//! One client connection, from the HTTP request to the end of the authenticated session.
+//! One client connection, from the HTTP request to the end of its session.
 //!
-//! Before authentication: the request head is read and routed (`http.rs`), the WebSocket
-//! handshake runs, the relay sends a `Challenge` and waits for `Auth`; all of it must finish by
-//! the handshake deadline. After authentication a [`Session`] serves requests and delivers the
-//! device's mailbox: every envelope is read from the store in sequence order (so live pushes
-//! and the backlog after a reconnect take the same path), at most `delivery_window` of them
-//! unacknowledged at a time. Writes that stall past `write_timeout` cut the client off, so a
-//! client that stops reading costs a bounded amount of memory and nobody else's service.
+//! Before the session: the request head is read and routed (`http.rs`), the WebSocket
+//! handshake runs, the relay sends a `Challenge` and waits for `Auth` or an anonymous request
+//! (SPEC.md 10.3 step 5); all of it must finish by the handshake deadline. A [`Session`] then
+//! serves requests, held to the idle timeout. An anonymous session answers only the anonymous
+//! requests, limited per client network, and never delivers; `Auth` (once) makes it the
+//! device's. An authenticated session also delivers the device's mailbox: every envelope is
+//! read from the store in sequence order (so live pushes and the backlog after a reconnect
+//! take the same path), at most `delivery_window` of them unacknowledged at a time. Writes
+//! that stall past `write_timeout` cut the client off, so a client that stops reading costs a
+//! bounded amount of memory and nobody else's service.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -19,11 +22,13 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use protocol::codec::{Decode, Encode};
 use protocol::frames::{
-    AUTH_NONCE_LEN, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, RelayId, RequestId, ServerFrame,
+    AUTH_NONCE_LEN, AuthProof, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, OutgoingEnvelope,
+    RelayId, RequestId, ServerFrame, TokenPolicy,
 };
 use protocol::frames::{HandleClaim, HandleRelease};
 use protocol::identity::{IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, SignedPrekey};
+use protocol::reachability::{DeliveryToken, ReachabilityRecord};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
@@ -33,6 +38,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::TokenGate;
 use crate::clock::Clock;
 use crate::commit::{CommitResult, Committer};
 use crate::config::Limits;
@@ -44,7 +50,8 @@ use crate::proxy;
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter, ip_key};
 use crate::router::{Registration, Router};
 use crate::store::{
-    ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store, StoreError, blocking_section,
+    ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, RecordOutcome, Store, StoreError,
+    TokenDigest, blocking_section, token_changes,
 };
 
 /// How far a handle claim's `issued_at` may be from the relay's clock, seconds.
@@ -66,10 +73,12 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) device_frames: RateLimiter<DeviceAddr>,
-    pub(crate) device_envelopes: RateLimiter<DeviceAddr>,
+    pub(crate) device_envelopes: RateLimiter<Sender>,
     pub(crate) ip_frames: RateLimiter<IpAddr>,
-    pub(crate) device_bytes: RateLimiter<DeviceAddr>,
-    pub(crate) bundle_fetches: RateLimiter<DeviceAddr>,
+    pub(crate) device_bytes: RateLimiter<Sender>,
+    pub(crate) bundle_fetches: RateLimiter<Sender>,
+    /// Delivery-token admission (SPEC.md 10.9).
+    pub(crate) tokens: Arc<TokenGate>,
     pub(crate) one_time_prekeys: RateLimiter<IdentityKey>,
     pub(crate) ip_connects: RateLimiter<IpAddr>,
     pub(crate) ip_slots: Arc<IpSlots>,
@@ -124,7 +133,30 @@ impl Shared {
         self.bundle_fetches.sweep(now);
         self.one_time_prekeys.sweep(now);
         self.ip_connects.sweep(now);
+        self.tokens.sweep(now);
     }
+}
+
+/// Whom the per-sender limits (`device_envelopes`, `device_bytes`, `bundle_fetches`) count:
+/// the authenticated device, or for an anonymous connection its client network ([`ip_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Sender {
+    /// An authenticated connection's device.
+    Device(DeviceAddr),
+    /// An anonymous connection's client network.
+    Address(IpAddr),
+}
+
+/// Whether a connection may send `frame` before `AuthOk` as a request (SPEC.md 10.3 step 5).
+fn is_anonymous_request(frame: &ClientFrame) -> bool {
+    matches!(
+        frame,
+        ClientFrame::FetchBundle { .. }
+            | ClientFrame::ListDevices { .. }
+            | ClientFrame::LookupHandle { .. }
+            | ClientFrame::FetchReachability { .. }
+            | ClientFrame::Deposit { .. }
+    )
 }
 
 /// Where a connection stands with the per-address limits when its task starts.
@@ -174,7 +206,8 @@ pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
         .max_frame_size(Some(limits.max_frame_len))
 }
 
-/// Serves one connection to its end. `deadline` bounds everything before authentication.
+/// Serves one connection to its end. `deadline` bounds everything before authentication or
+/// the first anonymous request.
 pub(crate) async fn serve<S>(
     shared: Arc<Shared>,
     stream: S,
@@ -194,76 +227,52 @@ pub(crate) async fn serve<S>(
             }
         };
         let ip = slot.key();
-        authenticate(&shared, ws, ip, deadline)
+        greet(&shared, ws, ip, deadline)
             .await
-            .map(|(ws, device)| (ws, device, slot))
+            .map(|(ws, nonce, first)| (ws, nonce, first, slot))
     };
     // Boxed, so the handshake's state is freed once it is done instead of sizing this
     // connection's task for its whole life.
-    let authenticated = tokio::select! {
+    let greeted = tokio::select! {
         () = shared.shutdown.cancelled() => None,
-        authenticated = Box::pin(handshake) => authenticated,
+        greeted = Box::pin(handshake) => greeted,
     };
-    let Some((mut ws, device, slot)) = authenticated else {
+    let Some((mut ws, nonce, first, slot)) = greeted else {
         return;
     };
-    let ip = slot.key();
-    let addr = DeviceAddr {
-        identity: device.identity(),
-        device: device.device_id(),
-    };
-    let put = {
-        let device = device.clone();
-        shared
-            .blocking(move |store| store.put_device(&device))
-            .await
-    };
-    let refusal = match put.and_then(|outcome| outcome) {
-        Ok(DeviceOutcome::Added | DeviceOutcome::Replaced | DeviceOutcome::Unchanged) => None,
-        Ok(DeviceOutcome::Outdated) => Some((
-            ErrorCode::AuthFailed,
-            "a newer certificate of this device is registered",
-        )),
-        Ok(DeviceOutcome::TooManyDevices) => Some((
-            ErrorCode::AuthFailed,
-            "this identity has too many devices on this relay",
-        )),
-        Err(e) => {
-            tracing::error!(error = %e, "storing a device certificate failed");
-            Some((ErrorCode::Internal, "relay storage failed"))
-        }
-    };
-    if let Some((code, message)) = refusal {
-        shared.metrics.reject(Rejection::AuthFailed);
-        refuse(&shared, &mut ws, None, code, message).await;
-        return;
-    }
-    let registration = shared.router.register(addr);
-    Metrics::add(&shared.metrics.authenticated, 1);
-    Metrics::add(&shared.metrics.authenticated_open, 1);
-    let conn_id = registration.conn_id;
     let mut session = Session {
         shared: shared.clone(),
-        addr,
-        ip,
-        device,
-        registration,
+        ip: slot.key(),
+        nonce,
+        auth: None,
+        registration: detached(),
         cursor: None,
         in_flight: BTreeSet::new(),
-        more_mail: true,
+        more_mail: false,
         pending_sends: FuturesOrdered::new(),
         unflushed: false,
         last_heard: StdInstant::now(),
         refusals: 0,
     };
-    let auth_ok = ServerFrame::AuthOk {
-        server_time: shared.clock.now(),
+    let started = match first {
+        First::Auth(device) => session.sign_in(&mut ws, device).await,
+        First::Anonymous(frame) => {
+            Metrics::add(&shared.metrics.anonymous, 1);
+            // The first request's frame was counted against `ip_frames` by `greet`.
+            session.handle_frame(&mut ws, frame, true).await
+        }
     };
-    if send(&shared, &mut ws, &auth_ok).await.is_ok() {
-        session.run(&mut ws).await;
+    session.run(&mut ws, started).await;
+    session.leave();
+}
+
+/// A registration in no router: an anonymous session's, never woken or replaced.
+fn detached() -> Registration {
+    Registration {
+        conn_id: u64::MAX,
+        wake: Arc::new(tokio::sync::Notify::new()),
+        kick: CancellationToken::new(),
     }
-    shared.router.unregister(&addr, conn_id);
-    Metrics::sub(&shared.metrics.authenticated_open, 1);
 }
 
 /// The HTTP request, admission under the client address (when a trusted proxy names it in
@@ -320,13 +329,22 @@ where
     Some((ws, slot))
 }
 
-/// The challenge and the `Auth` frame, which must arrive by `deadline`.
-async fn authenticate<S>(
+/// How a connection began its session.
+enum First {
+    /// With a verified `Auth`.
+    Auth(VerifiedDevice),
+    /// With an anonymous request (SPEC.md 10.3 step 5), to be served.
+    Anonymous(ClientFrame),
+}
+
+/// The challenge, then `Auth` or an anonymous request, which must arrive by `deadline`;
+/// returns the challenge's nonce too (a later `Auth` answers it).
+async fn greet<S>(
     shared: &Shared,
     mut ws: Ws<S>,
     ip: IpAddr,
     deadline: Instant,
-) -> Option<(Ws<S>, VerifiedDevice)>
+) -> Option<(Ws<S>, [u8; AUTH_NONCE_LEN], First)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -339,7 +357,8 @@ where
     send(shared, &mut ws, &challenge).await.ok()?;
     loop {
         let Ok(incoming) = timeout_at(deadline, next_binary(shared, &mut ws)).await else {
-            // No `Auth` in time gets `timeout` (SPEC.md section 10.3 step 5).
+            // Neither `Auth` nor an anonymous request in time gets `timeout` (SPEC.md section
+            // 10.3 step 5).
             shared.metrics.reject(Rejection::HandshakeTimeout);
             refuse(
                 shared,
@@ -374,7 +393,7 @@ where
         }
         match ClientFrame::from_bytes(&bytes) {
             Ok(ClientFrame::Auth(proof)) => match proof.verify(&shared.relay_id, &nonce) {
-                Ok(device) => return Some((ws, device)),
+                Ok(device) => return Some((ws, nonce, First::Auth(device))),
                 Err(_) => {
                     shared.metrics.reject(Rejection::AuthFailed);
                     refuse(
@@ -394,9 +413,13 @@ where
                     .ok()?;
             }
             Ok(ClientFrame::Pong { .. }) => {}
+            Ok(frame) if is_anonymous_request(&frame) => {
+                return Some((ws, nonce, First::Anonymous(frame)));
+            }
             Ok(other) => {
                 // `auth_required` concerns the connection, not the request: request id 0
                 // (SPEC.md section 11).
+                shared.metrics.reject(Rejection::AuthRequired);
                 let message = format!("{} before authentication", other.name());
                 refuse(shared, &mut ws, None, ErrorCode::AuthRequired, &message).await;
                 return None;
@@ -534,12 +557,16 @@ async fn refuse<S>(
     let _ = timeout(shared.limits.write_timeout(), ws.close(Some(close))).await;
 }
 
-/// An authenticated connection.
+/// A connection past its greeting: anonymous until it authenticates.
 struct Session {
     shared: Arc<Shared>,
-    addr: DeviceAddr,
+    /// The client network ([`ip_key`]).
     ip: IpAddr,
-    device: VerifiedDevice,
+    /// This connection's challenge nonce, which an `Auth` must sign.
+    nonce: [u8; AUTH_NONCE_LEN],
+    /// The device, once authenticated.
+    auth: Option<Authed>,
+    /// The device's place in the router; [`detached`] while anonymous.
     registration: Registration,
     /// The last sequence number delivered on this connection.
     cursor: Option<u64>,
@@ -555,7 +582,14 @@ struct Session {
     refusals: u32,
 }
 
+/// An authenticated connection's device.
+struct Authed {
+    addr: DeviceAddr,
+    device: VerifiedDevice,
+}
+
 /// Why a session ends.
+#[derive(Clone)]
 enum End {
     /// Close with this code and reason.
     Close(CloseCode, &'static str),
@@ -564,7 +598,9 @@ enum End {
 }
 
 impl Session {
-    async fn run<S>(&mut self, ws: &mut Ws<S>)
+    /// Serves the session until it ends; `started` is how its first step (`sign_in` or the
+    /// first anonymous request) went.
+    async fn run<S>(&mut self, ws: &mut Ws<S>, started: Result<(), End>)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -573,7 +609,11 @@ impl Session {
         let mut ping = tokio::time::interval(limits.ping_interval());
         ping.tick().await;
         let end = loop {
-            let window_open = self.in_flight.len() < limits.delivery_window;
+            if let Err(end) = &started {
+                break end.clone();
+            }
+            // An anonymous session never delivers (it has no mailbox).
+            let window_open = self.auth.is_some() && self.in_flight.len() < limits.delivery_window;
             let can_read = self.pending_sends.len() < limits.max_pending_sends;
             let result = tokio::select! {
                 biased;
@@ -635,6 +675,93 @@ impl Session {
         }
     }
 
+    /// Leaves the router and the open-connection gauge, if the session authenticated.
+    fn leave(&self) {
+        if let Some(me) = &self.auth {
+            self.shared
+                .router
+                .unregister(&me.addr, self.registration.conn_id);
+            Metrics::sub(&self.shared.metrics.authenticated_open, 1);
+        }
+    }
+
+    /// Makes the session `device`'s (verified `Auth`): records its certificate, registers it
+    /// in the router and sends `AuthOk`; delivery starts.
+    async fn sign_in<S>(&mut self, ws: &mut Ws<S>, device: VerifiedDevice) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        let put = {
+            let device = device.clone();
+            shared
+                .blocking(move |store| store.put_device(&device))
+                .await
+        };
+        let refusal = match put.and_then(|outcome| outcome) {
+            Ok(DeviceOutcome::Added | DeviceOutcome::Replaced | DeviceOutcome::Unchanged) => None,
+            Ok(DeviceOutcome::Outdated) => Some((
+                ErrorCode::AuthFailed,
+                "a newer certificate of this device is registered",
+            )),
+            Ok(DeviceOutcome::TooManyDevices) => Some((
+                ErrorCode::AuthFailed,
+                "this identity has too many devices on this relay",
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "storing a device certificate failed");
+                Some((ErrorCode::Internal, "relay storage failed"))
+            }
+        };
+        if let Some((code, message)) = refusal {
+            shared.metrics.reject(Rejection::AuthFailed);
+            let _ = send(&shared, ws, &ServerFrame::error(None, code, message)).await;
+            return Err(End::Close(CloseCode::Policy, code.name()));
+        }
+        let addr = DeviceAddr {
+            identity: device.identity(),
+            device: device.device_id(),
+        };
+        self.registration = shared.router.register(addr);
+        self.auth = Some(Authed { addr, device });
+        self.more_mail = true;
+        Metrics::add(&shared.metrics.authenticated, 1);
+        Metrics::add(&shared.metrics.authenticated_open, 1);
+        let auth_ok = ServerFrame::AuthOk {
+            server_time: shared.clock.now(),
+        };
+        send(&shared, ws, &auth_ok).await.map_err(|()| End::Gone)
+    }
+
+    /// An `Auth` on a session: the first makes an anonymous session the device's, a second is
+    /// `bad_frame`.
+    async fn auth<S>(&mut self, ws: &mut Ws<S>, proof: AuthProof) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        if self.auth.is_some() {
+            shared.metrics.reject(Rejection::BadFrame);
+            let _ = send(
+                &shared,
+                ws,
+                &ServerFrame::error(None, ErrorCode::BadFrame, "already authenticated"),
+            )
+            .await;
+            return Err(End::Close(CloseCode::Policy, ErrorCode::BadFrame.name()));
+        }
+        match proof.verify(&shared.relay_id, &self.nonce) {
+            Ok(device) => self.sign_in(ws, device).await,
+            Err(_) => {
+                shared.metrics.reject(Rejection::AuthFailed);
+                let error =
+                    ServerFrame::error(None, ErrorCode::AuthFailed, "authentication failed");
+                let _ = send(&shared, ws, &error).await;
+                Err(End::Close(CloseCode::Policy, ErrorCode::AuthFailed.name()))
+            }
+        }
+    }
+
     /// Pings an idle client, or closes a silent one.
     async fn keepalive<S>(&mut self, ws: &mut Ws<S>) -> Result<(), End>
     where
@@ -677,7 +804,11 @@ impl Session {
             .delivery_window
             .saturating_sub(self.in_flight.len());
         let limit = room.min(DELIVERY_PAGE);
-        let (addr, cursor, now) = (self.addr, self.cursor, shared.clock.now());
+        let Some(addr) = self.auth.as_ref().map(|me| me.addr) else {
+            self.more_mail = false;
+            return Ok(());
+        };
+        let (cursor, now) = (self.cursor, shared.clock.now());
         let ttl = shared.limits.envelope_ttl_secs;
         let page = shared
             .blocking(move |store| store.pending(&addr, cursor, limit, now, ttl))
@@ -760,27 +891,76 @@ impl Session {
                 return Err(End::Close(CloseCode::Policy, code.name()));
             }
         };
+        self.handle_frame(ws, frame, false).await
+    }
+
+    /// Whom the per-sender limits count for this session.
+    fn sender(&self) -> Sender {
+        match &self.auth {
+            Some(me) => Sender::Device(me.addr),
+            None => Sender::Address(self.ip),
+        }
+    }
+
+    /// Handles one decoded frame; `counted`: its frame was counted against the rate limits
+    /// already (the first anonymous request, by `greet`).
+    async fn handle_frame<S>(
+        &mut self,
+        ws: &mut Ws<S>,
+        frame: ClientFrame,
+        counted: bool,
+    ) -> Result<(), End>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let shared = self.shared.clone();
+        let me = self.auth.as_ref().map(|me| me.addr);
+        let allowed_now = me.is_some()
+            || is_anonymous_request(&frame)
+            || matches!(
+                frame,
+                ClientFrame::Ping { .. } | ClientFrame::Pong { .. } | ClientFrame::Auth(_)
+            );
+        if !allowed_now {
+            // SPEC.md 10.3 step 5: request id 0, and the connection closes.
+            shared.metrics.reject(Rejection::AuthRequired);
+            let message = format!("{} before authentication", frame.name());
+            let error = ServerFrame::error(None, ErrorCode::AuthRequired, message);
+            let _ = send(&shared, ws, &error).await;
+            return Err(End::Close(
+                CloseCode::Policy,
+                ErrorCode::AuthRequired.name(),
+            ));
+        }
         let now = StdInstant::now();
         // Pongs are exempt: they answer our own pings.
-        let exempt = matches!(frame, ClientFrame::Pong { .. });
+        let exempt = counted || matches!(frame, ClientFrame::Pong { .. });
         let allowed = exempt
-            || (shared.device_frames.try_take(self.addr, 1.0, now)
+            || (me.is_none_or(|addr| shared.device_frames.try_take(addr, 1.0, now))
                 && shared.ip_frames.try_take(self.ip, 1.0, now));
         if !allowed {
             return self.rate_limited(ws, frame.request_id()).await;
         }
-        if let ClientFrame::Send { envelopes, .. } = &frame {
-            let bytes: usize = envelopes.iter().map(|e| e.payload.len()).sum();
-            if !shared
-                .device_envelopes
-                .try_take(self.addr, envelopes.len() as f64, now)
-                || !shared.device_bytes.try_take(self.addr, bytes as f64, now)
-            {
-                return self.rate_limited(ws, frame.request_id()).await;
-            }
+        let sender = self.sender();
+        let load = match &frame {
+            ClientFrame::Send { envelopes, .. } => Some((
+                envelopes.len(),
+                envelopes.iter().map(|e| e.payload.len()).sum::<usize>(),
+            )),
+            ClientFrame::Deposit { envelopes, .. } => Some((
+                envelopes.len(),
+                envelopes.iter().map(|e| e.payload.len()).sum::<usize>(),
+            )),
+            _ => None,
+        };
+        if let Some((count, bytes)) = load
+            && (!shared.device_envelopes.try_take(sender, count as f64, now)
+                || !shared.device_bytes.try_take(sender, bytes as f64, now))
+        {
+            return self.rate_limited(ws, frame.request_id()).await;
         }
         if matches!(frame, ClientFrame::FetchBundle { .. })
-            && !shared.bundle_fetches.try_take(self.addr, 1.0, now)
+            && !shared.bundle_fetches.try_take(sender, 1.0, now)
         {
             return self.rate_limited(ws, frame.request_id()).await;
         }
@@ -788,44 +968,29 @@ impl Session {
         let reply = match frame {
             ClientFrame::Ping { nonce } => Some(ServerFrame::Pong { nonce }),
             ClientFrame::Pong { .. } => None,
-            ClientFrame::Auth(_) => {
-                shared.metrics.reject(Rejection::BadFrame);
-                let _ = send(
-                    &shared,
-                    ws,
-                    &ServerFrame::error(None, ErrorCode::BadFrame, "already authenticated"),
-                )
-                .await;
-                return Err(End::Close(CloseCode::Policy, ErrorCode::BadFrame.name()));
-            }
+            ClientFrame::Auth(proof) => return self.auth(ws, proof).await,
             ClientFrame::Send {
                 request_id,
                 envelopes,
-            } => match shared.committer.submit(envelopes).await {
-                Some(rx) => {
-                    self.pending_sends
-                        .push_back(Box::pin(async move { (request_id, rx.await.ok()) }));
-                    None
-                }
-                None => Some(ServerFrame::error(
-                    Some(request_id),
-                    ErrorCode::Internal,
-                    "relay shutting down",
-                )),
-            },
-            ClientFrame::Ack { envelope_ids } => {
-                self.ack(&envelope_ids).await;
-                None
-            }
-            ClientFrame::PublishPrekeys {
+            } => self.submit(request_id, envelopes, Vec::new(), now).await,
+            ClientFrame::Deposit {
                 request_id,
-                signed_prekey,
-                kem_prekeys,
-                one_time_prekeys,
-            } => Some(
-                self.publish(request_id, signed_prekey, kem_prekeys, one_time_prekeys)
-                    .await,
-            ),
+                envelopes,
+            } => {
+                Metrics::add(&shared.metrics.deposits, 1);
+                let (envelopes, tokens) = envelopes
+                    .into_iter()
+                    .map(|e| {
+                        let envelope = OutgoingEnvelope {
+                            recipient_identity: e.recipient_identity,
+                            recipient_device: e.recipient_device,
+                            payload: e.payload,
+                        };
+                        (envelope, e.token)
+                    })
+                    .unzip();
+                self.submit(request_id, envelopes, tokens, now).await
+            }
             ClientFrame::FetchBundle {
                 request_id,
                 identity,
@@ -856,9 +1021,6 @@ impl Session {
                     })
                     .await,
             ),
-            ClientFrame::ClaimHandle { request_id, claim } => {
-                Some(self.claim(request_id, claim).await)
-            }
             ClientFrame::LookupHandle { request_id, handle } => Some(
                 shared
                     .answer(request_id, move |store| {
@@ -869,14 +1031,113 @@ impl Session {
                     })
                     .await,
             ),
-            ClientFrame::ReleaseHandle {
+            ClientFrame::FetchReachability {
                 request_id,
-                release,
-            } => Some(self.release(request_id, release).await),
+                identity,
+            } => Some(
+                shared
+                    .answer(request_id, move |store| {
+                        match store.reachability(&identity) {
+                            Ok(record) => ServerFrame::Reachability { request_id, record },
+                            Err(e) => internal(request_id, &e),
+                        }
+                    })
+                    .await,
+            ),
+            // The rest needs authentication, checked above.
+            frame => match me {
+                Some(me) => self.handle_authenticated(me, frame).await,
+                None => None,
+            },
         };
         match reply {
             Some(frame) => self.feed(ws, &frame).await,
             None => Ok(()),
+        }
+    }
+
+    /// Handles a frame only an authenticated session may send, as device `me`.
+    async fn handle_authenticated(
+        &mut self,
+        me: DeviceAddr,
+        frame: ClientFrame,
+    ) -> Option<ServerFrame> {
+        match frame {
+            ClientFrame::Ack { envelope_ids } => {
+                self.ack(me, &envelope_ids).await;
+                None
+            }
+            ClientFrame::PublishPrekeys {
+                request_id,
+                signed_prekey,
+                kem_prekeys,
+                one_time_prekeys,
+            } => Some(
+                self.publish(request_id, signed_prekey, kem_prekeys, one_time_prekeys)
+                    .await,
+            ),
+            ClientFrame::ClaimHandle { request_id, claim } => {
+                Some(self.claim(me, request_id, claim).await)
+            }
+            ClientFrame::ReleaseHandle {
+                request_id,
+                release,
+            } => Some(self.release(me, request_id, release).await),
+            ClientFrame::SetDeliveryTokens {
+                request_id,
+                policy,
+                add,
+                revoke,
+            } => Some(self.set_tokens(me, request_id, policy, add, revoke).await),
+            ClientFrame::PublishReachability { request_id, record } => {
+                Some(self.publish_record(me, request_id, record).await)
+            }
+            // Handled by `handle_frame` on any session.
+            ClientFrame::Ping { .. }
+            | ClientFrame::Pong { .. }
+            | ClientFrame::Auth(_)
+            | ClientFrame::Send { .. }
+            | ClientFrame::Deposit { .. }
+            | ClientFrame::FetchBundle { .. }
+            | ClientFrame::ListDevices { .. }
+            | ClientFrame::LookupHandle { .. }
+            | ClientFrame::FetchReachability { .. } => None,
+        }
+    }
+
+    /// A `Send` (no tokens) or `Deposit`: admission (SPEC.md 10.9, `admission.rs`), then the
+    /// group commit for the envelopes admitted; the reply comes when the commit is done.
+    async fn submit(
+        &mut self,
+        request_id: RequestId,
+        envelopes: Vec<OutgoingEnvelope>,
+        tokens: Vec<Option<DeliveryToken>>,
+        now: StdInstant,
+    ) -> Option<ServerFrame> {
+        let shared = self.shared.clone();
+        let plan = match shared.tokens.admit(&envelopes, &tokens, now) {
+            Ok(plan) => plan,
+            Err(refusal) => {
+                shared.metrics.reject(refusal.rejection);
+                let message = format!("envelope {}: {}", refusal.index, refusal.code.name());
+                return Some(ServerFrame::error(Some(request_id), refusal.code, message));
+            }
+        };
+        if plan.dropped() > 0 {
+            Metrics::add(&shared.metrics.envelopes_dropped, plan.dropped() as u64);
+        }
+        match shared.committer.submit(plan.keep(envelopes)).await {
+            Some(rx) => {
+                self.pending_sends.push_back(Box::pin(async move {
+                    (request_id, rx.await.ok().map(|result| plan.merge(result)))
+                }));
+                None
+            }
+            None => Some(ServerFrame::error(
+                Some(request_id),
+                ErrorCode::Internal,
+                "relay shutting down",
+            )),
         }
     }
 
@@ -899,7 +1160,7 @@ impl Session {
         self.feed(ws, &frame).await
     }
 
-    async fn ack(&mut self, ids: &[protocol::frames::EnvelopeId]) {
+    async fn ack(&mut self, addr: DeviceAddr, ids: &[protocol::frames::EnvelopeId]) {
         let seqs: Vec<u64> = ids
             .iter()
             .filter_map(|id| self.shared.ids.seq_of(id))
@@ -907,7 +1168,6 @@ impl Session {
         for seq in &seqs {
             self.in_flight.remove(seq);
         }
-        let addr = self.addr;
         let acked = self
             .shared
             .blocking(move |store| store.ack(&addr, &seqs))
@@ -930,13 +1190,24 @@ impl Session {
         kem: Vec<KemPrekey>,
         one_time: Vec<OneTimePrekey>,
     ) -> impl Future<Output = ServerFrame> + Send + 'static {
-        let signing_key = self.device.signing_key();
-        let signatures_ok = signed
-            .as_ref()
-            .is_none_or(|spk| spk.verify(signing_key).is_ok())
-            && kem.iter().all(|k| k.verify(signing_key).is_ok());
-        let (shared, addr) = (self.shared.clone(), self.addr);
+        // Only an authenticated session gets here (`handle_authenticated`).
+        let addr = self.auth.as_ref().map(|me| me.addr);
+        let signatures_ok = self.auth.as_ref().is_some_and(|me| {
+            let signing_key = me.device.signing_key();
+            signed
+                .as_ref()
+                .is_none_or(|spk| spk.verify(signing_key).is_ok())
+                && kem.iter().all(|k| k.verify(signing_key).is_ok())
+        });
+        let shared = self.shared.clone();
         async move {
+            let Some(addr) = addr else {
+                return ServerFrame::error(
+                    Some(request_id),
+                    ErrorCode::AuthRequired,
+                    "not authenticated",
+                );
+            };
             if !signatures_ok {
                 return ServerFrame::error(
                     Some(request_id),
@@ -1007,12 +1278,13 @@ impl Session {
 
     fn claim(
         &self,
+        me: DeviceAddr,
         request_id: RequestId,
         claim: HandleClaim,
     ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let invalid =
             move |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
-        let refusal = if claim.identity != self.addr.identity {
+        let refusal = if claim.identity != me.identity {
             Some("a claim must be made by the authenticated identity")
         } else if claim.verify().is_err() {
             Some("the claim's signature does not verify")
@@ -1050,12 +1322,13 @@ impl Session {
 
     fn release(
         &self,
+        me: DeviceAddr,
         request_id: RequestId,
         release: HandleRelease,
     ) -> impl Future<Output = ServerFrame> + Send + 'static {
         let invalid =
             move |why: &str| ServerFrame::error(Some(request_id), ErrorCode::HandleInvalid, why);
-        let refusal = if release.identity != self.addr.identity {
+        let refusal = if release.identity != me.identity {
             Some("a release must be made by the authenticated identity")
         } else if release.verify().is_err() {
             Some("the release's signature does not verify")
@@ -1092,6 +1365,89 @@ impl Session {
                     match store.release_handle(&release) {
                         Ok(true) => ServerFrame::Done { request_id },
                         Ok(false) => not_found(),
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
+        }
+    }
+
+    /// `SetDeliveryTokens`: the store applies it (or refuses it whole over the cap) and
+    /// flushes, then admission sees it, then `Done`.
+    fn set_tokens(
+        &self,
+        me: DeviceAddr,
+        request_id: RequestId,
+        policy: TokenPolicy,
+        add: Vec<TokenDigest>,
+        revoke: Vec<TokenDigest>,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            let gate = shared.tokens.clone();
+            let metrics = shared.metrics.clone();
+            let max = shared.limits.max_tokens_per_account;
+            let identity = me.identity;
+            shared
+                .answer(request_id, move |store| {
+                    match store.set_delivery_tokens(&identity, policy, &add, &revoke, max) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(quota)) => {
+                            metrics.reject(Rejection::QuotaExceeded);
+                            return ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::QuotaExceeded,
+                                quota.to_string(),
+                            );
+                        }
+                        Err(e) => return internal(request_id, &e),
+                    }
+                    // Admission follows the store as soon as the store has it.
+                    gate.update(identity, policy, &token_changes(&add, &revoke));
+                    match store.flush_blocking() {
+                        Ok(()) => ServerFrame::Done { request_id },
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
+        }
+    }
+
+    /// `PublishReachability`: a record that verifies, names the authenticated identity and is
+    /// newer than the stored one is stored and flushed before `Done`; the stored record again
+    /// is `Done` too.
+    fn publish_record(
+        &self,
+        me: DeviceAddr,
+        request_id: RequestId,
+        record: ReachabilityRecord,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
+        let metrics = self.shared.metrics.clone();
+        let invalid = move |why: &str| {
+            metrics.reject(Rejection::InvalidRecord);
+            ServerFrame::error(Some(request_id), ErrorCode::InvalidRecord, why)
+        };
+        let refusal = if record.identity != me.identity {
+            Some("a record must name the authenticated identity")
+        } else if record.verify().is_err() {
+            Some("the record's signature does not verify")
+        } else {
+            None
+        };
+        let shared = self.shared.clone();
+        async move {
+            if let Some(why) = refusal {
+                return invalid(why);
+            }
+            shared
+                .answer(request_id, move |store| {
+                    match store.put_reachability(&record) {
+                        Ok(RecordOutcome::Stored) => match store.flush_blocking() {
+                            Ok(()) => ServerFrame::Done { request_id },
+                            Err(e) => internal(request_id, &e),
+                        },
+                        Ok(RecordOutcome::Unchanged) => ServerFrame::Done { request_id },
+                        Ok(RecordOutcome::Stale) => invalid("the stored record is at least as new"),
                         Err(e) => internal(request_id, &e),
                     }
                 })

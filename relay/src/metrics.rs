@@ -35,10 +35,20 @@ pub enum Rejection {
     IdleTimeout,
     /// A client that did not read its frames fast enough.
     SlowReader,
+    /// A `Send` or `Deposit` without a valid delivery token for an account that requires one.
+    TokenRequired,
+    /// Envelopes without a valid token over the recipient's stranger rate.
+    StrangerRateLimited,
+    /// A `SetDeliveryTokens` over the per-account cap of digests.
+    QuotaExceeded,
+    /// A reachability record that was refused.
+    InvalidRecord,
+    /// A request that needs authentication on an anonymous connection.
+    AuthRequired,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 14] = [
+    const ALL: [Rejection; 19] = [
         Rejection::TooManyConnections,
         Rejection::TooManyConnectionsFromIp,
         Rejection::ConnectRateLimited,
@@ -53,6 +63,11 @@ impl Rejection {
         Rejection::UnknownDevice,
         Rejection::IdleTimeout,
         Rejection::SlowReader,
+        Rejection::TokenRequired,
+        Rejection::StrangerRateLimited,
+        Rejection::QuotaExceeded,
+        Rejection::InvalidRecord,
+        Rejection::AuthRequired,
     ];
 
     /// The label used in metrics and logs.
@@ -72,6 +87,11 @@ impl Rejection {
             Rejection::UnknownDevice => "unknown_device",
             Rejection::IdleTimeout => "idle_timeout",
             Rejection::SlowReader => "slow_reader",
+            Rejection::TokenRequired => "token_required",
+            Rejection::StrangerRateLimited => "stranger_rate_limited",
+            Rejection::QuotaExceeded => "quota_exceeded",
+            Rejection::InvalidRecord => "invalid_record",
+            Rejection::AuthRequired => "auth_required",
         }
     }
 
@@ -91,6 +111,12 @@ pub struct Metrics {
     pub authenticated: AtomicU64,
     /// Authenticated connections open now.
     pub authenticated_open: AtomicU64,
+    /// Connections that made an anonymous request before (or without) authenticating.
+    pub anonymous: AtomicU64,
+    /// `Deposit` requests received (authenticated or anonymous).
+    pub deposits: AtomicU64,
+    /// Envelopes dropped unseen for a revoked delivery token (acknowledged, never stored).
+    pub envelopes_dropped: AtomicU64,
     /// Envelopes stored (acknowledged to their senders).
     pub envelopes_stored: AtomicU64,
     /// Envelopes delivered (pushed; redeliveries count again).
@@ -141,7 +167,7 @@ impl Metrics {
     /// The Prometheus text exposition of every counter, plus the stored totals given.
     pub fn render(&self, stored_envelopes: u64, devices: u64) -> String {
         let mut out = String::with_capacity(2048);
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "chat_relay_connections_accepted_total",
                 "counter",
@@ -161,6 +187,17 @@ impl Metrics {
                 "chat_relay_authenticated_open",
                 "gauge",
                 &self.authenticated_open,
+            ),
+            (
+                "chat_relay_anonymous_connections_total",
+                "counter",
+                &self.anonymous,
+            ),
+            ("chat_relay_deposits_total", "counter", &self.deposits),
+            (
+                "chat_relay_envelopes_dropped_total",
+                "counter",
+                &self.envelopes_dropped,
             ),
             (
                 "chat_relay_envelopes_stored_total",

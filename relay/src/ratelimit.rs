@@ -68,6 +68,19 @@ impl<K: Eq + Hash + Copy> RateLimiter<K> {
         }
     }
 
+    /// Puts `cost` tokens back into `key`'s bucket (up to its burst): a request refused after
+    /// it took them, for another reason, did not use them.
+    pub(crate) fn give_back(&self, key: K, cost: f64, now: Instant) {
+        let mut buckets = self.shard(&key);
+        if let Some(bucket) = buckets.get_mut(&key) {
+            let refilled = refill(self.limit, *bucket, now);
+            *bucket = Bucket {
+                tokens: (refilled.tokens + cost).min(self.limit.burst),
+                last: refilled.last,
+            };
+        }
+    }
+
     /// How many buckets are kept.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -191,6 +204,23 @@ mod tests {
             assert!(limiter.try_take(1u8, 1.0, later));
         }
         assert!(!limiter.try_take(1u8, 1.0, later));
+    }
+
+    #[test]
+    fn tokens_given_back_are_there_again_up_to_the_burst() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 0.0,
+            burst: 3.0,
+        });
+        let t0 = Instant::now();
+        assert!(limiter.try_take(1u8, 3.0, t0));
+        assert!(!limiter.try_take(1u8, 1.0, t0));
+        limiter.give_back(1u8, 2.0, t0);
+        assert!(limiter.try_take(1u8, 2.0, t0));
+        assert!(!limiter.try_take(1u8, 1.0, t0));
+        limiter.give_back(1u8, 10.0, t0);
+        assert!(limiter.try_take(1u8, 3.0, t0));
+        assert!(!limiter.try_take(1u8, 1.0, t0));
     }
 
     #[test]

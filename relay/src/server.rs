@@ -15,6 +15,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::TokenGate;
 use crate::clock::{Clock, SystemClock};
 use crate::commit::CommitTask;
 use crate::config::{Config, ProxyProtocol, Storage};
@@ -65,7 +66,7 @@ impl Relay {
         // Opening reads the whole store: on a blocking thread, like every store call.
         let storage = config.storage.clone();
         let sled = config.sled;
-        let (store, secret, last_sequence) = tokio::task::spawn_blocking(move || {
+        let (store, secret, last_sequence, tokens) = tokio::task::spawn_blocking(move || {
             blocking_section(|| -> anyhow::Result<_> {
                 let store = match &storage {
                     Storage::Disk(dir) => Store::Sled(
@@ -76,7 +77,11 @@ impl Relay {
                 };
                 let secret = store.relay_secret().context("reading the relay secret")?;
                 let last_sequence = store.last_sequence().context("reading the store")?;
-                Ok((store, secret, last_sequence))
+                // Admission holds every account's token policy and digests in memory.
+                let tokens = store
+                    .all_delivery_tokens()
+                    .context("reading the delivery tokens")?;
+                Ok((store, secret, last_sequence, tokens))
             })
         })
         .await
@@ -111,6 +116,7 @@ impl Relay {
             metrics: metrics.clone(),
             clock: clock.clone(),
             device_frames: RateLimiter::new(limits.device_frames),
+            tokens: Arc::new(TokenGate::new(tokens, limits.stranger_envelopes)),
             device_envelopes: RateLimiter::new(limits.device_envelopes),
             ip_frames: RateLimiter::new(limits.ip_frames),
             device_bytes: RateLimiter::new(limits.device_bytes),

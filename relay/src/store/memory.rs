@@ -9,15 +9,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use protocol::frames::{Handle, HandleClaim, HandleRelease};
+use protocol::frames::{Handle, HandleClaim, HandleRelease, TokenPolicy};
 use protocol::identity::{DeviceCertificate, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, SignedPrekey};
+use protocol::reachability::ReachabilityRecord;
 use rand::Rng;
 
 use super::{
-    ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
-    MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry,
-    PrekeyCounts, PublishError, StoreError, StoreStats, is_expired, stored_size,
+    ClaimOutcome, DeliveryTokens, DeviceAddr, DeviceOutcome, EnqueueOutcome,
+    MAX_DEVICES_PER_IDENTITY, MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS,
+    MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError, RecordOutcome,
+    StoreError, StoreStats, TokenDigest, TokenQuotaExceeded, is_expired, stored_size,
+    token_changes,
 };
 
 /// The relay's state in memory. Cloning is cheap and shares the state.
@@ -59,6 +62,10 @@ struct State {
     handle_owners: HashMap<IdentityKey, usize>,
     /// The `issued_at` of the last release of each released handle (SPEC.md section 10.6).
     handle_releases: HashMap<Handle, u64>,
+    /// Delivery-token policies and digests of the accounts that set them (SPEC.md 10.9).
+    tokens: HashMap<IdentityKey, DeliveryTokens>,
+    /// The newest reachability record of each account that published one.
+    records: HashMap<IdentityKey, ReachabilityRecord>,
 }
 
 /// One device's published prekeys.
@@ -418,6 +425,72 @@ impl MemoryStore {
             }
         }
         Ok(holds)
+    }
+
+    pub(super) fn set_delivery_tokens(
+        &self,
+        identity: &IdentityKey,
+        policy: TokenPolicy,
+        add: &[TokenDigest],
+        revoke: &[TokenDigest],
+        max: usize,
+    ) -> Result<Result<(), TokenQuotaExceeded>, StoreError> {
+        let changes = token_changes(add, revoke);
+        let mut state = self.lock();
+        let tokens = state.tokens.get(identity);
+        let held = tokens.map_or(0, |t| t.digests.len());
+        let new = changes
+            .keys()
+            .filter(|d| tokens.is_none_or(|t| t.state(d).is_none()))
+            .count();
+        if held.saturating_add(new) > max {
+            return Ok(Err(TokenQuotaExceeded { max }));
+        }
+        state
+            .tokens
+            .entry(*identity)
+            .or_insert_with(|| DeliveryTokens::new(policy))
+            .apply(policy, &changes);
+        Ok(Ok(()))
+    }
+
+    pub(super) fn delivery_tokens(
+        &self,
+        identity: &IdentityKey,
+    ) -> Result<Option<DeliveryTokens>, StoreError> {
+        Ok(self.lock().tokens.get(identity).cloned())
+    }
+
+    pub(super) fn all_delivery_tokens(
+        &self,
+    ) -> Result<Vec<(IdentityKey, DeliveryTokens)>, StoreError> {
+        Ok(self
+            .lock()
+            .tokens
+            .iter()
+            .map(|(identity, tokens)| (*identity, tokens.clone()))
+            .collect())
+    }
+
+    pub(super) fn put_reachability(
+        &self,
+        record: &ReachabilityRecord,
+    ) -> Result<RecordOutcome, StoreError> {
+        let mut state = self.lock();
+        match state.records.get(&record.identity) {
+            Some(stored) if stored == record => return Ok(RecordOutcome::Unchanged),
+            Some(stored) if stored.sequence >= record.sequence => return Ok(RecordOutcome::Stale),
+            _ => {}
+        }
+        state.records.insert(record.identity, record.clone());
+        Ok(RecordOutcome::Stored)
+    }
+
+    pub(super) fn reachability(
+        &self,
+        identity: &IdentityKey,
+    ) -> Result<Option<ReachabilityRecord>, StoreError> {
+        Ok(self.lock().records.get(identity).cloned())
     }
 
     pub(super) fn mailbox_len(&self, addr: &DeviceAddr) -> Result<usize, StoreError> {

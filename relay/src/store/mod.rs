@@ -1,4 +1,5 @@
-//! The relay's persistent state: device certificates, prekeys, mailboxes and handles.
+//! The relay's persistent state: device certificates, prekeys, mailboxes, handles, and per
+//! account the delivery-token policy and digests and the reachability record (SPEC.md 10.9).
 //!
 //! [`Store`] is an enum over two backends with the same semantics: [`SledStore`] (durable, on
 //! disk, the default) and [`MemoryStore`] (`--ephemeral`: nothing touches the disk). Every
@@ -8,18 +9,21 @@
 //! inside [`blocking_section`] (debug builds check it).
 //!
 //! What is stored about an envelope is its recipient device, the relay-assigned id, the time it
-//! arrived and the opaque payload. Nothing about the sender is stored.
+//! arrived and the opaque payload. Nothing about the sender is stored. Delivery tokens are
+//! stored only as their digests, per recipient account.
 
 mod memory;
 mod sled_store;
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt;
 
 pub use memory::MemoryStore;
-use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease};
+use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease, TokenPolicy};
 use protocol::identity::{DeviceCertificate, DeviceId, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
+use protocol::reachability::{DELIVERY_TOKEN_DIGEST_LEN, ReachabilityRecord};
 pub use sled_store::SledStore;
 
 /// Most one-time X25519 prekeys stored per device; a publish beyond it is refused.
@@ -163,6 +167,87 @@ pub enum PublishError {
     /// The device never authenticated here.
     #[error("unknown device")]
     UnknownDevice,
+}
+
+/// A delivery token's digest, `SHA-256("chatd/v1/delivery-token" || token)`: the only form in
+/// which the relay holds a token.
+pub type TokenDigest = [u8; DELIVERY_TOKEN_DIGEST_LEN];
+
+/// Where a digest stands in its account's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// Envelopes with this token are admitted.
+    Accepted,
+    /// Envelopes with this token are dropped unseen.
+    Revoked,
+}
+
+/// An account's delivery-token state (SPEC.md 10.9): its policy and the digests it accepted
+/// and revoked. An account that never sent `SetDeliveryTokens` has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTokens {
+    /// Whom the account admits without a token.
+    pub policy: TokenPolicy,
+    /// Digest -> state; a digest is in one state at a time.
+    pub digests: HashMap<TokenDigest, TokenState>,
+}
+
+impl DeliveryTokens {
+    /// No digests, this policy.
+    pub fn new(policy: TokenPolicy) -> Self {
+        Self {
+            policy,
+            digests: HashMap::new(),
+        }
+    }
+
+    /// The state of one digest, `None` if the account never registered it.
+    pub fn state(&self, digest: &TokenDigest) -> Option<TokenState> {
+        self.digests.get(digest).copied()
+    }
+
+    /// Sets the policy and applies `changes` ([`token_changes`]).
+    pub fn apply(&mut self, policy: TokenPolicy, changes: &HashMap<TokenDigest, TokenState>) {
+        self.policy = policy;
+        self.digests.extend(changes.iter().map(|(d, s)| (*d, *s)));
+    }
+}
+
+/// What a `SetDeliveryTokens` does to each digest it names: every digest of `add` is accepted,
+/// then every digest of `revoke` revoked (so a digest in both ends revoked). An update never
+/// forgets a digest, so an account's count only grows by the digests it did not hold.
+pub fn token_changes(
+    add: &[TokenDigest],
+    revoke: &[TokenDigest],
+) -> HashMap<TokenDigest, TokenState> {
+    let mut changes = HashMap::with_capacity(add.len() + revoke.len());
+    for digest in add {
+        changes.insert(*digest, TokenState::Accepted);
+    }
+    for digest in revoke {
+        changes.insert(*digest, TokenState::Revoked);
+    }
+    changes
+}
+
+/// A `SetDeliveryTokens` would take the account over the per-account cap of digests; nothing
+/// was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the account would hold more than {max} token digests")]
+pub struct TokenQuotaExceeded {
+    /// The cap.
+    pub max: usize,
+}
+
+/// What [`Store::put_reachability`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// The record is stored (the account had none, or an older one).
+    Stored,
+    /// The same record (same bytes) was stored already; nothing changed.
+    Unchanged,
+    /// The stored record's sequence is not lower; nothing changed.
+    Stale,
 }
 
 /// A storage failure: the disk or the database, never the client's fault.
@@ -413,6 +498,52 @@ impl Store {
     /// anyone, must be later than it. Returns whether the handle was removed.
     pub fn release_handle(&self, release: &HandleRelease) -> Result<bool, StoreError> {
         dispatch!(self, s => s.release_handle(release))
+    }
+
+    /// Sets `identity`'s delivery-token policy and applies `add` and `revoke`
+    /// ([`token_changes`]), atomically: the update is refused whole (nothing changed) if the
+    /// account would then hold more than `max` digests, accepted and revoked together. Not
+    /// durable until [`Self::flush`]. Only digests are stored, never tokens.
+    pub fn set_delivery_tokens(
+        &self,
+        identity: &IdentityKey,
+        policy: TokenPolicy,
+        add: &[TokenDigest],
+        revoke: &[TokenDigest],
+        max: usize,
+    ) -> Result<Result<(), TokenQuotaExceeded>, StoreError> {
+        dispatch!(self, s => s.set_delivery_tokens(identity, policy, add, revoke, max))
+    }
+
+    /// `identity`'s delivery-token state, `None` if it never set one.
+    pub fn delivery_tokens(
+        &self,
+        identity: &IdentityKey,
+    ) -> Result<Option<DeliveryTokens>, StoreError> {
+        dispatch!(self, s => s.delivery_tokens(identity))
+    }
+
+    /// Every account's delivery-token state, for the relay to hold in memory (`admission.rs`).
+    pub fn all_delivery_tokens(&self) -> Result<Vec<(IdentityKey, DeliveryTokens)>, StoreError> {
+        dispatch!(self, s => s.all_delivery_tokens())
+    }
+
+    /// Stores a reachability record (its signature and identity checked by the caller) unless
+    /// the stored one of the same identity has a sequence at least as high. Not durable until
+    /// [`Self::flush`].
+    pub fn put_reachability(
+        &self,
+        record: &ReachabilityRecord,
+    ) -> Result<RecordOutcome, StoreError> {
+        dispatch!(self, s => s.put_reachability(record))
+    }
+
+    /// `identity`'s stored reachability record.
+    pub fn reachability(
+        &self,
+        identity: &IdentityKey,
+    ) -> Result<Option<ReachabilityRecord>, StoreError> {
+        dispatch!(self, s => s.reachability(identity))
     }
 
     /// Counts for metrics.

@@ -14,6 +14,9 @@
 //! | `handles` | handle text | `HandleClaim` (protocol codec) |
 //! | `handle_owners` | identity (32) \|\| handle text | empty (counts an identity's handles) |
 //! | `handle_releases` | handle text | `issued_at` u64 of the handle's last release |
+//! | `delivery_tokens` | identity (32) \|\| 0 | policy u8 \|\| digest count u32 |
+//! | `delivery_tokens` | identity (32) \|\| 1 \|\| token digest (32) | state u8: 1 accepted, 2 revoked |
+//! | `reachability` | identity (32) | `ReachabilityRecord` (protocol codec) |
 //! | `meta` | name | schema version, last sequence number, relay secret |
 //!
 //! Prekey kinds: 1 the signed prekey and 2 the last-resort KEM prekey (id 0: one each), 3
@@ -34,6 +37,11 @@
 //! - `put_device` and `publish_prekeys` check a cap and then write; a mutex (`directory`)
 //!   serialises them. Both are rare (an authentication that changes a certificate, a publish),
 //!   and re-sending the stored certificate takes a lock-free fast path.
+//! - `set_delivery_tokens` reads an account's records and writes the update as one
+//!   `apply_batch` on the `delivery_tokens` tree under a mutex (`tokens`): atomic, including
+//!   the count the cap is checked against. Updates are rare (a new contact, a block), so the
+//!   global lock of `apply_batch` costs nothing that matters.
+//! - `put_reachability` is a compare-and-swap loop on the identity's record.
 //! - Mailbox writers (`enqueue`, `ack`, `expire`, the TTL deletions of `pending`) hold the
 //!   `mailbox` mutex, which guards the per-device envelope counts; readers do not take it.
 //!
@@ -70,19 +78,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use protocol::codec::{Decode, Encode};
-use protocol::frames::{Handle, HandleClaim, HandleRelease};
+use protocol::frames::{Handle, HandleClaim, HandleRelease, TokenPolicy};
 use protocol::identity::{DeviceCertificate, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, SignedPrekey};
+use protocol::reachability::ReachabilityRecord;
 use rand::Rng;
 use sled::{Batch, IVec, Tree};
 
 use crate::config::SledSettings;
 
 use super::{
-    ClaimOutcome, DeviceAddr, DeviceOutcome, EnqueueOutcome, MAX_DEVICES_PER_IDENTITY,
-    MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry,
-    PrekeyCounts, PublishError, StoreError, StoreStats, decode_mailbox_value, encode_mailbox_value,
-    is_expired, mailbox_key, stored_size,
+    ClaimOutcome, DeliveryTokens, DeviceAddr, DeviceOutcome, EnqueueOutcome,
+    MAX_DEVICES_PER_IDENTITY, MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS,
+    MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError, RecordOutcome,
+    StoreError, StoreStats, TokenDigest, TokenQuotaExceeded, TokenState, decode_mailbox_value,
+    encode_mailbox_value, is_expired, mailbox_key, stored_size, token_changes,
 };
 
 /// The layout version in `meta`; a database with another one is refused at open.
@@ -124,7 +134,13 @@ struct Inner {
     handle_owners: Tree,
     /// Handle text -> `issued_at` of its last release.
     handle_releases: Tree,
+    /// Per account: the token policy and digest count, and each token digest's state.
+    delivery_tokens: Tree,
+    /// Identity -> its newest reachability record.
+    reachability: Tree,
     meta: Tree,
+    /// Serialises the read-check-write of `set_delivery_tokens`.
+    tokens: Mutex<()>,
     /// Serialises the check-then-write of `put_device` and `publish_prekeys`.
     directory: Mutex<()>,
     /// Envelope counts; held by every mailbox writer.
@@ -323,7 +339,10 @@ impl SledStore {
                 handles: db.open_tree("handles")?,
                 handle_owners: db.open_tree("handle_owners")?,
                 handle_releases: db.open_tree("handle_releases")?,
+                delivery_tokens: db.open_tree("delivery_tokens")?,
+                reachability: db.open_tree("reachability")?,
                 meta,
+                tokens: Mutex::new(()),
                 db,
                 directory: Mutex::new(()),
                 mailbox: Mutex::new(counts),
@@ -917,6 +936,140 @@ impl SledStore {
         }
     }
 
+    pub(super) fn set_delivery_tokens(
+        &self,
+        identity: &IdentityKey,
+        policy: TokenPolicy,
+        add: &[TokenDigest],
+        revoke: &[TokenDigest],
+        max: usize,
+    ) -> Result<Result<(), TokenQuotaExceeded>, StoreError> {
+        let tree = &self.inner.delivery_tokens;
+        let changes = token_changes(add, revoke);
+        let _tokens = self
+            .inner
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let held = match tree.get(token_header_key(identity))? {
+            Some(header) => decode_token_header(&header)?.1,
+            None => 0,
+        };
+        let mut batch = Batch::default();
+        let mut new = 0usize;
+        for (digest, state) in &changes {
+            let key = token_digest_key(identity, digest);
+            let current = tree.get(key)?;
+            let current = current
+                .map(|value| decode_token_state(&value))
+                .transpose()?;
+            if current.is_none() {
+                new += 1;
+            }
+            if current != Some(*state) {
+                batch.insert(&key[..], &[token_state_byte(*state)][..]);
+            }
+        }
+        let count = held.saturating_add(new);
+        if count > max {
+            return Ok(Err(TokenQuotaExceeded { max }));
+        }
+        let count = u32::try_from(count).map_err(|_| StoreError::Corrupt("delivery_tokens"))?;
+        let mut header = [0u8; 5];
+        header[0] = policy_byte(policy);
+        header[1..].copy_from_slice(&count.to_be_bytes());
+        batch.insert(&token_header_key(identity)[..], &header[..]);
+        tree.apply_batch(batch)?;
+        Ok(Ok(()))
+    }
+
+    pub(super) fn delivery_tokens(
+        &self,
+        identity: &IdentityKey,
+    ) -> Result<Option<DeliveryTokens>, StoreError> {
+        let mut accounts =
+            self.read_tokens(self.inner.delivery_tokens.scan_prefix(identity.as_bytes()))?;
+        Ok(accounts.pop().map(|(_, tokens)| tokens))
+    }
+
+    pub(super) fn all_delivery_tokens(
+        &self,
+    ) -> Result<Vec<(IdentityKey, DeliveryTokens)>, StoreError> {
+        self.read_tokens(self.inner.delivery_tokens.iter())
+    }
+
+    /// Reads the `delivery_tokens` records of `records` (in key order: an account's header
+    /// first, then its digests) into one state per account.
+    fn read_tokens(
+        &self,
+        records: sled::Iter,
+    ) -> Result<Vec<(IdentityKey, DeliveryTokens)>, StoreError> {
+        let corrupt = || StoreError::Corrupt("delivery_tokens");
+        let mut accounts: Vec<(IdentityKey, DeliveryTokens)> = Vec::new();
+        for record in records {
+            let (key, value) = record?;
+            let (identity, rest) = key.split_first_chunk::<32>().ok_or_else(corrupt)?;
+            match rest {
+                [0] => {
+                    let identity = IdentityKey::from_bytes(identity).map_err(|_| corrupt())?;
+                    let (policy, _) = decode_token_header(&value)?;
+                    accounts.push((identity, DeliveryTokens::new(policy)));
+                }
+                [1, digest @ ..] => {
+                    let digest: TokenDigest = digest.try_into().map_err(|_| corrupt())?;
+                    let state = decode_token_state(&value)?;
+                    // The header sorts before the account's digests.
+                    match accounts.last_mut() {
+                        Some((owner, tokens)) if owner.as_bytes() == identity => {
+                            tokens.digests.insert(digest, state);
+                        }
+                        _ => return Err(corrupt()),
+                    }
+                }
+                _ => return Err(corrupt()),
+            }
+        }
+        Ok(accounts)
+    }
+
+    pub(super) fn put_reachability(
+        &self,
+        record: &ReachabilityRecord,
+    ) -> Result<RecordOutcome, StoreError> {
+        let tree = &self.inner.reachability;
+        let key = record.identity.as_bytes();
+        let encoded = record.to_bytes();
+        loop {
+            let current = tree.get(key)?;
+            if let Some(stored) = &current {
+                if stored.as_ref() == encoded.as_slice() {
+                    return Ok(RecordOutcome::Unchanged);
+                }
+                let stored: ReachabilityRecord = decode(stored, "reachability")?;
+                if stored.sequence >= record.sequence {
+                    return Ok(RecordOutcome::Stale);
+                }
+            }
+            if tree
+                .compare_and_swap(key, current, Some(&encoded[..]))?
+                .is_ok()
+            {
+                return Ok(RecordOutcome::Stored);
+            }
+        }
+    }
+
+    pub(super) fn reachability(
+        &self,
+        identity: &IdentityKey,
+    ) -> Result<Option<ReachabilityRecord>, StoreError> {
+        self.inner
+            .reachability
+            .get(identity.as_bytes())?
+            .map(|record| decode(&record, "reachability"))
+            .transpose()
+    }
+
     pub(super) fn mailbox_len(&self, addr: &DeviceAddr) -> Result<usize, StoreError> {
         Ok(self.mailbox().held(&addr.to_key()))
     }
@@ -938,4 +1091,55 @@ impl SledStore {
 /// The `handle_owners` key: identity (32) || handle text.
 fn owner_key(identity: &IdentityKey, handle: &Handle) -> Vec<u8> {
     [identity.as_bytes().as_slice(), handle.as_str().as_bytes()].concat()
+}
+
+/// The `delivery_tokens` key of an account's header: identity (32) || 0.
+fn token_header_key(identity: &IdentityKey) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[..32].copy_from_slice(identity.as_bytes());
+    key
+}
+
+/// The `delivery_tokens` key of one digest: identity (32) || 1 || digest (32).
+fn token_digest_key(identity: &IdentityKey, digest: &TokenDigest) -> [u8; 65] {
+    let mut key = [0u8; 65];
+    key[..32].copy_from_slice(identity.as_bytes());
+    key[32] = 1;
+    key[33..].copy_from_slice(digest);
+    key
+}
+
+fn policy_byte(policy: TokenPolicy) -> u8 {
+    match policy {
+        TokenPolicy::Open => 0,
+        TokenPolicy::TokensRequired => 1,
+    }
+}
+
+/// Reads a header: policy u8 || digest count u32.
+fn decode_token_header(value: &[u8]) -> Result<(TokenPolicy, usize), StoreError> {
+    let corrupt = || StoreError::Corrupt("delivery_tokens");
+    let (policy, count) = value.split_first().ok_or_else(corrupt)?;
+    let policy = match policy {
+        0 => TokenPolicy::Open,
+        1 => TokenPolicy::TokensRequired,
+        _ => return Err(corrupt()),
+    };
+    let count: [u8; 4] = count.try_into().map_err(|_| corrupt())?;
+    Ok((policy, u32::from_be_bytes(count) as usize))
+}
+
+fn token_state_byte(state: TokenState) -> u8 {
+    match state {
+        TokenState::Accepted => 1,
+        TokenState::Revoked => 2,
+    }
+}
+
+fn decode_token_state(value: &[u8]) -> Result<TokenState, StoreError> {
+    match value {
+        [1] => Ok(TokenState::Accepted),
+        [2] => Ok(TokenState::Revoked),
+        _ => Err(StoreError::Corrupt("delivery_tokens")),
+    }
 }

@@ -8,12 +8,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease};
+use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease, TokenPolicy};
 use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair, LocalDevice};
 use protocol::prekeys::{
     KemPrekey, KemPrekeySecret, OneTimePrekey, OneTimePrekeySecret, PrekeyId, SignedPrekey,
     SignedPrekeySecret,
 };
+use protocol::reachability::{ReachabilityRecord, RelayEndpoint};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -244,6 +245,9 @@ suite!(
     handles_per_identity_are_capped,
     concurrent_claims_have_one_winner,
     flush_succeeds,
+    delivery_tokens_set_add_revoke_and_are_idempotent,
+    delivery_tokens_over_the_cap_change_nothing,
+    reachability_records_only_move_forward,
 );
 
 fn devices_are_listed_in_id_order(store: &Store) {
@@ -984,6 +988,195 @@ fn debug_output_holds_no_secret(store: &Store) {
     }
 }
 
+/// A token digest made of one repeated byte.
+fn digest(byte: u8) -> TokenDigest {
+    [byte; 32]
+}
+
+/// A record of `account` at `url`, numbered `sequence`.
+fn record(account: &Account, sequence: u64, url: &str) -> ReachabilityRecord {
+    let endpoint = RelayEndpoint::new(url, None).unwrap();
+    ReachabilityRecord::sign(&account.identity, sequence, vec![endpoint]).unwrap()
+}
+
+fn delivery_tokens_set_add_revoke_and_are_idempotent(store: &Store) {
+    let mut rng = rng(40);
+    let alice = Account::new(&mut rng, 1);
+    let bob = Account::new(&mut rng, 1);
+    let me = alice.identity.public_key();
+    assert_eq!(store.delivery_tokens(&me).unwrap(), None);
+    assert!(store.all_delivery_tokens().unwrap().is_empty());
+
+    let set = |policy, add: &[TokenDigest], revoke: &[TokenDigest]| {
+        store
+            .set_delivery_tokens(&me, policy, add, revoke, 100)
+            .unwrap()
+            .unwrap();
+    };
+    // A policy alone creates the account's state.
+    set(TokenPolicy::Open, &[], &[]);
+    let tokens = store.delivery_tokens(&me).unwrap().unwrap();
+    assert_eq!(tokens, DeliveryTokens::new(TokenPolicy::Open));
+
+    set(
+        TokenPolicy::TokensRequired,
+        &[digest(1), digest(2), digest(3)],
+        &[digest(4)],
+    );
+    let tokens = store.delivery_tokens(&me).unwrap().unwrap();
+    assert_eq!(tokens.policy, TokenPolicy::TokensRequired);
+    assert_eq!(tokens.state(&digest(1)), Some(TokenState::Accepted));
+    assert_eq!(tokens.state(&digest(4)), Some(TokenState::Revoked));
+    assert_eq!(tokens.state(&digest(5)), None);
+
+    // Revoking takes a digest off the accepted list, adding takes it off the revoked one; a
+    // digest in both lists of one update ends revoked.
+    set(
+        TokenPolicy::TokensRequired,
+        &[digest(4), digest(3)],
+        &[digest(1), digest(3)],
+    );
+    let after = store.delivery_tokens(&me).unwrap().unwrap();
+    assert_eq!(after.state(&digest(1)), Some(TokenState::Revoked));
+    assert_eq!(after.state(&digest(2)), Some(TokenState::Accepted));
+    assert_eq!(after.state(&digest(3)), Some(TokenState::Revoked));
+    assert_eq!(after.state(&digest(4)), Some(TokenState::Accepted));
+    assert_eq!(after.digests.len(), 4);
+
+    // The same update again changes nothing.
+    set(
+        TokenPolicy::TokensRequired,
+        &[digest(4), digest(3)],
+        &[digest(1), digest(3)],
+    );
+    assert_eq!(store.delivery_tokens(&me).unwrap().unwrap(), after);
+
+    // Accounts are separate; the list of all has both.
+    let other = bob.identity.public_key();
+    store
+        .set_delivery_tokens(&other, TokenPolicy::Open, &[digest(1)], &[], 100)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .delivery_tokens(&other)
+            .unwrap()
+            .unwrap()
+            .state(&digest(1)),
+        Some(TokenState::Accepted)
+    );
+    assert_eq!(store.delivery_tokens(&me).unwrap().unwrap(), after);
+    let mut all = store.all_delivery_tokens().unwrap();
+    all.sort_by_key(|(identity, _)| *identity.as_bytes());
+    let mut expected = vec![
+        (me, after),
+        (other, store.delivery_tokens(&other).unwrap().unwrap()),
+    ];
+    expected.sort_by_key(|(identity, _)| *identity.as_bytes());
+    assert_eq!(all, expected);
+}
+
+fn delivery_tokens_over_the_cap_change_nothing(store: &Store) {
+    let mut rng = rng(41);
+    let alice = Account::new(&mut rng, 1);
+    let me = alice.identity.public_key();
+    let max = 4;
+    store
+        .set_delivery_tokens(
+            &me,
+            TokenPolicy::Open,
+            &[digest(1), digest(2)],
+            &[digest(3)],
+            max,
+        )
+        .unwrap()
+        .unwrap();
+    let before = store.delivery_tokens(&me).unwrap().unwrap();
+    // Two new digests would make five: refused whole, the policy change included.
+    let refused = store
+        .set_delivery_tokens(
+            &me,
+            TokenPolicy::TokensRequired,
+            &[digest(4)],
+            &[digest(5), digest(1)],
+            max,
+        )
+        .unwrap();
+    assert_eq!(refused, Err(TokenQuotaExceeded { max }));
+    assert_eq!(store.delivery_tokens(&me).unwrap().unwrap(), before);
+    // Moving digests between the lists and one new digest fit.
+    store
+        .set_delivery_tokens(
+            &me,
+            TokenPolicy::TokensRequired,
+            &[digest(3), digest(4)],
+            &[digest(1), digest(2)],
+            max,
+        )
+        .unwrap()
+        .unwrap();
+    let after = store.delivery_tokens(&me).unwrap().unwrap();
+    assert_eq!(after.digests.len(), 4);
+    assert_eq!(after.policy, TokenPolicy::TokensRequired);
+    // At the cap, an update naming only held digests still goes through.
+    store
+        .set_delivery_tokens(&me, TokenPolicy::Open, &[digest(1)], &[digest(4)], max)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .set_delivery_tokens(&me, TokenPolicy::Open, &[digest(9)], &[], max)
+            .unwrap(),
+        Err(TokenQuotaExceeded { max })
+    );
+}
+
+fn reachability_records_only_move_forward(store: &Store) {
+    let mut rng = rng(42);
+    let alice = Account::new(&mut rng, 1);
+    let bob = Account::new(&mut rng, 1);
+    let me = alice.identity.public_key();
+    assert_eq!(store.reachability(&me).unwrap(), None);
+    let first = record(&alice, 10, "wss://one.example/v1");
+    assert_eq!(
+        store.put_reachability(&first).unwrap(),
+        RecordOutcome::Stored
+    );
+    assert_eq!(
+        store.put_reachability(&first).unwrap(),
+        RecordOutcome::Unchanged
+    );
+    // The same sequence with other contents, and an older one, are stale.
+    let same_sequence = record(&alice, 10, "wss://two.example/v1");
+    assert_eq!(
+        store.put_reachability(&same_sequence).unwrap(),
+        RecordOutcome::Stale
+    );
+    let older = record(&alice, 9, "wss://two.example/v1");
+    assert_eq!(
+        store.put_reachability(&older).unwrap(),
+        RecordOutcome::Stale
+    );
+    assert_eq!(store.reachability(&me).unwrap(), Some(first));
+    let newer = record(&alice, 11, "wss://two.example/v1");
+    assert_eq!(
+        store.put_reachability(&newer).unwrap(),
+        RecordOutcome::Stored
+    );
+    assert_eq!(store.reachability(&me).unwrap(), Some(newer.clone()));
+    // Another identity's record is its own.
+    let bobs = record(&bob, 1, "wss://one.example/v1");
+    assert_eq!(
+        store.put_reachability(&bobs).unwrap(),
+        RecordOutcome::Stored
+    );
+    assert_eq!(store.reachability(&me).unwrap(), Some(newer));
+    assert_eq!(
+        store.reachability(&bob.identity.public_key()).unwrap(),
+        Some(bobs)
+    );
+}
+
 fn handles_per_identity_are_capped(store: &Store) {
     let mut rng = rng(19);
     let alice = Account::new(&mut rng, 1);
@@ -1254,6 +1447,72 @@ mod sled_only {
         // The TTL index survived too: 1, 2 and 3 are due, and 8 (stored at NOW after reopening).
         assert_eq!(store.expire(NOW + 2 + TTL, TTL).unwrap(), 4);
         assert_eq!(seqs(&all_pending(&store, &a)), [5]);
+    }
+
+    #[test]
+    fn tokens_and_records_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rng(43);
+        let alice = Account::new(&mut rng, 1);
+        let me = alice.identity.public_key();
+        let published = record(&alice, 5, "wss://home.example/v1");
+        let before = {
+            let store = open_sled(dir.path());
+            store
+                .set_delivery_tokens(
+                    &me,
+                    TokenPolicy::TokensRequired,
+                    &[digest(1), digest(2)],
+                    &[digest(3)],
+                    100,
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store.put_reachability(&published).unwrap(),
+                RecordOutcome::Stored
+            );
+            flush(&store);
+            store.delivery_tokens(&me).unwrap().unwrap()
+        };
+        let store = open_sled(dir.path());
+        assert_eq!(store.delivery_tokens(&me).unwrap(), Some(before.clone()));
+        assert_eq!(store.all_delivery_tokens().unwrap(), vec![(me, before)]);
+        assert_eq!(store.reachability(&me).unwrap(), Some(published.clone()));
+        assert_eq!(
+            store.put_reachability(&published).unwrap(),
+            RecordOutcome::Unchanged
+        );
+        // The count survived too: the cap still counts the three digests held.
+        assert_eq!(
+            store
+                .set_delivery_tokens(&me, TokenPolicy::Open, &[digest(4)], &[], 3)
+                .unwrap(),
+            Err(TokenQuotaExceeded { max: 3 })
+        );
+    }
+
+    #[test]
+    fn corrupt_token_records_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rng(44);
+        let alice = Account::new(&mut rng, 1);
+        let me = alice.identity.public_key();
+        let store = open_sled(dir.path());
+        store
+            .set_delivery_tokens(&me, TokenPolicy::Open, &[digest(1)], &[], 100)
+            .unwrap()
+            .unwrap();
+        let tree = raw(&store).open_tree("delivery_tokens").unwrap();
+        let mut key = me.as_bytes().to_vec();
+        key.push(1);
+        key.extend_from_slice(&digest(1));
+        tree.insert(&key, &[7u8][..]).unwrap();
+        assert!(corrupt(store.delivery_tokens(&me)));
+        assert!(corrupt(store.all_delivery_tokens()));
+        let records = raw(&store).open_tree("reachability").unwrap();
+        records.insert(me.as_bytes(), &[1u8, 2, 3][..]).unwrap();
+        assert!(corrupt(store.reachability(&me)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Authentication (SPEC.md section 10.3): every way a proof can be wrong is refused with
-//! `auth_failed` and a close, requests before `AuthOk` with `auth_required`, a second `Auth`
+//! `auth_failed` and a close, requests other than the anonymous ones before `AuthOk` with
+//! `auth_required`, a second `Auth`
 //! with `bad_frame`, and a second connection of a device replaces the first.
 
 use chat_relay::metrics::Rejection;
@@ -125,10 +126,12 @@ async fn request_before_auth_is_refused() {
         guard(client.recv()).await.unwrap(),
         ServerFrame::Pong { nonce: 3 }
     );
+    // `ListDevices` and the other anonymous requests are allowed (SPEC.md 10.3 step 5,
+    // `reachability.rs`); `Send` is not.
     client
-        .send(&ClientFrame::ListDevices {
+        .send(&ClientFrame::Send {
             request_id: rid(1),
-            identity: alice.local.cert.identity(),
+            envelopes: vec![alice.envelope(b"x")],
         })
         .await
         .unwrap();

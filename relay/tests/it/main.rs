@@ -11,6 +11,7 @@ mod ops;
 mod prekeys;
 mod proxy;
 mod quotas;
+mod reachability;
 mod shutdown;
 mod smoke;
 mod store_forward;
