@@ -169,7 +169,8 @@ pub fn send_text(
         timestamp_ms: content.timestamp_ms,
         stored_at_ms: content.timestamp_ms,
         status: Some(MessageStatus::Pending),
-        failure: None,
+        // Queued behind a contact that cannot be reached now: it says why from the start.
+        failure: unlocked.held.get(&conversation).cloned(),
         read: false,
         text: text.to_owned(),
     };
