@@ -1049,6 +1049,8 @@ struct ProxyRules {
 const FRAME_DELIVER: u8 = 0x86;
 const FRAME_ACK: u8 = 0x15;
 const FRAME_SEND: u8 = 0x14;
+/// The type byte of a `Deposit` frame (what chatd sends since SPEC.md 10.9).
+const FRAME_DEPOSIT: u8 = 0x19;
 /// Where a `Deliver` frame's payload starts: version, type, envelope id (16), received_at
 /// (u64), payload length (u32).
 const DELIVER_PAYLOAD_AT: usize = 2 + 16 + 8 + 4;
@@ -1120,15 +1122,15 @@ impl WsProxy {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Refuses the next `count` `Send` frames daemons send, as a relay over its rate limit
-    /// does (`rate_limited`, SPEC.md 10.5), without passing them on.
+    /// Refuses the next `count` `Send` or `Deposit` frames daemons send, as a relay over its
+    /// rate limit does (`rate_limited`, SPEC.md 10.5), without passing them on.
     pub fn refuse_sends(&self, count: usize) {
         self.rules
             .refuse_sends
             .store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// How many `Send` frames were refused so far.
+    /// How many `Send` or `Deposit` frames were refused so far.
     pub fn refused_sends(&self) -> usize {
         self.rules
             .refused_sends
@@ -1196,8 +1198,8 @@ async fn proxy_connection(
                 rules.dropped_acks.fetch_add(1, SeqCst);
                 continue;
             }
-            let is_send =
-                matches!(&message, Message::Binary(frame) if frame.get(1) == Some(&FRAME_SEND));
+            let is_send = matches!(&message, Message::Binary(frame)
+                if frame.get(1) == Some(&FRAME_SEND) || frame.get(1) == Some(&FRAME_DEPOSIT));
             if let Message::Binary(frame) = &message
                 && is_send
                 && rules
@@ -1207,7 +1209,10 @@ async fn proxy_connection(
             {
                 use protocol::codec::{Decode, Encode};
                 use protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
-                if let Ok(ClientFrame::Send { request_id, .. }) = ClientFrame::from_bytes(frame) {
+                if let Ok(
+                    ClientFrame::Send { request_id, .. } | ClientFrame::Deposit { request_id, .. },
+                ) = ClientFrame::from_bytes(frame)
+                {
                     let refusal =
                         ServerFrame::error(Some(request_id), ErrorCode::RateLimited, "slow down");
                     rules.refused_sends.fetch_add(1, SeqCst);

@@ -21,6 +21,8 @@ pub const ACCOUNT_INFO: &str = "account.info";
 pub const ACCOUNT_REGISTER_HANDLE: &str = "account.register_handle";
 /// Gives up a handle on the relay.
 pub const ACCOUNT_RELEASE_HANDLE: &str = "account.release_handle";
+/// `account.move_relay`.
+pub const ACCOUNT_MOVE_RELAY: &str = "account.move_relay";
 /// Adds a contact.
 pub const CONTACTS_ADD: &str = "contacts.add";
 /// Lists contacts.
@@ -182,6 +184,20 @@ pub const ALL: &[MethodDoc] = &[
             E::RelayUnreachable,
             E::RelayError,
         ],
+    },
+    MethodDoc {
+        name: ACCOUNT_MOVE_RELAY,
+        summary: "Moves the account's home relay: registers there and tells every contact.",
+        description: "The new relay becomes the home relay at once: the account registers \
+            there (prekeys, delivery tokens, its reachability record), signs a newer \
+            reachability record naming it, and sends every contact an introduction carrying it, \
+            so they deliver there from then on (SPEC.md 10.9). The old relay stays connected \
+            to drain its mailbox (and learns the new record, for lookups there) until it has \
+            been quiet for a day and seven days have passed. Handles stay on the old relay, \
+            shown as `handle@old-relay`, until released with `account.release_handle`.",
+        params: schema::<MoveRelay>,
+        result: schema::<AccountInfo>,
+        errors: &[E::NoAccount, E::Locked, E::InvalidRelayUrl, E::StoreError],
     },
     MethodDoc {
         name: CONTACTS_ADD,

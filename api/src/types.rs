@@ -143,6 +143,14 @@ pub struct RegisterHandle {
     pub handle: String,
 }
 
+/// Params of `account.move_relay`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRelay {
+    /// The new home relay's URL (`wss://relay.example.org/v1`).
+    pub relay: String,
+}
+
 /// Result of `account.register_handle`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HandleRegistered {

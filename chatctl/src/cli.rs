@@ -63,6 +63,9 @@ pub enum Command {
     /// Manage contacts
     #[command(subcommand)]
     Contact(ContactCommand),
+    /// Manage this account's home relay
+    #[command(subcommand)]
+    Relay(RelayCommand),
     /// Create a one-time invite code to give someone
     Invite,
     /// Accept an invite code: adds the inviter as a contact
@@ -163,6 +166,17 @@ pub struct UnlockArgs {
     /// Read the passphrase from the first line of this file
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// The `relay` commands.
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Move this account to another home relay: register there and tell every contact; the old
+    /// relay is drained until quiet, and handles stay there until released
+    Move {
+        /// The new relay's URL (wss://relay.example.org/v1)
+        url: String,
+    },
 }
 
 /// The `contact` commands.

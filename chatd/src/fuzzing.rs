@@ -51,6 +51,11 @@ pub fn params(method: &str, params: Option<&str>) -> Result<(), ErrorObjectOwned
         | m::RPC_DISCOVER => parse::<Empty>(&params).map(drop),
         m::ACCOUNT_CREATE => parse::<CreateAccount>(&params).map(drop),
         m::ACCOUNT_UNLOCK => parse::<Unlock>(&params).map(drop),
+        m::ACCOUNT_MOVE_RELAY => {
+            let p: MoveRelay = parse(&params)?;
+            let _ = crate::relay_link::normalize_url(&p.relay);
+            Ok(())
+        }
         m::ACCOUNT_REGISTER_HANDLE | m::ACCOUNT_RELEASE_HANDLE => {
             let p: RegisterHandle = parse(&params)?;
             handle(&p.handle);

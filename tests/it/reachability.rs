@@ -157,3 +157,71 @@ fn a_contacts_relay_that_is_down_holds_messages_with_a_reason_until_it_is_back()
             .any(|m| m["text"] == "while your relay is down")
     );
 }
+
+#[test]
+fn moving_home_loses_nothing_contacts_follow_and_the_old_relay_is_drained() {
+    let mut relays: Vec<RelayProcess> = (0..3).map(|_| RelayProcess::start()).collect();
+    let (alice, _) = account_on(&relays[0], "alice");
+    let (bob, _) = account_on(&relays[1], "bob");
+    let invite = alice.call("invites.create", json!({}));
+    bob.call(
+        "invites.accept",
+        json!({ "code": invite["code"], "alias": "alice" }),
+    );
+    wait_contact(&alice, "bob");
+    alice.call("account.register_handle", json!({ "handle": "alice" }));
+    talk(&bob, "alice", &alice, "bob", "before the move");
+
+    // Bob's relay is down: Alice's news of her move cannot reach him yet, so he keeps
+    // delivering to her old relay, which she drains.
+    relays[1].kill();
+    let moved = alice.call("account.move_relay", json!({ "relay": relays[2].url() }));
+    assert_eq!(moved["relay_url"], relays[2].url(), "{moved}");
+    let old_handle = format!("alice@{}", host_of(&relays[0]));
+    assert_eq!(moved["handles"], json!([old_handle]), "{moved}");
+    alice.wait_connected();
+    let early = bob.send("alice", "sent to the old relay");
+    bob.wait_status("alice", &early, "sent");
+    alice.wait_incoming("bob", 2);
+
+    // Bob's relay is back: he learns of the move and delivers to the new relay.
+    relays[1].restart();
+    bob.wait_connected();
+    let mut after = 0;
+    wait_for("bob to learn alice's new relay", || {
+        after += 1;
+        let id = bob.send("alice", &format!("after the news {after}"));
+        bob.wait_status("alice", &id, "sent");
+        let status = bob.call("daemon.status", json!({}));
+        let others = status["other_relays"].as_array()?.clone();
+        others
+            .iter()
+            .any(|o| o["url"] == relays[2].url().as_str())
+            .then_some(())
+    });
+    let texts: Vec<String> = alice
+        .wait_incoming("bob", 3)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(texts[0], "before the move");
+    assert_eq!(texts[1], "sent to the old relay");
+    assert!(
+        texts[2..].iter().all(|t| t.starts_with("after the news")),
+        "{texts:?}"
+    );
+    let mut unique = texts.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), texts.len(), "nothing shown twice: {texts:?}");
+
+    // Her handle stays on the old relay, and a lookup there finds her new home.
+    let (dave, _) = account_on(&relays[2], "dave");
+    dave.add_contact("alice", &format!("@{old_handle}"));
+    talk(&dave, "alice", &alice, "dave", "found you");
+    // Replies go out too.
+    talk(&alice, "bob", &bob, "alice", "from my new home");
+    // And the handle can be released where it is.
+    alice.call("account.release_handle", json!({ "handle": old_handle }));
+    let info = alice.call("account.info", json!({}));
+    assert_eq!(info["handles"], json!([]), "{info}");
+}

@@ -4,8 +4,8 @@ use api::ErrorCode;
 use api::client::ClientError;
 use api::methods;
 use api::types::{
-    AccountInfo, CreateAccount, DaemonStatus, Empty, HandleRegistered, LockState, RegisterHandle,
-    Unlock,
+    AccountInfo, CreateAccount, DaemonStatus, Empty, HandleRegistered, LockState, MoveRelay,
+    RegisterHandle, Unlock,
 };
 
 use super::{Ctx, decode};
@@ -132,4 +132,18 @@ pub(super) fn register(ctx: &Ctx, handle: &str) -> anyhow::Result<()> {
             ))
         },
     )
+}
+
+/// `chatctl relay move URL`.
+pub(super) fn move_relay(ctx: &Ctx, url: &str) -> anyhow::Result<()> {
+    let params = MoveRelay {
+        relay: url.to_owned(),
+    };
+    ctx.call_and_show(methods::ACCOUNT_MOVE_RELAY, &params, |info: AccountInfo| {
+        Ok(format!(
+            "moved to {}: your contacts are being told; mail still arriving at the old relay is \
+             collected until it is quiet",
+            render::clean_line(&info.relay_url)
+        ))
+    })
 }

@@ -35,6 +35,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Whoami => account::whoami(&ctx),
         Command::Register { handle } => account::register(&ctx, handle),
         Command::Contact(command) => contact::run(&ctx, command),
+        Command::Relay(crate::cli::RelayCommand::Move { url }) => account::move_relay(&ctx, url),
         Command::Invite => contact::invite(&ctx),
         Command::Accept { code, alias } => contact::accept(&ctx, code, alias.as_deref()),
         Command::Send(args) => message::send(&ctx, args),

@@ -137,6 +137,9 @@ pub fn open(
         txn.commit(&store, batch)?;
     }
     start_link(state, &mut unlocked);
+    for url in unlocked.account.draining.clone() {
+        start_draining(state, &mut unlocked, &url);
+    }
     let info = info(&unlocked);
     state.lock = Lock::Unlocked(Box::new(unlocked));
     state.connection = ConnectionState::Connecting;
@@ -168,6 +171,158 @@ fn start_link(state: &CoreState, unlocked: &mut Unlocked) {
         Some(unlocked.local.clone()),
         events_tx,
     ));
+}
+
+/// Starts the authenticated link to `url`, a relay the account moved away from, to drain its
+/// mailbox (SPEC.md 10.9, moving home).
+fn start_draining(state: &CoreState, unlocked: &mut Unlocked, url: &str) {
+    let generation = state.generation;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let inputs = state.inputs.clone();
+    let tagged = url.to_owned();
+    unlocked.tasks.spawn(async move {
+        while let Some(event) = events_rx.recv().await {
+            if inputs
+                .send(super::Input::Draining(generation, tagged.clone(), event))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let link = RelayLink::start(
+        LinkConfig {
+            url: url.to_owned(),
+            extra_root_pem: state.config.relay_ca_pem.clone(),
+            tls_pin: None,
+        },
+        Some(unlocked.local.clone()),
+        events_tx,
+    );
+    unlocked
+        .draining
+        .insert(url.to_owned(), (link, tokio::time::Instant::now()));
+}
+
+/// How long after a move an old relay is drained at least: a contact's daemon that has not
+/// heard of the move yet may still deliver there for as long as it retries a message.
+pub const DRAIN_AT_LEAST_MS: u64 = super::messaging::outbox::OUTBOX_EXPIRY_MS;
+/// An old relay is let go once it has delivered nothing for this long (and the move is at
+/// least [`DRAIN_AT_LEAST_MS`] old).
+pub const DRAIN_QUIET: Duration = Duration::from_secs(24 * 3600);
+
+/// `account.move_relay`: makes `url` the home relay (SPEC.md 10.9, moving home). The account
+/// registers there as its link comes up (prekeys, tokens, record), signs a record with a higher
+/// sequence naming it, tells every contact in an introduction, and keeps an authenticated link
+/// to the old relay to drain its mailbox. Handles stay on the old relay, written
+/// `handle@old-relay`, until released.
+pub fn move_relay(state: &mut CoreState, txn: &mut Txn, url: &str) -> ApiResult<AccountInfo> {
+    let url = crate::relay_link::normalize_url(url)?;
+    let unlocked = state.unlocked()?;
+    let old = unlocked.account.relay_url.clone();
+    if url == old {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRelayUrl,
+            format!("{url} is already this account's relay"),
+        ));
+    }
+    let mut account = unlocked.account.clone();
+    account.draining.retain(|u| u != &url);
+    if !account.draining.contains(&old) {
+        account.draining.push(old.clone());
+    }
+    for handle in &mut account.handles {
+        if let Ok(bare) = protocol::frames::Handle::parse(handle) {
+            *handle = protocol::reachability::QualifiedHandle {
+                handle: bare,
+                relay: Some(old.clone()),
+            }
+            .to_string();
+        }
+    }
+    account.relay_url = url.clone();
+    account.tls_pin = None;
+    account.reach_sequence = unlocked
+        .clock
+        .now_ms()
+        .max(account.reach_sequence.saturating_add(1));
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    save_account(&mut batch, &account);
+    txn.commit(&store, batch)?;
+    unlocked.account = account;
+    tracing::info!(from = %old, to = %url, "moving home");
+    // The contacts learn the new record (and keep their tokens) from an introduction.
+    let contacts: Vec<_> = unlocked
+        .contacts
+        .iter()
+        .filter(|(_, c)| !c.blocked)
+        .map(|(id, c)| (*id, c.our_token))
+        .collect();
+    for (id, token) in contacts {
+        let body = super::contacts::introduction(unlocked, None, token)?;
+        super::messaging::outbox::queue_control(
+            unlocked,
+            txn,
+            id,
+            protocol::envelope::ContentKind::Introduction,
+            body,
+        )?;
+    }
+    let mut lock = std::mem::replace(&mut state.lock, Lock::Locked);
+    if let Lock::Unlocked(unlocked) = &mut lock {
+        unlocked.online = false;
+        start_link(state, unlocked);
+        if !unlocked.draining.contains_key(&old) {
+            start_draining(state, unlocked, &old);
+        }
+        // A relay moved back to is home again, not drained.
+        unlocked.draining.remove(&url);
+    }
+    state.lock = lock;
+    state.connection = ConnectionState::Connecting;
+    let unlocked = state.unlocked()?;
+    Ok(info(unlocked))
+}
+
+/// Lets go of the relays being drained that are done: the move is at least
+/// [`DRAIN_AT_LEAST_MS`] old and the relay delivered nothing for [`DRAIN_QUIET`].
+pub fn finish_draining(state: &mut CoreState, txn: &mut Txn) -> ApiResult<()> {
+    let Ok(unlocked) = state.unlocked() else {
+        return Ok(());
+    };
+    if unlocked.draining.is_empty() {
+        return Ok(());
+    }
+    let moved_long_ago = unlocked
+        .account
+        .reach_sequence
+        .saturating_add(DRAIN_AT_LEAST_MS)
+        <= unlocked.clock.now_ms();
+    if !moved_long_ago {
+        return Ok(());
+    }
+    let done: Vec<String> = unlocked
+        .draining
+        .iter()
+        .filter(|(_, (_, last))| last.elapsed() >= DRAIN_QUIET)
+        .map(|(url, _)| url.clone())
+        .collect();
+    if done.is_empty() {
+        return Ok(());
+    }
+    let mut account = unlocked.account.clone();
+    account.draining.retain(|url| !done.contains(url));
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    save_account(&mut batch, &account);
+    txn.commit(&store, batch)?;
+    unlocked.account = account;
+    for url in done {
+        tracing::info!(relay = %url, "the old relay is drained; letting it go");
+        unlocked.draining.remove(&url);
+    }
+    Ok(())
 }
 
 /// Connects to the relay again: the relay delivers again every envelope not acknowledged,

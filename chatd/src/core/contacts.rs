@@ -402,11 +402,13 @@ pub fn introduction(
     let introduction = Introduction {
         name,
         // A handle the relay accepted parses; one that does not is left out, not sent.
+        // (Handles left on a relay the account moved away from are written `handle@relay` and
+        // do not parse: an introduction names a handle on the home relay only.)
         handle: unlocked
             .account
             .handles
-            .first()
-            .and_then(|h| Handle::parse(h).ok()),
+            .iter()
+            .find_map(|h| Handle::parse(h).ok()),
         invite_token: token,
         reachability: Some(super::reach::own_record(unlocked)?),
         delivery_token: delivery_token.map(DeliveryToken),

@@ -64,6 +64,9 @@ pub enum Input {
     /// Something from the anonymous link to another relay (its relay binding) of unlock
     /// generation `generation`.
     Foreign(u64, String, LinkEvent),
+    /// Something from the authenticated link to a relay the account moved away from (its
+    /// relay binding), drained until quiet.
+    Draining(u64, String, LinkEvent),
     /// A background task finished; its continuation runs like a job if `generation` is current.
     Continue(u64, Job),
 }
@@ -75,6 +78,9 @@ impl std::fmt::Debug for Input {
             Input::Link(generation, event) => write!(f, "Link({generation}, {event:?})"),
             Input::Foreign(generation, url, event) => {
                 write!(f, "Foreign({generation}, {url}, {event:?})")
+            }
+            Input::Draining(generation, url, event) => {
+                write!(f, "Draining({generation}, {url}, {event:?})")
             }
             Input::Continue(generation, _) => write!(f, "Continue({generation})"),
         }
@@ -474,6 +480,11 @@ impl CoreTask {
             Input::Foreign(generation, url, event) => {
                 if generation == self.state.generation {
                     messaging::on_foreign_event(&mut self.state, &url, event);
+                }
+            }
+            Input::Draining(generation, url, event) => {
+                if generation == self.state.generation {
+                    messaging::on_draining_event(&mut self.state, &url, event, txn);
                 }
             }
             Input::Continue(generation, job) => {

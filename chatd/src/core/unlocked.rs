@@ -76,6 +76,12 @@ pub struct Unlocked {
     pub link: Option<RelayLink>,
     /// Anonymous links to contacts' relays when they are not ours (SPEC.md 10.9).
     pub pool: crate::relay_pool::RelayPool,
+    /// Authenticated links to the relays the account moved away from, drained until quiet
+    /// (`account.draining`), with when each last delivered something.
+    pub draining: HashMap<String, (RelayLink, Instant)>,
+    /// Envelopes from the draining relays stored this round, acknowledged to their relay once
+    /// the round is durable.
+    pub pending_drain_acks: HashMap<String, Vec<protocol::frames::EnvelopeId>>,
     /// Failed attempts per conversation on its current route: a contact's record may list
     /// several URLs of its relay, tried in turn ([`super::reach::route`]).
     pub route_attempts: HashMap<ConvId, u32>,
@@ -169,6 +175,8 @@ impl Unlocked {
             fetching: HashSet::new(),
             link: None,
             pool: crate::relay_pool::RelayPool::default(),
+            draining: HashMap::new(),
+            pending_drain_acks: HashMap::new(),
             route_attempts: HashMap::new(),
             held: HashMap::new(),
             pending_holds: HashMap::new(),
@@ -200,6 +208,7 @@ impl Unlocked {
         let mut fresh = Self::load_shared(self.store.clone(), self.clock.clone())?;
         fresh.link = self.link.take();
         fresh.pool = std::mem::take(&mut self.pool);
+        fresh.draining = std::mem::take(&mut self.draining);
         fresh.route_attempts = std::mem::take(&mut self.route_attempts);
         fresh.held = std::mem::take(&mut self.held);
         fresh.online = self.online;

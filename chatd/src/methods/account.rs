@@ -1,5 +1,5 @@
-//! `account.create`, `account.unlock`, `account.lock` and `account.info`: Argon2id runs
-//! outside the core, the rest in it.
+//! `account.create`, `account.unlock`, `account.lock`, `account.info` and
+//! `account.move_relay`: Argon2id runs outside the core, the rest in it.
 
 use api::ErrorCode;
 use api::methods as m;
@@ -28,6 +28,13 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
     method!(module, m::ACCOUNT_INFO, |params, ctx| {
         let _: Empty = parse(&params)?;
         out(ctx.core.call(|s, _| Ok(account::info(s.unlocked()?))).await)
+    });
+    method!(module, m::ACCOUNT_MOVE_RELAY, |params, ctx| {
+        let p: MoveRelay = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| account::move_relay(s, t, &p.relay))
+            .await)
     });
 }
 

@@ -253,19 +253,39 @@ pub(super) async fn register_handle(
 
 pub(super) async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResult<()> {
     use crate::relay_link::RequestError::Refused;
-    let handle = contacts::parse_handle(&p.handle)?;
-    let signed = handle.clone();
+    // A handle on the home relay is written bare; one left on a relay the account moved away
+    // from is written `handle@relay` and released there, over the link that drains it.
+    let text = p.handle.trim().trim_start_matches('@').to_owned();
+    let qualified = QualifiedHandle::parse(&text).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidHandle,
+            format!("{text:?} is not a valid handle: {e}"),
+        )
+    })?;
+    let signed = qualified.handle.clone();
+    let listed = text.clone();
     let (release, requester) = ctx
         .core
         .call(move |s, _| {
             let u = s.unlocked()?;
-            if !u.account.handles.iter().any(|h| h == signed.as_str()) {
+            if !u.account.handles.iter().any(|h| h == &listed) {
                 return Err(ApiError::not_found(format!(
-                    "the handle @{} on this account",
-                    signed.as_str()
+                    "the handle @{listed} on this account"
                 )));
             }
-            let requester = link_requester(u)?;
+            let requester = match &qualified.relay {
+                Some(relay) if relay != &u.account.relay_url => u
+                    .draining
+                    .get(relay)
+                    .map(|(link, _)| link.requester())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::RelayUnreachable,
+                            format!("no connection to {relay}"),
+                        )
+                    })?,
+                _ => link_requester(u)?,
+            };
             let issued_at = u.handle_issued_at(signed.as_str(), u.clock.now_ms() / 1000);
             Ok((
                 HandleRelease::sign(&u.identity, signed, issued_at),
@@ -288,7 +308,6 @@ pub(super) async fn release_handle(ctx: &Context, p: RegisterHandle) -> ApiResul
         Ok(other) => return Err(unexpected(&other)),
         Err(e) => return Err(e.into()),
     }
-    let name = handle.as_str().to_owned();
-    save_handles(ctx, move |handles| handles.retain(|h| h != &name)).await?;
+    save_handles(ctx, move |handles| handles.retain(|h| h != &text)).await?;
     Ok(())
 }

@@ -13,8 +13,8 @@
 //! - A [`QualifiedHandle`] is a handle on a named relay, written `handle@host[:port]`.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer};
 use crate::crypto::Rng;

@@ -1,3 +1,6 @@
+//! Unit tests for relay bindings, relay-qualified handles, reachability records and token
+//! digests.
+
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::*;

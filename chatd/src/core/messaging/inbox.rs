@@ -57,7 +57,8 @@ pub(crate) fn received_key(
     key
 }
 
-/// Opens, decrypts, stores and acknowledges one delivered envelope. Anything that cannot be
+/// Opens, decrypts, stores and acknowledges one delivered envelope (`from`: the relay the
+/// account moved away from that delivered it, `None` for the home relay). Anything that cannot be
 /// opened or decrypted is logged and acknowledged (it can never become readable), and the
 /// session is left as it was.
 pub(crate) fn receive(
@@ -65,6 +66,7 @@ pub(crate) fn receive(
     txn: &mut Txn,
     envelope_id: EnvelopeId,
     payload: &[u8],
+    from: Option<&str>,
 ) {
     match receive_inner(state, txn, payload) {
         Ok(()) => {}
@@ -84,7 +86,14 @@ pub(crate) fn receive(
     }
     // Acknowledged at the end of the round, all in one frame, once the round is durable.
     if let Ok(unlocked) = state.unlocked() {
-        unlocked.pending_acks.push(envelope_id);
+        match from {
+            None => unlocked.pending_acks.push(envelope_id),
+            Some(relay) => unlocked
+                .pending_drain_acks
+                .entry(relay.to_owned())
+                .or_default()
+                .push(envelope_id),
+        }
     }
 }
 

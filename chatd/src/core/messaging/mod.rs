@@ -67,7 +67,7 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                     envelope_id,
                     payload,
                     ..
-                } => receive(state, txn, envelope_id, &payload),
+                } => receive(state, txn, envelope_id, &payload, None),
                 // The answer to a request sent without waiting for it (the reachability record,
                 // token updates, prekey checks).
                 ServerFrame::Error { code, message, .. } => {
@@ -114,8 +114,63 @@ pub fn on_foreign_event(state: &mut CoreState, url: &str, event: LinkEvent) {
     }
 }
 
-/// Periodic work: close idle links to other relays, rotate the signed prekey when it is due.
+/// Reacts to the link to a relay the account moved away from: the mail it still delivers is
+/// received like the home relay's (and acknowledged to it); each time it connects it is told
+/// the account's current record, so a lookup there finds the new home.
+pub fn on_draining_event(state: &mut CoreState, url: &str, event: LinkEvent, txn: &mut Txn) {
+    match event {
+        LinkEvent::State { state: new, error } => {
+            if let Some(error) = &error {
+                tracing::info!(relay = %url, %error, "the relay being drained cannot be reached");
+            }
+            if new != api::types::ConnectionState::Connected {
+                return;
+            }
+            let Ok(unlocked) = state.unlocked() else {
+                return;
+            };
+            let Some((link, _)) = unlocked.draining.get(url) else {
+                return;
+            };
+            let requester = link.requester();
+            match reach::own_record(unlocked) {
+                Ok(record) => {
+                    let frame = ClientFrame::PublishReachability {
+                        request_id: requester.request_id(),
+                        record,
+                    };
+                    txn.after(move || requester.send(frame));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot sign the reachability record"),
+            }
+        }
+        LinkEvent::Frame(frame, _share) => match *frame {
+            ServerFrame::Deliver {
+                envelope_id,
+                payload,
+                ..
+            } => {
+                if let Ok(unlocked) = state.unlocked()
+                    && let Some((_, last)) = unlocked.draining.get_mut(url)
+                {
+                    *last = tokio::time::Instant::now();
+                }
+                receive(state, txn, envelope_id, &payload, Some(url));
+            }
+            ServerFrame::Error { code, message, .. } => {
+                tracing::warn!(relay = %url, code = code.name(), %message, "the relay being drained refused a request");
+            }
+            other => tracing::debug!(relay = %url, frame = other.name(), "ignoring a frame"),
+        },
+    }
+}
+
+/// Periodic work: close idle links to other relays, stop draining relays that are done, rotate
+/// the signed prekey when it is due.
 pub fn on_tick(state: &mut CoreState, txn: &mut Txn) {
+    if let Err(e) = account::finish_draining(state, txn) {
+        tracing::warn!(error = %e, "could not stop draining a relay");
+    }
     let Ok(unlocked) = state.unlocked() else {
         return;
     };
@@ -146,6 +201,23 @@ pub fn pump(state: &mut CoreState, txn: &mut Txn) {
     for ids in std::mem::take(&mut unlocked.pending_acks).chunks(protocol::frames::MAX_ACK_IDS) {
         txn.frame(ClientFrame::Ack {
             envelope_ids: ids.to_vec(),
+        });
+    }
+    for (relay, acks) in std::mem::take(&mut unlocked.pending_drain_acks) {
+        let Some((link, _)) = unlocked.draining.get(&relay) else {
+            continue;
+        };
+        let requester = link.requester();
+        let frames: Vec<ClientFrame> = acks
+            .chunks(protocol::frames::MAX_ACK_IDS)
+            .map(|ids| ClientFrame::Ack {
+                envelope_ids: ids.to_vec(),
+            })
+            .collect();
+        txn.after(move || {
+            for frame in frames {
+                requester.send(frame);
+            }
         });
     }
     let mut sealed_now = std::collections::HashSet::new();

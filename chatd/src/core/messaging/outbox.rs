@@ -668,12 +668,12 @@ pub(crate) fn start_sends(
     // Recipient keys decoded so far: decoding decompresses and checks an Ed25519 point, which
     // cost about 6% of the core's time when it was done for every message.
     let mut recipients: Vec<([u8; 32], IdentityKey)> = Vec::new();
-    let mut groups: Vec<(Route, Vec<(u64, Vec<DepositEnvelope>)>)> = Vec::new();
+    let mut groups: Vec<(Route, Group)> = Vec::new();
     'relays: for (route, entries) in by_relay {
         // The conversations of the group being filled: when it is full, they are held too, so
         // their later entries wait for its answer instead of going out in a second `Deposit`.
         let mut in_group: Vec<ConvId> = Vec::new();
-        let mut group: Vec<(u64, Vec<DepositEnvelope>)> = Vec::new();
+        let mut group: Group = Vec::new();
         let mut group_envelopes = 0;
         let mut group_bytes = 0;
         for (seq, conversation) in entries {
@@ -859,6 +859,9 @@ pub(crate) fn announce_held(state: &mut CoreState, txn: &mut Txn) -> ApiResult<(
     }
     txn.commit(&store, batch)
 }
+
+/// The outbox entries (by sequence) of one `Deposit`, with their envelopes.
+type Group = Vec<(u64, Vec<DepositEnvelope>)>;
 
 /// A conversation's relay failed: the next attempt tries the next URL of its record.
 fn fail_route(unlocked: &mut Unlocked, conversation: ConvId) {

@@ -396,6 +396,7 @@ fn an_unreadable_envelope_is_a_typed_peer_error_and_is_acknowledged() {
         &mut Txn::default(),
         EnvelopeId::from_bytes([9; 16]),
         &[0x07; 80],
+        None,
     );
     let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(unlocked.pending_acks, [EnvelopeId::from_bytes([9; 16])]);
