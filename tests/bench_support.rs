@@ -171,6 +171,11 @@ impl Relay {
         format!("ws://{}/v1", self.addr)
     }
 
+    /// The address it listens on (`host:port`, as a relay-qualified handle or address names it).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

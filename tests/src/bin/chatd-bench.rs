@@ -3,8 +3,10 @@
 //! only) and measures, one scenario per subcommand: `chatctl send` as a whole process against a
 //! warm daemon, the `daemon.status` round trip, send-to-`message.received` latency at a fixed
 //! rate, sustained one-way throughput with everything persisted, chatd's RSS idle and with
-//! 100,000 stored messages, and `messages.history` over those messages. `all` runs every
-//! scenario on one pair of daemons; `--repeat` runs again with fresh processes and summarises.
+//! 100,000 stored messages, and `messages.history` over those messages; `reach` adds relays with
+//! an account each and measures the first message to a contact on another relay and later sends
+//! there beside sends to a contact on the same relay (SPEC.md 10.9). `all` runs every scenario
+//! but `reach` on one pair of daemons; `--repeat` runs again with fresh processes and summarises.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -89,6 +91,15 @@ struct Plan {
     /// `history`: messages per page.
     #[arg(long, default_value_t = 50, global = true)]
     history_limit: u64,
+    /// `reach`: other relays, each with one account, the sender's first message goes to.
+    #[arg(long, default_value_t = 5, global = true)]
+    reach_relays: usize,
+    /// `reach`: messages per second to each of the two contacts, side by side.
+    #[arg(long, default_value_t = 20, global = true)]
+    reach_rate: u64,
+    /// `reach`: measured seconds of side-by-side sends.
+    #[arg(long, default_value_t = 10, global = true)]
+    reach_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
@@ -105,6 +116,10 @@ enum Scenario {
     Rss,
     /// `messages.history` (the latest `--history-limit`) with `--fill` stored messages.
     History,
+    /// Contacts on other relays: the first message to each of `--reach-relays` (dial, anonymous
+    /// bundle fetch, seal, deposit: `messages.send` to `sent`), then send-to-event latency to
+    /// one of them and to the same-relay contact, side by side.
+    Reach,
     /// Every scenario, on one pair of daemons.
     All,
 }
@@ -280,6 +295,7 @@ impl<'a> Bench<'a> {
                 self.fill()?;
                 self.history()
             }
+            Scenario::Reach => self.reach(),
             Scenario::All => {
                 self.rss_idle()?;
                 self.send_cli()?;
@@ -646,6 +662,190 @@ impl<'a> Bench<'a> {
         self.latency_figure("messages.send RPC p50", rpc.quantile(0.5), Unit::Ms, None);
         let total = self.conversation_total()?;
         self.wait_quiet(Some(total), Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    fn reach(&mut self) -> anyhow::Result<()> {
+        self.warm()?;
+        let count = self.plan.reach_relays.max(1);
+        println!(
+            "-- reach: {count} other relays with an account each; the first message to each \
+             (from just before `messages.send` to its `sent` status: a new link, anonymous \
+             device list and bundle fetch, session setup, seal, deposit)"
+        );
+        let mut others = Vec::new();
+        for i in 0..count {
+            let relay = Relay::start(self.binaries, RelayLimits::Raised)?;
+            let daemon = Daemon::start(self.binaries, &relay.url())?;
+            let address = daemon.create(&format!("Carol{i}"))?;
+            self.sender.call(
+                methods::CONTACTS_ADD,
+                json!({ "alias": format!("carol{i}"), "target": format!("{address}@{}", relay.addr()) }),
+            )?;
+            others.push((relay, daemon));
+        }
+        let mut events = self.sender.client()?;
+        events
+            .call_value(methods::EVENTS_SUBSCRIBE, json!({}))
+            .context("events.subscribe")?;
+        let mut sender = self.sender.client()?;
+        let mut firsts = Latencies::new()?;
+        for i in 0..count {
+            let started = Instant::now();
+            let sent = sender
+                .call_value(
+                    methods::MESSAGES_SEND,
+                    json!({ "to": format!("carol{i}"), "text": "hello over there" }),
+                )
+                .context("messages.send")?;
+            let id = sent["message_id"].as_str().unwrap_or_default().to_owned();
+            loop {
+                let notification = events.next_notification().context("reading events")?;
+                let result = &notification.result;
+                if result["kind"] == "message.status"
+                    && result["message_id"] == id.as_str()
+                    && result["status"] != "pending"
+                {
+                    anyhow::ensure!(
+                        result["status"] != "failed",
+                        "the first message failed: {result}"
+                    );
+                    break;
+                }
+            }
+            firsts.record(started.elapsed());
+        }
+        println!("   first message: {}", firsts.summary(Unit::Ms));
+        self.latency_figure(
+            "first message to another relay p50",
+            firsts.quantile(0.5),
+            Unit::Ms,
+            Some(50.0),
+        );
+        self.latency_figure(
+            "first message to another relay max",
+            firsts.max(),
+            Unit::Ms,
+            None,
+        );
+        drop(events);
+
+        // Later sends: the same-relay contact and the first other-relay contact, alternately.
+        let rate = self.plan.reach_rate.max(1);
+        let total = rate * self.plan.reach_seconds;
+        println!(
+            "-- reach: {rate} messages/s to each of alice (same relay) and carol0 (another \
+             relay) for {} s, alternately; send-to-`message.received`",
+            self.plan.reach_seconds
+        );
+        let (_, carol) = others.first().context("no other relay")?;
+        let base = self.base;
+        let mut listeners = Vec::new();
+        for daemon in [&self.recipient, carol] {
+            let mut client = daemon.client()?;
+            client
+                .call_value(methods::EVENTS_SUBSCRIBE, json!({}))
+                .context("events.subscribe")?;
+            client
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .context("setting a read timeout")?;
+            listeners.push(client);
+        }
+        let done = AtomicBool::new(false);
+        let period = Duration::from_secs_f64(1.0 / (2 * rate) as f64);
+        let (same, other) = std::thread::scope(|scope| -> anyhow::Result<_> {
+            let handles: Vec<_> = listeners
+                .into_iter()
+                .map(|mut client| {
+                    let done = &done;
+                    scope.spawn(move || -> anyhow::Result<Latencies> {
+                        let mut latencies = Latencies::new()?;
+                        let mut seen = 0;
+                        loop {
+                            let notification = match client.next_notification() {
+                                Ok(n) => n,
+                                Err(ClientError::Io(e))
+                                    if matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::WouldBlock
+                                            | std::io::ErrorKind::TimedOut
+                                    ) =>
+                                {
+                                    if done.load(Ordering::Relaxed) {
+                                        return Ok(latencies);
+                                    }
+                                    continue;
+                                }
+                                Err(e) => return Err(e).context("reading events"),
+                            };
+                            let now = base.elapsed();
+                            let result = &notification.result;
+                            if result["kind"] != "message.received" {
+                                continue;
+                            }
+                            let Some((_, sent_us)) = result["message"]["text"]
+                                .as_str()
+                                .and_then(parse_latency_text)
+                            else {
+                                continue;
+                            };
+                            latencies.record(now.saturating_sub(Duration::from_micros(sent_us)));
+                            seen += 1;
+                            if seen == total {
+                                return Ok(latencies);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let start = Instant::now();
+            let sending = (|| -> anyhow::Result<()> {
+                for seq in 0..2 * total {
+                    let due = start + period.mul_f64(seq as f64);
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let to = if seq % 2 == 0 { "alice" } else { "carol0" };
+                    let text = format!("lat {seq} {}", base.elapsed().as_micros());
+                    sender
+                        .call_value(methods::MESSAGES_SEND, json!({ "to": to, "text": text }))
+                        .context("messages.send")?;
+                }
+                std::thread::sleep(Duration::from_secs(5));
+                Ok(())
+            })();
+            done.store(true, Ordering::Relaxed);
+            let mut results = Vec::new();
+            for handle in handles {
+                results.push(
+                    handle
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("an event listener panicked"))??,
+                );
+            }
+            sending?;
+            let other = results.pop().context("no listener")?;
+            let same = results.pop().context("no listener")?;
+            Ok((same, other))
+        })?;
+        anyhow::ensure!(
+            same.len() == total && other.len() == total,
+            "not every message arrived: {} and {} of {total}",
+            same.len(),
+            other.len()
+        );
+        println!("   same relay: {}", same.summary(Unit::Ms));
+        println!("   other relay: {}", other.summary(Unit::Ms));
+        let same_p50 = Unit::Ms.of(same.quantile(0.5));
+        let other_p50 = Unit::Ms.of(other.quantile(0.5));
+        self.figure("later sends, same relay p50", same_p50, "ms", None);
+        self.figure("later sends, other relay p50", other_p50, "ms", None);
+        self.figure(
+            "other relay / same relay p50",
+            other_p50 / same_p50.max(1e-9),
+            "x",
+            Some(Target::AtMost(1.2)),
+        );
         Ok(())
     }
 
