@@ -102,6 +102,8 @@ error_codes! {
     NoDevices = 1023, "no_devices";
     /// The subscription id is unknown on this connection.
     UnknownSubscription = 1024, "unknown_subscription";
+    /// The contact is blocked: unblock it to write to it.
+    ContactBlocked = 1025, "contact_blocked";
     /// The store failed (disk full, corruption); details are in the daemon's log.
     StoreError = 1030, "store_error";
 }

@@ -35,6 +35,12 @@ pub const CONTACTS_REMOVE: &str = "contacts.remove";
 pub const CONTACTS_VERIFY: &str = "contacts.verify";
 /// Accepts a contact's changed key.
 pub const CONTACTS_TRUST: &str = "contacts.trust";
+/// Blocks a contact.
+pub const CONTACTS_BLOCK: &str = "contacts.block";
+/// Unblocks a contact.
+pub const CONTACTS_UNBLOCK: &str = "contacts.unblock";
+/// Sets whether strangers may write.
+pub const ACCOUNT_SET_STRANGERS: &str = "account.set_strangers";
 /// Creates an invite code.
 pub const INVITES_CREATE: &str = "invites.create";
 /// Accepts an invite code.
@@ -200,6 +206,17 @@ pub const ALL: &[MethodDoc] = &[
         errors: &[E::NoAccount, E::Locked, E::InvalidRelayUrl, E::StoreError],
     },
     MethodDoc {
+        name: ACCOUNT_SET_STRANGERS,
+        summary: "Sets whether accounts that are not contacts may write to this one.",
+        description: "With `accept: false` the home relay refuses envelopes that carry no \
+            delivery token this account gave out (`token_required` to the sender), so only \
+            contacts (and invites) reach it. With `accept: true` (the default) strangers are \
+            admitted at the relay's low stranger rate (SPEC.md 10.9).",
+        params: schema::<SetStrangers>,
+        result: schema::<AccountInfo>,
+        errors: &[E::NoAccount, E::Locked, E::StoreError],
+    },
+    MethodDoc {
         name: CONTACTS_ADD,
         summary: "Adds a contact by address or @handle and pins its identity key.",
         description: "",
@@ -262,6 +279,27 @@ pub const ALL: &[MethodDoc] = &[
         errors: &[E::NoAccount, E::Locked, E::NotFound],
     },
     MethodDoc {
+        name: CONTACTS_BLOCK,
+        summary: "Blocks a contact: its messages are dropped, at the relay and here.",
+        description: "The delivery token this account gave the contact is revoked at the home \
+            relay, which from then on drops the contact's envelopes without storing them and \
+            without telling the sender, and without learning who it is (SPEC.md 10.9); anything \
+            that still arrives from the contact (sent before the block reached the relay) is \
+            dropped unread, without receipts. Sending to a blocked contact is refused \
+            (`contact_blocked`). Blocking a blocked contact succeeds.",
+        params: schema::<ContactRef>,
+        result: schema::<Contact>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::StoreError],
+    },
+    MethodDoc {
+        name: CONTACTS_UNBLOCK,
+        summary: "Unblocks a contact: its token is accepted again and its messages arrive.",
+        description: "Messages the contact sent while it was blocked are gone.",
+        params: schema::<ContactRef>,
+        result: schema::<Contact>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::StoreError],
+    },
+    MethodDoc {
         name: INVITES_CREATE,
         summary: "Creates a one-time invite code carrying the relay, this identity and a token.",
         description: "",
@@ -298,6 +336,7 @@ pub const ALL: &[MethodDoc] = &[
             E::InvalidMessage,
             E::UntrustedKeyChange,
             E::RelayUnreachable,
+            E::ContactBlocked,
         ],
     },
     MethodDoc {

@@ -133,6 +133,21 @@ pub struct AccountInfo {
     pub created_at_ms: u64,
     /// True when the store key is not protected by a passphrase.
     pub unprotected: bool,
+    /// Whether accounts that are not contacts may write (`account.set_strangers`).
+    #[serde(default = "accept_strangers_default")]
+    pub accept_strangers: bool,
+}
+
+fn accept_strangers_default() -> bool {
+    true
+}
+
+/// Params of `account.set_strangers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetStrangers {
+    /// True: strangers may write (at the relay's stranger rate); false: only contacts.
+    pub accept: bool,
 }
 
 /// Params of `account.register_handle`.
@@ -187,6 +202,9 @@ pub struct Contact {
     pub trust: Trust,
     /// When the contact was added.
     pub added_at_ms: u64,
+    /// Blocked: its messages are dropped (`contacts.block`).
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// Params of `contacts.add`.

@@ -66,6 +66,24 @@ pub enum Command {
     /// Manage this account's home relay
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// Block a contact: its messages are dropped, at your relay and here
+    Block {
+        /// The contact's alias
+        alias: String,
+    },
+    /// Unblock a contact
+    Unblock {
+        /// The contact's alias
+        alias: String,
+    },
+    /// List blocked contacts
+    Blocked,
+    /// Whether accounts that are not your contacts may write to you
+    Strangers {
+        /// accept: strangers may write, at a low rate; refuse: only contacts and invites
+        #[arg(value_enum)]
+        choice: StrangerChoice,
+    },
     /// Create a one-time invite code to give someone
     Invite,
     /// Accept an invite code: adds the inviter as a contact
@@ -166,6 +184,15 @@ pub struct UnlockArgs {
     /// Read the passphrase from the first line of this file
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// What `chatctl strangers` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrangerChoice {
+    /// Strangers may write (at the relay's low stranger rate)
+    Accept,
+    /// Only contacts (and invites you hand out) may write
+    Refuse,
 }
 
 /// The `relay` commands.

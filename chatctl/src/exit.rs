@@ -110,7 +110,8 @@ pub fn for_error_code(code: ErrorCode) -> u8 {
         | ErrorCode::AlreadyUnlocked
         | ErrorCode::HandleTaken
         | ErrorCode::AliasTaken
-        | ErrorCode::SafetyNumberMismatch => OTHER,
+        | ErrorCode::SafetyNumberMismatch
+        | ErrorCode::ContactBlocked => OTHER,
         // Faults: a bug in chatctl (a subscription it never made) or the daemon's disk.
         ErrorCode::UnknownSubscription | ErrorCode::StoreError => OTHER,
     }

@@ -284,9 +284,10 @@ pub fn contact_list(contacts: &[Contact]) -> String {
             Some(handle) => format!("  @{}", clean_line(handle)),
             None => String::new(),
         };
+        let blocked = if contact.blocked { "  (blocked)" } else { "" };
         let _ = writeln!(
             out,
-            "{alias:<width$}  {:<11}  {}{handle}",
+            "{alias:<width$}  {:<11}  {}{handle}{blocked}",
             trust(contact.trust),
             clean_line(&contact.address)
         );

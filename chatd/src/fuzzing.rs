@@ -67,7 +67,12 @@ pub fn params(method: &str, params: Option<&str>) -> Result<(), ErrorObjectOwned
             handle(&p.target);
             Ok(())
         }
-        m::CONTACTS_GET | m::CONTACTS_REMOVE | m::CONTACTS_TRUST => {
+        m::ACCOUNT_SET_STRANGERS => parse::<SetStrangers>(&params).map(drop),
+        m::CONTACTS_GET
+        | m::CONTACTS_REMOVE
+        | m::CONTACTS_TRUST
+        | m::CONTACTS_BLOCK
+        | m::CONTACTS_UNBLOCK => {
             let p: ContactRef = parse(&params)?;
             address(&p.contact);
             Ok(())

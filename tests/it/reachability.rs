@@ -225,3 +225,95 @@ fn moving_home_loses_nothing_contacts_follow_and_the_old_relay_is_drained() {
     let info = alice.call("account.info", json!({}));
     assert_eq!(info["handles"], json!([]), "{info}");
 }
+
+#[test]
+fn a_blocked_contacts_envelopes_are_dropped_at_the_relay_and_strangers_can_be_refused() {
+    let relays: Vec<RelayProcess> = (0..2).map(|_| RelayProcess::start()).collect();
+    let (mut alice, alice_address) = account_on(&relays[0], "alice");
+    let (bob, _) = account_on(&relays[1], "bob");
+    let invite = alice.call("invites.create", json!({}));
+    bob.call(
+        "invites.accept",
+        json!({ "code": invite["code"], "alias": "alice" }),
+    );
+    wait_contact(&alice, "bob");
+    talk(&bob, "alice", &alice, "bob", "before the block");
+
+    // Blocked: Bob's envelopes are taken by Alice's relay (he cannot tell) and never stored.
+    let blocked = alice.call("contacts.block", json!({ "contact": "bob" }));
+    assert_eq!(blocked["blocked"], true, "{blocked}");
+    let refused = alice.try_call("messages.send", json!({ "to": "bob", "text": "hi" }));
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("blocked")),
+        "{refused:?}"
+    );
+    // The block reaches the relay after the round that made it: wait for the metric.
+    let dropped_before = dropped(&relays[0]);
+    let mut sent = 0;
+    wait_for("the relay to drop a blocked contact's envelope", || {
+        sent += 1;
+        let id = bob.send("alice", &format!("while blocked {sent}"));
+        bob.wait_status("alice", &id, "sent");
+        (dropped(&relays[0]) > dropped_before).then_some(())
+    });
+    alice.restart_unlocked();
+    let texts: Vec<String> = alice
+        .messages_in("bob", "incoming")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        texts.iter().all(|t| !t.starts_with("while blocked")),
+        "nothing sent while blocked is shown: {texts:?}"
+    );
+
+    // Unblocked: his messages arrive again.
+    alice.call("contacts.unblock", json!({ "contact": "bob" }));
+    wait_for("bob's messages to arrive again", || {
+        let id = bob.send("alice", "after the unblock");
+        bob.wait_status("alice", &id, "sent");
+        alice
+            .messages_in("bob", "incoming")
+            .iter()
+            .any(|m| m["text"] == "after the unblock")
+            .then_some(())
+    });
+
+    // Strangers refused: a stranger's message waits, saying the relay wants a token.
+    alice.call("account.set_strangers", json!({ "accept": false }));
+    let (carol, _) = account_on(&relays[1], "carol");
+    carol.add_contact("alice", &format!("{alice_address}@{}", host_of(&relays[0])));
+    let id = carol.send("alice", "a stranger writes");
+    let waiting = wait_for("the stranger's message to say why it waits", || {
+        let messages = carol.messages_in("alice", "outgoing");
+        let message = messages.iter().find(|m| m["message_id"] == id)?.clone();
+        message["failure"]
+            .as_str()
+            .filter(|why| why.contains("token_required"))
+            .map(str::to_owned)
+    });
+    assert!(waiting.contains(&relays[0].url()), "{waiting}");
+    // Bob, a contact with a token, still gets through.
+    talk(&bob, "alice", &alice, "bob", "still a contact");
+}
+
+/// Envelopes a relay dropped because their token was revoked (its `/metrics`).
+fn dropped(relay: &RelayProcess) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(relay.addr()) else {
+        return 0;
+    };
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        relay.addr()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("chat_relay_envelopes_dropped_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}

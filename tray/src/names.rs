@@ -77,6 +77,7 @@ mod tests {
             display_name: name.map(Into::into),
             trust: Trust::Unverified,
             added_at_ms: 0,
+            blocked: false,
         }
     }
 

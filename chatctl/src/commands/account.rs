@@ -1,11 +1,12 @@
-//! The account commands: `init`, `unlock`, `lock`, `status`, `whoami`, `register`.
+//! The account commands: `init`, `unlock`, `lock`, `status`, `whoami`, `register`, `relay move`,
+//! `strangers`.
 
 use api::ErrorCode;
 use api::client::ClientError;
 use api::methods;
 use api::types::{
     AccountInfo, CreateAccount, DaemonStatus, Empty, HandleRegistered, LockState, MoveRelay,
-    RegisterHandle, Unlock,
+    RegisterHandle, SetStrangers, Unlock,
 };
 
 use super::{Ctx, decode};
@@ -146,4 +147,19 @@ pub(super) fn move_relay(ctx: &Ctx, url: &str) -> anyhow::Result<()> {
             render::clean_line(&info.relay_url)
         ))
     })
+}
+
+/// `chatctl strangers accept|refuse`.
+pub(super) fn strangers(ctx: &Ctx, accept: bool) -> anyhow::Result<()> {
+    ctx.call_and_show(
+        methods::ACCOUNT_SET_STRANGERS,
+        &SetStrangers { accept },
+        |info: AccountInfo| {
+            Ok(if info.accept_strangers {
+                "strangers may write to you (at your relay's low stranger rate)".to_owned()
+            } else {
+                "only your contacts (and invites you hand out) may write to you".to_owned()
+            })
+        },
+    )
 }

@@ -1,5 +1,5 @@
-//! The contact commands (`contact add|list|show|verify|trust|remove`) and invites (`invite`,
-//! `accept`).
+//! The contact commands (`contact add|list|show|verify|trust|remove`, `block`, `unblock`,
+//! `blocked`) and invites (`invite`, `accept`).
 
 use std::io::{self, BufRead, IsTerminal, Write};
 
@@ -183,3 +183,32 @@ pub(super) fn accept(ctx: &Ctx, code: &str, alias: Option<&str>) -> anyhow::Resu
 
 #[cfg(test)]
 mod tests;
+
+/// `chatctl block` and `chatctl unblock`.
+pub(super) fn block(ctx: &Ctx, alias: &str, blocked: bool) -> anyhow::Result<()> {
+    let method = if blocked {
+        methods::CONTACTS_BLOCK
+    } else {
+        methods::CONTACTS_UNBLOCK
+    };
+    ctx.call_and_show(method, &contact_ref(alias), |c: Contact| {
+        let alias = render::clean_line(&c.alias);
+        Ok(if c.blocked {
+            format!("blocked {alias}: its messages are dropped, and it is not told")
+        } else {
+            format!("unblocked {alias}")
+        })
+    })
+}
+
+/// `chatctl blocked`.
+pub(super) fn blocked(ctx: &Ctx) -> anyhow::Result<()> {
+    ctx.call_and_show(methods::CONTACTS_LIST, &Empty {}, |list: ContactList| {
+        let blocked: Vec<Contact> = list.contacts.into_iter().filter(|c| c.blocked).collect();
+        Ok(if blocked.is_empty() {
+            "(no blocked contacts)".to_owned()
+        } else {
+            render::contact_list(&blocked)
+        })
+    })
+}

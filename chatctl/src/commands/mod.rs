@@ -36,6 +36,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Register { handle } => account::register(&ctx, handle),
         Command::Contact(command) => contact::run(&ctx, command),
         Command::Relay(crate::cli::RelayCommand::Move { url }) => account::move_relay(&ctx, url),
+        Command::Block { alias } => contact::block(&ctx, alias, true),
+        Command::Unblock { alias } => contact::block(&ctx, alias, false),
+        Command::Blocked => contact::blocked(&ctx),
+        Command::Strangers { choice } => {
+            account::strangers(&ctx, *choice == crate::cli::StrangerChoice::Accept)
+        }
         Command::Invite => contact::invite(&ctx),
         Command::Accept { code, alias } => contact::accept(&ctx, code, alias.as_deref()),
         Command::Send(args) => message::send(&ctx, args),

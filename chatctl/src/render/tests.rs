@@ -35,6 +35,7 @@ fn contact(alias: &str, trust: Trust, handle: Option<&str>) -> Contact {
         display_name: None,
         trust,
         added_at_ms: T - 86_400_000,
+        blocked: false,
     }
 }
 
@@ -227,6 +228,7 @@ fn whoami() {
         handles: vec!["alice".to_owned(), "al".to_owned()],
         created_at_ms: T,
         unprotected: true,
+        accept_strangers: true,
     };
     assert_snapshot!(account(&info));
 }

@@ -216,6 +216,7 @@ fn serve(stream: UnixStream, requests: &Mutex<Vec<Value>>, gate: &(Mutex<bool>, 
                         display_name: Some("Bob".to_owned()),
                         trust: Trust::Unverified,
                         added_at_ms: T,
+                        blocked: false,
                     },
                     safety_number: number.to_owned(),
                     safety_number_groups: (0..12)

@@ -114,6 +114,7 @@ pub fn info(unlocked: &Unlocked) -> AccountInfo {
         handles: unlocked.account.handles.clone(),
         created_at_ms: unlocked.account.created_at_ms,
         unprotected: unlocked.unprotected,
+        accept_strangers: unlocked.account.accept_strangers,
     }
 }
 
@@ -282,6 +283,23 @@ pub fn move_relay(state: &mut CoreState, txn: &mut Txn, url: &str) -> ApiResult<
     state.lock = lock;
     state.connection = ConnectionState::Connecting;
     let unlocked = state.unlocked()?;
+    Ok(info(unlocked))
+}
+
+/// `account.set_strangers`: whether the home relay admits envelopes without one of our
+/// delivery tokens (policy `open`) or refuses them (`tokens_required`), SPEC.md 10.9.
+pub fn set_strangers(state: &mut CoreState, txn: &mut Txn, accept: bool) -> ApiResult<AccountInfo> {
+    let unlocked = state.unlocked()?;
+    if unlocked.account.accept_strangers != accept {
+        let mut account = unlocked.account.clone();
+        account.accept_strangers = accept;
+        let store = unlocked.store.clone();
+        let mut batch = store.batch();
+        save_account(&mut batch, &account);
+        txn.commit(&store, batch)?;
+        unlocked.account = account;
+    }
+    super::reach::send_policy(unlocked, txn);
     Ok(info(unlocked))
 }
 

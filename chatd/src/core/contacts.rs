@@ -32,6 +32,7 @@ pub fn view(record: &ContactRecord) -> Contact {
         display_name: record.display_name.clone(),
         trust: record.trust,
         added_at_ms: record.added_at_ms,
+        blocked: record.blocked,
     }
 }
 
@@ -351,6 +352,41 @@ pub fn trust(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<Cont
             contact: contact.clone(),
         },
     )?;
+    Ok(contact)
+}
+
+/// `contacts.block` and `contacts.unblock`: the contact's token is revoked at (or given back
+/// to) the home relay, which drops a blocked contact's envelopes unseen (SPEC.md 10.9); what
+/// still arrives from it is dropped here (`messaging::inbox`), and writing to it is refused.
+pub fn set_blocked(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    name: &str,
+    blocked: bool,
+) -> ApiResult<Contact> {
+    let unlocked = state.unlocked()?;
+    let id = unlocked.find_contact(name)?;
+    let mut record = unlocked.contact(&id)?.clone();
+    if record.blocked == blocked {
+        return Ok(view(&record));
+    }
+    record.blocked = blocked;
+    let token = match record.our_token {
+        Some(token) => token,
+        None => {
+            let token = super::reach::new_token();
+            record.our_token = Some(token);
+            token
+        }
+    };
+    let store = unlocked.store.clone();
+    let mut batch = store.batch();
+    batch.put(tables::CONTACTS, &id, &record.encode());
+    txn.commit(&store, batch)?;
+    super::reach::register_token(unlocked, txn, &token, !blocked);
+    tracing::info!(alias = %record.alias, blocked, "a contact's block changed");
+    let contact = view(&record);
+    unlocked.contacts.insert(id, record);
     Ok(contact)
 }
 

@@ -198,6 +198,19 @@ pub fn register_token(unlocked: &Unlocked, txn: &mut Txn, token: &[u8; 16], acce
     });
 }
 
+/// Tells the home relay the account's stranger policy.
+pub fn send_policy(unlocked: &Unlocked, txn: &mut Txn) {
+    let Some(link) = &unlocked.link else {
+        return;
+    };
+    txn.frame(ClientFrame::SetDeliveryTokens {
+        request_id: link.request_id(),
+        policy: policy(unlocked),
+        add: Vec::new(),
+        revoke: Vec::new(),
+    });
+}
+
 fn policy(unlocked: &Unlocked) -> TokenPolicy {
     if unlocked.account.accept_strangers {
         TokenPolicy::Open

@@ -29,6 +29,13 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
         let _: Empty = parse(&params)?;
         out(ctx.core.call(|s, _| Ok(account::info(s.unlocked()?))).await)
     });
+    method!(module, m::ACCOUNT_SET_STRANGERS, |params, ctx| {
+        let p: SetStrangers = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| account::set_strangers(s, t, p.accept))
+            .await)
+    });
     method!(module, m::ACCOUNT_MOVE_RELAY, |params, ctx| {
         let p: MoveRelay = parse(&params)?;
         out(ctx

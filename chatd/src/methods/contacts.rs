@@ -56,6 +56,20 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
             .call(move |s, t| contacts::trust(s, t, &p.contact))
             .await)
     });
+    method!(module, m::CONTACTS_BLOCK, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::set_blocked(s, t, &p.contact, true))
+            .await)
+    });
+    method!(module, m::CONTACTS_UNBLOCK, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| contacts::set_blocked(s, t, &p.contact, false))
+            .await)
+    });
     method!(module, m::INVITES_CREATE, |params, ctx| {
         let _: Empty = parse(&params)?;
         out(ctx.core.call(contacts::create_invite).await)

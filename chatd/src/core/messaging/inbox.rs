@@ -174,6 +174,14 @@ pub(crate) fn receive_content(
     device: u32,
     content: &Content,
 ) -> Result<(), ReceiveError> {
+    let unlocked = state.unlocked()?;
+    if let Some(id) = unlocked.by_identity.get(&sender)
+        && unlocked.contact(id)?.blocked
+    {
+        // Sent before the block reached the relay: dropped unread, never answered.
+        tracing::debug!("dropping a message from a blocked contact");
+        return Ok(());
+    }
     match content.kind {
         ContentKind::Text => receive_text(state, txn, batch, sender, device, content)?,
         ContentKind::DeliveryReceipt => {

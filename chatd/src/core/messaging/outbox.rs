@@ -151,6 +151,12 @@ pub fn send_text(
     }
     let unlocked = state.unlocked()?;
     unlocked.check_trusted(&conversation)?;
+    if unlocked.contact(&conversation)?.blocked {
+        return Err(ApiError::new(
+            ErrorCode::ContactBlocked,
+            "this contact is blocked: unblock it to write to it",
+        ));
+    }
     // The id names where the message is stored (`store::MessageIds`), so a receipt or the
     // relay's acknowledgement finds it without an index.
     let seq = unlocked
