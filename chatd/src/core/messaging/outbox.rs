@@ -58,6 +58,9 @@ pub(crate) const RETRY_MIN: Duration = Duration::from_millis(500);
 /// ...to this.
 pub(crate) const RETRY_MAX: Duration = Duration::from_secs(300);
 
+/// The entries of one `Deposit` to a relay: each outbox sequence with its sealed envelopes.
+type DepositGroup = Vec<(u64, Vec<DepositEnvelope>)>;
+
 /// Retry delay after `attempts` failures: exponential with full jitter.
 pub(crate) fn backoff(attempts: u32) -> Duration {
     let max = RETRY_MIN
@@ -668,12 +671,12 @@ pub(crate) fn start_sends(
     // Recipient keys decoded so far: decoding decompresses and checks an Ed25519 point, which
     // cost about 6% of the core's time when it was done for every message.
     let mut recipients: Vec<([u8; 32], IdentityKey)> = Vec::new();
-    let mut groups: Vec<(Route, Vec<(u64, Vec<DepositEnvelope>)>)> = Vec::new();
+    let mut groups: Vec<(Route, DepositGroup)> = Vec::new();
     'relays: for (route, entries) in by_relay {
         // The conversations of the group being filled: when it is full, they are held too, so
         // their later entries wait for its answer instead of going out in a second `Deposit`.
         let mut in_group: Vec<ConvId> = Vec::new();
-        let mut group: Vec<(u64, Vec<DepositEnvelope>)> = Vec::new();
+        let mut group: DepositGroup = Vec::new();
         let mut group_envelopes = 0;
         let mut group_bytes = 0;
         for (seq, conversation) in entries {
