@@ -8,9 +8,9 @@ use protocol::frames::{ClientFrame, MAX_TOKENS_PER_UPDATE, TokenPolicy};
 use protocol::introduction::Introduction;
 use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 
-use super::Txn;
 use super::records::ContactRecord;
 use super::unlocked::Unlocked;
+use super::{HostedRelay, Txn};
 use crate::error::{ApiError, ApiResult};
 
 /// Where a contact's envelopes, bundle fetches and device lists go.
@@ -46,6 +46,49 @@ pub fn ensure_sequence(unlocked: &mut Unlocked) -> bool {
     }
     unlocked.account.reach_sequence = unlocked.clock.now_ms().max(1);
     true
+}
+
+/// Gives the account the pin of the relay this daemon hosts when that relay is its home
+/// (SPEC.md 10.9, "Peer to peer"): at creation, and at every unlock in case the certificate
+/// changed since (its files were deleted, or the daemon is ephemeral). A changed pin raises
+/// the record's sequence, so contacts take the new record over the one they hold. Returns
+/// true if the account record changed and must be saved.
+pub fn pin_hosted_home(unlocked: &mut Unlocked, hosted: Option<&HostedRelay>) -> bool {
+    let Some(hosted) = hosted else {
+        return false;
+    };
+    if hosted.url != unlocked.account.relay_url || hosted.tls_pin == unlocked.account.tls_pin {
+        return false;
+    }
+    unlocked.account.tls_pin = hosted.tls_pin;
+    unlocked.account.reach_sequence = unlocked
+        .clock
+        .now_ms()
+        .max(unlocked.account.reach_sequence.saturating_add(1));
+    true
+}
+
+/// Queues an introduction carrying the account's current record to every contact that is not
+/// blocked, with the delivery token it holds from us (SPEC.md 10.9, "Moving home"): after the
+/// record changed, so contacts deliver where it now says.
+pub fn introduce_to_all(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()> {
+    let contacts: Vec<_> = unlocked
+        .contacts
+        .iter()
+        .filter(|(_, contact)| !contact.blocked)
+        .map(|(id, contact)| (*id, contact.our_token))
+        .collect();
+    for (id, token) in contacts {
+        let body = super::contacts::introduction(unlocked, None, token)?;
+        super::messaging::outbox::queue_control(
+            unlocked,
+            txn,
+            id,
+            protocol::envelope::ContentKind::Introduction,
+            body,
+        )?;
+    }
+    Ok(())
 }
 
 /// A fresh delivery token.
