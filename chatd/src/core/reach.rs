@@ -294,6 +294,46 @@ mod tests {
     }
 
     #[test]
+    fn the_hosted_relays_pin_goes_into_the_record_of_an_account_at_home_there() {
+        let mut state = crate::core::account::tests::unlocked_state(1_800_000_000_000);
+        let Ok(unlocked) = state.unlocked() else {
+            panic!("the account is unlocked");
+        };
+        let home = unlocked.account.relay_url.clone();
+        let first = unlocked.account.reach_sequence;
+        assert!(!pin_hosted_home(unlocked, None));
+        let elsewhere = HostedRelay {
+            url: "wss://[fd00::1]:7420/v1".into(),
+            tls_pin: Some([7; 32]),
+        };
+        assert!(
+            !pin_hosted_home(unlocked, Some(&elsewhere)),
+            "a hosted relay that is not the account's home changes nothing"
+        );
+        let hosted = HostedRelay {
+            url: home,
+            tls_pin: Some([7; 32]),
+        };
+        assert!(pin_hosted_home(unlocked, Some(&hosted)));
+        assert_eq!(unlocked.account.tls_pin, Some([7; 32]));
+        assert!(unlocked.account.reach_sequence > first, "contacts take it");
+        let record = own_record(unlocked).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(record.relays()[0].tls_pin, Some([7; 32]));
+        let sequence = unlocked.account.reach_sequence;
+        assert!(!pin_hosted_home(unlocked, Some(&hosted)), "the same pin");
+        assert_eq!(unlocked.account.reach_sequence, sequence);
+        let renewed = HostedRelay {
+            tls_pin: Some([8; 32]),
+            ..hosted
+        };
+        assert!(
+            pin_hosted_home(unlocked, Some(&renewed)),
+            "a new certificate"
+        );
+        assert!(unlocked.account.reach_sequence > sequence);
+    }
+
+    #[test]
     fn only_the_senders_newer_signed_records_are_adopted() {
         let mut bob = contact();
         let sender = bob.identity;
