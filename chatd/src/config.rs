@@ -41,8 +41,8 @@ pub struct Args {
     /// the daemon exits.
     #[arg(long)]
     pub ephemeral: bool,
-    /// Also serve a relay on ADDR for peers to connect to directly. Without --relay, the
-    /// account's home relay is this one.
+    /// Also serve a relay on ADDR for peers to connect to directly. Without --relay, new
+    /// accounts live on it (it is their home relay).
     #[arg(long, value_name = "ADDR", env = "CHATD_HOST_RELAY")]
     pub host_relay: Option<SocketAddr>,
     /// The URL peers dial for the relay of --host-relay (ws:// or wss://, e.g.

@@ -2,7 +2,8 @@
 //! (`--host-relay ADDR --public-url wss://...`), with a self-signed certificate pinned in their
 //! signed records, are each their own home relay and talk with nothing in between: on loopback,
 //! across restarts (the certificate is kept), when one of them makes a new certificate (refused
-//! by the pin until its new record arrives), and over IPv6 between two network namespaces.
+//! by the pin until its new record arrives), ephemeral (the certificate in memory only), and over
+//! IPv6 between two network namespaces.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -182,6 +183,26 @@ fn a_new_certificate_is_refused_by_the_old_pin_until_the_new_record_arrives() {
     bob.wait_connected();
     alice.wait_status("bob", &id, "delivered");
     talk(&bob, "alice", &alice, "bob", "from the new certificate");
+}
+
+#[test]
+fn an_ephemeral_peer_makes_its_certificate_in_memory_and_its_own_link_accepts_it() {
+    let addr = free_addr().to_string();
+    let url = format!("wss://{addr}");
+    let daemon = DaemonProcess::start_options(
+        "",
+        DaemonOptions {
+            args: ["--host-relay", &addr, "--public-url", &url]
+                .map(str::to_owned)
+                .to_vec(),
+            ephemeral: true,
+            ..DaemonOptions::default()
+        },
+    );
+    // Connected: the home link accepted the self-signed certificate by the account's pin.
+    daemon.create("eve");
+    assert_own_home(&daemon, &format!("{url}/v1"));
+    assert!(!daemon.data_dir().exists(), "nothing is written to disk");
 }
 
 /// Two network namespaces joined by a veth pair, each with an IPv6 address of its own; deleted
