@@ -362,6 +362,10 @@ pub struct DaemonOptions {
     pub env: Vec<(OsString, OsString)>,
     /// Its working directory (default: the test's).
     pub cwd: Option<PathBuf>,
+    /// A command that runs the daemon (given as its last arguments) by exec'ing it, so the
+    /// process is still the daemon's: `["ip", "netns", "exec", "NS"]` runs it in a network
+    /// namespace.
+    pub wrapper: Vec<String>,
 }
 
 /// A `chatd` process with its own data dir and socket.
@@ -455,7 +459,14 @@ impl DaemonProcess {
     }
 
     fn spawn(&mut self) {
-        let mut command = Command::new(bin("chatd"));
+        let mut command = match self.options.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin("chatd"));
+                command
+            }
+            None => Command::new(bin("chatd")),
+        };
         command
             .args(self.args())
             .env(

@@ -71,8 +71,8 @@ pub struct DaemonStatus {
     pub address: Option<String>,
     /// Messages waiting in the outbox for the relay, once unlocked.
     pub outbox: Option<u64>,
-    /// The address of the relay the daemon hosts for peers (`--host-relay`, or the embedded
-    /// one), if any.
+    /// The URL of the relay the daemon hosts for peers (`--host-relay`: its `--public-url`, or
+    /// `ws://ADDR/v1`; or the embedded one), if any.
     pub hosted_relay: Option<String>,
     /// Links to other accounts' relays open now (contacts whose home relay is not ours), with
     /// their states. Opened when needed, closed when idle.

@@ -41,9 +41,16 @@ pub struct Args {
     /// the daemon exits.
     #[arg(long)]
     pub ephemeral: bool,
-    /// Also serve a relay on ADDR for peers to connect to directly.
-    #[arg(long, value_name = "ADDR")]
+    /// Also serve a relay on ADDR for peers to connect to directly. Without --relay, new
+    /// accounts live on it (it is their home relay).
+    #[arg(long, value_name = "ADDR", env = "CHATD_HOST_RELAY")]
     pub host_relay: Option<SocketAddr>,
+    /// The URL peers dial for the relay of --host-relay (ws:// or wss://, e.g.
+    /// wss://203.0.113.5:7420): it is the relay's id and the account's home relay. With wss://,
+    /// chatd serves TLS with a self-signed certificate it makes and keeps in the data
+    /// directory, pinned in the account's signed record. Default: ws://ADDR/v1.
+    #[arg(long, value_name = "URL", env = "CHATD_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Where the embedded relay listens when no relay is configured.
     #[arg(long, value_name = "ADDR")]
     pub embedded_relay_addr: Option<SocketAddr>,
@@ -86,6 +93,8 @@ pub struct FileConfig {
     pub ephemeral: bool,
     /// `--host-relay`.
     pub host_relay: Option<SocketAddr>,
+    /// `--public-url`.
+    pub public_url: Option<String>,
     /// `--embedded-relay-addr`.
     pub embedded_relay_addr: Option<SocketAddr>,
     /// `--handle-recheck-secs`.
@@ -124,6 +133,8 @@ pub struct Config {
     pub ephemeral: bool,
     /// Host a relay here.
     pub host_relay: Option<SocketAddr>,
+    /// The hosted relay's public URL, as its canonical relay binding (`--public-url`).
+    pub public_url: Option<String>,
     /// The embedded relay's address.
     pub embedded_relay_addr: SocketAddr,
     /// How old a handle check may be before a send re-checks it, in seconds.
@@ -156,7 +167,21 @@ impl Config {
             Some(path) => read_file(path).with_context(|| format!("reading {}", path.display()))?,
             None => FileConfig::default(),
         };
-        Ok(Self::merge(args, file))
+        Self::merge(args, file).checked()
+    }
+
+    /// Checks what the merge cannot: `--public-url` comes with `--host-relay` and is a relay
+    /// URL, which is kept as its canonical relay binding (SPEC.md 10.3).
+    pub fn checked(mut self) -> anyhow::Result<Self> {
+        if let Some(url) = &self.public_url {
+            if self.host_relay.is_none() {
+                anyhow::bail!("--public-url names the relay of --host-relay: give both");
+            }
+            let binding = protocol::reachability::relay_binding(url.trim())
+                .map_err(|e| anyhow::anyhow!("--public-url {:?}: {e}", url.trim()))?;
+            self.public_url = Some(binding);
+        }
+        Ok(self)
     }
 
     /// Merges flags over a file's settings.
@@ -183,6 +208,7 @@ impl Config {
             passphrase_file: args.passphrase_file.or(file.passphrase_file),
             ephemeral,
             host_relay: args.host_relay.or(file.host_relay),
+            public_url: args.public_url.or(file.public_url),
             embedded_relay_addr: args
                 .embedded_relay_addr
                 .or(file.embedded_relay_addr)
@@ -246,5 +272,30 @@ mod tests {
             FileConfig::default(),
         );
         assert_eq!(ephemeral.data_dir, None);
+    }
+
+    #[test]
+    fn a_public_url_needs_a_hosted_relay_and_is_kept_canonical() {
+        let file: FileConfig = toml::from_str(
+            "host_relay = \"[::]:7420\"\npublic_url = \"WSS://[FD00:0::1]:7420/\"\n",
+        )
+        .unwrap_or_default();
+        let config = Config::merge(Args::default(), file).checked();
+        assert_eq!(
+            config.ok().and_then(|c| c.public_url).as_deref(),
+            Some("wss://[fd00::1]:7420/v1")
+        );
+        let alone = Args {
+            public_url: Some("wss://example.org".into()),
+            ..Args::default()
+        };
+        let refused = Config::merge(alone, FileConfig::default()).checked();
+        assert!(refused.is_err_and(|e| e.to_string().contains("--host-relay")));
+        let bad = Args {
+            host_relay: Some(SocketAddr::from(([127, 0, 0, 1], 7420))),
+            public_url: Some("https://example.org".into()),
+            ..Args::default()
+        };
+        assert!(Config::merge(bad, FileConfig::default()).checked().is_err());
     }
 }

@@ -16,8 +16,9 @@ use chat_relay::{Relay, Storage};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::core::{self, CoreConfig};
+use crate::core::{self, CoreConfig, HostedRelay};
 use crate::events::EventBus;
+use crate::hosted_tls::RelayCertificate;
 use crate::methods::{self, Context};
 use crate::rpc::{self, Notifier, RpcListener, ServerLimits};
 use crate::store::{Kv, LossPolicy, Vault};
@@ -27,6 +28,10 @@ use crate::store::{Kv, LossPolicy, Vault};
 /// it allocates). 2 MiB took the daemon from 50 to 42 MiB with 100,000 messages; the latest
 /// history page and the write path stay in it.
 const STORE_CACHE_BYTES: u64 = 2 * 1024 * 1024;
+
+/// The hosted relay's state directory inside the data directory (its store, and its
+/// certificate in `tls/`).
+const HOSTED_RELAY_DIR: &str = "relay";
 
 /// Creates the data directory `dir` (and missing parents) with mode 0700, or checks an
 /// existing one: on Unix it must be ours and closed to group and others, else chatd refuses to
@@ -102,13 +107,43 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-async fn host_relay(addr: SocketAddr, storage: Storage) -> anyhow::Result<Relay> {
+/// Serves a relay on `addr`: its relay id is `relay_id` (default `ws://ADDR/v1`), and with
+/// `tls` it serves `wss://` with that certificate.
+async fn host_relay(
+    addr: SocketAddr,
+    storage: Storage,
+    relay_id: Option<String>,
+    tls: Option<chat_relay::TlsIdentity>,
+) -> anyhow::Result<Relay> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the relay on {addr}"))?;
-    let relay = Relay::start(listener, chat_relay::Config::new(storage)).await?;
-    tracing::info!(%addr, "hosting a relay");
+    let mut relay_config = chat_relay::Config::new(storage);
+    let tls_on = tls.is_some();
+    relay_config.relay_id = relay_id;
+    relay_config.tls_identity = tls;
+    let relay = Relay::start(listener, relay_config).await?;
+    tracing::info!(%addr, relay_id = ?relay.relay_id(), tls = tls_on, "hosting a relay");
     Ok(relay)
+}
+
+/// The self-signed certificate of the hosted relay when its public URL is `wss://`: kept in
+/// `<data dir>/relay/tls`, or made anew in memory when the daemon is ephemeral.
+fn hosted_certificate(config: &Config) -> anyhow::Result<Option<RelayCertificate>> {
+    let Some(url) = config
+        .public_url
+        .as_deref()
+        .filter(|u| u.starts_with("wss://"))
+    else {
+        return Ok(None);
+    };
+    let host = crate::hosted_tls::binding_host(url)
+        .with_context(|| format!("the host of --public-url {url}"))?;
+    let certificate = match &config.data_dir {
+        Some(dir) => RelayCertificate::load_or_generate(&dir.join(HOSTED_RELAY_DIR), host)?,
+        None => RelayCertificate::generate(host)?,
+    };
+    Ok(Some(certificate))
 }
 
 fn relay_storage(config: &Config, name: &str) -> anyhow::Result<Storage> {
@@ -151,9 +186,26 @@ pub async fn run(
     };
     let mut relays = Vec::new();
     let mut hosted = None;
+    let mut hosted_relay = None;
     if let Some(addr) = config.host_relay {
-        let relay = host_relay(addr, relay_storage(&config, "relay")?).await?;
-        hosted = Some(format!("ws://{}/v1", relay.local_addr()));
+        let storage = relay_storage(&config, HOSTED_RELAY_DIR)?;
+        let certificate = hosted_certificate(&config)?;
+        let relay = host_relay(
+            addr,
+            storage,
+            config.public_url.clone(),
+            certificate.as_ref().map(RelayCertificate::identity),
+        )
+        .await?;
+        let url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://{}/v1", relay.local_addr()));
+        hosted_relay = Some(HostedRelay {
+            url: url.clone(),
+            tls_pin: certificate.as_ref().map(RelayCertificate::pin),
+        });
+        hosted = Some(url);
         relays.push(relay);
     }
     let default_relay = match (&config.relay, &hosted) {
@@ -163,7 +215,7 @@ pub async fn run(
             // The embedded relay: whichever local daemon binds the address first hosts it, and
             // every other one uses it.
             let addr = config.embedded_relay_addr;
-            match host_relay(addr, relay_storage(&config, "embedded-relay")?).await {
+            match host_relay(addr, relay_storage(&config, "embedded-relay")?, None, None).await {
                 Ok(relay) => {
                     hosted = Some(format!("ws://{}/v1", relay.local_addr()));
                     relays.push(relay);
@@ -187,6 +239,7 @@ pub async fn run(
         CoreConfig {
             relay_ca_pem,
             clock: crate::clock::system(),
+            hosted_relay,
         },
         bus.clone(),
     )?;

@@ -3,6 +3,7 @@
 //!
 //! - `config`: flags, environment and the TOML file, merged.
 //! - `daemon`: wiring: store, hosted/embedded relay, core, RPC server.
+//! - `hosted_tls`: the self-signed certificate of a hosted relay on a `wss://` public URL.
 //! - `store`: the encrypted sled store (and its in-memory twin for `--ephemeral`), the vault
 //!   that derives the store key from a passphrase.
 //! - `core`: the one task that owns the secrets: account, contacts, sessions, outbox, incoming
@@ -26,6 +27,7 @@ pub(crate) mod error;
 pub(crate) mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod hosted_tls;
 pub mod memory;
 pub(crate) mod methods;
 pub(crate) mod relay_link;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 /// Everything `run` needs besides the listener.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,9 +21,15 @@ pub struct Config {
     /// Where state lives.
     #[serde(default)]
     pub storage: Storage,
-    /// Native TLS (`wss://`); leave unset behind a TLS-terminating reverse proxy.
+    /// Native TLS (`wss://`) from PEM files; leave unset behind a TLS-terminating reverse
+    /// proxy.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Native TLS from a certificate and key held in memory, for a program that embeds the
+    /// relay and makes its own (chatd's self-signed one, SPEC.md 10.9 "Peer to peer"). Never
+    /// read from a configuration file; when set, `tls` is not used.
+    #[serde(skip)]
+    pub tls_identity: Option<TlsIdentity>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -42,6 +49,7 @@ impl Config {
             relay_id: None,
             storage,
             tls: None,
+            tls_identity: None,
             limits: Limits::default(),
             sled: SledSettings::default(),
             proxy: None,
@@ -114,6 +122,25 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// A TLS certificate chain and its private key, in memory (DER). Its `Debug` leaves the key
+/// out.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, end-entity certificate first, each DER.
+    pub cert_chain: Vec<Vec<u8>>,
+    /// The private key, PKCS#8 DER.
+    pub key_pkcs8: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert_chain", &self.cert_chain.len())
+            .field("key_pkcs8", &"<secret>")
+            .finish()
+    }
 }
 
 /// A token bucket: `per_second` tokens refill continuously, up to `burst`.

@@ -40,6 +40,7 @@ mod tls;
 
 pub use config::{
     Config, Limits, ProxyConfig, ProxyProtocol, RateLimit, SledSettings, Storage, TlsConfig,
+    TlsIdentity,
 };
 pub use connection::HANDLE_CLOCK_WINDOW_SECS;
 pub use server::{Relay, run};

@@ -86,9 +86,10 @@ impl Relay {
         })
         .await
         .context("the store opener panicked")??;
-        let tls = match &config.tls {
-            Some(tls) => Some(crate::tls::acceptor(tls)?),
-            None => None,
+        let tls = match (&config.tls_identity, &config.tls) {
+            (Some(identity), _) => Some(crate::tls::acceptor_in_memory(identity)?),
+            (None, Some(tls)) => Some(crate::tls::acceptor(tls)?),
+            (None, None) => None,
         };
         let metrics = Arc::new(Metrics::default());
         let router = Arc::new(Router::default());

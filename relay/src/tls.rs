@@ -1,5 +1,6 @@
-//! Native TLS (`wss://`) with rustls: loads the PEM certificate chain and key named in the
-//! configuration. Deployments behind a TLS-terminating reverse proxy leave TLS unset.
+//! Native TLS (`wss://`) with rustls: from the PEM certificate chain and key named in the
+//! configuration, or from a certificate and key an embedding program holds in memory
+//! (`Config::tls_identity`). Deployments behind a TLS-terminating reverse proxy leave TLS unset.
 
 use std::sync::Arc;
 
@@ -7,11 +8,11 @@ use anyhow::Context as _;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::config::TlsConfig;
+use crate::config::{TlsConfig, TlsIdentity};
 
-/// A TLS acceptor for the configured certificate and key.
+/// A TLS acceptor for the configured certificate and key files.
 pub(crate) fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     let certs = CertificateDer::pem_file_iter(&config.cert)
         .with_context(|| format!("reading {}", config.cert.display()))?
@@ -22,6 +23,27 @@ pub(crate) fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     }
     let key = PrivateKeyDer::from_pem_file(&config.key)
         .with_context(|| format!("reading the private key {}", config.key.display()))?;
+    serve(certs, key)
+}
+
+/// A TLS acceptor for a certificate chain and key held in memory.
+pub(crate) fn acceptor_in_memory(identity: &TlsIdentity) -> anyhow::Result<TlsAcceptor> {
+    if identity.cert_chain.is_empty() {
+        anyhow::bail!("the in-memory TLS identity holds no certificate");
+    }
+    let certs = identity
+        .cert_chain
+        .iter()
+        .map(|der| CertificateDer::from(der.clone()))
+        .collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_pkcs8.to_vec()));
+    serve(certs, key)
+}
+
+fn serve(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> anyhow::Result<TlsAcceptor> {
     let server = ServerConfig::builder_with_provider(Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))

@@ -14,6 +14,7 @@ mod first_message;
 mod hosting;
 mod lifecycle;
 mod messaging;
+mod peer_to_peer;
 mod prekeys;
 mod python_client;
 mod reachability;

@@ -131,11 +131,21 @@ pub fn open(
         state.bus.observe(*cursor);
     }
     state.generation += 1;
-    if super::reach::ensure_sequence(&mut unlocked) {
+    let sequenced = super::reach::ensure_sequence(&mut unlocked);
+    let repinned = super::reach::pin_hosted_home(&mut unlocked, state.config.hosted_relay.as_ref());
+    if sequenced || repinned {
         let store = unlocked.store.clone();
         let mut batch = store.batch();
         save_account(&mut batch, &unlocked.account);
         txn.commit(&store, batch)?;
+    }
+    if repinned {
+        tracing::info!(
+            "the account's home is the relay this daemon hosts: its record carries the \
+             certificate's pin"
+        );
+        // Contacts that hold the old pin refuse the relay until the new record reaches them.
+        super::reach::introduce_to_all(&mut unlocked, txn)?;
     }
     start_link(state, &mut unlocked);
     for url in unlocked.account.draining.clone() {
@@ -824,6 +834,7 @@ pub(super) mod tests {
             config: CoreConfig {
                 relay_ca_pem: None,
                 clock: clock.clone(),
+                hosted_relay: None,
             },
             bus: Arc::new(EventBus::new()),
             connection: ConnectionState::Connected,
@@ -974,6 +985,7 @@ pub(super) mod tests {
         let config = CoreConfig {
             relay_ca_pem: None,
             clock: crate::clock::system(),
+            hosted_relay: None,
         };
         let (core, task) = crate::core::start(kv.clone(), config, Arc::new(EventBus::new()))
             .unwrap_or_else(|e| panic!("{e}"));

@@ -172,6 +172,18 @@ pub struct CoreConfig {
     pub relay_ca_pem: Option<Vec<u8>>,
     /// The wall clock (tests move it by hand).
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// The relay this daemon hosts (`--host-relay`), if any: an account whose home it is
+    /// carries its certificate's pin ([`reach::pin_hosted_home`]).
+    pub hosted_relay: Option<HostedRelay>,
+}
+
+/// A relay the daemon hosts, as accounts name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedRelay {
+    /// Its relay binding (the public URL, or `ws://ADDR/v1`).
+    pub url: String,
+    /// SHA-256 of its self-signed TLS certificate, when it serves `wss://`.
+    pub tls_pin: Option<[u8; 32]>,
 }
 
 /// No account, locked, or unlocked.

@@ -8,9 +8,9 @@ use protocol::frames::{ClientFrame, MAX_TOKENS_PER_UPDATE, TokenPolicy};
 use protocol::introduction::Introduction;
 use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 
-use super::Txn;
 use super::records::ContactRecord;
 use super::unlocked::Unlocked;
+use super::{HostedRelay, Txn};
 use crate::error::{ApiError, ApiResult};
 
 /// Where a contact's envelopes, bundle fetches and device lists go.
@@ -46,6 +46,49 @@ pub fn ensure_sequence(unlocked: &mut Unlocked) -> bool {
     }
     unlocked.account.reach_sequence = unlocked.clock.now_ms().max(1);
     true
+}
+
+/// Gives the account the pin of the relay this daemon hosts when that relay is its home
+/// (SPEC.md 10.9, "Peer to peer"): at creation, and at every unlock in case the certificate
+/// changed since (its files were deleted, or the daemon is ephemeral). A changed pin raises
+/// the record's sequence, so contacts take the new record over the one they hold. Returns
+/// true if the account record changed and must be saved.
+pub fn pin_hosted_home(unlocked: &mut Unlocked, hosted: Option<&HostedRelay>) -> bool {
+    let Some(hosted) = hosted else {
+        return false;
+    };
+    if hosted.url != unlocked.account.relay_url || hosted.tls_pin == unlocked.account.tls_pin {
+        return false;
+    }
+    unlocked.account.tls_pin = hosted.tls_pin;
+    unlocked.account.reach_sequence = unlocked
+        .clock
+        .now_ms()
+        .max(unlocked.account.reach_sequence.saturating_add(1));
+    true
+}
+
+/// Queues an introduction carrying the account's current record to every contact that is not
+/// blocked, with the delivery token it holds from us (SPEC.md 10.9, "Moving home"): after the
+/// record changed, so contacts deliver where it now says.
+pub fn introduce_to_all(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()> {
+    let contacts: Vec<_> = unlocked
+        .contacts
+        .iter()
+        .filter(|(_, contact)| !contact.blocked)
+        .map(|(id, contact)| (*id, contact.our_token))
+        .collect();
+    for (id, token) in contacts {
+        let body = super::contacts::introduction(unlocked, None, token)?;
+        super::messaging::outbox::queue_control(
+            unlocked,
+            txn,
+            id,
+            protocol::envelope::ContentKind::Introduction,
+            body,
+        )?;
+    }
+    Ok(())
 }
 
 /// A fresh delivery token.
@@ -261,6 +304,46 @@ mod tests {
             reachability: record,
             delivery_token: token.map(DeliveryToken),
         }
+    }
+
+    #[test]
+    fn the_hosted_relays_pin_goes_into_the_record_of_an_account_at_home_there() {
+        let mut state = crate::core::account::tests::unlocked_state(1_800_000_000_000);
+        let Ok(unlocked) = state.unlocked() else {
+            panic!("the account is unlocked");
+        };
+        let home = unlocked.account.relay_url.clone();
+        let first = unlocked.account.reach_sequence;
+        assert!(!pin_hosted_home(unlocked, None));
+        let elsewhere = HostedRelay {
+            url: "wss://[fd00::1]:7420/v1".into(),
+            tls_pin: Some([7; 32]),
+        };
+        assert!(
+            !pin_hosted_home(unlocked, Some(&elsewhere)),
+            "a hosted relay that is not the account's home changes nothing"
+        );
+        let hosted = HostedRelay {
+            url: home,
+            tls_pin: Some([7; 32]),
+        };
+        assert!(pin_hosted_home(unlocked, Some(&hosted)));
+        assert_eq!(unlocked.account.tls_pin, Some([7; 32]));
+        assert!(unlocked.account.reach_sequence > first, "contacts take it");
+        let record = own_record(unlocked).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(record.relays()[0].tls_pin, Some([7; 32]));
+        let sequence = unlocked.account.reach_sequence;
+        assert!(!pin_hosted_home(unlocked, Some(&hosted)), "the same pin");
+        assert_eq!(unlocked.account.reach_sequence, sequence);
+        let renewed = HostedRelay {
+            tls_pin: Some([8; 32]),
+            ..hosted
+        };
+        assert!(
+            pin_hosted_home(unlocked, Some(&renewed)),
+            "a new certificate"
+        );
+        assert!(unlocked.account.reach_sequence > sequence);
     }
 
     #[test]

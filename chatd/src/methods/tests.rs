@@ -20,6 +20,7 @@ fn running_methods(bus: Arc<EventBus>) -> Methods {
     let config = crate::core::CoreConfig {
         relay_ca_pem: None,
         clock: crate::clock::system(),
+        hosted_relay: None,
     };
     let (core, task) =
         crate::core::start(kv.clone(), config, bus.clone()).unwrap_or_else(|e| panic!("core: {e}"));
@@ -125,6 +126,7 @@ fn every_documented_method_is_registered_and_nothing_else() {
     let config = crate::core::CoreConfig {
         relay_ca_pem: None,
         clock: crate::clock::system(),
+        hosted_relay: None,
     };
     let (core, _task) =
         crate::core::start(kv.clone(), config, bus.clone()).unwrap_or_else(|e| panic!("core: {e}"));

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use chat_relay::{Config, Storage, TlsConfig};
+use chat_relay::{Config, Storage, TlsConfig, TlsIdentity};
 use futures_util::{SinkExt, StreamExt};
 use protocol::codec::{Decode, Encode};
 use protocol::frames::{AuthProof, ClientFrame, ServerFrame};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -30,11 +30,35 @@ async fn devices_authenticate_over_native_tls() {
         key: key_path,
     });
     let relay = TestRelay::start(config).await;
-    let port = relay.addr().port();
     config_relay_id_is_ws_by_default(&relay);
+    authenticate_over_tls(&relay, key.cert.der().clone()).await;
+    relay.relay.shutdown().await.unwrap();
+}
 
+/// A program that embeds the relay hands it a certificate and key it holds in memory (chatd's
+/// self-signed one), and that identity wins over files.
+#[tokio::test]
+async fn devices_authenticate_over_tls_from_an_in_memory_identity() {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let mut config = Config::new(Storage::Memory);
+    config.tls_identity = Some(TlsIdentity {
+        cert_chain: vec![key.cert.der().to_vec()],
+        key_pkcs8: zeroize::Zeroizing::new(key.signing_key.serialize_der()),
+    });
+    assert!(
+        !format!("{config:?}").contains(&format!("{:?}", key.signing_key.serialize_der())),
+        "the key is not in the configuration's Debug"
+    );
+    let relay = TestRelay::start(config).await;
+    authenticate_over_tls(&relay, key.cert.der().clone()).await;
+    relay.relay.shutdown().await.unwrap();
+}
+
+/// Dials `relay` over TLS trusting only `cert`, and authenticates a device.
+async fn authenticate_over_tls(relay: &TestRelay, cert: CertificateDer<'static>) {
+    let port = relay.addr().port();
     let mut roots = RootCertStore::empty();
-    roots.add(key.cert.der().clone()).unwrap();
+    roots.add(cert).unwrap();
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let client_config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -76,7 +100,6 @@ async fn devices_authenticate_over_native_tls() {
         ServerFrame::from_bytes(&bytes).unwrap(),
         ServerFrame::AuthOk { .. }
     ));
-    relay.relay.shutdown().await.unwrap();
 }
 
 /// Without `relay_id` configured, the binding is the `ws://` URL of the listen address; a TLS

@@ -365,14 +365,27 @@ pub(crate) fn receive_introduction(
         invite_delivery_token,
     )?;
     let unlocked = state.unlocked()?;
+    let mut moved = false;
     if let Some(contact) = unlocked.contacts.get_mut(&conversation) {
+        let held = contact.reach.clone();
         let mut changed = crate::core::reach::apply_introduction(contact, &sender, &introduction);
+        moved = contact.reach != held;
         if contact.display_name.is_none() {
             contact.display_name = Some(name);
             changed = true;
         }
         if changed {
             batch.put(tables::CONTACTS, &conversation, &contact.encode());
+        }
+    }
+    if moved {
+        // A new record (a new relay, a new certificate pin): what waited for the old one goes
+        // now, to the new record's first relay, not at its next retry.
+        unlocked.route_attempts.remove(&conversation);
+        for slot in unlocked.outbox.values_mut() {
+            if slot.conversation == conversation {
+                slot.not_before = None;
+            }
         }
     }
     Ok(())
