@@ -3,10 +3,11 @@
 //! Before authentication: the request head is read and routed (`http.rs`), the WebSocket
 //! handshake runs, the relay sends a `Challenge` and waits for `Auth`; all of it must finish by
 //! the handshake deadline. After authentication a [`Session`] serves requests and delivers the
-//! device's mailbox: every envelope is read from the store in sequence order (so live pushes
-//! and the backlog after a reconnect take the same path), at most `delivery_window` of them
-//! unacknowledged at a time. Writes that stall past `write_timeout` cut the client off, so a
-//! client that stops reading costs a bounded amount of memory and nobody else's service.
+//! device's mailbox in sequence order, at most `delivery_window` envelopes unacknowledged at a
+//! time: first the backlog, read from the store, then what the group commit hands the
+//! connection through the router's live queue (`router.rs` says how the two meet). Writes
+//! that stall past `write_timeout` cut the client off, so a client that stops reading costs a
+//! bounded amount of memory and nobody else's service.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -42,7 +43,7 @@ use crate::http::{self, Prefixed, Route};
 use crate::metrics::{Metrics, Rejection};
 use crate::proxy;
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter, ip_key};
-use crate::router::{Registration, Router};
+use crate::router::{Live, Registration, Router};
 use crate::store::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store, StoreError, blocking_section,
 };
@@ -251,6 +252,7 @@ pub(crate) async fn serve<S>(
         cursor: None,
         in_flight: BTreeSet::new(),
         more_mail: true,
+        reading_store: true,
         pending_sends: FuturesOrdered::new(),
         unflushed: false,
         last_heard: StdInstant::now(),
@@ -547,6 +549,9 @@ struct Session {
     in_flight: BTreeSet<u64>,
     /// Whether the mailbox may hold envelopes past the cursor.
     more_mail: bool,
+    /// Whether the backlog (envelopes up to `registration.backlog_until`) may hold envelopes
+    /// past the cursor: delivery reads the store, not the live queue.
+    reading_store: bool,
     pending_sends: FuturesOrdered<PendingSend>,
     /// Frames fed to the WebSocket and not flushed yet.
     unflushed: bool,
@@ -666,7 +671,9 @@ impl Session {
         }
     }
 
-    /// Pushes the next page of the mailbox.
+    /// Pushes the next envelopes of the mailbox: from the store while the backlog lasts
+    /// (envelopes numbered up to the registration's `backlog_until`), then from the live
+    /// queue the group commit fills (`router.rs`).
     async fn deliver<S>(&mut self, ws: &mut Ws<S>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -677,21 +684,45 @@ impl Session {
             .delivery_window
             .saturating_sub(self.in_flight.len());
         let limit = room.min(DELIVERY_PAGE);
-        let (addr, cursor, now) = (self.addr, self.cursor, shared.clock.now());
-        let ttl = shared.limits.envelope_ttl_secs;
-        let page = shared
-            .blocking(move |store| store.pending(&addr, cursor, limit, now, ttl))
-            .await;
-        let page = match page.and_then(|page| page) {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::error!(error = %e, "reading a mailbox failed");
-                self.more_mail = false;
-                return Ok(());
+        let page = if self.reading_store {
+            let (addr, cursor, now) = (self.addr, self.cursor, shared.clock.now());
+            let (through, ttl) = (
+                self.registration.backlog_until,
+                shared.limits.envelope_ttl_secs,
+            );
+            let page = shared
+                .blocking(move |store| {
+                    store.pending_through(&addr, cursor, through, limit, now, ttl)
+                })
+                .await;
+            let page = match page.and_then(|page| page) {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a mailbox failed");
+                    self.more_mail = false;
+                    return Ok(());
+                }
+            };
+            // A short page ends the backlog; the live queue follows.
+            self.reading_store = page.len() == limit;
+            self.more_mail = true;
+            page
+        } else {
+            match shared.router.take(&self.registration, limit) {
+                Live::Entries { entries, more } => {
+                    self.more_mail = more;
+                    entries
+                }
+                Live::Overflowed => {
+                    shared.router.resync(&mut self.registration, &self.addr);
+                    self.reading_store = true;
+                    self.more_mail = true;
+                    return Ok(());
+                }
             }
         };
-        self.more_mail = page.len() == limit;
         for entry in page {
+            debug_assert!(self.cursor.is_none_or(|cursor| entry.seq > cursor));
             self.cursor = Some(entry.seq);
             self.in_flight.insert(entry.seq);
             let frame = ServerFrame::Deliver {

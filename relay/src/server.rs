@@ -86,7 +86,7 @@ impl Relay {
             None => None,
         };
         let metrics = Arc::new(Metrics::default());
-        let router = Arc::new(Router::default());
+        let router = Arc::new(Router::new(last_sequence));
         let ids = IdCipher::new(&secret);
         let limits = config.limits.clone();
         let (committer, commit_task) = CommitTask {

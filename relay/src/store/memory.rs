@@ -294,6 +294,7 @@ impl MemoryStore {
         &self,
         addr: &DeviceAddr,
         after: Option<u64>,
+        through: u64,
         limit: usize,
         now: u64,
         ttl: u64,
@@ -306,10 +307,13 @@ impl MemoryStore {
                 None => return Ok(Vec::new()),
             },
         };
+        if start > through {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         let mut expired = Vec::new();
         if let Some(mailbox) = state.mailboxes.get(addr) {
-            for entry in mailbox.range(start..) {
+            for entry in mailbox.range(start..=through) {
                 if out.len() >= limit {
                     break;
                 }
