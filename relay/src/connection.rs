@@ -44,6 +44,7 @@ use crate::metrics::{Metrics, Rejection};
 use crate::proxy;
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter, ip_key};
 use crate::router::{Live, Registration, Router};
+use crate::store::worker::{Read, StoreWorker};
 use crate::store::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store, StoreError, blocking_section,
 };
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) router: Arc<Router>,
     pub(crate) committer: Committer,
+    /// Mailbox reads and acknowledgements.
+    pub(crate) store_worker: StoreWorker,
     pub(crate) ids: IdCipher,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -685,17 +688,16 @@ impl Session {
             .saturating_sub(self.in_flight.len());
         let limit = room.min(DELIVERY_PAGE);
         let page = if self.reading_store {
-            let (addr, cursor, now) = (self.addr, self.cursor, shared.clock.now());
-            let (through, ttl) = (
-                self.registration.backlog_until,
-                shared.limits.envelope_ttl_secs,
-            );
-            let page = shared
-                .blocking(move |store| {
-                    store.pending_through(&addr, cursor, through, limit, now, ttl)
-                })
-                .await;
-            let page = match page.and_then(|page| page) {
+            let read = Read {
+                addr: self.addr,
+                after: self.cursor,
+                through: self.registration.backlog_until,
+                limit,
+                now: shared.clock.now(),
+                ttl: shared.limits.envelope_ttl_secs,
+            };
+            let page = shared.store_worker.read(read).await;
+            let page = match page {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(error = %e, "reading a mailbox failed");
@@ -938,14 +940,10 @@ impl Session {
         for seq in &seqs {
             self.in_flight.remove(seq);
         }
-        let addr = self.addr;
-        let acked = self
-            .shared
-            .blocking(move |store| store.ack(&addr, &seqs))
-            .await;
-        match acked.and_then(|n| n) {
-            Ok(n) => Metrics::add(&self.shared.metrics.envelopes_acked, n as u64),
-            Err(e) => tracing::error!(error = %e, "deleting acknowledged envelopes failed"),
+        // Queued to the store thread, which deletes them and counts them acknowledged; the
+        // session waits for nothing but room in its queue.
+        if !seqs.is_empty() && !self.shared.store_worker.ack(self.addr, seqs).await {
+            tracing::error!("the store thread has stopped; acknowledgements not applied");
         }
         // Room in the window: look for more.
         self.more_mail = true;

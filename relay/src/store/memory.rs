@@ -101,6 +101,13 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Holds the store's lock until the returned guard is dropped: every call waits until
+    /// then, as on a stalled disk (tests).
+    #[cfg(test)]
+    pub(crate) fn stall(&self) -> impl Sized + '_ {
+        self.lock()
+    }
+
     pub(super) fn put_device(&self, device: &VerifiedDevice) -> Result<DeviceOutcome, StoreError> {
         let mut state = self.lock();
         let identity = *device.identity().as_bytes();

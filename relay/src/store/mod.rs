@@ -12,6 +12,7 @@
 
 mod memory;
 mod sled_store;
+pub(crate) mod worker;
 
 use std::cell::Cell;
 use std::fmt;

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chat_relay::clock::ManualClock;
-use chat_relay::metrics::Rejection;
+use chat_relay::metrics::{Metrics, Rejection};
 use chat_relay::{Config, Limits, RateLimit, Storage};
 use protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use protocol::identity::DeviceId;
@@ -337,5 +337,40 @@ async fn a_recipient_past_its_live_queue_gets_everything_once_in_order() {
         received += 1;
     }
     let marker = send_ok(&mut a, 100, vec![bob.envelope(b"marker")]).await;
+    assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
+}
+
+/// Acknowledgements are queued to the relay's store thread, many in one round; a clean
+/// shutdown applies and flushes every one, so none of those envelopes comes back.
+#[tokio::test]
+async fn acknowledgements_are_applied_and_flushed_by_a_clean_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::sled(dir.path()).await;
+    let alice = Device::new(1);
+    let bob = Device::new(2);
+    let mut b = relay.connect(&bob).await;
+    sync(&mut b).await;
+    let mut a = relay.connect(&alice).await;
+    let envelopes = (0..50u8).map(|i| bob.envelope(&[i])).collect();
+    let ids = send_ok(&mut a, 1, envelopes).await;
+    let mut delivered = Vec::new();
+    for _ in &ids {
+        delivered.push(deliver(&mut b).await.0);
+    }
+    assert_eq!(delivered, ids);
+    // One Ack per envelope, sent back to back without waiting, and one for all of them.
+    for id in &ids[..25] {
+        ack(&mut b, &[*id]).await;
+    }
+    ack(&mut b, &ids[25..]).await;
+    let metrics = relay.relay.metrics();
+    let marker = send_ok(&mut a, 2, vec![bob.envelope(b"marker")]).await;
+    assert_eq!(deliver(&mut b).await.0, marker[0]);
+    drop((a, b));
+    relay.relay.shutdown().await.unwrap();
+    assert_eq!(Metrics::get(&metrics.envelopes_acked), 50);
+
+    let relay = TestRelay::sled(dir.path()).await;
+    let mut b = relay.connect(&bob).await;
     assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
 }
