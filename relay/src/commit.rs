@@ -1,14 +1,14 @@
 //! Group commit: the single writer of mailboxes.
 //!
-//! Connections hand `Send` requests to one thread of its own (`relay-commit`), which takes
-//! everything waiting (up to `max_commit_batch` envelopes) as a batch, checks each
+//! Connections hand `Send` requests to one task, which takes everything waiting (up to
+//! `max_commit_batch` envelopes) and hands the batch to a blocking thread, which checks each
 //! request (every recipient known, every mailbox under its envelope and byte quotas and the
 //! store under its budget, counting this batch), writes the accepted envelopes in one batch,
 //! hands them to the recipients' connections (`Router::push`), flushes once, and only then
 //! answers every request of the batch. A request is all or nothing: if one of its envelopes is
 //! refused, none is stored.
 //!
-//! On shutdown the thread finishes every request already queued before it exits, so nothing a
+//! On shutdown the task finishes every request already queued before it exits, so nothing a
 //! client sent is left half-committed.
 
 use std::collections::HashMap;
@@ -21,7 +21,6 @@ use crate::clock::Clock;
 use crate::envelope_ids::IdCipher;
 use crate::metrics::{Metrics, Rejection};
 use crate::router::Router;
-use crate::store::worker::{Finished, spawn_thread};
 use crate::store::{DeviceAddr, EnqueueOutcome, MailboxEntry, Store, StoreError, stored_size};
 
 /// How one `Send` request ended.
@@ -95,27 +94,21 @@ struct Adding {
 }
 
 impl CommitTask {
-    /// Starts the commit thread; it runs until every [`Committer`] is dropped and the queue is
-    /// empty, then completes [`Finished`]. `last_sequence` is the store's
-    /// [`Store::last_sequence`].
+    /// Starts the task; it runs until every [`Committer`] is dropped and the queue is empty.
+    /// `last_sequence` is the store's [`Store::last_sequence`].
     pub(crate) fn spawn(
         self,
         queue: usize,
         last_sequence: u64,
-    ) -> std::io::Result<(Committer, Finished)> {
+    ) -> (Committer, tokio::task::JoinHandle<()>) {
         let next_seq = last_sequence.saturating_add(1);
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let finished = spawn_thread("relay-commit", move || {
-            crate::store::blocking_section(|| self.run(rx, next_seq));
-        })?;
-        Ok((Committer { tx }, finished))
+        let handle = tokio::spawn(Arc::new(self).run(rx, next_seq));
+        (Committer { tx }, handle)
     }
 
-    /// The commit thread: every store call of a batch (the checks, the writes, the flush) and
-    /// the mailbox lock they take run here, never on an async worker, and a batch costs no
-    /// thread handoff but the wake-up of this thread when it was idle.
-    fn run(&self, mut rx: mpsc::Receiver<Request>, mut next_seq: u64) {
-        while let Some(first) = rx.blocking_recv() {
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Request>, mut next_seq: u64) {
+        while let Some(first) = rx.recv().await {
             let mut count = first.envelopes.len();
             let mut batch = vec![first];
             while count < self.max_batch {
@@ -127,15 +120,20 @@ impl CommitTask {
                     Err(_) => break,
                 }
             }
+            // Every store call of a batch (the checks, the writes, the flush) and the mailbox
+            // lock they take run on one blocking thread, never on an async worker: one hop
+            // off the runtime per batch.
+            let this = self.clone();
             let seq = next_seq;
-            let committed =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(batch, seq)));
-            match committed {
+            let committed = tokio::task::spawn_blocking(move || {
+                crate::store::blocking_section(|| this.commit(batch, seq))
+            });
+            match committed.await {
                 Ok(next) => next_seq = next,
-                Err(_) => {
+                Err(e) => {
                     // The batch's senders see their reply channels dropped: `internal`. Skip
                     // every sequence number the batch could have taken.
-                    tracing::error!("the group commit panicked");
+                    tracing::error!(error = %e, "the group commit panicked");
                     next_seq = next_seq.saturating_add(count as u64);
                 }
             }

@@ -940,8 +940,7 @@ impl Session {
         for seq in &seqs {
             self.in_flight.remove(seq);
         }
-        // Queued to the store thread, which deletes them and counts them acknowledged; the
-        // session waits for nothing but room in its queue.
+        // Deleted (and counted) on the store thread, before the next frame is handled.
         if !seqs.is_empty() && !self.shared.store_worker.ack(self.addr, seqs).await {
             tracing::error!("the store thread has stopped; acknowledgements not applied");
         }

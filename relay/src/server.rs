@@ -24,7 +24,7 @@ use crate::metrics::{Metrics, Rejection};
 use crate::proxy::{self, ProxiedAddr};
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter};
 use crate::router::Router;
-use crate::store::worker::{Finished, StoreWorker};
+use crate::store::worker::StoreWorker;
 use crate::store::{MemoryStore, SledStore, Store, blocking_section};
 
 /// How often expired envelopes are swept out (they are also skipped on delivery).
@@ -90,7 +90,7 @@ impl Relay {
         let router = Arc::new(Router::new(last_sequence));
         let ids = IdCipher::new(&secret);
         let limits = config.limits.clone();
-        let (committer, commit_thread) = CommitTask {
+        let (committer, commit_task) = CommitTask {
             store: store.clone(),
             router: router.clone(),
             ids: ids.clone(),
@@ -101,14 +101,12 @@ impl Relay {
             disk_budget: limits.disk_budget_bytes,
             max_batch: limits.max_commit_batch,
         }
-        .spawn(limits.max_connections.max(64), last_sequence)
-        .context("starting the group commit thread")?;
+        .spawn(limits.max_connections.max(64), last_sequence);
         let (store_worker, store_thread) = StoreWorker::spawn(
             store.clone(),
             metrics.clone(),
             limits.max_connections.max(64),
-        )
-        .context("starting the store thread")?;
+        );
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             relay_id: relay_id.clone(),
@@ -136,7 +134,7 @@ impl Relay {
             listener,
             shared,
             store,
-            [commit_thread, store_thread],
+            [commit_task, store_thread],
             tls,
             clock,
         ));
@@ -188,7 +186,7 @@ async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     store: Store,
-    store_threads: [Finished; 2],
+    store_tasks: [JoinHandle<()>; 2],
     tls: Option<tokio_rustls::TlsAcceptor>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
@@ -244,10 +242,9 @@ async fn serve(
     // Every connection is gone; the last `Committer` and `StoreWorker` go with `shared`, and
     // the commit task and the store thread finish what is queued and stop.
     drop(shared);
-    for thread in store_threads {
-        thread
-            .await
-            .context("the group commit thread or the store thread panicked")?;
+    for task in store_tasks {
+        task.await
+            .context("the group commit task or the store thread panicked")?;
     }
     store.flush().await.context("the final flush")?;
     tracing::info!("relay stopped");

@@ -1,17 +1,19 @@
-//! The store thread: one thread of its own that runs the connections' mailbox reads and
+//! The store thread: one blocking thread, kept for the relay's life, that runs the connections' mailbox reads and
 //! acknowledgements, fed by a channel.
 //!
-//! Each operation handed to a blocking-pool thread of its own costs a thread handoff; here the
-//! thread takes everything queued at once and runs it in one go, so one wake-up serves many
-//! operations, and an `Ack` costs its connection no wait at all (nothing is answered). The
-//! operations run in the order they were queued, so a mailbox read queued after an `Ack` (a
-//! reconnect's backlog read, say) sees that acknowledgement applied. Like every store call,
+//! Each operation handed to a blocking-pool thread of its own costs a thread handoff (a thread
+//! woken for it, then the waiting task woken); here the thread takes everything queued at once
+//! and runs it in one go, so one wake-up of the thread serves many operations, and the callers
+//! are woken as each finishes. The operations run in the order they were queued, so a mailbox
+//! read queued after an `Ack` (a reconnect's backlog read, say) sees that acknowledgement
+//! applied. Like every store call,
 //! they never run on an async worker: a slow disk stalls this thread and the connections
 //! waiting on it, not the runtime.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::{DeviceAddr, MailboxEntry, Store, StoreError, blocking_section};
 use crate::metrics::Metrics;
@@ -35,30 +37,12 @@ enum Op {
     Ack {
         addr: DeviceAddr,
         seqs: Vec<u64>,
+        done: oneshot::Sender<()>,
     },
     Read {
         read: Read,
         reply: oneshot::Sender<Result<Vec<MailboxEntry>, StoreError>>,
     },
-}
-
-/// Completes when a thread of [`spawn_thread`] has returned; an error if it panicked.
-pub(crate) type Finished = oneshot::Receiver<()>;
-
-/// Runs `body` on a new thread named `name` (a thread of its own rather than one of the
-/// runtime's blocking pool: it lives as long as the relay and shows by name in profiles).
-pub(crate) fn spawn_thread(
-    name: &str,
-    body: impl FnOnce() + Send + 'static,
-) -> std::io::Result<Finished> {
-    let (done, finished) = oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            body();
-            let _ = done.send(());
-        })?;
-    Ok(finished)
 }
 
 /// The handle connections queue operations with. Cloning it is cheap; the thread stops once
@@ -69,15 +53,15 @@ pub(crate) struct StoreWorker {
 }
 
 impl StoreWorker {
-    /// Starts the thread with room for `queue` waiting operations; [`Finished`] completes once
-    /// it has run the last one.
+    /// Starts the thread (a blocking-pool thread, kept for good) with room for `queue` waiting
+    /// operations; the handle finishes once it has run the last one.
     pub(crate) fn spawn(
         store: Store,
         metrics: Arc<Metrics>,
         queue: usize,
-    ) -> std::io::Result<(Self, Finished)> {
+    ) -> (Self, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel(queue.max(1));
-        let finished = spawn_thread("relay-store", move || {
+        let thread = tokio::task::spawn_blocking(move || {
             let mut round = Vec::with_capacity(MAX_ROUND);
             while let Some(first) = rx.blocking_recv() {
                 round.push(first);
@@ -93,14 +77,18 @@ impl StoreWorker {
                     }
                 });
             }
-        })?;
-        Ok((Self { tx }, finished))
+        });
+        (Self { tx }, thread)
     }
 
-    /// Queues the deletion of acknowledged envelopes; waits only for room in the queue.
-    /// `false` if the thread has stopped (the relay is shutting down).
+    /// Deletes acknowledged envelopes (and counts them) on the store thread; returns once
+    /// they are deleted, `false` if the thread has stopped (the relay is shutting down).
     pub(crate) async fn ack(&self, addr: DeviceAddr, seqs: Vec<u64>) -> bool {
-        self.tx.send(Op::Ack { addr, seqs }).await.is_ok()
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Op::Ack { addr, seqs, done }).await.is_err() {
+            return false;
+        }
+        rx.await.is_ok()
     }
 
     /// Reads a page of a mailbox, after every operation queued before it.
@@ -117,10 +105,13 @@ impl StoreWorker {
 
 fn run(store: &Store, metrics: &Metrics, op: Op) {
     match op {
-        Op::Ack { addr, seqs } => match store.ack(&addr, &seqs) {
-            Ok(n) => Metrics::add(&metrics.envelopes_acked, n as u64),
-            Err(e) => tracing::error!(error = %e, "deleting acknowledged envelopes failed"),
-        },
+        Op::Ack { addr, seqs, done } => {
+            match store.ack(&addr, &seqs) {
+                Ok(n) => Metrics::add(&metrics.envelopes_acked, n as u64),
+                Err(e) => tracing::error!(error = %e, "deleting acknowledged envelopes failed"),
+            }
+            let _ = done.send(());
+        }
         Op::Read { read, reply } => {
             let page = store.pending_through(
                 &read.addr,
@@ -198,7 +189,7 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let (worker, finished) = StoreWorker::spawn(store.clone(), metrics.clone(), 8).unwrap();
+            let (worker, finished) = StoreWorker::spawn(store.clone(), metrics.clone(), 8);
             assert!(worker.ack(addr, vec![1, 3]).await);
             let page = worker.read(read_all(addr)).await.unwrap();
             assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [2]);
@@ -209,8 +200,8 @@ mod tests {
         assert_eq!(store.mailbox_len(&addr).unwrap(), 1);
     }
 
-    /// A stalled store (a slow disk) stalls the store thread and whoever waits for a read
-    /// from it, not the async workers: other tasks go on, and an `Ack` is only queued.
+    /// A stalled store (a slow disk) stalls the store thread and those waiting for it, not the
+    /// async workers: other tasks go on meanwhile.
     #[test]
     fn a_stalled_store_stalls_only_those_waiting_for_it() {
         let memory = MemoryStore::new();
@@ -223,21 +214,26 @@ mod tests {
             .unwrap();
         let stall = memory.stall();
         runtime.block_on(async move {
-            let (worker, _finished) =
-                StoreWorker::spawn(store.clone(), Arc::new(Metrics::default()), 8).unwrap();
+            let (worker, _thread) =
+                StoreWorker::spawn(store.clone(), Arc::new(Metrics::default()), 8);
             let reader = tokio::spawn({
                 let worker = worker.clone();
                 async move { worker.read(read_all(addr)).await }
             });
-            // The read waits on the stalled thread ...
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let acker = tokio::spawn({
+                let worker = worker.clone();
+                async move { worker.ack(addr, vec![1]).await }
+            });
+            // The read and the ack wait on the stalled thread ...
             tokio::time::sleep(Duration::from_millis(50)).await;
-            assert!(!reader.is_finished());
-            // ... while the one async worker still runs other tasks, and an ack is queued.
+            assert!(!reader.is_finished() && !acker.is_finished());
+            // ... while the one async worker still runs other tasks.
             assert_eq!(tokio::spawn(async { 7 }).await.unwrap(), 7);
-            assert!(worker.ack(addr, vec![1]).await);
             drop(stall);
             let page = reader.await.unwrap().unwrap();
             assert_eq!(page.len(), 3, "the read was queued before the ack");
+            assert!(acker.await.unwrap());
             let page = worker.read(read_all(addr)).await.unwrap();
             assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
         });

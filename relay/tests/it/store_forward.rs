@@ -340,8 +340,8 @@ async fn a_recipient_past_its_live_queue_gets_everything_once_in_order() {
     assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
 }
 
-/// Acknowledgements are queued to the relay's store thread, many in one round; a clean
-/// shutdown applies and flushes every one, so none of those envelopes comes back.
+/// Acknowledgements run on the relay's store thread, many connections' in one round; a clean
+/// shutdown flushes every one applied, so none of those envelopes comes back.
 #[tokio::test]
 async fn acknowledgements_are_applied_and_flushed_by_a_clean_shutdown() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,12 +363,13 @@ async fn acknowledgements_are_applied_and_flushed_by_a_clean_shutdown() {
         ack(&mut b, &[*id]).await;
     }
     ack(&mut b, &ids[25..]).await;
+    sync(&mut b).await;
     let metrics = relay.relay.metrics();
+    assert_eq!(Metrics::get(&metrics.envelopes_acked), 50);
     let marker = send_ok(&mut a, 2, vec![bob.envelope(b"marker")]).await;
     assert_eq!(deliver(&mut b).await.0, marker[0]);
     drop((a, b));
     relay.relay.shutdown().await.unwrap();
-    assert_eq!(Metrics::get(&metrics.envelopes_acked), 50);
 
     let relay = TestRelay::sled(dir.path()).await;
     let mut b = relay.connect(&bob).await;
