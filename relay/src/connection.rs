@@ -47,6 +47,7 @@ use crate::router::{Live, Registration, Router};
 use crate::store::worker::{Read, StoreWorker};
 use crate::store::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, Store, StoreError, blocking_section,
+    is_expired,
 };
 
 /// How far a handle claim's `issued_at` may be from the relay's clock, seconds.
@@ -711,8 +712,12 @@ impl Session {
             page
         } else {
             match shared.router.take(&self.registration, limit) {
-                Live::Entries { entries, more } => {
+                Live::Entries { mut entries, more } => {
                     self.more_mail = more;
+                    // One that waited past the TTL (behind a full window) is not delivered,
+                    // as from the store; the sweep deletes it.
+                    let (now, ttl) = (shared.clock.now(), shared.limits.envelope_ttl_secs);
+                    entries.retain(|entry| !is_expired(entry.received_at, now, ttl));
                     entries
                 }
                 Live::Overflowed => {

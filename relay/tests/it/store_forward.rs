@@ -375,3 +375,29 @@ async fn acknowledgements_are_applied_and_flushed_by_a_clean_shutdown() {
     let mut b = relay.connect(&bob).await;
     assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
 }
+
+/// An envelope that waits in the relay's memory behind a full delivery window past the TTL is
+/// not delivered, as one in the store would not be.
+#[tokio::test]
+async fn an_envelope_held_in_memory_past_the_ttl_is_not_delivered() {
+    let clock = ManualClock::new(1_700_000_000);
+    let mut config = Config::new(Storage::Memory);
+    config.limits.delivery_window = 1;
+    let relay = TestRelay::start_with_clock(config, Arc::new(clock.clone())).await;
+    let alice = Device::new(1);
+    let bob = Device::new(2);
+    let mut b = relay.connect(&bob).await;
+    sync(&mut b).await;
+    let mut a = relay.connect(&alice).await;
+    let ids = send_ok(
+        &mut a,
+        1,
+        vec![bob.envelope(b"first"), bob.envelope(b"second")],
+    )
+    .await;
+    assert_eq!(deliver(&mut b).await, (ids[0], b"first".to_vec()));
+    clock.advance(30 * DAY + 1);
+    ack(&mut b, &ids[..1]).await;
+    let marker = send_ok(&mut a, 2, vec![bob.envelope(b"new")]).await;
+    assert_eq!(deliver(&mut b).await, (marker[0], b"new".to_vec()));
+}
