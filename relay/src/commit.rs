@@ -3,14 +3,15 @@
 //! Connections hand `Send` requests to one task, which takes everything waiting (up to
 //! `max_commit_batch` envelopes) and hands the batch to a blocking thread, which checks each
 //! request (every recipient known, every mailbox under its envelope and byte quotas and the
-//! store under its budget, counting this batch), writes the accepted envelopes in one batch, wakes the
-//! recipients' connections, flushes once, and only then answers every request of the batch. A
-//! request is all or nothing: if one of its envelopes is refused, none is stored.
+//! store under its budget, counting this batch), writes the accepted envelopes in one batch,
+//! hands them to the recipients' connections (`Router::push`), flushes once, and only then
+//! answers every request of the batch. A request is all or nothing: if one of its envelopes is
+//! refused, none is stored.
 //!
 //! On shutdown the task finishes every request already queued before it exits, so nothing a
 //! client sent is left half-committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use protocol::frames::{EnvelopeId, ErrorCode, OutgoingEnvelope};
@@ -186,8 +187,7 @@ impl CommitTask {
         }
 
         let stored = writes.len() as u64;
-        let recipients: HashSet<DeviceAddr> = writes.iter().map(|(addr, _)| *addr).collect();
-        let durable = self.write(&writes, &recipients);
+        let durable = self.write(writes);
         if durable {
             Metrics::add(&self.metrics.envelopes_stored, stored);
             Metrics::add(&self.metrics.commits, 1);
@@ -263,7 +263,8 @@ impl CommitTask {
         Ok(())
     }
 
-    /// Writes, wakes the recipients' connections, and flushes; returns whether the batch is
+    /// Writes, hands the written envelopes to their recipients' connections
+    /// ([`Router::push`], which wakes them), and flushes; returns whether the batch is
     /// durable. Runs on the commit's blocking thread.
     ///
     /// Delivery does not wait for the flush (SPEC.md, "Delivery"): the fsync is then off the
@@ -271,24 +272,18 @@ impl CommitTask {
     /// still wait for it. If the flush fails, or the relay dies before it, the senders get no
     /// `SendAck` and send the same sealed envelopes again, which a recipient that already has
     /// them drops as ratchet duplicates.
-    fn write(
-        &self,
-        writes: &[(DeviceAddr, MailboxEntry)],
-        recipients: &HashSet<DeviceAddr>,
-    ) -> bool {
-        if writes.is_empty() {
+    fn write(&self, writes: Vec<(DeviceAddr, MailboxEntry)>) -> bool {
+        let Some(last_seq) = writes.last().map(|(_, entry)| entry.seq) else {
             return true;
-        }
+        };
         // The quota was checked in `check` against the same counts (this task is the only
         // writer), so the store need not check it again.
         let written = (|| {
-            let outcomes = self.store.enqueue(writes, usize::MAX)?;
+            let outcomes = self.store.enqueue(&writes, usize::MAX)?;
             if !outcomes.iter().all(|o| *o == EnqueueOutcome::Stored) {
                 return Ok(false);
             }
-            for addr in recipients {
-                self.router.notify(addr);
-            }
+            self.router.push(writes, last_seq);
             self.store.flush_blocking()?;
             Ok::<_, StoreError>(true)
         })();

@@ -5,9 +5,10 @@
 //! (SPEC.md 10.3 step 5); all of it must finish by the handshake deadline. A [`Session`] then
 //! serves requests, held to the idle timeout. An anonymous session answers only the anonymous
 //! requests, limited per client network, and never delivers; `Auth` (once) makes it the
-//! device's. An authenticated session also delivers the device's mailbox: every envelope is
-//! read from the store in sequence order (so live pushes and the backlog after a reconnect
-//! take the same path), at most `delivery_window` of them unacknowledged at a time. Writes
+//! device's. An authenticated session also delivers the device's mailbox in sequence order, at
+//! most `delivery_window` envelopes unacknowledged at a time: first the backlog, read from the
+//! store, then what the group commit hands the connection through the router's live queue
+//! (`router.rs` says how the two meet). Writes
 //! that stall past `write_timeout` cut the client off, so a client that stops reading costs a
 //! bounded amount of memory and nobody else's service.
 
@@ -48,10 +49,11 @@ use crate::http::{self, Prefixed, Route};
 use crate::metrics::{Metrics, Rejection};
 use crate::proxy;
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter, ip_key};
-use crate::router::{Registration, Router};
+use crate::router::{Live, Registration, Router};
+use crate::store::worker::{Read, StoreWorker};
 use crate::store::{
     ClaimOutcome, DeviceAddr, DeviceOutcome, PublishError, RecordOutcome, Store, StoreError,
-    TokenDigest, blocking_section, token_changes,
+    TokenDigest, blocking_section, is_expired, token_changes,
 };
 
 /// How far a handle claim's `issued_at` may be from the relay's clock, seconds.
@@ -69,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) router: Arc<Router>,
     pub(crate) committer: Committer,
+    /// Mailbox reads and acknowledgements.
+    pub(crate) store_worker: StoreWorker,
     pub(crate) ids: IdCipher,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -249,6 +253,7 @@ pub(crate) async fn serve<S>(
         cursor: None,
         in_flight: BTreeSet::new(),
         more_mail: false,
+        reading_store: true,
         pending_sends: FuturesOrdered::new(),
         unflushed: false,
         last_heard: StdInstant::now(),
@@ -268,11 +273,7 @@ pub(crate) async fn serve<S>(
 
 /// A registration in no router: an anonymous session's, never woken or replaced.
 fn detached() -> Registration {
-    Registration {
-        conn_id: u64::MAX,
-        wake: Arc::new(tokio::sync::Notify::new()),
-        kick: CancellationToken::new(),
-    }
+    Registration::detached()
 }
 
 /// The HTTP request, admission under the client address (when a trusted proxy names it in
@@ -574,6 +575,9 @@ struct Session {
     in_flight: BTreeSet<u64>,
     /// Whether the mailbox may hold envelopes past the cursor.
     more_mail: bool,
+    /// Whether the backlog (envelopes up to `registration.backlog_until`) may hold envelopes
+    /// past the cursor: delivery reads the store, not the live queue.
+    reading_store: bool,
     pending_sends: FuturesOrdered<PendingSend>,
     /// Frames fed to the WebSocket and not flushed yet.
     unflushed: bool,
@@ -793,7 +797,9 @@ impl Session {
         }
     }
 
-    /// Pushes the next page of the mailbox.
+    /// Pushes the next envelopes of the mailbox: from the store while the backlog lasts
+    /// (envelopes numbered up to the registration's `backlog_until`), then from the live
+    /// queue the group commit fills (`router.rs`).
     async fn deliver<S>(&mut self, ws: &mut Ws<S>) -> Result<(), End>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -808,21 +814,48 @@ impl Session {
             self.more_mail = false;
             return Ok(());
         };
-        let (cursor, now) = (self.cursor, shared.clock.now());
-        let ttl = shared.limits.envelope_ttl_secs;
-        let page = shared
-            .blocking(move |store| store.pending(&addr, cursor, limit, now, ttl))
-            .await;
-        let page = match page.and_then(|page| page) {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::error!(error = %e, "reading a mailbox failed");
-                self.more_mail = false;
-                return Ok(());
+        let page = if self.reading_store {
+            let read = Read {
+                addr,
+                after: self.cursor,
+                through: self.registration.backlog_until,
+                limit,
+                now: shared.clock.now(),
+                ttl: shared.limits.envelope_ttl_secs,
+            };
+            let page = shared.store_worker.read(read).await;
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a mailbox failed");
+                    self.more_mail = false;
+                    return Ok(());
+                }
+            };
+            // A short page ends the backlog; the live queue follows.
+            self.reading_store = page.len() == limit;
+            self.more_mail = true;
+            page
+        } else {
+            match shared.router.take(&self.registration, limit) {
+                Live::Entries { mut entries, more } => {
+                    self.more_mail = more;
+                    // One that waited past the TTL (behind a full window) is not delivered,
+                    // as from the store; the sweep deletes it.
+                    let (now, ttl) = (shared.clock.now(), shared.limits.envelope_ttl_secs);
+                    entries.retain(|entry| !is_expired(entry.received_at, now, ttl));
+                    entries
+                }
+                Live::Overflowed => {
+                    shared.router.resync(&mut self.registration, &addr);
+                    self.reading_store = true;
+                    self.more_mail = true;
+                    return Ok(());
+                }
             }
         };
-        self.more_mail = page.len() == limit;
         for entry in page {
+            debug_assert!(self.cursor.is_none_or(|cursor| entry.seq > cursor));
             self.cursor = Some(entry.seq);
             self.in_flight.insert(entry.seq);
             let frame = ServerFrame::Deliver {
@@ -1168,13 +1201,9 @@ impl Session {
         for seq in &seqs {
             self.in_flight.remove(seq);
         }
-        let acked = self
-            .shared
-            .blocking(move |store| store.ack(&addr, &seqs))
-            .await;
-        match acked.and_then(|n| n) {
-            Ok(n) => Metrics::add(&self.shared.metrics.envelopes_acked, n as u64),
-            Err(e) => tracing::error!(error = %e, "deleting acknowledged envelopes failed"),
+        // Deleted (and counted) on the store thread, before the next frame is handled.
+        if !seqs.is_empty() && !self.shared.store_worker.ack(addr, seqs).await {
+            tracing::error!("the store thread has stopped; acknowledgements not applied");
         }
         // Room in the window: look for more.
         self.more_mail = true;

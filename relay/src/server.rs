@@ -25,6 +25,7 @@ use crate::metrics::{Metrics, Rejection};
 use crate::proxy::{self, ProxiedAddr};
 use crate::ratelimit::{IpSlot, IpSlots, RateLimiter};
 use crate::router::Router;
+use crate::store::worker::StoreWorker;
 use crate::store::{MemoryStore, SledStore, Store, blocking_section};
 
 /// How often expired envelopes are swept out (they are also skipped on delivery).
@@ -92,7 +93,7 @@ impl Relay {
             (None, None) => None,
         };
         let metrics = Arc::new(Metrics::default());
-        let router = Arc::new(Router::default());
+        let router = Arc::new(Router::new(last_sequence));
         let ids = IdCipher::new(&secret);
         let limits = config.limits.clone();
         let (committer, commit_task) = CommitTask {
@@ -107,12 +108,18 @@ impl Relay {
             max_batch: limits.max_commit_batch,
         }
         .spawn(limits.max_connections.max(64), last_sequence);
+        let (store_worker, store_thread) = StoreWorker::spawn(
+            store.clone(),
+            metrics.clone(),
+            limits.max_connections.max(64),
+        );
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
             relay_id: relay_id.clone(),
             store: store.clone(),
             router,
             committer,
+            store_worker,
             ids,
             metrics: metrics.clone(),
             clock: clock.clone(),
@@ -130,7 +137,14 @@ impl Relay {
             limits,
         });
         tracing::info!(addr = %local_addr, relay_id = ?relay_id, "relay listening");
-        let task = tokio::spawn(serve(listener, shared, store, commit_task, tls, clock));
+        let task = tokio::spawn(serve(
+            listener,
+            shared,
+            store,
+            [commit_task, store_thread],
+            tls,
+            clock,
+        ));
         Ok(Self {
             local_addr,
             relay_id,
@@ -179,7 +193,7 @@ async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     store: Store,
-    commit_task: JoinHandle<()>,
+    store_tasks: [JoinHandle<()>; 2],
     tls: Option<tokio_rustls::TlsAcceptor>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
@@ -232,12 +246,13 @@ async fn serve(
     drop(listener);
     tracker.close();
     tracker.wait().await;
-    // Every connection is gone; the last `Committer` goes with `shared`, and the commit task
-    // finishes what is queued and stops.
+    // Every connection is gone; the last `Committer` and `StoreWorker` go with `shared`, and
+    // the commit task and the store thread finish what is queued and stop.
     drop(shared);
-    commit_task
-        .await
-        .context("the group commit task panicked")?;
+    for task in store_tasks {
+        task.await
+            .context("the group commit task or the store thread panicked")?;
+    }
     store.flush().await.context("the final flush")?;
     tracing::info!("relay stopped");
     Ok(())

@@ -108,6 +108,13 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Holds the store's lock until the returned guard is dropped: every call waits until
+    /// then, as on a stalled disk (tests).
+    #[cfg(test)]
+    pub(crate) fn stall(&self) -> impl Sized + '_ {
+        self.lock()
+    }
+
     pub(super) fn put_device(&self, device: &VerifiedDevice) -> Result<DeviceOutcome, StoreError> {
         let mut state = self.lock();
         let identity = *device.identity().as_bytes();
@@ -301,6 +308,7 @@ impl MemoryStore {
         &self,
         addr: &DeviceAddr,
         after: Option<u64>,
+        through: u64,
         limit: usize,
         now: u64,
         ttl: u64,
@@ -313,10 +321,13 @@ impl MemoryStore {
                 None => return Ok(Vec::new()),
             },
         };
+        if start > through {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         let mut expired = Vec::new();
         if let Some(mailbox) = state.mailboxes.get(addr) {
-            for entry in mailbox.range(start..) {
+            for entry in mailbox.range(start..=through) {
                 if out.len() >= limit {
                     break;
                 }

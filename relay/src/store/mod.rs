@@ -14,6 +14,7 @@
 
 mod memory;
 mod sled_store;
+pub(crate) mod worker;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -454,7 +455,20 @@ impl Store {
         now: u64,
         ttl: u64,
     ) -> Result<Vec<MailboxEntry>, StoreError> {
-        dispatch!(self, s => s.pending(addr, after, limit, now, ttl))
+        dispatch!(self, s => s.pending(addr, after, u64::MAX, limit, now, ttl))
+    }
+
+    /// As [`Self::pending`], of the envelopes numbered up to `through` (inclusive) only.
+    pub fn pending_through(
+        &self,
+        addr: &DeviceAddr,
+        after: Option<u64>,
+        through: u64,
+        limit: usize,
+        now: u64,
+        ttl: u64,
+    ) -> Result<Vec<MailboxEntry>, StoreError> {
+        dispatch!(self, s => s.pending(addr, after, through, limit, now, ttl))
     }
 
     /// Deletes acknowledged envelopes (by sequence number) from `addr`'s mailbox; returns how

@@ -718,6 +718,7 @@ impl SledStore {
         &self,
         addr: &DeviceAddr,
         after: Option<u64>,
+        through: u64,
         limit: usize,
         now: u64,
         ttl: u64,
@@ -729,7 +730,10 @@ impl SledStore {
                 None => return Ok(Vec::new()),
             },
         };
-        let range = mailbox_key(addr, start)..=mailbox_key(addr, u64::MAX);
+        if start > through {
+            return Ok(Vec::new());
+        }
+        let range = mailbox_key(addr, start)..=mailbox_key(addr, through);
         let mut out = Vec::new();
         let mut expired = Vec::new();
         for item in self.inner.mailboxes.range(range) {

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use chat_relay::clock::ManualClock;
-use chat_relay::metrics::Rejection;
-use chat_relay::{Config, Limits, Storage};
-use protocol::frames::{ClientFrame, ErrorCode};
+use chat_relay::metrics::{Metrics, Rejection};
+use chat_relay::{Config, Limits, RateLimit, Storage};
+use protocol::frames::{ClientFrame, ErrorCode, ServerFrame};
 use protocol::identity::DeviceId;
 
 use crate::common::*;
@@ -256,4 +256,148 @@ async fn at_most_the_delivery_window_is_unacknowledged() {
     ack(&mut b, &ids[1..3]).await;
     assert_eq!(deliver(&mut b).await.0, ids[3]);
     assert_eq!(deliver(&mut b).await.0, ids[4]);
+}
+
+/// The next `Deliver` frame, whole.
+async fn deliver_frame(client: &mut chat_relay::client::RelayClient) -> ServerFrame {
+    expect(client, |f| matches!(f, ServerFrame::Deliver { .. })).await
+}
+
+/// Envelopes committed while their recipient is connected are pushed from the relay's memory
+/// (the live queue); unacknowledged, they come again from the store after a reconnect, and the
+/// frames are the same: id, arrival time and payload.
+#[tokio::test]
+async fn an_envelope_pushed_live_is_the_one_redelivered_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::sled(dir.path()).await;
+    let alice = Device::new(1);
+    let bob = Device::new(2);
+    let mut b = relay.connect(&bob).await;
+    sync(&mut b).await;
+    let mut a = relay.connect(&alice).await;
+    let mut ids = Vec::new();
+    let mut live = Vec::new();
+    for i in 0..3u8 {
+        ids.extend(send_ok(&mut a, u32::from(i) + 1, vec![bob.envelope(&[i; 40])]).await);
+        live.push(deliver_frame(&mut b).await);
+    }
+    drop(b);
+    let mut b = relay.connect(&bob).await;
+    for (id, pushed) in ids.iter().zip(&live) {
+        let again = deliver_frame(&mut b).await;
+        assert_eq!(&again, pushed);
+        assert!(matches!(again, ServerFrame::Deliver { envelope_id, .. } if envelope_id == *id));
+    }
+    // Acknowledged now, they are gone; new mail comes live after the backlog.
+    ack(&mut b, &ids).await;
+    let marker = send_ok(&mut a, 10, vec![bob.envelope(b"marker")]).await;
+    assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
+    drop(b);
+    let mut b = relay.connect(&bob).await;
+    assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
+}
+
+/// A recipient that stops acknowledging while mail keeps coming overflows its live queue; the
+/// relay then reads the store again, and every envelope still arrives once, in order.
+#[tokio::test]
+async fn a_recipient_past_its_live_queue_gets_everything_once_in_order() {
+    let fast = RateLimit {
+        per_second: 1e9,
+        burst: 1e9,
+    };
+    let relay = TestRelay::with_limits(Limits {
+        delivery_window: 4,
+        device_frames: fast,
+        device_envelopes: fast,
+        device_bytes: fast,
+        ..Limits::default()
+    })
+    .await;
+    let alice = Device::new(1);
+    let bob = Device::new(2);
+    let mut b = relay.connect(&bob).await;
+    sync(&mut b).await;
+    let mut a = relay.connect(&alice).await;
+    // More than a live queue holds (1,024), sent while Bob's window is full.
+    let mut ids = Vec::new();
+    for request in 0..20u32 {
+        let envelopes = (0..64u32)
+            .map(|i| bob.envelope(&(request * 64 + i).to_be_bytes()))
+            .collect();
+        ids.extend(send_ok(&mut a, request + 1, envelopes).await);
+    }
+    let mut expected = ids.iter().enumerate();
+    let mut received = 0;
+    while received < ids.len() {
+        let (id, payload) = deliver(&mut b).await;
+        let (i, expected_id) = expected.next().unwrap();
+        assert_eq!(id, *expected_id, "envelope {i}");
+        assert_eq!(payload, (i as u32).to_be_bytes());
+        ack(&mut b, &[id]).await;
+        received += 1;
+    }
+    let marker = send_ok(&mut a, 100, vec![bob.envelope(b"marker")]).await;
+    assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
+}
+
+/// Acknowledgements run on the relay's store thread, many connections' in one round; a clean
+/// shutdown flushes every one applied, so none of those envelopes comes back.
+#[tokio::test]
+async fn acknowledgements_are_applied_and_flushed_by_a_clean_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::sled(dir.path()).await;
+    let alice = Device::new(1);
+    let bob = Device::new(2);
+    let mut b = relay.connect(&bob).await;
+    sync(&mut b).await;
+    let mut a = relay.connect(&alice).await;
+    let envelopes = (0..50u8).map(|i| bob.envelope(&[i])).collect();
+    let ids = send_ok(&mut a, 1, envelopes).await;
+    let mut delivered = Vec::new();
+    for _ in &ids {
+        delivered.push(deliver(&mut b).await.0);
+    }
+    assert_eq!(delivered, ids);
+    // One Ack per envelope, sent back to back without waiting, and one for all of them.
+    for id in &ids[..25] {
+        ack(&mut b, &[*id]).await;
+    }
+    ack(&mut b, &ids[25..]).await;
+    sync(&mut b).await;
+    let metrics = relay.relay.metrics();
+    assert_eq!(Metrics::get(&metrics.envelopes_acked), 50);
+    let marker = send_ok(&mut a, 2, vec![bob.envelope(b"marker")]).await;
+    assert_eq!(deliver(&mut b).await.0, marker[0]);
+    drop((a, b));
+    relay.relay.shutdown().await.unwrap();
+
+    let relay = TestRelay::sled(dir.path()).await;
+    let mut b = relay.connect(&bob).await;
+    assert_eq!(deliver(&mut b).await, (marker[0], b"marker".to_vec()));
+}
+
+/// An envelope that waits in the relay's memory behind a full delivery window past the TTL is
+/// not delivered, as one in the store would not be.
+#[tokio::test]
+async fn an_envelope_held_in_memory_past_the_ttl_is_not_delivered() {
+    let clock = ManualClock::new(1_700_000_000);
+    let mut config = Config::new(Storage::Memory);
+    config.limits.delivery_window = 1;
+    let relay = TestRelay::start_with_clock(config, Arc::new(clock.clone())).await;
+    let alice = Device::new(1);
+    let bob = Device::new(2);
+    let mut b = relay.connect(&bob).await;
+    sync(&mut b).await;
+    let mut a = relay.connect(&alice).await;
+    let ids = send_ok(
+        &mut a,
+        1,
+        vec![bob.envelope(b"first"), bob.envelope(b"second")],
+    )
+    .await;
+    assert_eq!(deliver(&mut b).await, (ids[0], b"first".to_vec()));
+    clock.advance(30 * DAY + 1);
+    ack(&mut b, &ids[..1]).await;
+    let marker = send_ok(&mut a, 2, vec![bob.envelope(b"new")]).await;
+    assert_eq!(deliver(&mut b).await, (marker[0], b"new".to_vec()));
 }
