@@ -123,6 +123,9 @@ mailbox_quota = 1000000
 device_frames = { per_second = 1e9, burst = 1e9 }
 device_envelopes = { per_second = 1e9, burst = 1e9 }
 ip_frames = { per_second = 1e9, burst = 1e9 }
+max_connections_per_ip = 100000
+ip_connects = { per_second = 1e9, burst = 1e9 }
+bundle_fetches = { per_second = 1e9, burst = 1e9 }
 ";
 
 /// A `chat-relay` process on sled in a temporary directory, killed on drop.

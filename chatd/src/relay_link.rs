@@ -60,6 +60,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
 /// about three largest frames, or thousands of ordinary ones (a round of the core handles at
 /// most 256 inputs), can wait for the core.
 pub const INBOUND_BUDGET: usize = 4 * protocol::frames::MAX_FRAME_LEN;
+/// Read and write buffer of an anonymous link's WebSocket, bytes.
+const ANONYMOUS_LINK_BUFFER: usize = 8 * 1024;
 
 /// What the link reports to the core.
 #[derive(Debug)]
@@ -438,9 +440,18 @@ async fn connect(config: &LinkConfig, device: Option<&LocalDevice>) -> Result<So
     };
     // A relay may send nothing larger than a frame (SPEC.md 10.7): the WebSocket refuses
     // anything bigger instead of buffering it.
-    let limits = WebSocketConfig::default()
+    let mut limits = WebSocketConfig::default()
         .max_message_size(Some(protocol::frames::MAX_FRAME_LEN))
         .max_frame_size(Some(protocol::frames::MAX_FRAME_LEN));
+    if device.is_none() {
+        // A link to a contact's relay carries a few requests and their answers, never a
+        // mailbox: small buffers (the defaults reserve 128 KiB each), so that one link per
+        // contact relay costs little (chatd/BENCHMARKS.md, `spread`). A larger frame still
+        // fits: the buffers grow while it is read or written.
+        limits = limits
+            .read_buffer_size(ANONYMOUS_LINK_BUFFER)
+            .write_buffer_size(ANONYMOUS_LINK_BUFFER);
+    }
     let (mut socket, _) =
         tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(limits))
             .await

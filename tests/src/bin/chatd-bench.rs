@@ -100,6 +100,12 @@ struct Plan {
     /// `reach`: measured seconds of side-by-side sends.
     #[arg(long, default_value_t = 10, global = true)]
     reach_seconds: u64,
+    /// `spread`: contacts of the measured daemon.
+    #[arg(long, default_value_t = 100, global = true)]
+    spread_contacts: usize,
+    /// `spread`: relays the contacts are spread over (the daemon's own is the first).
+    #[arg(long, default_value_t = 10, global = true)]
+    spread_relays: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
@@ -120,6 +126,10 @@ enum Scenario {
     /// bundle fetch, seal, deposit: `messages.send` to `sent`), then send-to-event latency to
     /// one of them and to the same-relay contact, side by side.
     Reach,
+    /// A fresh daemon with `--spread-contacts` contacts on its own relay, then another with as
+    /// many spread over `--spread-relays` relays: the links it holds and its RSS after one
+    /// message to each.
+    Spread,
     /// Every scenario, on one pair of daemons.
     All,
 }
@@ -296,6 +306,7 @@ impl<'a> Bench<'a> {
                 self.history()
             }
             Scenario::Reach => self.reach(),
+            Scenario::Spread => self.spread(),
             Scenario::All => {
                 self.rss_idle()?;
                 self.send_cli()?;
@@ -662,6 +673,81 @@ impl<'a> Bench<'a> {
         self.latency_figure("messages.send RPC p50", rpc.quantile(0.5), Unit::Ms, None);
         let total = self.conversation_total()?;
         self.wait_quiet(Some(total), Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    fn spread(&mut self) -> anyhow::Result<()> {
+        let contacts = self.plan.spread_contacts.max(1);
+        let count = self.plan.spread_relays.max(1);
+        println!(
+            "-- spread: a daemon with {contacts} contacts on its own relay, then one with \
+             {contacts} spread over {count} relays; one message to each, then RSS and links"
+        );
+        let relays: Vec<Relay> = (0..count)
+            .map(|_| Relay::start(self.binaries, RelayLimits::Raised))
+            .collect::<anyhow::Result<_>>()?;
+        let settle = Duration::from_millis(self.plan.settle_ms);
+        let mut rss = Vec::new();
+        for spread in [1, count] {
+            let daemon = Daemon::start(self.binaries, &relays[0].url())?;
+            daemon.create("Spreader")?;
+            let mut client = daemon.client()?;
+            // The contacts' daemons run until every message is sent (their prekeys must be
+            // published first), then stop.
+            let mut running = Vec::new();
+            for i in 0..contacts {
+                let relay = &relays[i % spread];
+                let contact = Daemon::start(self.binaries, &relay.url())?;
+                let address = contact.create(&format!("C{i}"))?;
+                running.push(contact);
+                let target = format!("{address}@{}", relay.addr());
+                client
+                    .call_value(
+                        methods::CONTACTS_ADD,
+                        json!({ "alias": format!("c{i}"), "target": target }),
+                    )
+                    .context("contacts.add")?;
+                client
+                    .call_value(
+                        methods::MESSAGES_SEND,
+                        json!({ "to": format!("c{i}"), "text": "hello" }),
+                    )
+                    .context("messages.send")?;
+            }
+            wait_until("every message to be sent", Duration::from_secs(120), || {
+                Ok((daemon.outbox()? == 0).then_some(()))
+            })?;
+            drop(running);
+            let status = daemon.call(methods::DAEMON_STATUS, json!({}))?;
+            let links = status["other_relays"].as_array().map_or(0, Vec::len);
+            std::thread::sleep(settle);
+            let kib = proc_status_kib(daemon.pid(), "VmRSS")? as f64;
+            println!(
+                "   {contacts} contacts over {spread} relays: VmRSS {:.1} MiB, links to other \
+                 relays {links}",
+                kib / MIB
+            );
+            self.figure(
+                format!("links to other relays ({spread} relays)"),
+                links as f64,
+                "",
+                Some(Target::AtMost((spread - 1) as f64)),
+            );
+            rss.push(kib / MIB);
+        }
+        self.figure("RSS, contacts on one relay", rss[0], "MiB", None);
+        self.figure(
+            format!("RSS, contacts on {count} relays"),
+            rss[1],
+            "MiB",
+            None,
+        );
+        self.figure(
+            "RSS, spread minus one relay",
+            rss[1] - rss[0],
+            "MiB",
+            Some(Target::AtMost(2.0)),
+        );
         Ok(())
     }
 
