@@ -1054,10 +1054,16 @@ struct ProxyRules {
     dropped_acks: std::sync::atomic::AtomicUsize,
     refuse_sends: std::sync::atomic::AtomicUsize,
     refused_sends: std::sync::atomic::AtomicUsize,
+    /// A reachability record (encoded) put into every `Reachability` answer instead of the
+    /// relay's, as a lying relay would.
+    fake_reachability: Mutex<Option<Vec<u8>>>,
+    faked_reachability: std::sync::atomic::AtomicUsize,
 }
 
 /// The frame type bytes the proxy looks at (after the version byte 1).
 const FRAME_DELIVER: u8 = 0x86;
+/// The type byte of a `Reachability` answer.
+const FRAME_REACHABILITY: u8 = 0x8a;
 const FRAME_ACK: u8 = 0x15;
 const FRAME_SEND: u8 = 0x14;
 /// The type byte of a `Deposit` frame (what chatd sends since SPEC.md 10.9).
@@ -1103,6 +1109,22 @@ impl WsProxy {
     /// The URL daemons dial (and the relay's id).
     pub fn url(&self) -> String {
         format!("ws://{}/v1", self.addr)
+    }
+
+    /// Answers every `FetchReachability` with `record` (its encoding), whatever the relay holds.
+    pub fn fake_reachability(&self, record: Vec<u8>) {
+        *self
+            .rules
+            .fake_reachability
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record);
+    }
+
+    /// How many `Reachability` answers were replaced so far.
+    pub fn faked_reachability(&self) -> usize {
+        self.rules
+            .faked_reachability
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Flips one byte in the payload of the next `Deliver` frame, on whichever connection.
@@ -1264,6 +1286,23 @@ async fn proxy_connection(
                 bytes[at] ^= 0x01;
                 message = Message::Binary(bytes.into());
                 rules.corrupted.fetch_add(1, SeqCst);
+            }
+            if let Message::Binary(frame) = &message
+                && frame.get(1) == Some(&FRAME_REACHABILITY)
+                && let Some(record) = rules
+                    .fake_reachability
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                && let Some(request_id) = frame.get(2..6)
+            {
+                // version, type, the answer's request id, then the record, present.
+                let mut bytes = vec![1, FRAME_REACHABILITY];
+                bytes.extend_from_slice(request_id);
+                bytes.push(1);
+                bytes.extend_from_slice(&record);
+                message = Message::Binary(bytes.into());
+                rules.faked_reachability.fetch_add(1, SeqCst);
             }
             if matches!(message, Message::Binary(_) | Message::Close(_))
                 && to_client.send(message).await.is_err()

@@ -4,7 +4,7 @@
 //! reason until it is back.
 
 use serde_json::{Value, json};
-use tests::{DaemonProcess, RelayProcess, wait_for};
+use tests::{DaemonProcess, RelayProcess, WsProxy, wait_for};
 
 /// `host:port` of a relay, as a relay-qualified handle or address names it.
 fn host_of(relay: &RelayProcess) -> String {
@@ -316,4 +316,77 @@ fn dropped(relay: &RelayProcess) -> u64 {
         .filter(|l| l.starts_with("chat_relay_envelopes_dropped_total"))
         .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
         .sum()
+}
+
+#[test]
+fn a_relay_cannot_redirect_a_contact_and_an_old_record_does_not_replace_a_newer_one() {
+    use protocol::codec::Encode;
+    use protocol::identity::IdentityKeyPair;
+    use protocol::reachability::{ReachabilityRecord, RelayEndpoint};
+    let (mut alice_relay, proxy) = WsProxy::relay();
+    let bob_relay = RelayProcess::start();
+    let mallory_relay = RelayProcess::start();
+    let alice = DaemonProcess::start(&proxy.url());
+    let alice_address = alice.create("alice").address;
+    let (bob, _) = account_on(&bob_relay, "bob");
+
+    // Alice's relay lies: asked where Alice is, it answers with a record naming Mallory's
+    // relay under Alice's identity, signed by someone else.
+    let alice_key = protocol::identity::IdentityKey::from_bytes(
+        protocol::address::Address::parse(&alice_address)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .public_key()
+            .as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mallory = IdentityKeyPair::from_seed(&[0x66; 32]);
+    let endpoint = RelayEndpoint::new(&mallory_relay.url(), None).unwrap_or_else(|e| panic!("{e}"));
+    let mut forged = ReachabilityRecord::sign(&mallory, u64::MAX / 2, vec![endpoint])
+        .unwrap_or_else(|e| panic!("{e}"));
+    forged.identity = alice_key;
+    proxy.fake_reachability(forged.to_bytes());
+
+    let proxy_host = proxy
+        .url()
+        .trim_start_matches("ws://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    bob.add_contact("alice", &format!("{alice_address}@{proxy_host}"));
+    assert!(proxy.faked_reachability() > 0, "the lie was told");
+    talk(&bob, "alice", &alice, "bob", "you are where I found you");
+    let status = bob.call("daemon.status", json!({}));
+    let others = status["other_relays"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        others
+            .iter()
+            .all(|o| o["url"] != mallory_relay.url().as_str()),
+        "the forged record sent nothing to Mallory's relay: {status}"
+    );
+
+    // An old record does not replace a newer one: Alice moves (a newer record reaches Bob in
+    // her introduction), then Bob accepts an invite she made before the move.
+    let old_invite = alice.call("invites.create", json!({}));
+    let new_home = RelayProcess::start();
+    alice.call("account.move_relay", json!({ "relay": new_home.url() }));
+    alice.wait_connected();
+    wait_for("bob to deliver to alice's new relay", || {
+        let id = bob.send("alice", "where are you now?");
+        bob.wait_status("alice", &id, "sent");
+        let status = bob.call("daemon.status", json!({}));
+        status["other_relays"]
+            .as_array()?
+            .iter()
+            .any(|o| o["url"] == new_home.url().as_str())
+            .then_some(())
+    });
+    bob.call(
+        "invites.accept",
+        json!({ "code": old_invite["code"], "alias": "alice" }),
+    );
+    // Were Bob back on the old record, this would wait for a relay that is gone.
+    alice_relay.kill();
+    talk(&bob, "alice", &alice, "bob", "still at your new home");
 }
