@@ -585,22 +585,36 @@ pub fn consume_invite(
     Ok(Some(record.delivery_token))
 }
 
-/// The delivery tokens of the invites that can still be accepted (the relay must keep
-/// admitting them).
-pub fn open_invite_tokens(unlocked: &Unlocked) -> ApiResult<Vec<[u8; 16]>> {
+/// The delivery tokens of invites: those that can still be accepted (the relay must keep
+/// admitting them), and those of invites that expired unused (the relay must stop).
+pub fn invite_tokens(unlocked: &Unlocked) -> ApiResult<InviteTokens> {
     let now = unlocked.clock.now_ms();
-    let mut tokens = Vec::new();
+    let mut tokens = InviteTokens::default();
     for item in unlocked.store.scan(tables::INVITES, &[]) {
         let (_, value) = item?;
         let record = InviteRecord::decode(&value).map_err(|_| ApiError::store("an invite"))?;
-        if !record.used
-            && record.expires_at_ms >= now
-            && let Some(token) = record.delivery_token
-        {
-            tokens.push(token);
+        let Some(token) = record.delivery_token else {
+            continue;
+        };
+        if record.used {
+            continue;
+        }
+        if record.expires_at_ms >= now {
+            tokens.open.push(token);
+        } else {
+            tokens.expired.push(token);
         }
     }
     Ok(tokens)
+}
+
+/// The delivery tokens of unused invites ([`invite_tokens`]).
+#[derive(Debug, Default)]
+pub struct InviteTokens {
+    /// Of invites that can still be accepted.
+    pub open: Vec<[u8; 16]>,
+    /// Of invites that expired unused.
+    pub expired: Vec<[u8; 16]>,
 }
 
 #[cfg(test)]
@@ -638,6 +652,36 @@ mod tests {
         clock.advance(1);
         assert!(!consume(&mut state, &second), "refused a millisecond after");
         assert!(!consume(&mut state, &[0x42; 16]), "an unknown token");
+    }
+
+    /// An unused invite's delivery token is kept admitted until the invite expires, then
+    /// revoked (`reach::sync_home`); a used one is the contact's from then on.
+    #[test]
+    fn invite_tokens_are_open_until_the_invite_expires() {
+        let clock = crate::clock::ManualClock::new(1_800_000_000_000);
+        let kv = crate::store::Kv::memory();
+        let mut state = crate::core::account::tests::unlocked_state_at(kv, &clock);
+        let delivery_token = |state: &mut CoreState| -> [u8; 16] {
+            let invite =
+                create_invite(state, &mut Txn::default()).unwrap_or_else(|e| panic!("{e}"));
+            InviteCode::parse_code(&invite.code)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .delivery_token
+                .0
+        };
+        let first = delivery_token(&mut state);
+        clock.advance(24 * 3600 * 1000);
+        let second = delivery_token(&mut state);
+        let tokens = |state: &mut CoreState| {
+            invite_tokens(state.unlocked().unwrap_or_else(|e| panic!("{e}")))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let now = tokens(&mut state);
+        assert_eq!((now.open.len(), now.expired.len()), (2, 0));
+        clock.advance(INVITE_LIFETIME_MS - 24 * 3600 * 1000 + 1);
+        let later = tokens(&mut state);
+        assert_eq!(later.open, vec![second]);
+        assert_eq!(later.expired, vec![first]);
     }
 
     #[test]

@@ -178,9 +178,14 @@ pub fn adopt_record(
 
 /// What the home relay is told each time the link comes up (SPEC.md 10.9): the account's
 /// record, its stranger policy, the digests of every token given to a contact (accepted, or
-/// revoked for a blocked one) and of every open invite's token. The frames go out after the
-/// round's flush; the relay answers `Done` (or an error, which is logged).
-pub fn sync_home(unlocked: &mut Unlocked, txn: &mut Txn, invite_tokens: Vec<[u8; 16]>) {
+/// revoked for a blocked one), of every open invite's token (accepted) and of every invite
+/// that expired unused (revoked). The frames go out after the round's flush; the relay answers
+/// `Done` (or an error, which is logged).
+pub fn sync_home(
+    unlocked: &mut Unlocked,
+    txn: &mut Txn,
+    invite_tokens: super::contacts::InviteTokens,
+) {
     let Some(link) = &unlocked.link else {
         return;
     };
@@ -192,8 +197,8 @@ pub fn sync_home(unlocked: &mut Unlocked, txn: &mut Txn, invite_tokens: Vec<[u8;
         Err(e) => tracing::error!(error = %e, "cannot publish the reachability record"),
     }
     let digest = |token: &[u8; 16]| DeliveryToken(*token).digest();
-    let mut accepted: Vec<[u8; 32]> = invite_tokens.iter().map(digest).collect();
-    let mut revoked = Vec::new();
+    let mut accepted: Vec<[u8; 32]> = invite_tokens.open.iter().map(digest).collect();
+    let mut revoked: Vec<[u8; 32]> = invite_tokens.expired.iter().map(digest).collect();
     for contact in unlocked.contacts.values() {
         if let Some(token) = &contact.our_token {
             if contact.blocked {

@@ -49,7 +49,7 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
                     tracing::error!(error = %e, "could not publish prekeys");
                 }
                 if let Ok(unlocked) = state.unlocked() {
-                    match crate::core::contacts::open_invite_tokens(unlocked) {
+                    match crate::core::contacts::invite_tokens(unlocked) {
                         Ok(tokens) => reach::sync_home(unlocked, txn, tokens),
                         Err(e) => tracing::error!(error = %e, "could not read open invites"),
                     }
