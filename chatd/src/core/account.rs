@@ -264,22 +264,7 @@ pub fn move_relay(state: &mut CoreState, txn: &mut Txn, url: &str) -> ApiResult<
     unlocked.account = account;
     tracing::info!(from = %old, to = %url, "moving home");
     // The contacts learn the new record (and keep their tokens) from an introduction.
-    let contacts: Vec<_> = unlocked
-        .contacts
-        .iter()
-        .filter(|(_, c)| !c.blocked)
-        .map(|(id, c)| (*id, c.our_token))
-        .collect();
-    for (id, token) in contacts {
-        let body = super::contacts::introduction(unlocked, None, token)?;
-        super::messaging::outbox::queue_control(
-            unlocked,
-            txn,
-            id,
-            protocol::envelope::ContentKind::Introduction,
-            body,
-        )?;
-    }
+    super::reach::introduce_to_all(unlocked, txn)?;
     let mut lock = std::mem::replace(&mut state.lock, Lock::Locked);
     if let Lock::Unlocked(unlocked) = &mut lock {
         unlocked.online = false;

@@ -189,14 +189,7 @@ pub fn add(
         super::reach::register_token(unlocked, txn, &our_token, true);
     }
     if introduce {
-        let body = introduction(unlocked, None, Some(our_token))?;
-        super::messaging::outbox::queue_control(
-            unlocked,
-            txn,
-            id,
-            protocol::envelope::ContentKind::Introduction,
-            body,
-        )?;
+        introduce_to(unlocked, txn, id, None, Some(our_token))?;
     }
     Ok(id)
 }
@@ -452,6 +445,24 @@ pub fn introduction(
     Ok(introduction.to_bytes())
 }
 
+/// Queues our introduction ([`introduction`]) to the contact of conversation `id`.
+pub fn introduce_to(
+    unlocked: &mut Unlocked,
+    txn: &mut Txn,
+    id: ConvId,
+    invite_token: Option<[u8; 16]>,
+    delivery_token: Option<[u8; 16]>,
+) -> ApiResult<()> {
+    let body = introduction(unlocked, invite_token, delivery_token)?;
+    super::messaging::outbox::queue_control(
+        unlocked,
+        txn,
+        id,
+        protocol::envelope::ContentKind::Introduction,
+        body,
+    )
+}
+
 /// `invites.create`.
 pub fn create_invite(state: &mut CoreState, txn: &mut Txn) -> ApiResult<Invite> {
     let unlocked = state.unlocked()?;
@@ -555,14 +566,7 @@ pub fn accept_invite(
     };
     let unlocked = state.unlocked()?;
     let our_token = unlocked.contact(&id)?.our_token;
-    let body = introduction(unlocked, Some(code.token), our_token)?;
-    super::messaging::outbox::queue_control(
-        unlocked,
-        txn,
-        id,
-        protocol::envelope::ContentKind::Introduction,
-        body,
-    )?;
+    introduce_to(unlocked, txn, id, Some(code.token), our_token)?;
     Ok(view(unlocked.contact(&id)?))
 }
 

@@ -9,7 +9,7 @@ use protocol::introduction::Introduction;
 use protocol::reachability::{DeliveryToken, ReachabilityRecord, RelayEndpoint};
 
 use super::records::ContactRecord;
-use super::unlocked::Unlocked;
+use super::unlocked::{ConvId, Unlocked};
 use super::{HostedRelay, Txn};
 use crate::error::{ApiError, ApiResult};
 
@@ -79,14 +79,7 @@ pub fn introduce_to_all(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()>
         .map(|(id, contact)| (*id, contact.our_token))
         .collect();
     for (id, token) in contacts {
-        let body = super::contacts::introduction(unlocked, None, token)?;
-        super::messaging::outbox::queue_control(
-            unlocked,
-            txn,
-            id,
-            protocol::envelope::ContentKind::Introduction,
-            body,
-        )?;
+        super::contacts::introduce_to(unlocked, txn, id, None, token)?;
     }
     Ok(())
 }
@@ -124,6 +117,12 @@ pub fn route(unlocked: &Unlocked, contact: &ContactRecord, attempt: u32) -> Rout
         url,
         tls_pin,
     }
+}
+
+/// The route of conversation `id` now: [`route`], at the attempt its failures have reached.
+pub fn current_route(unlocked: &Unlocked, id: &ConvId, contact: &ContactRecord) -> Route {
+    let attempt = unlocked.route_attempts.get(id).copied().unwrap_or(0);
+    route(unlocked, contact, attempt)
 }
 
 /// Takes in the reachability fields of an introduction from `sender` (SPEC.md 8.1): a record

@@ -95,10 +95,7 @@ pub fn on_foreign_event(state: &mut CoreState, url: &str, event: LinkEvent) {
                 let waiting: std::collections::HashSet<_> = unlocked
                     .contacts
                     .iter()
-                    .filter(|(id, contact)| {
-                        let attempt = unlocked.route_attempts.get(*id).copied().unwrap_or(0);
-                        reach::route(unlocked, contact, attempt).url == url
-                    })
+                    .filter(|(id, contact)| reach::current_route(unlocked, id, contact).url == url)
                     .map(|(id, _)| *id)
                     .collect();
                 for slot in unlocked.outbox.values_mut() {

@@ -434,12 +434,7 @@ pub(crate) fn fetch_bundles(
     contact: &ContactRecord,
 ) {
     let identity = contact.identity;
-    let attempt = unlocked
-        .route_attempts
-        .get(&conversation)
-        .copied()
-        .unwrap_or(0);
-    let route = reach::route(unlocked, contact, attempt);
+    let route = reach::current_route(unlocked, &conversation, contact);
     let requester = match dialer.requester(unlocked, &route) {
         Ok(requester) => requester,
         Err(e) => {
@@ -652,12 +647,7 @@ pub(crate) fn start_sends(
     for (seq, conversation) in ready {
         let route = routes.entry(conversation).or_insert_with(|| {
             let contact = unlocked.contacts.get(&conversation)?;
-            let attempt = unlocked
-                .route_attempts
-                .get(&conversation)
-                .copied()
-                .unwrap_or(0);
-            let route = reach::route(unlocked, contact, attempt);
+            let route = reach::current_route(unlocked, &conversation, contact);
             Some((route, contact.send_token.map(DeliveryToken)))
         });
         let Some((route, _)) = route else {
