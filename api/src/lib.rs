@@ -17,6 +17,7 @@
 pub mod client;
 pub mod error;
 pub mod events;
+pub mod input;
 pub mod methods;
 pub mod openrpc;
 pub mod paths;

@@ -317,7 +317,7 @@ pub struct SendMessage {
     /// Who to send to: an alias, `@name`, an address, or (not a contact yet) a handle or
     /// address on another relay, `@handle@host[:port]` or `chat1...@host[:port]`.
     pub to: String,
-    /// The text (UTF-8, 1 byte to 64 KiB).
+    /// The text (UTF-8, 1 byte to 64 KiB, not only white space).
     pub text: String,
 }
 

@@ -91,6 +91,9 @@ fn show(ctx: &Ctx, alias: &str) -> anyhow::Result<()> {
 }
 
 fn verify(ctx: &Ctx, alias: &str, safety_number: Option<&str>) -> anyhow::Result<()> {
+    if let Some(given) = safety_number {
+        api::input::safety_number_digits(given).map_err(Failure::usage)?;
+    }
     let ask = safety_number.is_none();
     if ask && !io::stdin().is_terminal() {
         return Err(Failure::usage(

@@ -26,6 +26,10 @@ pub(super) fn send(ctx: &Ctx, args: &SendArgs) -> anyhow::Result<()> {
     } else {
         args.text.clone()
     };
+    // Refused here, in the daemon's words, instead of sent to it first.
+    if let Some(problem) = api::input::text_problem(&text) {
+        return Err(Failure::usage(problem).into());
+    }
     let mut rpc = ctx.connect()?;
     // Subscribing first means no status change can slip by between the send and the
     // subscription. Without `since`, only new events arrive.

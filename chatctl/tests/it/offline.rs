@@ -158,6 +158,31 @@ fn passphrase_problems_are_found_before_connecting() {
     assert!(!stderr(&output).contains("correct horse"));
 }
 
+/// Texts and safety numbers chatd would refuse are refused by chatctl itself, as usage
+/// errors, before it looks for a daemon (none runs here: exit 3 would mean it went looking).
+#[test]
+fn bad_texts_and_safety_numbers_are_usage_errors_before_any_daemon() {
+    let big = "x".repeat(api::input::MAX_TEXT_LEN + 1);
+    for (args, input, what) in [
+        (vec!["send", "bob", "   "], None, "empty"),
+        (vec!["send", "bob", "-"], Some(" \n\t\n"), "empty"),
+        (vec!["send", "bob", big.as_str()], None, "at most 64 KiB"),
+        (
+            vec!["contact", "verify", "bob", "--safety-number", "12345 67890"],
+            None,
+            "60 digits",
+        ),
+    ] {
+        let output = run(chatctl(&args), input);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains(what),
+            "{what}: {}",
+            stderr(&output)
+        );
+    }
+}
+
 #[test]
 fn usage_errors_exit_2_and_help_lists_exit_codes() {
     let output = run(chatctl(&["send", "bob"]), None);

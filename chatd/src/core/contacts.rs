@@ -281,7 +281,8 @@ pub fn verify(
     let id = unlocked.find_contact(name)?;
     unlocked.check_trusted(&id)?;
     if let Some(given) = safety_number {
-        let given: String = given.chars().filter(|c| !c.is_whitespace()).collect();
+        let given = api::input::safety_number_digits(given)
+            .map_err(|why| ApiError::new(ErrorCode::SafetyNumberMismatch, why))?;
         let expected = details(unlocked, name)?.safety_number;
         if given != expected {
             return Err(ApiError::new(

@@ -31,8 +31,6 @@ use crate::store::Batch;
 use super::event_log::record_event;
 use super::history::{append_message, outgoing_message};
 
-/// Largest text accepted by `messages.send`.
-pub const MAX_TEXT_LEN: usize = 64 * 1024;
 /// A message not accepted by the relay after this long fails.
 pub const OUTBOX_EXPIRY_MS: u64 = 7 * 24 * 3600 * 1000;
 /// `Send` frames waiting for the relay at once, across conversations (a conversation has at
@@ -143,11 +141,8 @@ pub fn send_text(
     conversation: ConvId,
     text: &str,
 ) -> ApiResult<SentMessage> {
-    if text.is_empty() || text.len() > MAX_TEXT_LEN {
-        return Err(ApiError::new(
-            ErrorCode::InvalidMessage,
-            format!("the text must be 1 byte to {} KiB", MAX_TEXT_LEN / 1024),
-        ));
+    if let Some(problem) = api::input::text_problem(text) {
+        return Err(ApiError::new(ErrorCode::InvalidMessage, problem));
     }
     let unlocked = state.unlocked()?;
     unlocked.check_trusted(&conversation)?;

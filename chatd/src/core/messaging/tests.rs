@@ -36,6 +36,27 @@ fn sent_id(state: &mut CoreState, conversation: ConvId, text: &str) -> [u8; 16] 
     api::types::parse_message_id(&sent.message_id).unwrap_or_else(|| panic!("an id"))
 }
 
+/// Texts that are empty, only white space or over 64 KiB are refused and nothing is queued.
+#[test]
+fn empty_blank_and_oversized_texts_are_refused() {
+    let mut state = unlocked_state(1_800_000_000_000);
+    let alice = contact(&mut state, "alice", 1);
+    for text in [
+        String::new(),
+        " \n\t".to_owned(),
+        "x".repeat(api::input::MAX_TEXT_LEN + 1),
+    ] {
+        let refused = send_text(&mut state, &mut Txn::default(), alice, &text);
+        assert!(
+            matches!(&refused, Err(e) if e.code == api::ErrorCode::InvalidMessage),
+            "{refused:?}"
+        );
+    }
+    let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+    assert!(unlocked.outbox.is_empty(), "nothing queued");
+    sent_id(&mut state, alice, &"x".repeat(api::input::MAX_TEXT_LEN));
+}
+
 /// An outgoing message's id leads back to it without an index, and only from its own
 /// conversation (a contact cannot report on another's messages).
 #[test]
