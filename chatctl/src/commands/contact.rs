@@ -19,17 +19,34 @@ use crate::{qr, render};
 pub(super) fn run(ctx: &Ctx, command: &ContactCommand) -> anyhow::Result<()> {
     match command {
         ContactCommand::Add { alias, target } => add(ctx, alias, target),
-        ContactCommand::List => ctx.call_and_show(
-            methods::CONTACTS_LIST,
-            &Empty {},
-            |list: ContactList| Ok(render::contact_list(&list.contacts)),
-        ),
+        ContactCommand::List => {
+            ctx.call_and_show(methods::CONTACTS_LIST, &Empty {}, |list: ContactList| {
+                Ok(render::contact_list(&list.contacts))
+            })
+        }
         ContactCommand::Show { alias } => show(ctx, alias),
         ContactCommand::Verify {
             alias,
             safety_number,
         } => verify(ctx, alias, safety_number.as_deref()),
         ContactCommand::Trust { alias } => {
+            // Only a changed key can be accepted: anything else is said, not "accepted".
+            let mut rpc = ctx.connect()?;
+            let details: ContactDetails = decode(
+                methods::CONTACTS_GET,
+                rpc.call(methods::CONTACTS_GET, &contact_ref(alias))?,
+            )?;
+            if details.contact.trust != api::types::Trust::KeyChanged {
+                if ctx.out.is_json() {
+                    // The contact as it stands: nothing was changed.
+                    return ctx.out.json(&details.contact);
+                }
+                let name = render::clean_line(&details.contact.alias);
+                return ctx.out.text(&format!(
+                    "{name}'s key has not changed: there is no new key to accept ({name} is {})",
+                    render::trust(details.contact.trust)
+                ));
+            }
             ctx.call_and_show(methods::CONTACTS_TRUST, &contact_ref(alias), |c: Contact| {
                 let alias = render::clean_line(&c.alias);
                 Ok(format!(

@@ -340,3 +340,25 @@ fn a_busy_daemon_exits_3_with_a_clear_message() {
         }
     }
 }
+
+#[test]
+fn trust_on_a_key_that_did_not_change_says_so_and_accepts_nothing() {
+    let daemon = FakeDaemon::start();
+    let output = run(daemon.chatctl(&["contact", "trust", "bob"]), None);
+    assert_exit(&output, 0);
+    assert!(
+        stdout(&output).contains("bob's key has not changed"),
+        "{}",
+        stdout(&output)
+    );
+    let methods: Vec<Value> = daemon
+        .requests()
+        .iter()
+        .map(|r| r["method"].clone())
+        .collect();
+    assert_eq!(
+        methods,
+        vec![json!("contacts.get")],
+        "contacts.trust was not called"
+    );
+}
