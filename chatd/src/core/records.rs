@@ -244,7 +244,7 @@ impl AccountRecord {
 }
 
 /// A contact, and the conversation with it (they share the conversation id).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ContactRecord {
     /// Local name.
     pub alias: String,
@@ -276,6 +276,21 @@ pub struct ContactRecord {
     pub our_token: Option<[u8; 16]>,
     /// Blocked: its token is revoked at our relay and what it sends is dropped.
     pub blocked: bool,
+}
+
+impl std::fmt::Debug for ContactRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The delivery tokens are credentials: only whether they are there is shown.
+        f.debug_struct("ContactRecord")
+            .field("alias", &self.alias)
+            .field("trust", &self.trust)
+            .field("devices", &self.devices)
+            .field("relay_hint", &self.relay_hint)
+            .field("send_token", &self.send_token.map(|_| ".."))
+            .field("our_token", &self.our_token.map(|_| ".."))
+            .field("blocked", &self.blocked)
+            .finish_non_exhaustive()
+    }
 }
 
 fn trust_byte(trust: Trust) -> u8 {
@@ -620,7 +635,7 @@ impl OutboxEntry {
 }
 
 /// An invite this account created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct InviteRecord {
     /// When it stops working.
     pub expires_at_ms: u64,
@@ -628,6 +643,17 @@ pub struct InviteRecord {
     pub used: bool,
     /// The delivery token the code hands out; it becomes the new contact's `our_token`.
     pub delivery_token: Option<[u8; 16]>,
+}
+
+impl std::fmt::Debug for InviteRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The delivery token is a credential: only whether it is there is shown.
+        f.debug_struct("InviteRecord")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("used", &self.used)
+            .field("delivery_token", &self.delivery_token.map(|_| ".."))
+            .finish()
+    }
 }
 
 impl InviteRecord {
@@ -749,6 +775,17 @@ mod tests {
         for truncated in 0..meta.encode().len() {
             assert!(ConversationMeta::decode(&meta.encode()[..truncated]).is_err());
         }
+    }
+
+    #[test]
+    fn debug_shows_no_delivery_token() {
+        let invite = InviteRecord {
+            expires_at_ms: 7,
+            used: false,
+            delivery_token: Some([0xab; 16]),
+        };
+        let text = format!("{invite:?}");
+        assert!(!text.contains("171") && !text.contains("ab"), "{text}");
     }
 
     #[test]

@@ -201,16 +201,18 @@ impl Unlocked {
     /// round that failed to commit: caches (sessions, the envelope opener's agreements),
     /// contacts, conversations and their message sequences, the outbox and its sequence, owed
     /// receipts, the retained event log and the account record all go back to what the store
-    /// holds. Kept: the store and its keys, the relay link, background tasks, and what only
-    /// memory knows about requests in flight (which outbox entries wait for the relay's answer,
-    /// their retry times, prekey checks, handle statement times).
+    /// holds. Kept: the store and its keys, the relay links (home, other relays', drained
+    /// ones), background tasks, and what only memory knows about requests in flight (which
+    /// outbox entries wait for the relay's answer, their retry times and route attempts,
+    /// prekey checks, handle statement times).
     pub fn reload(&mut self) -> ApiResult<()> {
         let mut fresh = Self::load_shared(self.store.clone(), self.clock.clone())?;
         fresh.link = self.link.take();
         fresh.pool = std::mem::take(&mut self.pool);
         fresh.draining = std::mem::take(&mut self.draining);
         fresh.route_attempts = std::mem::take(&mut self.route_attempts);
-        fresh.held = std::mem::take(&mut self.held);
+        // `held` is not kept: what it says was announced may be what the failed round wrote,
+        // so the next failure records its reason again.
         fresh.online = self.online;
         std::mem::swap(&mut fresh.tasks, &mut self.tasks);
         fresh.prekeys_used = self.prekeys_used;

@@ -144,15 +144,13 @@ pub(super) async fn lookup_address(ctx: &Context, text: &str) -> ApiResult<Found
     let text = text.trim();
     let (address, relay) = match text.split_once('@') {
         Some((address, relay)) => {
-            let relay = QualifiedHandle::parse(&format!("xxx@{relay}"))
-                .map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::InvalidRelayUrl,
-                        format!("{relay:?} is not a relay: {e}"),
-                    )
-                })?
-                .relay;
-            (address, relay)
+            let relay = protocol::reachability::relay_of(relay).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidRelayUrl,
+                    format!("{relay:?} is not a relay: {e}"),
+                )
+            })?;
+            (address, Some(relay))
         }
         None => (text, None),
     };

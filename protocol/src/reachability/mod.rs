@@ -467,6 +467,21 @@ pub enum QualifiedHandleError {
     Relay(#[from] RelayUrlError),
 }
 
+/// The relay binding a relay-qualified handle's or address's relay part names (SPEC.md 10.9):
+/// a URL (`ws[s]://host[:port][/v1]`), or `host[:port]`, which means `wss://`, except for a
+/// loopback host (`localhost`, `127.0.0.0/8`, `[::1]`), which means `ws://`.
+pub fn relay_of(text: &str) -> Result<String, RelayUrlError> {
+    if text.contains("://") {
+        return relay_binding(text);
+    }
+    if text.contains('/') {
+        return Err(RelayUrlError::Path);
+    }
+    let (host, _) = split_host_port(text)?;
+    let scheme = if is_loopback_host(&host) { "ws" } else { "wss" };
+    relay_binding(&format!("{scheme}://{text}"))
+}
+
 /// A handle, on the reader's own home relay (`relay` is `None`) or on a named relay: the text
 /// `handle`, `handle@host[:port]` or `handle@ws[s]://host[:port]/v1` (SPEC.md 10.9). A bare
 /// host means `wss://`, except a loopback host (`localhost`, `127.0.0.0/8`, `[::1]`), which
@@ -489,20 +504,9 @@ impl QualifiedHandle {
                 relay: None,
             });
         };
-        let handle = Handle::parse(handle)?;
-        let relay = if relay.contains("://") {
-            relay_binding(relay)?
-        } else {
-            if relay.contains('/') {
-                return Err(RelayUrlError::Path.into());
-            }
-            let (host, _) = split_host_port(relay)?;
-            let scheme = if is_loopback_host(&host) { "ws" } else { "wss" };
-            relay_binding(&format!("{scheme}://{relay}"))?
-        };
         Ok(Self {
-            handle,
-            relay: Some(relay),
+            handle: Handle::parse(handle)?,
+            relay: Some(relay_of(relay)?),
         })
     }
 
@@ -513,9 +517,8 @@ impl QualifiedHandle {
             return binding.to_owned();
         };
         let authority = rest.strip_suffix("/v1").unwrap_or(rest);
-        let short = format!("xxx@{authority}");
-        match Self::parse(&short) {
-            Ok(parsed) if parsed.relay.as_deref() == Some(binding) => authority.to_owned(),
+        match relay_of(authority) {
+            Ok(read_back) if read_back == binding => authority.to_owned(),
             _ => binding.to_owned(),
         }
     }

@@ -382,11 +382,7 @@ pub(crate) fn receive_introduction(
         // A new record (a new relay, a new certificate pin): what waited for the old one goes
         // now, to the new record's first relay, not at its next retry.
         unlocked.route_attempts.remove(&conversation);
-        for slot in unlocked.outbox.values_mut() {
-            if slot.conversation == conversation {
-                slot.not_before = None;
-            }
-        }
+        super::outbox::send_now(unlocked, &std::iter::once(conversation).collect());
     }
     Ok(())
 }

@@ -98,11 +98,7 @@ pub fn on_foreign_event(state: &mut CoreState, url: &str, event: LinkEvent) {
                     .filter(|(id, contact)| reach::current_route(unlocked, id, contact).url == url)
                     .map(|(id, _)| *id)
                     .collect();
-                for slot in unlocked.outbox.values_mut() {
-                    if waiting.contains(&slot.conversation) {
-                        slot.not_before = None;
-                    }
-                }
+                outbox::send_now(unlocked, &waiting);
             }
         }
         LinkEvent::Frame(frame, _share) => {

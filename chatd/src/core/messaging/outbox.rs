@@ -459,6 +459,16 @@ pub(crate) fn fetch_bundles(
     });
 }
 
+/// Lets the queued entries of `conversations` go at the next pump instead of at their next
+/// retry (their relay is back, or their contact named a new one).
+pub(crate) fn send_now(unlocked: &mut Unlocked, conversations: &std::collections::HashSet<ConvId>) {
+    for slot in unlocked.outbox.values_mut() {
+        if conversations.contains(&slot.conversation) {
+            slot.not_before = None;
+        }
+    }
+}
+
 /// Puts off the unsealed entries of `conversation` (all of them, with `sealed` also the
 /// sealed ones) by the backoff of their attempts.
 fn delay_conversation(unlocked: &mut Unlocked, conversation: &ConvId, sealed: bool) {
