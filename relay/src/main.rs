@@ -42,18 +42,25 @@ fn run() -> anyhow::Result<()> {
 }
 
 fn config(args: &Args) -> anyhow::Result<Config> {
-    let mut config = match &args.config {
-        Some(path) => {
+    // The flags' storage first: the default directory is looked up only when nothing else
+    // says where to store, so `--ephemeral` and `--data-dir` work without HOME (a service
+    // account, `env -i`, Windows).
+    let flag_storage = if args.ephemeral {
+        Some(Storage::Memory)
+    } else {
+        args.data_dir.clone().map(Storage::Disk)
+    };
+    let mut config = match (&args.config, &flag_storage) {
+        (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
         }
-        None => Config::new(default_storage()?),
+        (None, Some(storage)) => Config::new(storage.clone()),
+        (None, None) => Config::new(default_storage()?),
     };
-    if args.ephemeral {
-        config.storage = Storage::Memory;
-    } else if let Some(dir) = &args.data_dir {
-        config.storage = Storage::Disk(dir.clone());
+    if let Some(storage) = flag_storage {
+        config.storage = storage;
     }
     if let Some(relay_id) = &args.relay_id {
         config.relay_id = Some(relay_id.clone());
@@ -80,12 +87,23 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// The default data directory: `$XDG_DATA_HOME/chat-relay` (or `~/.local/share/chat-relay`).
+/// The default data directory: `$XDG_DATA_HOME/chat-relay` (or `~/.local/share/chat-relay`),
+/// and on Windows, where neither is usually set, `%LOCALAPPDATA%\chat-relay` first.
 fn default_storage() -> anyhow::Result<Storage> {
-    let base = std::env::var_os("XDG_DATA_HOME")
+    let windows_base = if cfg!(windows) {
+        std::env::var_os("LOCALAPPDATA").filter(|dir| !dir.is_empty())
+    } else {
+        None
+    };
+    let base = windows_base
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
-        .context("no XDG_DATA_HOME or HOME: pass --data-dir or --ephemeral")?;
+        .or_else(|| std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|home| !home.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/share"))
+        })
+        .context("no XDG_DATA_HOME or HOME to find the default data directory in: pass --data-dir DIR or --ephemeral")?;
     Ok(Storage::Disk(base.join("chat-relay")))
 }
 

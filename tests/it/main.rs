@@ -19,6 +19,7 @@ mod prekeys;
 mod python_client;
 mod reachability;
 mod regressions;
+mod relay_without_home;
 mod rpc_abuse;
 mod services;
 mod smoke;
