@@ -8,8 +8,9 @@
 //! On Windows `PATH` is the named pipe's (`\\.\pipe\chatd-<user>`), the binary `chatd.exe`, and
 //! the daemon is started with `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP`: no console of its
 //! own or chatctl's (closing the terminal does not end it) and no Ctrl-C from chatctl's
-//! console. A missing pipe is `NotFound`, as a missing socket is on Unix. This path is compiled
-//! for Windows in CI but has not been run.
+//! console, and without chatctl's own standard handles (`connect/handles.rs`), so that
+//! `chatctl status | cat` ends when chatctl does. A missing pipe is `NotFound`, as a missing
+//! socket is on Unix. CI runs this path under wine (tests/wine/scenario.sh).
 
 use std::ffi::OsString;
 use std::io;
@@ -86,7 +87,10 @@ fn start_and_connect(socket: &Path) -> anyhow::Result<Client> {
     #[cfg(unix)]
     command.process_group(0);
     #[cfg(windows)]
-    command.creation_flags(DETACHED_CREATION_FLAGS);
+    {
+        command.creation_flags(DETACHED_CREATION_FLAGS);
+        handles::keep_standard_handles();
+    }
     let mut child = command.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => anyhow::anyhow!(
             "{} not found (looked next to chatctl and on PATH; set {BIN_ENV} to choose it)",
@@ -159,5 +163,7 @@ fn split_args(text: &str) -> Vec<OsString> {
     text.split_whitespace().map(OsString::from).collect()
 }
 
+#[cfg(windows)]
+mod handles;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Whole-system and tidy tests for the workspace.
 
 mod at_rest;
+mod autostart_stdio;
 mod bench_tool;
 mod chatctl;
 mod completions;
