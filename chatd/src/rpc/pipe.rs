@@ -1,9 +1,11 @@
 //! The RPC named pipe (Windows): the twin of `listener.rs`, with the same items, so that
 //! [`serve`](super::serve) and the connection loop are one code for both platforms.
 //!
-//! Compiled and linted for `x86_64-pc-windows-gnu` in CI; never run: nothing in this project's
-//! CI runs Windows binaries, so the claims below are what the Win32 documentation promises for
-//! the flags we pass, not what a test has seen.
+//! CI runs it under wine (`tests/wine/scenario.sh`): chatd serves the pipe, chatctl drives it,
+//! a restart and an autostart find it. Two claims below wine cannot check, so they are what the
+//! Win32 documentation promises for the flags we pass, not what a test has seen: that a second
+//! chatd is refused the pipe (wine lets it create the same name) and that the DACL keeps other
+//! users out (wine runs every program as one user and does not enforce pipe DACLs).
 //!
 //! # Who can connect
 //!
