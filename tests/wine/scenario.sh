@@ -202,7 +202,8 @@ lctl() {
 # not end: a daemon that chatctl started and that kept chatctl's stdout keeps cat waiting.
 piped_through_cat() {
     local out=$work/piped.out
-    if ! timeout "$PATIENCE" bash -c '"$@" | cat >"$0"' "$out" "$WINE" "$bin/chatctl.exe" "$@"; then
+    # shellcheck disable=SC2016 # Expanded by the inner bash, from its own arguments.
+    if ! timeout "$PATIENCE" bash -c 'set -o pipefail; "$@" | cat >"$0"' "$out" "$WINE" "$bin/chatctl.exe" "$@"; then
         fail "\`chatctl.exe $* | cat\` did not end within ${PATIENCE}s (or failed): the daemon holds chatctl's handles"
     fi
     cat "$out"
