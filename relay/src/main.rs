@@ -90,20 +90,20 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 /// The default data directory: `$XDG_DATA_HOME/chat-relay` (or `~/.local/share/chat-relay`),
 /// and on Windows, where neither is usually set, `%LOCALAPPDATA%\chat-relay` first.
 fn default_storage() -> anyhow::Result<Storage> {
+    let set = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     let windows_base = if cfg!(windows) {
-        std::env::var_os("LOCALAPPDATA").filter(|dir| !dir.is_empty())
+        set("LOCALAPPDATA")
     } else {
         None
     };
     let base = windows_base
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()).map(PathBuf::from))
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|home| !home.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/share"))
-        })
-        .context("no XDG_DATA_HOME or HOME to find the default data directory in: pass --data-dir DIR or --ephemeral")?;
+        .or_else(|| set("XDG_DATA_HOME").map(PathBuf::from))
+        .or_else(|| set("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .context(
+            "no XDG_DATA_HOME or HOME to find the default data directory in: \
+             pass --data-dir DIR or --ephemeral",
+        )?;
     Ok(Storage::Disk(base.join("chat-relay")))
 }
 
