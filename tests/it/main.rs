@@ -24,3 +24,4 @@ mod services;
 mod smoke;
 mod tidy;
 mod tray;
+mod tray_panel;
