@@ -26,3 +26,4 @@ mod services;
 mod smoke;
 mod tidy;
 mod tray;
+mod tray_panel;

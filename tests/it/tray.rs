@@ -17,7 +17,11 @@ use tests::{DaemonProcess, Pair, RelayProcess, private_dir, shared_relay, wait_f
 
 /// Prints every call the mock recorded as JSON: `[{"method": ..., "args": [...]}, ...]`.
 const GET_CALLS: &str = r#"
-import json, dbus
+import json, sys, dbus
+# Asking a name nobody owns yet would start the installed notification server (xfce4-notifyd,
+# by D-Bus activation) in the mock's place.
+if not dbus.SessionBus().name_has_owner("org.freedesktop.Notifications"):
+    sys.exit(1)
 def plain(v):
     if isinstance(v, dbus.Boolean):
         return bool(v)
@@ -173,13 +177,24 @@ impl Notify {
 
 /// A chat-tray process on `bus` for the daemon `daemon`, logging at trace level to a file;
 /// killed on drop (and its log printed if the test failed).
-struct Tray {
+pub(crate) struct Tray {
     child: Option<Child>,
     log: PathBuf,
 }
 
 impl Tray {
     fn start(bus: &SessionBus, daemon: &DaemonProcess, state_file: &Path, extra: &[&str]) -> Self {
+        Self::start_on(&bus.address, daemon, state_file, extra, &[])
+    }
+
+    /// As [`Tray::start`], on the bus at `address`, with `env` set on top.
+    pub(crate) fn start_on(
+        address: &str,
+        daemon: &DaemonProcess,
+        state_file: &Path,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         let log = state_file.with_extension(format!("log{}", std::process::id()));
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -192,7 +207,8 @@ impl Tray {
             .arg("--state-file")
             .arg(state_file)
             .args(extra)
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("DBUS_SESSION_BUS_ADDRESS", address)
+            .envs(env.iter().copied())
             // Everything, dependencies included (zbus logs each D-Bus message at trace level),
             // so the check that no message text is logged covers them too.
             .env("RUST_LOG", "trace")
@@ -214,7 +230,23 @@ impl Tray {
         }
     }
 
-    fn kill(&mut self) {
+    /// Sends `signal` (`-TERM`, ...) and returns how chat-tray exited.
+    pub(crate) fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
+        let Some(mut child) = self.child.take() else {
+            panic!("chat-tray is not running");
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("running kill: {e}"));
+        assert!(status.success(), "kill {signal} failed");
+        let exited = wait_for("chat-tray to exit", || child.try_wait().ok().flatten());
+        self.child = Some(child);
+        exited
+    }
+
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -222,7 +254,7 @@ impl Tray {
     }
 
     /// Everything it logged so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -510,4 +542,349 @@ fn tray_hides_messages_when_locked_and_notifies_again_after_unlock() {
     assert_eq!(after.body, "while locked echidna\n2 new messages");
     assert_eq!(bus.notifies().len(), 2, "{:#?}", bus.notifies());
     tray.assert_log_omits(&["platypus", "echidna"]);
+}
+
+/// Reads chat-tray's StatusNotifierItem (the first `org.kde.StatusNotifierItem-*` name on the
+/// bus) and prints its properties as JSON, pixmaps as `[width, height, hex ARGB]`; with the
+/// argument `activate`, calls its `Activate` (a left click) instead and prints `null`.
+const SNI: &str = r#"
+import json, sys, dbus
+bus = dbus.SessionBus()
+names = [n for n in bus.list_names() if str(n).startswith("org.kde.StatusNotifierItem-")]
+if not names:
+    sys.exit(3)
+item = bus.get_object(names[0], "/StatusNotifierItem")
+interface = "org.kde.StatusNotifierItem"
+if sys.argv[1:] == ["activate"]:
+    dbus.Interface(item, interface).Activate(0, 0)
+    print("null")
+    sys.exit(0)
+props = dbus.Interface(item, "org.freedesktop.DBus.Properties").GetAll(interface)
+def pixmaps(value):
+    return [[int(w), int(h), bytes(bytearray(data)).hex()] for w, h, data in value]
+print(json.dumps({
+    "IconName": str(props["IconName"]),
+    "Status": str(props["Status"]),
+    "Title": str(props["Title"]),
+    "IconPixmap": pixmaps(props["IconPixmap"]),
+    "AttentionIconName": str(props["AttentionIconName"]),
+    "AttentionIconPixmap": pixmaps(props["AttentionIconPixmap"]),
+    "OverlayIconPixmap": pixmaps(props["OverlayIconPixmap"]),
+}))
+"#;
+
+/// Runs [`SNI`] on the bus at `address`; `None` while there is no item (or it does not answer).
+fn sni(address: &str, args: &[&str]) -> Option<Value> {
+    let output = Command::new("/usr/bin/python3")
+        .args(["-c", SNI])
+        .args(args)
+        .env("DBUS_SESSION_BUS_ADDRESS", address)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}
+
+/// One of the item's pixmaps, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pixmap {
+    size: usize,
+    argb: Vec<u8>,
+}
+
+impl Pixmap {
+    fn from_json(value: &Value) -> Self {
+        let width = value[0].as_u64().unwrap_or(0) as usize;
+        let height = value[1].as_u64().unwrap_or(0) as usize;
+        assert_eq!(width, height, "a pixmap that is not square: {value}");
+        let hex = value[2].as_str().unwrap_or_default();
+        let argb: Vec<u8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect();
+        assert_eq!(
+            argb.len(),
+            width * height * 4,
+            "a pixmap of the wrong length"
+        );
+        Self { size: width, argb }
+    }
+
+    /// The pixel at `(x, y)` as RGB, with its alpha.
+    fn rgba(&self, x: usize, y: usize) -> ([u8; 3], u8) {
+        let at = (y * self.size + x) * 4;
+        let p = &self.argb[at..at + 4];
+        ([p[1], p[2], p[3]], p[0])
+    }
+}
+
+/// The badge's red and the digits' white in chat-tray's icon (tray/src/pixmap.rs): what a
+/// screen must show for the count to be seen.
+pub(crate) const BADGE_RGB: [u8; 3] = [0xd0, 0x20, 0x20];
+pub(crate) const DIGIT_RGB: [u8; 3] = [0xff, 0xff, 0xff];
+
+/// The 3x5 font of the count, as the test reads it back (independent of tray/src/pixmap.rs:
+/// this is what a person would recognise), `+` last.
+const FONT: [(char, [&str; 5]); 11] = [
+    ('0', ["###", "#.#", "#.#", "#.#", "###"]),
+    ('1', [".#.", "##.", ".#.", ".#.", "###"]),
+    ('2', ["###", "..#", "###", "#..", "###"]),
+    ('3', ["###", "..#", "###", "..#", "###"]),
+    ('4', ["#.#", "#.#", "###", "..#", "..#"]),
+    ('5', ["###", "#..", "###", "..#", "###"]),
+    ('6', ["###", "#..", "###", "#.#", "###"]),
+    ('7', ["###", "..#", ".#.", ".#.", ".#."]),
+    ('8', ["###", "#.#", "###", "#.#", "###"]),
+    ('9', ["###", "#.#", "###", "..#", "###"]),
+    ('+', ["...", ".#.", "###", ".#.", "..."]),
+];
+
+/// Reads the count drawn in a region of an image: `pixel(x, y)` gives RGB for `x < width`,
+/// `y < height`. The digits are the white pixels that have the badge's red next to them; their
+/// height gives the scale (5 rows of the font), and each 3x5 cell is matched against [`FONT`].
+/// `None` when there are none, or they do not read as the font.
+pub(crate) fn read_count(
+    width: usize,
+    height: usize,
+    pixel: impl Fn(usize, usize) -> [u8; 3],
+) -> Option<String> {
+    let badge = |x: usize, y: usize| x < width && y < height && pixel(x, y) == BADGE_RGB;
+    let near_badge = |x: usize, y: usize| {
+        (x.saturating_sub(6)..(x + 7)).any(|bx| badge(bx, y))
+            && (y.saturating_sub(6)..(y + 7)).any(|by| badge(x, by))
+    };
+    let lit: Vec<(usize, usize)> = (0..height)
+        .flat_map(|y| (0..width).map(move |x| (x, y)))
+        .filter(|&(x, y)| pixel(x, y) == DIGIT_RGB && near_badge(x, y))
+        .collect();
+    let x0 = lit.iter().map(|p| p.0).min()?;
+    let x1 = lit.iter().map(|p| p.0).max()?;
+    let y0 = lit.iter().map(|p| p.1).min()?;
+    let y1 = lit.iter().map(|p| p.1).max()?;
+    let rows = y1 - y0 + 1;
+    if rows % 5 != 0 {
+        return None;
+    }
+    let scale = rows / 5;
+    let columns = x1 - x0 + 1 + scale;
+    if columns % (4 * scale) != 0 {
+        return None;
+    }
+    let lit_at = |x: usize, y: usize| lit.contains(&(x, y));
+    let mut text = String::new();
+    for cell in 0..columns / (4 * scale) {
+        let left = x0 + cell * 4 * scale;
+        let shape: Vec<String> = (0..5)
+            .map(|row| {
+                (0..3)
+                    .map(|column| {
+                        // The middle of the scaled pixel.
+                        let (x, y) = (
+                            left + column * scale + scale / 2,
+                            y0 + row * scale + scale / 2,
+                        );
+                        if lit_at(x, y) { '#' } else { '.' }
+                    })
+                    .collect()
+            })
+            .collect();
+        let (c, _) = FONT.iter().find(|(_, rows)| rows.iter().eq(shape.iter()))?;
+        text.push(*c);
+    }
+    Some(text)
+}
+
+fn read_pixmap(pixmap: &Pixmap) -> Option<String> {
+    read_count(pixmap.size, pixmap.size, |x, y| {
+        let (rgb, alpha) = pixmap.rgba(x, y);
+        if alpha == 0xff { rgb } else { [0, 0, 0] }
+    })
+}
+
+fn has_badge(pixmap: &Pixmap) -> bool {
+    (0..pixmap.size).any(|y| (0..pixmap.size).any(|x| pixmap.rgba(x, y) == (BADGE_RGB, 0xff)))
+}
+
+#[test]
+fn tray_icon_draws_the_unread_count_into_its_pixmaps() {
+    if !tools_available("tray_icon_draws_the_unread_count_into_its_pixmaps") {
+        return;
+    }
+    let relay = shared_relay();
+    let pair = Pair::start(&relay.url());
+    let (alice, bob) = (&pair.alice, &pair.bob);
+    let bus = SessionBus::start();
+    let dir = private_dir();
+    let _tray = Tray::start(&bus, bob, &dir.path().join("state.toml"), &[]);
+    let item = |what: &str, ok: &dyn Fn(&Value) -> bool| {
+        wait_for(what, || sni(&bus.address, &[]).filter(|item| ok(item)))
+    };
+    let pixmaps = |item: &Value, key: &str| -> Vec<Pixmap> {
+        item[key]
+            .as_array()
+            .map(|list| list.iter().map(Pixmap::from_json).collect())
+            .unwrap_or_default()
+    };
+
+    // Nothing unread: the themed icon, and an envelope without a badge as its pixmaps.
+    let idle = item("the item with nothing unread", &|i| {
+        i["IconName"] == "mail-read"
+    });
+    assert_eq!(idle["Status"], "Active");
+    let plain = pixmaps(&idle, "IconPixmap");
+    let sizes: Vec<usize> = plain.iter().map(|p| p.size).collect();
+    assert_eq!(sizes, [16, 22, 24, 32, 48]);
+    assert!(
+        plain
+            .iter()
+            .all(|p| !has_badge(p) && read_pixmap(p).is_none())
+    );
+
+    alice.send("bob", "one");
+    alice.send("bob", "two");
+    bob.wait_incoming("alice", 2);
+    let unread = item("the count in the icon", &|i| {
+        pixmaps(i, "IconPixmap")
+            .first()
+            .is_some_and(|p| read_pixmap(p).as_deref() == Some("2"))
+    });
+    // No themed name while something is unread (hosts prefer a name to pixmaps), the count
+    // at every size, the same as the attention icon, and no overlay to draw it twice.
+    assert_eq!(unread["IconName"], "");
+    assert_eq!(unread["AttentionIconName"], "");
+    assert_eq!(unread["Status"], "NeedsAttention");
+    assert_eq!(unread["Title"], "chat: 2 unread messages");
+    let counted = pixmaps(&unread, "IconPixmap");
+    for pixmap in &counted {
+        assert_eq!(
+            read_pixmap(pixmap).as_deref(),
+            Some("2"),
+            "at {}",
+            pixmap.size
+        );
+    }
+    assert_eq!(pixmaps(&unread, "AttentionIconPixmap"), counted);
+    assert!(pixmaps(&unread, "OverlayIconPixmap").is_empty());
+
+    bob.call("messages.mark_read", json!({ "conversation": "alice" }));
+    let read = item("the badge to go once read", &|i| {
+        i["IconName"] == "mail-read"
+    });
+    assert_eq!(pixmaps(&read, "IconPixmap"), plain);
+    bob.call("account.lock", json!({}));
+    let locked = item("the locked icon", &|i| i["IconName"] == "changes-prevent");
+    assert!(pixmaps(&locked, "IconPixmap").iter().all(|p| !has_badge(p)));
+    assert_ne!(
+        pixmaps(&locked, "IconPixmap"),
+        plain,
+        "locked looks like unlocked"
+    );
+}
+
+#[test]
+fn tray_open_chatctl_without_a_terminal_says_so_in_a_notification() {
+    if !tools_available("tray_open_chatctl_without_a_terminal_says_so_in_a_notification") {
+        return;
+    }
+    let relay = shared_relay();
+    let pair = Pair::start(&relay.url());
+    let bus = SessionBus::start();
+    let dir = private_dir();
+    // A PATH with no terminal emulator on it (and nothing else).
+    let empty = private_dir();
+    let _tray = Tray::start_on(
+        &bus.address,
+        &pair.bob,
+        &dir.path().join("state.toml"),
+        &[],
+        &[("PATH", empty.path().as_os_str())],
+    );
+    wait_for("the tray item", || sni(&bus.address, &["activate"]));
+    let notice = bus.wait_notifies(1).remove(0);
+    assert_eq!(notice.app_name, "chat-tray");
+    assert_eq!(notice.summary, "No terminal to open chatctl in");
+    assert!(notice.body.contains("no terminal emulator"), "{notice:?}");
+    let run = format!(
+        "In a terminal, run: CHATD_SOCKET={} chatctl conversations",
+        pair.bob.socket().display()
+    );
+    assert!(notice.body.contains(&run), "{notice:?}");
+    assert_eq!(notice.urgency(), Some(1));
+
+    // Asked again: the same notification is replaced, not stacked.
+    sni(&bus.address, &["activate"]).unwrap_or_else(|| panic!("cannot activate the item"));
+    let again = bus.wait_notifies(2).remove(1);
+    assert_eq!(again.replaces_id, 1);
+    assert_eq!(again.summary, notice.summary);
+
+    // A terminal command of the user's own that cannot start says which and why.
+    let bus = SessionBus::start();
+    let _tray = Tray::start(
+        &bus,
+        &pair.bob,
+        &dir.path().join("state2.toml"),
+        &["--terminal", "/nonexistent/my-term -e chatctl"],
+    );
+    wait_for("the tray item", || sni(&bus.address, &["activate"]));
+    let notice = bus.wait_notifies(1).remove(0);
+    assert_eq!(notice.summary, "Cannot open a terminal");
+    assert!(
+        notice.body.starts_with("/nonexistent/my-term: "),
+        "{notice:?}"
+    );
+    assert!(notice.body.contains("tray.toml"), "{notice:?}");
+}
+
+#[test]
+fn tray_closes_its_notifications_and_exits_0_on_sigterm_sigint_and_sighup() {
+    if !tools_available("tray_closes_its_notifications_and_exits_0_on_sigterm_sigint_and_sighup") {
+        return;
+    }
+    let relay = shared_relay();
+    let pair = Pair::start(&relay.url());
+    let (alice, bob) = (&pair.alice, &pair.bob);
+    let bus = SessionBus::start();
+    let dir = private_dir();
+    let state = dir.path().join("state.toml");
+    let empty = private_dir();
+    let path = [("PATH", empty.path().as_os_str())];
+
+    // Two notifications open: a conversation's, and the menu's "no terminal".
+    let mut tray = Tray::start_on(&bus.address, bob, &state, &[], &path);
+    alice.send("bob", "first");
+    bus.wait_notifies(1);
+    wait_for("the tray item", || sni(&bus.address, &["activate"]));
+    bus.wait_notifies(2);
+    assert!(bus.closes().is_empty());
+    let status = tray.stop_with("-TERM");
+    assert!(
+        status.success(),
+        "chat-tray exited with {status} on SIGTERM"
+    );
+    let mut closed = bus.closes();
+    closed.sort_unstable();
+    assert_eq!(closed, [1, 2], "{:#?}", bus.calls());
+    assert!(tray.log().contains("SIGTERM"), "{}", tray.log());
+    // Its item left the bus with it.
+    assert!(sni(&bus.address, &[]).is_none());
+
+    for (n, signal) in [(3u64, "-INT"), (4, "-HUP")] {
+        let mut tray = Tray::start_on(&bus.address, bob, &state, &[], &path);
+        alice.send("bob", &format!("message {n}"));
+        let shown = bus.wait_notifies(n as usize);
+        assert!(
+            shown
+                .last()
+                .is_some_and(|s| s.body.starts_with(&format!("message {n}")))
+        );
+        let status = tray.stop_with(signal);
+        assert!(
+            status.success(),
+            "chat-tray exited with {status} on {signal}"
+        );
+        assert!(bus.closes().contains(&n), "{signal}: {:#?}", bus.calls());
+    }
 }

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::daemon::{Delivery, Session, is_disconnect};
 use crate::desktop::Desktop;
 use crate::icon::{Icon, Status};
-use crate::inbox::Inbox;
+use crate::inbox::{Content, Effect, Inbox, Slot, Urgency};
 use crate::names::Names;
 use crate::state::{StateFile, cursor_now};
 use crate::{Input, MenuAction, terminal};
@@ -37,7 +37,8 @@ pub const BURST_GAP: Duration = Duration::from_millis(30);
 /// The longest a burst is gathered before it is flushed anyway.
 pub const BURST_MAX: Duration = Duration::from_millis(300);
 
-/// Runs chat-tray until the menu's Quit.
+/// Runs chat-tray until the menu's Quit or a signal ([`crate::signals`]); then closes the
+/// notifications it has open and takes the icon off the panel.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let mut state = StateFile::open(&config.state_file)?;
     let cursor = match state.cursor() {
@@ -56,6 +57,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let (inputs, receiver) = channel();
+    crate::signals::catch(inputs.clone());
     let icon = Icon::spawn(config.tray_icon, inputs.clone());
     let mut app = App {
         inbox: Inbox::new(config.privacy, config.preview_chars),
@@ -70,6 +72,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     app.icon.set(Status::Offline);
     app.run(&inputs, &receiver);
+    app.desktop.close_all();
+    app.icon.remove();
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -149,6 +154,7 @@ impl App {
             let left = deadline.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(left) {
                 Ok(Input::Menu(action)) => self.menu(action)?,
+                Ok(Input::Stop(_)) => return Err(Exit::Quit),
                 // A previous session's reader; its session is over.
                 Ok(Input::Daemon(..)) => {}
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return Ok(()),
@@ -205,6 +211,7 @@ impl App {
     fn handle(&mut self, input: Input) -> Result<(), Exit> {
         match input {
             Input::Menu(action) => self.menu(action),
+            Input::Stop(_) => Err(Exit::Quit),
             Input::Daemon(id, _) if Some(id) != self.session.as_ref().map(Session::id) => Ok(()),
             Input::Daemon(_, Delivery::Closed(why)) => Err(Exit::Lost(why)),
             Input::Daemon(_, Delivery::Event { cursor, event }) => {
@@ -302,8 +309,13 @@ impl App {
         match action {
             MenuAction::Quit => return Err(Exit::Quit),
             MenuAction::OpenTerminal => {
-                if let Err(e) = terminal::open(&self.config.terminal, &self.config.socket) {
-                    tracing::warn!(command = ?self.config.terminal, error = %e, "cannot open a terminal");
+                match terminal::open(&self.config.terminal, &self.config.socket) {
+                    Ok(()) => self.desktop.apply(Effect::Close(Slot::Terminal)),
+                    Err(e) => {
+                        tracing::warn!(command = ?self.config.terminal, error = %e, "cannot open a terminal");
+                        let content = terminal_content(&e, &self.config.socket);
+                        self.desktop.apply(Effect::Show(Slot::Terminal, content));
+                    }
                 }
             }
             MenuAction::MarkAllRead | MenuAction::Lock if self.session.is_none() => {
@@ -394,5 +406,39 @@ impl App {
                 Ok(None)
             }
         }
+    }
+}
+
+/// The notification saying that "Open chatctl" opened nothing, and what to run instead.
+fn terminal_content(error: &terminal::OpenError, socket: &std::path::Path) -> Content {
+    let run = if socket == api::paths::default_socket() {
+        "chatctl conversations".to_owned()
+    } else {
+        format!(
+            "{}={} chatctl conversations",
+            api::paths::SOCKET_ENV,
+            crate::text::one_line(&socket.display().to_string(), 200)
+        )
+    };
+    let (summary, why) = match error {
+        terminal::OpenError::NoTerminal { .. } => (
+            "No terminal to open chatctl in",
+            "chat-tray found no terminal emulator (x-terminal-emulator, gnome-terminal, \
+             konsole, xterm, ...). Install one, or set `terminal` in chat-tray's tray.toml."
+                .to_owned(),
+        ),
+        terminal::OpenError::Failed { program, error } => (
+            "Cannot open a terminal",
+            format!(
+                "{}: {}. Check `terminal` in chat-tray's tray.toml (or --terminal).",
+                crate::text::one_line(program, 100),
+                crate::text::one_line(&error.to_string(), 200)
+            ),
+        ),
+    };
+    Content {
+        summary: summary.to_owned(),
+        body: format!("{why}\nIn a terminal, run: {run}"),
+        urgency: Urgency::Normal,
     }
 }

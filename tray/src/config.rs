@@ -50,7 +50,9 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub preview_chars: Option<usize>,
     /// The command the tray menu runs to open a terminal with chatctl, split at whitespace
-    /// (the config file takes a list). Default: x-terminal-emulator running a shell.
+    /// (the config file takes a list). Default: x-terminal-emulator running a shell, else the
+    /// first common terminal emulator on PATH (xdg-terminal-exec, gnome-terminal, konsole,
+    /// xfce4-terminal, foot, kitty, alacritty, wezterm, xterm).
     #[arg(long, value_name = "COMMAND")]
     pub terminal: Option<String>,
     /// Do not show a tray icon (only notifications).

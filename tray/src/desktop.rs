@@ -47,6 +47,14 @@ impl Desktop {
         }
     }
 
+    /// Closes every notification on screen (chat-tray is stopping).
+    pub fn close_all(&mut self) {
+        for (_, handle) in self.handles.drain() {
+            tracing::debug!(id = handle.id(), "closing a notification");
+            handle.close();
+        }
+    }
+
     fn show(&mut self, slot: &Slot, content: &Content) -> Result<(), notify_rust::error::Error> {
         let notification = self.build(slot, content);
         if let Some(handle) = self.handles.get_mut(slot) {
@@ -86,6 +94,9 @@ impl Desktop {
                 notification
                     .icon("dialog-warning")
                     .hint(Hint::Category("im.error".into()));
+            }
+            Slot::Terminal => {
+                notification.icon("utilities-terminal");
             }
         }
         notification

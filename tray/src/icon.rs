@@ -1,6 +1,6 @@
 //! The tray icon: a StatusNotifierItem (KDE, GNOME with the AppIndicator extension, waybar,
-//! ...) through `ksni`, with the unread count as a badge over the icon and in its title and
-//! tooltip, and a menu: open a terminal with chatctl, mark all read, lock, quit. Menu choices
+//! xfce4-panel, ...) through `ksni`, with the unread count drawn into the icon's pixels
+//! ([`crate::pixmap`]) and in its title and tooltip, and a menu: open a terminal with chatctl, mark all read, lock, quit. Menu choices
 //! go to the main loop as [`Input::Menu`](crate::Input::Menu); the icon only displays what it is told.
 //!
 //! Built with the `tray-icon` feature (on by default). Without it, or with `--no-tray-icon`,
@@ -10,6 +10,10 @@
 use std::sync::mpsc::Sender;
 
 use crate::Input;
+use crate::pixmap::{self, Look, Pixmap};
+
+/// The longest [`Icon::remove`] waits for the item's service to stop.
+pub const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the icon shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,38 @@ pub struct Icon {
     status: Option<Status>,
 }
 
+/// The themed icon for `status`, or none (`""`) while messages are unread: hosts prefer a
+/// name to the pixmaps, and no theme's icon has the count in it.
+pub fn icon_name(status: Status) -> &'static str {
+    match status {
+        Status::Offline => "network-offline",
+        Status::Locked => "changes-prevent",
+        Status::Unlocked { unread: 0 } => "mail-read",
+        Status::Unlocked { .. } => "",
+    }
+}
+
+/// The icon's pixels for `status` at every size of [`pixmap::SIZES`]: the envelope, greyed
+/// out when chatd is locked or not reachable, with the unread count drawn into it.
+pub fn pixmaps_for(status: Status) -> Vec<Pixmap> {
+    match status {
+        Status::Offline | Status::Locked => pixmap::render_all(Look::Dim, 0),
+        Status::Unlocked { unread } => pixmap::render_all(Look::Normal, unread),
+    }
+}
+
+#[cfg(feature = "tray-icon")]
+fn pixmaps(status: Status) -> Vec<ksni::Icon> {
+    pixmaps_for(status)
+        .into_iter()
+        .map(|p| ksni::Icon {
+            width: i32::try_from(p.size).unwrap_or(i32::MAX),
+            height: i32::try_from(p.size).unwrap_or(i32::MAX),
+            data: p.argb,
+        })
+        .collect()
+}
+
 impl Icon {
     /// Shows the icon when `enabled` (and built with the feature); menu choices are sent to
     /// `inputs`.
@@ -65,6 +101,15 @@ impl Icon {
                 tracing::debug!("built without the tray-icon feature: notifications only");
             }
             Self { status: None }
+        }
+    }
+
+    /// Takes the item off the panel (its D-Bus service stops, so the host drops it), waiting
+    /// at most [`REMOVE_WAIT`] for that.
+    pub fn remove(&mut self) {
+        #[cfg(feature = "tray-icon")]
+        if let Some(handle) = self.handle.take() {
+            handle.remove();
         }
     }
 
@@ -138,6 +183,7 @@ mod sni {
                 return None;
             }
         };
+        let service = handle.clone();
         let (updates, statuses) = channel::<Status>();
         let spawned = std::thread::Builder::new()
             .name("tray-icon".into())
@@ -154,7 +200,10 @@ mod sni {
                 }
             });
         match spawned {
-            Ok(_) => Some(Updater(updates)),
+            Ok(_) => Some(Updater {
+                statuses: updates,
+                service,
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "no tray icon (notifications still work)");
                 None
@@ -162,14 +211,38 @@ mod sni {
         }
     }
 
-    /// Sends statuses to the icon's thread.
-    #[derive(Debug)]
-    pub struct Updater(Sender<Status>);
+    /// Sends statuses to the icon's thread; stops the item's service.
+    pub struct Updater {
+        statuses: Sender<Status>,
+        service: ksni::blocking::Handle<Tray>,
+    }
+
+    impl std::fmt::Debug for Updater {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Updater").finish_non_exhaustive()
+        }
+    }
 
     impl Updater {
         pub fn set(&self, status: Status) {
             // The thread ends only when the service stopped; nothing to show then.
-            let _ = self.0.send(status);
+            let _ = self.statuses.send(status);
+        }
+
+        /// Stops the item's service (its bus name goes, so the host removes the item), and
+        /// waits for that on a thread of its own, at most [`super::REMOVE_WAIT`].
+        pub fn remove(self) {
+            let awaiter = self.service.shutdown();
+            let (done, stopped) = channel();
+            let waiting = std::thread::Builder::new()
+                .name("tray-icon-stop".into())
+                .spawn(move || {
+                    awaiter.wait();
+                    let _ = done.send(());
+                });
+            if waiting.is_ok() && stopped.recv_timeout(super::REMOVE_WAIT).is_err() {
+                tracing::warn!("the tray icon service did not stop in time");
+            }
         }
     }
 
@@ -194,24 +267,17 @@ mod sni {
         }
 
         fn icon_name(&self) -> String {
-            match self.status {
-                Status::Offline => "network-offline",
-                Status::Locked => "changes-prevent",
-                Status::Unlocked { unread: 0 } => "mail-read",
-                Status::Unlocked { .. } => "mail-unread",
-            }
-            .into()
+            super::icon_name(self.status).into()
         }
 
-        fn attention_icon_name(&self) -> String {
-            "mail-unread".into()
+        fn icon_pixmap(&self) -> Vec<ksni::Icon> {
+            super::pixmaps(self.status)
         }
 
-        fn overlay_icon_pixmap(&self) -> Vec<ksni::Icon> {
-            match self.status {
-                Status::Unlocked { unread } if unread > 0 => vec![super::badge::render(unread)],
-                _ => Vec::new(),
-            }
+        // Hosts show the attention icon instead while the status is NeedsAttention: the
+        // same pixmaps, so the count shows there too (no name: a themed icon has no count).
+        fn attention_icon_pixmap(&self) -> Vec<ksni::Icon> {
+            super::pixmaps(self.status)
         }
 
         fn tool_tip(&self) -> ksni::ToolTip {
@@ -253,95 +319,6 @@ mod sni {
                 MenuItem::Separator,
                 Self::item("Quit", "application-exit", true, MenuAction::Quit),
             ]
-        }
-    }
-}
-
-#[cfg(feature = "tray-icon")]
-mod badge {
-    //! The unread count drawn as a badge: white digits on a red disc, as ARGB32.
-
-    /// The badge's size in pixels.
-    const SIZE: usize = 32;
-    /// 3x5 glyphs for 0-9 and `+`, one row per 3 bits.
-    const GLYPHS: [[u8; 5]; 11] = [
-        [0b111, 0b101, 0b101, 0b101, 0b111],
-        [0b010, 0b110, 0b010, 0b010, 0b111],
-        [0b111, 0b001, 0b111, 0b100, 0b111],
-        [0b111, 0b001, 0b111, 0b001, 0b111],
-        [0b101, 0b101, 0b111, 0b001, 0b001],
-        [0b111, 0b100, 0b111, 0b001, 0b111],
-        [0b111, 0b100, 0b111, 0b101, 0b111],
-        [0b111, 0b001, 0b010, 0b010, 0b010],
-        [0b111, 0b101, 0b111, 0b101, 0b111],
-        [0b111, 0b101, 0b111, 0b001, 0b111],
-        [0b000, 0b010, 0b111, 0b010, 0b000],
-    ];
-    const PLUS: usize = 10;
-
-    /// The badge for `unread` (1 to 99 as digits, more as `99+`).
-    pub fn render(unread: u32) -> ksni::Icon {
-        let glyphs: Vec<usize> = if unread > 99 {
-            vec![9, 9, PLUS]
-        } else {
-            unread
-                .to_string()
-                .bytes()
-                .map(|b| usize::from(b.saturating_sub(b'0')).min(9))
-                .collect()
-        };
-        let scale = if glyphs.len() > 2 { 2 } else { 3 };
-        let width = glyphs.len() * 4 * scale - scale;
-        let height = 5 * scale;
-        let (left, top) = ((SIZE - width) / 2, (SIZE - height) / 2);
-        let mut data = vec![0u8; SIZE * SIZE * 4];
-        let centre = (SIZE as f32 - 1.0) / 2.0;
-        for y in 0..SIZE {
-            for x in 0..SIZE {
-                let (dx, dy) = (x as f32 - centre, y as f32 - centre);
-                let pixel = &mut data[(y * SIZE + x) * 4..][..4];
-                if dx * dx + dy * dy <= centre * centre {
-                    pixel.copy_from_slice(&[0xff, 0xd0, 0x20, 0x20]);
-                }
-                let (gx, gy) = (x.wrapping_sub(left), y.wrapping_sub(top));
-                if gx < width && gy < height {
-                    let (cell, column) = (gx / scale / 4, gx / scale % 4);
-                    let row = GLYPHS[glyphs[cell]][gy / scale];
-                    if column < 3 && row & (0b100 >> column) != 0 {
-                        pixel.copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-                    }
-                }
-            }
-        }
-        ksni::Icon {
-            width: SIZE as i32,
-            height: SIZE as i32,
-            data,
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        fn white_pixels(icon: &ksni::Icon) -> usize {
-            icon.data
-                .chunks_exact(4)
-                .filter(|p| *p == [0xff, 0xff, 0xff, 0xff])
-                .count()
-        }
-
-        #[test]
-        fn badges_have_the_right_size_and_draw_digits() {
-            for unread in [1, 7, 42, 99, 100, 5000] {
-                let icon = render(unread);
-                assert_eq!((icon.width, icon.height), (32, 32));
-                assert_eq!(icon.data.len(), 32 * 32 * 4);
-                assert!(white_pixels(&icon) > 0, "{unread} draws nothing");
-            }
-            // "1" has 8 lit cells of the 3x5 grid, each 3x3 pixels.
-            assert_eq!(white_pixels(&render(1)), 8 * 9);
-            assert_eq!(render(100).data, render(5000).data);
         }
     }
 }

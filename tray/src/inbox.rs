@@ -32,6 +32,8 @@ pub enum Slot {
     Messages,
     /// A contact's key change (by alias).
     KeyChange(String),
+    /// The menu's "Open chatctl" opened nothing (shown by the main loop, not the inbox).
+    Terminal,
 }
 
 impl Slot {

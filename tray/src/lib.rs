@@ -15,6 +15,8 @@ pub mod desktop;
 pub mod icon;
 pub mod inbox;
 pub mod names;
+pub mod pixmap;
+pub mod signals;
 pub mod state;
 pub mod terminal;
 pub mod text;
@@ -28,6 +30,8 @@ pub enum Input {
     Daemon(u64, daemon::Delivery),
     /// A menu choice.
     Menu(MenuAction),
+    /// A signal asking chat-tray to stop (SIGTERM, SIGINT, SIGHUP), by name.
+    Stop(&'static str),
 }
 
 /// What the tray menu can ask for.
