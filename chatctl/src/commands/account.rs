@@ -79,7 +79,13 @@ pub(super) fn unlock(ctx: &Ctx, args: &UnlockArgs) -> anyhow::Result<()> {
             };
             let unlocked = passphrase::with_retries(
                 tries,
-                || passphrase::for_unlock(file),
+                || {
+                    if protected {
+                        passphrase::for_unlock(file)
+                    } else {
+                        passphrase::none()
+                    }
+                },
                 |passphrase| {
                     let params = Unlock {
                         passphrase: protected.then(|| passphrase.expose().to_owned()),
