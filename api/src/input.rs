@@ -1,6 +1,6 @@
 //! Checks of what a person types that both the daemon and its clients make, so that a client
 //! refuses bad input itself with the daemon's own words (and without sending megabytes first):
-//! message texts and safety numbers.
+//! message texts, safety numbers, and the warning about a weak passphrase.
 
 /// Largest message text `messages.send` accepts, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
@@ -34,6 +34,44 @@ pub fn safety_number_digits(text: &str) -> Result<String, String> {
     Ok(digits)
 }
 
+/// Passphrases shorter than this many characters get a warning.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+/// Passphrases with fewer distinct characters than this get a warning.
+pub const MIN_DISTINCT_CHARS: usize = 5;
+
+/// Why a passphrase is weak, or `None`: fewer than [`MIN_PASSPHRASE_CHARS`] characters, only
+/// digits (a PIN or a date), or fewer than [`MIN_DISTINCT_CHARS`] distinct characters
+/// (`aaaaaaaaaaaa`, `abababababab`). A weak passphrase is accepted; chatd and chatctl only
+/// warn, since the user may have reasons (and the store is still encrypted). This is no
+/// strength meter: a long passphrase of dictionary words passes, as it should.
+pub fn passphrase_weakness(passphrase: &str) -> Option<String> {
+    let chars = passphrase.chars().count();
+    if chars < MIN_PASSPHRASE_CHARS {
+        return Some(format!(
+            "the passphrase is short ({chars} characters; use at least {MIN_PASSPHRASE_CHARS}, \
+             for example four random words)"
+        ));
+    }
+    if passphrase.chars().all(|c| c.is_ascii_digit()) {
+        return Some(
+            "the passphrase is only digits, which are quickly guessed (use words, for example \
+             four random ones)"
+                .to_owned(),
+        );
+    }
+    let mut distinct: Vec<char> = passphrase.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_DISTINCT_CHARS {
+        return Some(format!(
+            "the passphrase repeats {} characters, which is quickly guessed (use words, for \
+             example four random ones)",
+            distinct.len()
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +88,28 @@ mod tests {
         assert!(safety_number_digits(&number[..number.len() - 2]).is_err());
         assert!(safety_number_digits(&number.replace('1', "a")).is_err());
         assert!(safety_number_digits("").is_err());
+    }
+
+    #[test]
+    fn weak_passphrases_are_named() {
+        for weak in [
+            "",
+            "hunter2",
+            "elevenchars",
+            "123456789012345",
+            "aaaaaaaaaaaaaaa",
+            "abababababab",
+        ] {
+            assert!(passphrase_weakness(weak).is_some(), "{weak:?} passed");
+        }
+        let short = passphrase_weakness("ünïcödé").unwrap_or_default();
+        assert!(short.contains("7 characters"), "{short}");
+        for fine in [
+            "correct horse battery staple",
+            "twelve chars",
+            "Tr0ub4dor&3xyz",
+        ] {
+            assert_eq!(passphrase_weakness(fine), None, "{fine:?}");
+        }
     }
 }

@@ -59,6 +59,10 @@ pub const EVENTS_SUBSCRIBE: &str = "events.subscribe";
 pub const EVENTS_UNSUBSCRIBE: &str = "events.unsubscribe";
 /// Returns the OpenRPC document.
 pub const RPC_DISCOVER: &str = "rpc.discover";
+/// Changes the passphrase.
+pub const ACCOUNT_CHANGE_PASSPHRASE: &str = "account.change_passphrase";
+/// Deletes the account and its data.
+pub const ACCOUNT_DELETE: &str = "account.delete";
 
 /// Builds a JSON Schema with a generator (so shared types land in `components`).
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -396,6 +400,49 @@ pub const ALL: &[MethodDoc] = &[
         params: schema::<Empty>,
         result: any_object,
         errors: &[],
+    },
+    MethodDoc {
+        name: ACCOUNT_CHANGE_PASSPHRASE,
+        summary: "Changes the passphrase that protects the store key.",
+        description: "Works locked or unlocked. The store's master key is wrapped again under \
+            Argon2id of the new passphrase (a new salt, the daemon's Argon2id parameters for \
+            new accounts); nothing else is re-encrypted. The new record replaces the old one \
+            in one write: if the daemon crashes or the write fails (`store_error`), the old \
+            passphrase still works. `old_passphrase` is required for a protected account and \
+            is checked like `account.unlock`'s (a wrong one is `wrong_passphrase`, and counts \
+            towards the same delay). `no_passphrase: true` instead of `new_passphrase` \
+            removes the protection; a new passphrase on an account created without one \
+            protects it. A weak new passphrase is accepted, with `passphrase_warning` saying \
+            why it is weak.",
+        params: schema::<ChangePassphrase>,
+        result: schema::<PassphraseChanged>,
+        errors: &[
+            E::NoAccount,
+            E::WrongPassphrase,
+            E::PassphraseRequired,
+            E::StoreError,
+        ],
+    },
+    MethodDoc {
+        name: ACCOUNT_DELETE,
+        summary: "Deletes the account: its keys, contacts, messages and every file of its store.",
+        description: "Needs the passphrase (checked like `account.unlock`'s, and counted \
+            towards the same delay), or for an account created without one `confirm: true`. \
+            A locked account is unlocked first, so that it can sign the release of its \
+            handles. Its handles are released at their relays (`released_handles`), waiting \
+            at most 5 s for the connection; those that cannot be are `kept_handles`. Then the \
+            account is locked (every secret zeroized, the relay connection closed) and the \
+            store's files are removed; the daemon keeps running with no account, so \
+            `account.create` works again. The embedded relay a daemon hosts keeps its own \
+            data, which is not the account's.",
+        params: schema::<DeleteAccount>,
+        result: schema::<AccountDeleted>,
+        errors: &[
+            E::NoAccount,
+            E::WrongPassphrase,
+            E::PassphraseRequired,
+            E::StoreError,
+        ],
     },
 ];
 

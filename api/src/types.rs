@@ -136,6 +136,10 @@ pub struct AccountInfo {
     /// Whether accounts that are not contacts may write (`account.set_strangers`).
     #[serde(default = "accept_strangers_default")]
     pub accept_strangers: bool,
+    /// Set by `account.create` when the passphrase is weak (see
+    /// `api::input::passphrase_weakness`): why. The account is created all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_warning: Option<String>,
 }
 
 fn accept_strangers_default() -> bool {
@@ -463,6 +467,82 @@ pub fn parse_message_id(text: &str) -> Option<[u8; 16]> {
         out[i] = u8::try_from(hi * 16 + lo).ok()?;
     }
     Some(out)
+}
+
+/// Params of `account.change_passphrase`.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassphrase {
+    /// The current passphrase. Required when the account is protected by one; must be absent
+    /// for an account created without one.
+    #[serde(default)]
+    pub old_passphrase: Option<String>,
+    /// The new passphrase. Required unless `no_passphrase` is true.
+    #[serde(default)]
+    pub new_passphrase: Option<String>,
+    /// Explicitly store the key unprotected from now on (anyone who can read the data
+    /// directory can then read the messages).
+    #[serde(default)]
+    pub no_passphrase: bool,
+}
+
+impl std::fmt::Debug for ChangePassphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangePassphrase")
+            .field(
+                "old_passphrase",
+                &self.old_passphrase.as_ref().map(|_| ".."),
+            )
+            .field(
+                "new_passphrase",
+                &self.new_passphrase.as_ref().map(|_| ".."),
+            )
+            .field("no_passphrase", &self.no_passphrase)
+            .finish()
+    }
+}
+
+/// Result of `account.change_passphrase`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PassphraseChanged {
+    /// True when the store key is now unprotected (`no_passphrase`).
+    pub unprotected: bool,
+    /// Set when the new passphrase is weak (see `api::input::passphrase_weakness`): why. The
+    /// change is made all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_warning: Option<String>,
+}
+
+/// Params of `account.delete`.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccount {
+    /// The account's passphrase. Required when the account is protected by one.
+    #[serde(default)]
+    pub passphrase: Option<String>,
+    /// Must be true to delete an account created without a passphrase (and may be given for
+    /// any account).
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+impl std::fmt::Debug for DeleteAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeleteAccount")
+            .field("passphrase", &self.passphrase.as_ref().map(|_| ".."))
+            .field("confirm", &self.confirm)
+            .finish()
+    }
+}
+
+/// Result of `account.delete`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountDeleted {
+    /// Handles released at their relay before the account was deleted.
+    pub released_handles: Vec<String>,
+    /// Handles that could not be released (the relay holding them could not be reached
+    /// within 5 seconds, or refused): the relay keeps them for the deleted identity.
+    pub kept_handles: Vec<String>,
 }
 
 #[cfg(test)]

@@ -121,6 +121,68 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+    /// Change the passphrase that protects your keys (or add or remove one)
+    Passphrase(PassphraseArgs),
+    /// Give up a handle on the relay, so that another account may claim it
+    Unregister {
+        /// The handle, with or without a leading `@` (`handle@relay` for one left on a relay
+        /// you moved away from)
+        handle: String,
+    },
+    /// Manage the account itself
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Export every conversation's history as JSON lines, one message per line
+    #[command(long_about = EXPORT_ABOUT)]
+    Export {
+        /// The file to write (replaced whole, readable by you only), or `-` for stdout
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// What `chatctl export --help` says about the format.
+const EXPORT_ABOUT: &str = "Export every conversation's history as JSON lines, one message \
+    per line.\n\n\
+    Each line is one message as `messages.history` returns it (message_id, conversation, \
+    direction, text, timestamp_ms, stored_at_ms, status, failure, read), plus `address`, the \
+    contact's address. Conversations follow one another, each oldest message first. The file \
+    is written to a temporary file beside it (mode 0600) and renamed over FILE only once \
+    complete, so an interrupted export leaves FILE as it was. The export is not encrypted: \
+    keep it as safe as your messages.";
+
+/// Arguments of `passphrase`.
+#[derive(Debug, Args)]
+pub struct PassphraseArgs {
+    /// Read the current passphrase from the first line of this file
+    #[arg(long, value_name = "FILE")]
+    pub old_file: Option<PathBuf>,
+    /// Read the new passphrase from the first line of this file
+    #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
+    pub new_file: Option<PathBuf>,
+    /// Remove the passphrase: anyone who can read chatd's data directory can then read your
+    /// messages
+    #[arg(long)]
+    pub no_passphrase: bool,
+}
+
+/// The `account` commands.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Delete this account: keys, contacts, messages and the store's files (handles are
+    /// released first when the relay is reachable). chatd keeps running, and `init` works again
+    Delete(DeleteArgs),
+}
+
+/// Arguments of `account delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Do not ask for confirmation (for scripts; without a terminal it is required)
+    #[arg(long)]
+    pub yes: bool,
+    /// Read the passphrase from the first line of this file
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 /// What `chatctl completions --help` says: where each shell looks for the script.

@@ -301,6 +301,49 @@ pub fn report(err: &anyhow::Error, json: bool) -> ExitCode {
     ExitCode::from(class.status)
 }
 
+/// Reports a command line clap refused, and returns its exit code: `--help` and `--version`
+/// print as clap prints them (exit 0); a usage error is clap's message (with colour on a
+/// terminal) on stderr, plus with `json` the JSON error document (kind `usage`) on stdout,
+/// and exit code 2.
+pub fn usage(err: &clap::Error, json: bool) -> ExitCode {
+    let printed = err.print();
+    if !err.use_stderr() {
+        return if printed.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(OTHER)
+        };
+    }
+    if json {
+        let class = Classified {
+            status: USAGE,
+            code: None,
+            kind: "usage",
+        };
+        let message = usage_message(err);
+        let mut stdout = io::stdout().lock();
+        let _ = writeln!(stdout, "{}", error_document(&class, &message));
+        let _ = stdout.flush();
+    }
+    ExitCode::from(USAGE)
+}
+
+/// clap's message, without colour, its `error: ` prefix, the usage block and the help line:
+/// the lines up to the first empty one, joined.
+pub fn usage_message(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty() && !line.starts_with("Usage:"))
+        .map(str::trim)
+        .collect();
+    let message = lines.join(" ");
+    message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned()
+}
+
 /// The error and its causes, as `{:#}` prints them, but without a cause whose text the error
 /// before it already ends with (the api client's errors repeat their source in their message).
 pub fn chain_message(err: &anyhow::Error) -> String {

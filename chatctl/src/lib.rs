@@ -20,7 +20,8 @@ mod render;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
+use clap::Parser;
 
 pub use connect::{ARGS_ENV, BIN_ENV};
 
@@ -29,12 +30,27 @@ pub fn command() -> clap::Command {
     cli::Cli::command()
 }
 
-/// Runs chatctl: parses the command line (clap exits with code 2 on a usage error, 0 for
-/// `--help`), runs the command and turns its error, if any, into a message and an exit code.
+/// Runs chatctl: parses the command line (a usage error exits with code 2, and with `--json`
+/// anywhere on the command line also prints the JSON error document; `--help` and
+/// `--version` exit 0), runs the command and turns its error, if any, into a message and an
+/// exit code.
 pub fn run() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return exit::usage(&err, wants_json(&args)),
+    };
     match commands::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => exit::report(&err, cli.json),
     }
+}
+
+/// Whether `--json` is among the options (before a `--` that ends them), so that a command
+/// line clap refuses still gets its error as JSON.
+fn wants_json(args: &[std::ffi::OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|arg| *arg != "--")
+        .any(|arg| arg == "--json")
 }

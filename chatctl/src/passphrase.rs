@@ -77,6 +77,58 @@ pub fn for_unlock(file: Option<&Path>) -> anyhow::Result<Passphrase> {
     from_reader(io::stdin().lock())
 }
 
+/// The current passphrase, to check before a change: from `file`, else asked once on the
+/// terminal with `question`, else one line of stdin.
+pub fn current(file: Option<&Path>, question: &str) -> anyhow::Result<Passphrase> {
+    if let Some(file) = file {
+        return from_file(file);
+    }
+    if io::stdin().is_terminal() {
+        return prompt(question);
+    }
+    from_reader(io::stdin().lock())
+}
+
+/// The empty stand-in for the passphrase of an account that has none (never sent: the
+/// request then carries no passphrase).
+pub fn none() -> anyhow::Result<Passphrase> {
+    Ok(Passphrase(String::new()))
+}
+
+/// Whether passphrases are asked for on a terminal (and so may be asked again).
+pub fn interactive(file: Option<&Path>) -> bool {
+    file.is_none() && io::stdin().is_terminal()
+}
+
+/// How many times a passphrase typed on a terminal is asked for before chatctl gives up.
+pub const TRIES: u32 = 3;
+
+/// Runs `attempt` with passphrases from `ask`, asking again after a wrong one (as `is_wrong`
+/// says) up to `tries` times in all, and telling the user through `say` each time; any other
+/// error, or the last wrong one, is returned.
+pub fn with_retries<T>(
+    tries: u32,
+    mut ask: impl FnMut() -> anyhow::Result<Passphrase>,
+    mut attempt: impl FnMut(Passphrase) -> anyhow::Result<T>,
+    is_wrong: impl Fn(&anyhow::Error) -> bool,
+    mut say: impl FnMut(&str),
+) -> anyhow::Result<T> {
+    let mut tried = 0;
+    loop {
+        tried += 1;
+        match attempt(ask()?) {
+            Err(e) if tried < tries && is_wrong(&e) => {
+                let left = tries - tried;
+                say(&format!(
+                    "wrong passphrase; try again ({left} {} left)",
+                    if left == 1 { "try" } else { "tries" }
+                ));
+            }
+            result => return result,
+        }
+    }
+}
+
 fn prompt(text: &str) -> anyhow::Result<Passphrase> {
     let answer = rpassword::prompt_password(text).context("cannot read the passphrase")?;
     Passphrase::new(answer)

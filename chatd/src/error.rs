@@ -24,20 +24,15 @@ impl ApiError {
         }
     }
 
-    /// The account is locked.
+    /// The account is locked. The message names no client's command: each client says in
+    /// its own words how to unlock (chatctl prints its hint once, after this message).
     pub fn locked() -> Self {
-        Self::new(
-            ErrorCode::Locked,
-            "the account is locked; run `chatctl unlock`",
-        )
+        Self::new(ErrorCode::Locked, "the account is locked")
     }
 
-    /// No account yet.
+    /// No account yet. As for [`ApiError::locked`], the client says how to create one.
     pub fn no_account() -> Self {
-        Self::new(
-            ErrorCode::NoAccount,
-            "no account yet; create one with `chatctl init --name NAME`",
-        )
+        Self::new(ErrorCode::NoAccount, "there is no account yet")
     }
 
     /// Nothing called `what`.

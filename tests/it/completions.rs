@@ -24,6 +24,10 @@ const SUBCOMMANDS: &[&str] = &[
     "read",
     "watch",
     "completions",
+    "passphrase",
+    "unregister",
+    "account",
+    "export",
 ];
 
 /// The subcommands of `chatctl contact`.

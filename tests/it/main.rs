@@ -1,5 +1,6 @@
 //! Whole-system and tidy tests for the workspace.
 
+mod account_admin;
 mod at_rest;
 mod autostart_stdio;
 mod bench_tool;

@@ -314,3 +314,35 @@ fn long_help_lists_every_exit_code() {
     let help = Cli::command().render_long_help().to_string();
     assert!(help.contains(&crate::exit::help()), "{help}");
 }
+
+#[test]
+fn the_account_commands_parse_and_refuse_what_they_must() {
+    let Command::Passphrase(args) =
+        parse(&["passphrase", "--old-file", "o", "--new-file", "n"]).command
+    else {
+        panic!("not passphrase");
+    };
+    assert_eq!(args.old_file.as_deref(), Some(Path::new("o")));
+    assert_eq!(args.new_file.as_deref(), Some(Path::new("n")));
+    assert!(!args.no_passphrase);
+    assert_eq!(
+        refuse(&["passphrase", "--new-file", "n", "--no-passphrase"]),
+        ErrorKind::ArgumentConflict
+    );
+    let Command::Unregister { handle } = parse(&["unregister", "@alice"]).command else {
+        panic!("not unregister");
+    };
+    assert_eq!(handle, "@alice");
+    assert_eq!(refuse(&["unregister"]), ErrorKind::MissingRequiredArgument);
+    let Command::Account(AccountCommand::Delete(args)) =
+        parse(&["account", "delete", "--yes"]).command
+    else {
+        panic!("not account delete");
+    };
+    assert!(args.yes && args.passphrase_file.is_none());
+    let Command::Export { file } = parse(&["export", "-"]).command else {
+        panic!("not export");
+    };
+    assert_eq!(file, Path::new("-"));
+    assert_eq!(refuse(&["export"]), ErrorKind::MissingRequiredArgument);
+}

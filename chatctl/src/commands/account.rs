@@ -36,6 +36,13 @@ pub(super) fn init(ctx: &Ctx, args: &InitArgs) -> anyhow::Result<()> {
     };
     let value = ctx.connect()?.call(methods::ACCOUNT_CREATE, &params)?;
     drop(params);
+    if let Some(warning) = value.get("passphrase_warning").and_then(|w| w.as_str()) {
+        ctx.out.note(&format!(
+            "warning: {}; the account is created all the same (change it with `chatctl \
+             passphrase`)",
+            render::clean_line(warning)
+        ));
+    }
     ctx.show(methods::ACCOUNT_CREATE, value, |info: AccountInfo| {
         ctx.out.note(&format!(
             "Account created for {} on {}. Your address:",
@@ -62,15 +69,33 @@ pub(super) fn unlock(ctx: &Ctx, args: &UnlockArgs) -> anyhow::Result<()> {
         }
         LockState::Locked => {
             // An account created without a passphrase unlocks without one.
-            let params = if status.passphrase_protected == Some(false) {
-                Unlock { passphrase: None }
+            let file = args.passphrase_file.as_deref();
+            let protected = status.passphrase_protected != Some(false);
+            // On a terminal a mistyped passphrase is asked again, up to three tries in all.
+            let tries = if protected && passphrase::interactive(file) {
+                passphrase::TRIES
             } else {
-                let passphrase = passphrase::for_unlock(args.passphrase_file.as_deref())?;
-                Unlock {
-                    passphrase: Some(passphrase.expose().to_owned()),
-                }
+                1
             };
-            match rpc.call(methods::ACCOUNT_UNLOCK, &params) {
+            let unlocked = passphrase::with_retries(
+                tries,
+                || {
+                    if protected {
+                        passphrase::for_unlock(file)
+                    } else {
+                        passphrase::none()
+                    }
+                },
+                |passphrase| {
+                    let params = Unlock {
+                        passphrase: protected.then(|| passphrase.expose().to_owned()),
+                    };
+                    rpc.call(methods::ACCOUNT_UNLOCK, &params)
+                },
+                is_wrong_passphrase,
+                |text| ctx.out.note(text),
+            );
+            match unlocked {
                 Ok(value) => Some(value),
                 // Another client unlocked it meanwhile.
                 Err(e) if already_unlocked(&e) => None,
@@ -88,6 +113,13 @@ pub(super) fn unlock(ctx: &Ctx, args: &UnlockArgs) -> anyhow::Result<()> {
     ctx.show(methods::ACCOUNT_UNLOCK, value, |info: AccountInfo| {
         Ok(format!("{verb}: {}", render::clean_line(&info.address)))
     })
+}
+
+/// Whether chatd refused a passphrase as wrong.
+pub(super) fn is_wrong_passphrase(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<ClientError>()
+        .and_then(ClientError::app_code)
+        == Some(ErrorCode::WrongPassphrase)
 }
 
 fn already_unlocked(err: &anyhow::Error) -> bool {

@@ -3,8 +3,10 @@
 //! through.
 
 mod account;
+mod account_admin;
 mod completions;
 mod contact;
+mod export;
 mod message;
 mod watch;
 
@@ -50,6 +52,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Read { target, up_to } => message::read(&ctx, target, up_to.as_deref()),
         Command::Watch { since } => watch::watch(&ctx, *since),
         Command::Completions { shell } => completions::completions(&ctx, *shell),
+        Command::Passphrase(args) => account_admin::passphrase(&ctx, args),
+        Command::Unregister { handle } => account_admin::unregister(&ctx, handle),
+        Command::Account(crate::cli::AccountCommand::Delete(args)) => {
+            account_admin::delete(&ctx, args)
+        }
+        Command::Export { file } => export::export(&ctx, file),
     }
 }
 

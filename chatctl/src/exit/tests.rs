@@ -196,3 +196,21 @@ fn the_json_error_document_has_code_kind_and_message() {
     let local = classify(&Failure::new(TIMEOUT, "timeout", "slow").into());
     assert_eq!(error_document(&local, "slow")["error"]["code"], json!(null));
 }
+
+#[test]
+fn a_usage_error_message_is_clap_s_first_paragraph_without_its_prefix() {
+    use clap::Parser;
+    let err = crate::cli::Cli::try_parse_from(["chatctl", "init"])
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    let message = usage_message(&err);
+    assert!(
+        message.starts_with("the following required arguments were not provided:"),
+        "{message}"
+    );
+    assert!(message.contains("--name <NAME>"), "{message}");
+    assert!(
+        !message.contains("Usage:") && !message.contains('\n'),
+        "{message}"
+    );
+}

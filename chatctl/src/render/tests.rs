@@ -229,6 +229,7 @@ fn whoami() {
         created_at_ms: T,
         unprotected: true,
         accept_strangers: true,
+        passphrase_warning: None,
     };
     assert_snapshot!(account(&info));
 }

@@ -115,6 +115,7 @@ pub fn info(unlocked: &Unlocked) -> AccountInfo {
         created_at_ms: unlocked.account.created_at_ms,
         unprotected: unlocked.unprotected,
         accept_strangers: unlocked.account.accept_strangers,
+        passphrase_warning: None,
     }
 }
 

@@ -13,6 +13,7 @@
 //! the caches and the relay link, and dropping it (lock) zeroizes the secrets and stops the link.
 
 pub mod account;
+pub mod account_admin;
 pub mod contacts;
 pub mod messaging;
 pub mod reach;
@@ -154,6 +155,21 @@ impl Txn {
         }
         self.dirty = true;
         Ok(())
+    }
+
+    /// Records a write made straight to the raw store rather than through a batch (the vault
+    /// record of a passphrase change): the round is flushed, or failed if the write failed.
+    pub fn wrote_raw<T>(&mut self, result: Result<T, crate::store::StoreError>) -> ApiResult<T> {
+        match result {
+            Ok(value) => {
+                self.dirty = true;
+                Ok(value)
+            }
+            Err(e) => {
+                self.fail(&e);
+                Err(e.into())
+            }
+        }
     }
 
     /// Marks the round as failed by a store error: it is not committed, memory is rolled back

@@ -51,6 +51,10 @@ pub(super) async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<Account
         Some(url) => crate::relay_link::normalize_url(url)?,
         None => ctx.default_relay.clone(),
     };
+    let passphrase_warning = p
+        .passphrase
+        .as_deref()
+        .and_then(api::input::passphrase_weakness);
     let passphrase = match (p.passphrase, p.no_passphrase) {
         (Some(passphrase), false) if !passphrase.is_empty() => {
             Some(zeroize::Zeroizing::new(passphrase))
@@ -101,7 +105,10 @@ pub(super) async fn create(ctx: &Context, p: CreateAccount) -> ApiResult<Account
             account::initial_prekeys(unlocked, &mut batch, now);
             account::save_account(&mut batch, &unlocked.account);
             t.commit(&store, batch)?;
-            Ok(info)
+            Ok(AccountInfo {
+                passphrase_warning,
+                ..info
+            })
         })
         .await
 }

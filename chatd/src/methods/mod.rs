@@ -110,6 +110,7 @@ macro_rules! method {
 }
 
 mod account;
+mod account_admin;
 mod contacts;
 mod daemon;
 mod events;
@@ -123,6 +124,7 @@ fn register(module: &mut RpcModule<Context>) {
     contacts::register(module);
     messages::register(module);
     events::register(module);
+    account_admin::register(module);
 }
 
 /// The relay link's requester, or `relay_unreachable` while there is none.

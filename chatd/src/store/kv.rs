@@ -227,6 +227,48 @@ impl Kv {
         Ok(counter >= attempted)
     }
 
+    /// Deletes everything the store holds, for `account.delete`. On disk, sled's files and
+    /// the commit record are removed from the store directory (overwriting them is left to the
+    /// file system: sled's log segments are encrypted values, and without the vault record in
+    /// them the master key is gone) and an empty database is opened in their place; in memory
+    /// the map is cleared. Writes waiting for a flush are dropped with the rest. The caller
+    /// (the core, between rounds' flushes) holds no reader open.
+    pub(crate) fn wipe(&self) -> Result<(), StoreError> {
+        let s = match &self.backend {
+            Backend::Sled(s) => s,
+            Backend::Memory(map) => {
+                lock(map).clear();
+                return Ok(());
+            }
+        };
+        lock(&s.pending).clear();
+        let mut open = s.open.write().unwrap_or_else(PoisonError::into_inner);
+        // sled lets the directory be opened again only once every handle is gone.
+        *open = None;
+        let mut record = lock(&s.record);
+        let entries = std::fs::read_dir(&s.dir)
+            .map_err(|e| StoreError::Io(format!("listing {}: {e}", s.dir.display())))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| StoreError::Io(format!("listing {}: {e}", s.dir.display())))?
+                .path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| StoreError::Io(format!("removing {}: {e}", path.display())))?;
+        }
+        let reopened = open_sled(&s.dir, s.cache_capacity)?;
+        let (fresh, _) = CommitRecord::open(&s.dir)?;
+        *record = fresh;
+        *open = Some(reopened);
+        s.commits.store(0, Ordering::SeqCst);
+        s.broken.store(false, Ordering::SeqCst);
+        *lock(&s.health) = None;
+        Ok(())
+    }
+
     /// Arms the test failpoint: the `n`th write from now (0 = the next; counting
     /// [`Kv::apply`] and flushes) fails as a full disk would.
     #[cfg(test)]
@@ -488,7 +530,13 @@ impl SledStore {
     }
 
     fn write_record(&self, counter: u64) {
-        if let Err(e) = lock(&self.record).write(counter) {
+        let mut record = lock(&self.record);
+        // A record written late for a store wiped meanwhile (`Kv::wipe` sets the counter back
+        // to 0 under this lock) would put the new store behind its record.
+        if counter > self.commits.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = record.write(counter) {
             tracing::error!(error = %e, "could not write the store's commit record");
         }
     }

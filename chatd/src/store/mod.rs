@@ -94,7 +94,7 @@ use zeroize::Zeroizing;
 
 pub use kv::{Kv, LossPolicy};
 pub use message_ids::MessageIds;
-pub use vault::{KdfParams, StoreKeys, Vault};
+pub use vault::{KdfParams, Rewrapped, StoreKeys, Vault};
 
 use kv::{Op, RawIter};
 use seal::{backend_key, open_value, seal_value};

@@ -841,3 +841,136 @@ fn the_store_can_be_shared_across_threads_and_tasks() {
     assert_send::<Batch<'_>>();
     assert_send_sync::<StoreError>();
 }
+
+#[test]
+fn a_rewrapped_vault_opens_with_the_new_passphrase_only() {
+    const NEW: &[u8] = b"a brand new passphrase";
+    each_backend(|kv| {
+        let store = new_store(kv);
+        put(&store, MESSAGES, b"k", b"v");
+        let params = KdfParams::INSECURE_FOR_TESTS;
+        assert_eq!(
+            Vault::rewrap(kv, Some(b"wrong"), Some(NEW), params, &mut rand::rng()).unwrap_err(),
+            StoreError::WrongPassphrase
+        );
+        assert_eq!(
+            Vault::rewrap(kv, None, Some(NEW), params, &mut rand::rng()).unwrap_err(),
+            StoreError::PassphraseRequired
+        );
+        let rewrapped =
+            Vault::rewrap(kv, Some(PASSPHRASE), Some(NEW), params, &mut rand::rng()).unwrap();
+        assert!(!rewrapped.is_unprotected());
+        // Nothing is written until the record replaces the old one.
+        Vault::unlock(kv, Some(PASSPHRASE)).unwrap();
+        assert!(Vault::replace(kv, &rewrapped).unwrap());
+        assert_eq!(
+            Vault::unlock(kv, Some(PASSPHRASE)).unwrap_err(),
+            StoreError::WrongPassphrase
+        );
+        // The same master key: everything stored before still reads.
+        let unlocked = Store::new(kv.clone(), Vault::unlock(kv, Some(NEW)).unwrap());
+        assert_eq!(get(&unlocked, MESSAGES, b"k").as_deref(), Some(&b"v"[..]));
+        // A record made from one that was replaced meanwhile is not written.
+        let stale = Vault::rewrap(
+            kv,
+            Some(NEW),
+            Some(b"third one here"),
+            params,
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let first = Vault::rewrap(kv, Some(NEW), None, params, &mut rand::rng()).unwrap();
+        assert!(first.is_unprotected());
+        assert!(Vault::replace(kv, &first).unwrap());
+        assert!(!Vault::replace(kv, &stale).unwrap());
+        assert!(!Vault::is_protected(kv).unwrap());
+        // An unprotected vault takes no old passphrase, and can be protected again.
+        assert_eq!(
+            Vault::rewrap(kv, Some(NEW), Some(NEW), params, &mut rand::rng()).unwrap_err(),
+            StoreError::WrongPassphrase
+        );
+        let protect = Vault::rewrap(kv, None, Some(NEW), params, &mut rand::rng()).unwrap();
+        assert!(Vault::replace(kv, &protect).unwrap());
+        let unlocked = Store::new(kv.clone(), Vault::unlock(kv, Some(NEW)).unwrap());
+        assert_eq!(get(&unlocked, MESSAGES, b"k").as_deref(), Some(&b"v"[..]));
+    });
+}
+
+#[test]
+fn a_passphrase_change_that_is_not_flushed_leaves_the_old_passphrase() {
+    const NEW: &[u8] = b"a brand new passphrase";
+    let dir = tempfile::tempdir().unwrap();
+    let params = KdfParams::INSECURE_FOR_TESTS;
+    {
+        let kv = Kv::open(dir.path(), CACHE).unwrap();
+        new_store(&kv);
+        let rewrapped =
+            Vault::rewrap(&kv, Some(PASSPHRASE), Some(NEW), params, &mut rand::rng()).unwrap();
+        assert!(Vault::replace(&kv, &rewrapped).unwrap());
+        // A failed round: the overlay is dropped and sled reopened.
+        assert!(!kv.recover().unwrap());
+        Vault::unlock(&kv, Some(PASSPHRASE)).unwrap();
+        assert!(Vault::replace(&kv, &rewrapped).unwrap());
+        // A crash before the flush: the process ends with the record still in the overlay.
+    }
+    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    Vault::unlock(&kv, Some(PASSPHRASE)).unwrap();
+    let rewrapped =
+        Vault::rewrap(&kv, Some(PASSPHRASE), Some(NEW), params, &mut rand::rng()).unwrap();
+    assert!(Vault::replace(&kv, &rewrapped).unwrap());
+    kv.flush_blocking().unwrap();
+    drop(kv);
+    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    Vault::unlock(&kv, Some(NEW)).unwrap();
+    assert_eq!(
+        Vault::unlock(&kv, Some(PASSPHRASE)).unwrap_err(),
+        StoreError::WrongPassphrase
+    );
+}
+
+#[test]
+fn a_wiped_store_holds_nothing_and_takes_a_new_vault() {
+    each_backend(|kv| {
+        let store = new_store(kv);
+        put(&store, MESSAGES, b"k", b"v");
+        kv.flush_blocking().unwrap();
+        put(&store, MESSAGES, b"pending", b"not flushed");
+        kv.wipe().unwrap();
+        assert!(!Vault::exists(kv).unwrap());
+        let everything = kv
+            .range(
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Unbounded,
+                false,
+            )
+            .count();
+        assert_eq!(everything, 0);
+        let keys =
+            Vault::create(kv, None, KdfParams::INSECURE_FOR_TESTS, &mut rand::rng()).unwrap();
+        let fresh = Store::new(kv.clone(), keys);
+        assert_eq!(get(&fresh, MESSAGES, b"k"), None);
+        put(&fresh, MESSAGES, b"k2", b"v2");
+        kv.flush_blocking().unwrap();
+    });
+    // On disk, the old files are gone and the new store opens against its new commit record.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let kv = Kv::open(dir.path(), CACHE).unwrap();
+        let store = new_store(&kv);
+        for i in 0..50u32 {
+            put(&store, MESSAGES, &i.to_be_bytes(), &[7; 1000]);
+            kv.flush_blocking().unwrap();
+        }
+        kv.wipe().unwrap();
+        let keys =
+            Vault::create(&kv, None, KdfParams::INSECURE_FOR_TESTS, &mut rand::rng()).unwrap();
+        put(&Store::new(kv.clone(), keys), MESSAGES, b"k", b"v");
+        kv.flush_blocking().unwrap();
+        assert_eq!(kv.commits(), 2, "counted again from the start");
+    }
+    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    assert!(!Vault::is_protected(&kv).unwrap());
+    let store = Store::new(kv.clone(), Vault::unlock(&kv, None).unwrap());
+    assert_eq!(get(&store, MESSAGES, b"k").as_deref(), Some(&b"v"[..]));
+    assert_eq!(get(&store, MESSAGES, &0u32.to_be_bytes()), None);
+}

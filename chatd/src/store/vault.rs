@@ -194,31 +194,7 @@ impl Vault {
         }
         let mut master = Zeroizing::new([0u8; MASTER_KEY_LEN]);
         rng.fill_bytes(master.as_mut());
-
-        let record = match passphrase {
-            None => {
-                let mut record = Zeroizing::new(Vec::with_capacity(UNPROTECTED_LEN));
-                record.extend_from_slice(&[VAULT_VERSION, UNPROTECTED]);
-                record.extend_from_slice(master.as_ref());
-                record
-            }
-            Some(passphrase) => {
-                let argon2 = params.argon2().ok_or(StoreError::InvalidKdfParams)?;
-                let mut salt = [0u8; SALT_LEN];
-                rng.fill_bytes(&mut salt);
-                let mut nonce = [0u8; AEAD_NONCE_LEN];
-                rng.fill_bytes(&mut nonce);
-                let kek =
-                    derive_kek(&argon2, passphrase, &salt).ok_or(StoreError::InvalidKdfParams)?;
-                let header = encode_header(params, &salt);
-                let wrapped = aead::seal(&kek, &nonce, &wrap_aad(&header), master.as_ref());
-                let mut record = Zeroizing::new(Vec::with_capacity(PROTECTED_LEN));
-                record.extend_from_slice(&header);
-                record.extend_from_slice(&nonce);
-                record.extend_from_slice(&wrapped);
-                record
-            }
-        };
+        let record = seal_record(&master, passphrase, params, rng)?;
 
         if !kv.insert_new(backend_key(Table::META, VAULT_KEY).as_slice(), &record)? {
             return Err(StoreError::VaultExists);
@@ -240,35 +216,56 @@ impl Vault {
         let stored = kv
             .get(backend_key(Table::META, VAULT_KEY).as_slice())?
             .ok_or(StoreError::NoVault)?;
-        match Record::decode(&stored)? {
-            Record::Unprotected { master } => Ok(StoreKeys::from_master(&master)),
-            Record::Protected {
-                params,
-                salt,
-                nonce,
-                wrapped,
-            } => {
-                let passphrase = passphrase.ok_or(StoreError::PassphraseRequired)?;
-                let argon2 = params.argon2().ok_or(StoreError::Corrupt(
-                    "the vault's key derivation parameters are out of range",
-                ))?;
-                let kek = derive_kek(&argon2, passphrase, &salt)
-                    .ok_or(StoreError::Corrupt("the vault's key derivation failed"))?;
-                let header = encode_header(params, &salt);
-                let opened = Zeroizing::new(
-                    aead::open(&kek, &nonce, &wrap_aad(&header), wrapped)
-                        .map_err(|_| StoreError::WrongPassphrase)?,
-                );
-                let mut master = Zeroizing::new([0u8; MASTER_KEY_LEN]);
-                if opened.len() != MASTER_KEY_LEN {
-                    return Err(StoreError::Corrupt(
-                        "the vault's master key has a bad length",
-                    ));
-                }
-                master.copy_from_slice(&opened);
-                Ok(StoreKeys::from_master(&master))
-            }
+        let master = open_record(&stored, passphrase)?;
+        Ok(StoreKeys::from_master(&master))
+    }
+
+    /// Wraps the master key again for a passphrase change: opens the current record with
+    /// `old` (as [`Vault::unlock`] does, with its errors; an unprotected vault needs no old
+    /// passphrase, and refuses one with [`StoreError::WrongPassphrase`] so that a user who
+    /// thinks it is protected learns otherwise), then seals the same master key under `new`
+    /// (a fresh salt and nonce, `params`), or unprotected when `new` is `None`.
+    ///
+    /// Writes nothing: the [`Rewrapped`] record replaces the old one with [`Vault::replace`],
+    /// inside a round of the core, so that it becomes durable with the round's flush (and a
+    /// failed flush leaves the old record). Slow with real parameters (two Argon2id runs at
+    /// most); run it on a blocking thread.
+    pub fn rewrap(
+        kv: &Kv,
+        old: Option<&[u8]>,
+        new: Option<&[u8]>,
+        params: KdfParams,
+        rng: &mut impl Rng,
+    ) -> Result<Rewrapped, StoreError> {
+        let stored = kv
+            .get(backend_key(Table::META, VAULT_KEY).as_slice())?
+            .ok_or(StoreError::NoVault)?;
+        if old.is_some() && matches!(Record::decode(&stored)?, Record::Unprotected { .. }) {
+            return Err(StoreError::WrongPassphrase);
         }
+        let master = open_record(&stored, old)?;
+        let record = seal_record(&master, new, params, rng)?;
+        Ok(Rewrapped {
+            replaces: stored.to_vec(),
+            record,
+        })
+    }
+
+    /// Replaces the vault record with `rewrapped`, if the record is still the one it was made
+    /// from (returns false, writing nothing, if another change came first). The write is one
+    /// key, so it reaches the disk whole or not at all: with the flush of the core's round on
+    /// sled, at once in memory.
+    pub fn replace(kv: &Kv, rewrapped: &Rewrapped) -> Result<bool, StoreError> {
+        let key = backend_key(Table::META, VAULT_KEY);
+        let current = kv.get(key.as_slice())?;
+        if current.as_deref() != Some(rewrapped.replaces.as_slice()) {
+            return Ok(false);
+        }
+        kv.apply(vec![(
+            key.as_slice().to_vec(),
+            Some(rewrapped.record.to_vec()),
+        )])?;
+        Ok(true)
     }
 
     /// Whether the vault is protected by a passphrase. [`StoreError::NoVault`] if there is
@@ -278,6 +275,96 @@ impl Vault {
             .get(backend_key(Table::META, VAULT_KEY).as_slice())?
             .ok_or(StoreError::NoVault)?;
         Ok(matches!(Record::decode(&stored)?, Record::Protected { .. }))
+    }
+}
+
+/// A vault record made by [`Vault::rewrap`], waiting to replace the one it was made from.
+pub struct Rewrapped {
+    /// The record it replaces, compared before the write.
+    replaces: Vec<u8>,
+    /// The new record (for an unprotected vault it holds the master key as is).
+    record: Zeroizing<Vec<u8>>,
+}
+
+impl Rewrapped {
+    /// Whether the new record is unprotected.
+    pub fn is_unprotected(&self) -> bool {
+        self.record.get(1) == Some(&UNPROTECTED)
+    }
+}
+
+impl fmt::Debug for Rewrapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Rewrapped(..)")
+    }
+}
+
+/// A vault record for `master`: wrapped under Argon2id(passphrase, a random salt, `params`),
+/// or unprotected when `passphrase` is `None`.
+fn seal_record(
+    master: &[u8; MASTER_KEY_LEN],
+    passphrase: Option<&[u8]>,
+    params: KdfParams,
+    rng: &mut impl Rng,
+) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    Ok(match passphrase {
+        None => {
+            let mut record = Zeroizing::new(Vec::with_capacity(UNPROTECTED_LEN));
+            record.extend_from_slice(&[VAULT_VERSION, UNPROTECTED]);
+            record.extend_from_slice(master);
+            record
+        }
+        Some(passphrase) => {
+            let argon2 = params.argon2().ok_or(StoreError::InvalidKdfParams)?;
+            let mut salt = [0u8; SALT_LEN];
+            rng.fill_bytes(&mut salt);
+            let mut nonce = [0u8; AEAD_NONCE_LEN];
+            rng.fill_bytes(&mut nonce);
+            let kek = derive_kek(&argon2, passphrase, &salt).ok_or(StoreError::InvalidKdfParams)?;
+            let header = encode_header(params, &salt);
+            let wrapped = aead::seal(&kek, &nonce, &wrap_aad(&header), master);
+            let mut record = Zeroizing::new(Vec::with_capacity(PROTECTED_LEN));
+            record.extend_from_slice(&header);
+            record.extend_from_slice(&nonce);
+            record.extend_from_slice(&wrapped);
+            record
+        }
+    })
+}
+
+/// The master key in a stored vault record, opened with `passphrase` if it is protected.
+fn open_record(
+    stored: &[u8],
+    passphrase: Option<&[u8]>,
+) -> Result<Zeroizing<[u8; MASTER_KEY_LEN]>, StoreError> {
+    match Record::decode(stored)? {
+        Record::Unprotected { master } => Ok(master),
+        Record::Protected {
+            params,
+            salt,
+            nonce,
+            wrapped,
+        } => {
+            let passphrase = passphrase.ok_or(StoreError::PassphraseRequired)?;
+            let argon2 = params.argon2().ok_or(StoreError::Corrupt(
+                "the vault's key derivation parameters are out of range",
+            ))?;
+            let kek = derive_kek(&argon2, passphrase, &salt)
+                .ok_or(StoreError::Corrupt("the vault's key derivation failed"))?;
+            let header = encode_header(params, &salt);
+            let opened = Zeroizing::new(
+                aead::open(&kek, &nonce, &wrap_aad(&header), wrapped)
+                    .map_err(|_| StoreError::WrongPassphrase)?,
+            );
+            let mut master = Zeroizing::new([0u8; MASTER_KEY_LEN]);
+            if opened.len() != MASTER_KEY_LEN {
+                return Err(StoreError::Corrupt(
+                    "the vault's master key has a bad length",
+                ));
+            }
+            master.copy_from_slice(&opened);
+            Ok(master)
+        }
     }
 }
 
