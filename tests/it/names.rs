@@ -52,7 +52,7 @@ fn every_command_takes_an_alias_in_any_case_a_handle_or_an_address() {
 
     let socket = alice.socket();
     let with_relay = format!("{}@{}", b.address, relay.addr());
-    for name in [
+    for (sent_before, name) in [
         "Bobby",
         "bobby",
         "BOBBY",
@@ -61,8 +61,13 @@ fn every_command_takes_an_alias_in_any_case_a_handle_or_an_address() {
         "@BOB_H",
         b.address.as_str(),
         with_relay.as_str(),
-    ] {
-        assert_eq!(history(&alice, name), ["hello alice"], "history {name}");
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let texts = history(&alice, name);
+        assert_eq!(texts.len(), 1 + sent_before, "history {name}: {texts:?}");
+        assert_eq!(texts[0], "hello alice", "history {name}");
         let shown = run_chatctl(&socket, &["--json", "contact", "show", name]).expect_code(0);
         assert_eq!(shown.json()["alias"], "Bobby", "contact show {name}");
         let sent =
