@@ -23,6 +23,9 @@ use crate::store::{Store, StoreError};
 /// A conversation id: 16 random bytes, the key of a contact and its conversation.
 pub type ConvId = [u8; 16];
 
+/// Delivery receipts owed per conversation: each message id with the key that sent it.
+pub type OwedReceipts = HashMap<ConvId, Vec<([u8; 16], [u8; 32])>>;
+
 /// Where an outbox entry stands, in memory.
 #[derive(Debug, Clone)]
 pub struct OutboxSlot {
@@ -97,10 +100,10 @@ pub struct Unlocked {
     pub tasks: JoinSet<()>,
     /// Delivery receipts to queue at the end of the round, per conversation: the message id
     /// and the key that sent it (the receipt goes back to that key).
-    pub pending_receipts: HashMap<ConvId, Vec<([u8; 16], [u8; 32])>>,
+    pub pending_receipts: OwedReceipts,
     /// Receipts owed for messages stored this round: they wait for the next round, so that
     /// sealing them does not delay this round's flush and its `message.received` events.
-    pub fresh_receipts: HashMap<ConvId, Vec<([u8; 16], [u8; 32])>>,
+    pub fresh_receipts: OwedReceipts,
     /// Envelopes stored this round, acknowledged once the round is durable.
     pub pending_acks: Vec<protocol::frames::EnvelopeId>,
     /// A one-time prekey was used since the relay's counts were last asked for.
