@@ -81,10 +81,10 @@ error_codes! {
     InvalidHandle = 1013, "invalid_handle";
     /// Another account holds that handle on the relay.
     HandleTaken = 1014, "handle_taken";
-    /// The alias is already used by another contact.
+    /// The alias is already used by another contact (aliases are compared ignoring case).
     AliasTaken = 1015, "alias_taken";
-    /// The alias is not valid (1 to 64 characters, no whitespace or control characters, not
-    /// starting with `@`).
+    /// The alias is not valid (1 to 64 characters, no white space, control or invisible
+    /// characters, not starting with `@`).
     InvalidAlias = 1016, "invalid_alias";
     /// The invite code is malformed, already used, or expired.
     InvalidInvite = 1017, "invalid_invite";
@@ -106,6 +106,9 @@ error_codes! {
     ContactBlocked = 1025, "contact_blocked";
     /// The store failed (disk full, corruption); details are in the daemon's log.
     StoreError = 1030, "store_error";
+    /// The name fits more than one contact (an alias of one and the handle of another, say);
+    /// the message lists them: name one by its alias or address.
+    AmbiguousContact = 1041, "ambiguous_contact";
 }
 
 impl std::fmt::Display for ErrorCode {

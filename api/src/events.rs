@@ -37,6 +37,10 @@ pub enum EventKind {
         message: Message,
         /// The sender's display name, if known.
         sender_name: Option<String>,
+        /// The message came from the contact's new identity key, which is not accepted yet
+        /// (the contact's `trust` is `key_changed`): show it as such.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        from_changed_key: bool,
     },
     /// An outgoing message changed status.
     #[serde(rename = "message.status")]
@@ -97,6 +101,23 @@ pub enum EventKind {
     /// The account was locked.
     #[serde(rename = "account.locked")]
     Locked {},
+    /// A contact was removed (`contacts.remove`), with its conversation.
+    #[serde(rename = "contact.removed")]
+    ContactRemoved {
+        /// The alias it had.
+        alias: String,
+        /// Its address.
+        address: String,
+    },
+    /// A contact's alias changed (`contacts.rename`); its conversation is named by the new
+    /// alias from now on.
+    #[serde(rename = "contact.renamed")]
+    ContactRenamed {
+        /// The alias it had.
+        old_alias: String,
+        /// The contact, with its new alias.
+        contact: Contact,
+    },
 }
 
 impl EventKind {
@@ -111,6 +132,8 @@ impl EventKind {
         "relay.connection",
         "account.unlocked",
         "account.locked",
+        "contact.removed",
+        "contact.renamed",
     ];
 
     /// This variant's `kind` value.
@@ -125,6 +148,8 @@ impl EventKind {
             Self::RelayConnection { .. } => "relay.connection",
             Self::Unlocked {} => "account.unlocked",
             Self::Locked {} => "account.locked",
+            Self::ContactRemoved { .. } => "contact.removed",
+            Self::ContactRenamed { .. } => "contact.renamed",
         }
     }
 
@@ -154,6 +179,10 @@ mod tests {
             EventKind::MessagesRead {
                 conversation: "bob".into(),
                 marked: 2,
+            },
+            EventKind::ContactRemoved {
+                alias: "bob".into(),
+                address: "chat1test".into(),
             },
         ];
         for kind in samples {

@@ -1,6 +1,6 @@
 //! Checks of what a person types that both the daemon and its clients make, so that a client
 //! refuses bad input itself with the daemon's own words (and without sending megabytes first):
-//! message texts, safety numbers, and the warning about a weak passphrase.
+//! message texts, safety numbers, aliases, and the warning about a weak passphrase.
 
 /// Largest message text `messages.send` accepts, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
@@ -72,6 +72,53 @@ pub fn passphrase_weakness(passphrase: &str) -> Option<String> {
     None
 }
 
+/// Most characters in an alias.
+pub const MAX_ALIAS_CHARS: usize = 64;
+
+/// Whether `c` is invisible or reorders text around it: bidirectional controls, zero-width
+/// characters, joiners, variation selectors, tags and the other Unicode format characters
+/// (general category Cf), plus fillers that render as nothing. A name containing one can look
+/// like another name, or cannot be typed.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+        | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+        | '\u{0600}'..='\u{0605}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}' | '\u{110BD}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// Why an alias a person chose is refused: empty, longer than [`MAX_ALIAS_CHARS`], starting
+/// with `@` (which names handles), containing white space, control characters or invisible
+/// ones ([`is_invisible`]). Otherwise it is kept as typed (lookups ignore case).
+pub fn alias_problem(alias: &str) -> Option<String> {
+    let count = alias.chars().count();
+    let why = if count == 0 {
+        "it is empty".to_owned()
+    } else if count > MAX_ALIAS_CHARS {
+        format!("it is {count} characters long; at most {MAX_ALIAS_CHARS} are allowed")
+    } else if alias.starts_with('@') {
+        "it starts with @, which names a handle".to_owned()
+    } else if let Some(c) = alias.chars().find(|c| c.is_whitespace()) {
+        format!("it contains white space (U+{:04X})", u32::from(c))
+    } else if let Some(c) = alias.chars().find(|c| c.is_control()) {
+        format!("it contains a control character (U+{:04X})", u32::from(c))
+    } else if let Some(c) = alias.chars().find(|c| is_invisible(*c)) {
+        format!(
+            "it contains an invisible or direction-changing character (U+{:04X})",
+            u32::from(c)
+        )
+    } else {
+        return None;
+    };
+    Some(format!(
+        "invalid alias {:?}: {why}; use 1 to {MAX_ALIAS_CHARS} visible characters without \
+         spaces, not starting with @",
+        alias.escape_default().to_string()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +158,31 @@ mod tests {
         ] {
             assert_eq!(passphrase_weakness(fine), None, "{fine:?}");
         }
+    }
+
+    #[test]
+    fn aliases_are_visible_text_without_spaces() {
+        for good in ["bob", "Bob", "bob-2", "mum", "José", "a@b", "Алиса"] {
+            assert_eq!(alias_problem(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "@bob",
+            "two words",
+            "tab\tbed",
+            "bo\u{200B}b",
+            "\u{202E}bob",
+            "bob\u{2066}",
+            "e\u{FE0F}",
+            "x\u{7}",
+        ] {
+            let why = alias_problem(bad).unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert!(why.starts_with("invalid alias"), "{why}");
+        }
+        assert!(alias_problem(&"a".repeat(MAX_ALIAS_CHARS)).is_none());
+        assert!(alias_problem(&"a".repeat(MAX_ALIAS_CHARS + 1)).is_some());
+        // The message shows invisible characters escaped, so the user sees what was wrong.
+        let why = alias_problem("bo\u{200B}b").unwrap_or_default();
+        assert!(why.contains("\\u{200b}"), "{why}");
     }
 }

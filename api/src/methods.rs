@@ -63,6 +63,8 @@ pub const RPC_DISCOVER: &str = "rpc.discover";
 pub const ACCOUNT_CHANGE_PASSPHRASE: &str = "account.change_passphrase";
 /// Deletes the account and its data.
 pub const ACCOUNT_DELETE: &str = "account.delete";
+/// Gives a contact another alias.
+pub const CONTACTS_RENAME: &str = "contacts.rename";
 
 /// Builds a JSON Schema with a generator (so shared types land in `components`).
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -247,40 +249,56 @@ pub const ALL: &[MethodDoc] = &[
     MethodDoc {
         name: CONTACTS_GET,
         summary: "Shows one contact with the safety number to compare.",
-        description: "",
+        description: "While the contact's identity key changed and the new key is not \
+            accepted (`trust` is `key_changed`), `key_change` holds the old and the new \
+            address and what to do, and the safety number (with its groups and QR payload) is \
+            that of the **new** key: the one to compare with the contact before \
+            `contacts.verify` or `contacts.trust`. Every method that names a contact or conversation (`contact`, `conversation`, `to`) \
+            takes the same forms: an alias (case does not matter), `@alias`, `@handle` (a \
+            contact's handle; `@handle@host[:port]` for one on another relay) or an address \
+            (`chat1...`, or `chat1...@host[:port]`). A name that fits several contacts is \
+            refused with `ambiguous_contact`, whose message lists them.",
         params: schema::<ContactRef>,
         result: schema::<ContactDetails>,
-        errors: &[E::NoAccount, E::Locked, E::NotFound],
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::AmbiguousContact],
     },
     MethodDoc {
         name: CONTACTS_REMOVE,
         summary: "Removes a contact, its sessions and its conversation.",
-        description: "",
+        description: "Announced with a `contact.removed` event.",
         params: schema::<ContactRef>,
         result: schema::<Empty>,
-        errors: &[E::NoAccount, E::Locked, E::NotFound],
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::AmbiguousContact],
     },
     MethodDoc {
         name: CONTACTS_VERIFY,
         summary: "Marks a contact verified after comparing safety numbers.",
-        description: "Refused while the contact's key change is untrusted.",
+        description: "The number is checked against the contact's current key or, while its \
+            key changed (`key_changed`), against the **new** key: a match accepts the new key \
+            and marks it verified at once (queued messages and held read receipts then go to \
+            it). The old key's number no longer matches, and the error says so. Without \
+            `safety_number`, the caller states the numbers were compared.",
         params: schema::<VerifyContact>,
         result: schema::<Contact>,
         errors: &[
             E::NoAccount,
             E::Locked,
             E::NotFound,
+            E::AmbiguousContact,
             E::SafetyNumberMismatch,
-            E::UntrustedKeyChange,
         ],
     },
     MethodDoc {
         name: CONTACTS_TRUST,
         summary: "Accepts a contact's changed identity key (it becomes unverified).",
-        description: "",
+        description: "While a contact's key change is not accepted, its messages (from \
+            either key) still arrive, and delivery receipts go back to the key that sent \
+            each; read receipts, messages to it and introductions wait. Accepting the new key \
+            sends them, to the new key. On a contact whose key did not change it changes \
+            nothing and answers the contact as it is.",
         params: schema::<ContactRef>,
         result: schema::<Contact>,
-        errors: &[E::NoAccount, E::Locked, E::NotFound],
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::AmbiguousContact],
     },
     MethodDoc {
         name: CONTACTS_BLOCK,
@@ -293,7 +311,13 @@ pub const ALL: &[MethodDoc] = &[
             (`contact_blocked`). Blocking a blocked contact succeeds.",
         params: schema::<ContactRef>,
         result: schema::<Contact>,
-        errors: &[E::NoAccount, E::Locked, E::NotFound, E::StoreError],
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::AmbiguousContact,
+            E::StoreError,
+        ],
     },
     MethodDoc {
         name: CONTACTS_UNBLOCK,
@@ -301,7 +325,13 @@ pub const ALL: &[MethodDoc] = &[
         description: "Messages the contact sent while it was blocked are gone.",
         params: schema::<ContactRef>,
         result: schema::<Contact>,
-        errors: &[E::NoAccount, E::Locked, E::NotFound, E::StoreError],
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::AmbiguousContact,
+            E::StoreError,
+        ],
     },
     MethodDoc {
         name: INVITES_CREATE,
@@ -341,6 +371,7 @@ pub const ALL: &[MethodDoc] = &[
             E::UntrustedKeyChange,
             E::RelayUnreachable,
             E::ContactBlocked,
+            E::AmbiguousContact,
         ],
     },
     MethodDoc {
@@ -350,15 +381,17 @@ pub const ALL: &[MethodDoc] = &[
             standard invalid params error (-32602).",
         params: schema::<History>,
         result: schema::<HistoryPage>,
-        errors: &[E::NoAccount, E::Locked, E::NotFound],
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::AmbiguousContact],
     },
     MethodDoc {
         name: MESSAGES_MARK_READ,
         summary: "Marks received messages read and sends read receipts.",
-        description: "",
+        description: "While the contact's key change is not accepted (`key_changed`), the \
+            read receipts are held, and sent once the new key is accepted (`contacts.trust` \
+            or `contacts.verify`).",
         params: schema::<MarkRead>,
         result: schema::<MarkedRead>,
-        errors: &[E::NoAccount, E::Locked, E::NotFound],
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::AmbiguousContact],
     },
     MethodDoc {
         name: CONVERSATIONS_LIST,
@@ -441,6 +474,25 @@ pub const ALL: &[MethodDoc] = &[
             E::NoAccount,
             E::WrongPassphrase,
             E::PassphraseRequired,
+            E::StoreError,
+        ],
+    },
+    MethodDoc {
+        name: CONTACTS_RENAME,
+        summary: "Gives a contact another alias; its conversation and history stay.",
+        description: "The new alias is kept as typed and must be unique regardless of case \
+            (changing only the case of a contact's own alias is allowed). Announced with a \
+            `contact.renamed` event carrying the old alias, so frontends can rename what they \
+            show; events already recorded keep the alias they had.",
+        params: schema::<RenameContact>,
+        result: schema::<Contact>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::AmbiguousContact,
+            E::InvalidAlias,
+            E::AliasTaken,
             E::StoreError,
         ],
     },

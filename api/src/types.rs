@@ -223,11 +223,12 @@ pub struct AddContact {
     pub target: String,
 }
 
-/// Params naming one contact (`contacts.get`, `contacts.remove`, `contacts.trust`).
+/// Params naming one contact (`contacts.get`, `contacts.remove`, `contacts.trust`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRef {
-    /// An alias, `@alias`, or the contact's address.
+    /// The contact: its alias (any case), `@alias`, `@handle` (`@handle@host[:port]` for one
+    /// on another relay), or its address (`chat1...`, also `chat1...@host[:port]`).
     pub contact: String,
 }
 
@@ -235,7 +236,8 @@ pub struct ContactRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyContact {
-    /// An alias, `@alias`, or the contact's address.
+    /// The contact, as `ContactRef` names one (alias in any case, `@alias`, `@handle`,
+    /// address).
     pub contact: String,
     /// The safety number as the contact read it out (digits; spaces ignored). When given, it
     /// must match; when omitted, the caller states the numbers were compared.
@@ -264,6 +266,11 @@ pub struct ContactDetails {
     pub safety_qr: String,
     /// The contact's devices this account has sessions with.
     pub devices: Vec<u32>,
+    /// Set while the contact's identity key changed and the new key is not accepted yet
+    /// (`trust` is `key_changed`): the key that was pinned and the new one. `safety_number`,
+    /// its groups and `safety_qr` are then those of the **new** key, the one to compare now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_change: Option<KeyChange>,
 }
 
 /// Result of `invites.create`.
@@ -318,8 +325,9 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
-    /// Who to send to: an alias, `@name`, an address, or (not a contact yet) a handle or
-    /// address on another relay, `@handle@host[:port]` or `chat1...@host[:port]`.
+    /// Who to send to: a contact as `ContactRef` names one (alias in any case, `@alias`,
+    /// `@handle`, address), or someone not a contact yet by `@handle` or address, on this
+    /// account's relay or another (`@handle@host[:port]`, `chat1...@host[:port]`).
     pub to: String,
     /// The text (UTF-8, 1 byte to 64 KiB, not only white space).
     pub text: String,
@@ -365,7 +373,8 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct History {
-    /// The conversation: an alias, `@alias` or an address.
+    /// The conversation: its contact as `ContactRef` names one (alias in any case, `@alias`,
+    /// `@handle`, address).
     pub conversation: String,
     /// How many messages (1 to 500, default 50).
     #[serde(default)]
@@ -390,7 +399,8 @@ pub struct HistoryPage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MarkRead {
-    /// The conversation.
+    /// The conversation: its contact as `ContactRef` names one (alias in any case, `@alias`,
+    /// `@handle`, address).
     pub conversation: String,
     /// Mark up to and including this message; default: everything received so far.
     #[serde(default)]
@@ -442,6 +452,29 @@ pub struct Subscribe {
 pub struct Unsubscribe {
     /// The id `events.subscribe` returned.
     pub subscription: serde_json::Value,
+}
+
+/// A contact's identity key change, as `contacts.get` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyChange {
+    /// The address of the key that was pinned (the contact's `address` until the new key is
+    /// accepted).
+    pub old_address: String,
+    /// The address of the new key.
+    pub new_address: String,
+    /// What to do, in a sentence for people.
+    pub advice: String,
+}
+
+/// Params of `contacts.rename`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameContact {
+    /// The contact: an alias, `@alias`, `@handle` or address.
+    pub contact: String,
+    /// The new alias (1 to 64 visible characters, no white space, not starting with `@`;
+    /// unique regardless of case).
+    pub alias: String,
 }
 
 /// Formats 16 bytes as a message id.

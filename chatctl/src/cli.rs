@@ -68,12 +68,12 @@ pub enum Command {
     Relay(RelayCommand),
     /// Block a contact: its messages are dropped, at your relay and here
     Block {
-        /// The contact's alias
+        /// The contact: its alias (any case), @alias, @handle or address
         alias: String,
     },
     /// Unblock a contact
     Unblock {
-        /// The contact's alias
+        /// The contact: its alias (any case), @alias, @handle or address
         alias: String,
     },
     /// List blocked contacts
@@ -90,8 +90,8 @@ pub enum Command {
     Accept {
         /// The invite code (`chatinvite1...`)
         code: String,
-        /// The alias to give the inviter [default: the name in the invite]
-        #[arg(long = "as", value_name = "ALIAS")]
+        /// The alias to give the inviter [default: the name in the invite, made typeable]
+        #[arg(long = "as", value_name = "ALIAS", value_parser = parse_alias)]
         alias: Option<String>,
     },
     /// Send a text message
@@ -102,7 +102,7 @@ pub enum Command {
     Conversations,
     /// Mark received messages read (sends read receipts)
     Read {
-        /// The conversation: an alias, @name or address
+        /// The conversation: its contact's alias (any case), @alias, @handle or address
         target: String,
         /// Mark up to and including this message id [default: everything received]
         #[arg(long, value_name = "ID", value_parser = parse_message_id)]
@@ -273,7 +273,9 @@ pub enum RelayCommand {
 pub enum ContactCommand {
     /// Add a contact by address or @handle, on your relay or another one
     Add {
-        /// The local name to give the contact
+        /// The local name to give the contact: 1 to 64 visible characters without spaces, not
+        /// starting with @
+        #[arg(value_parser = parse_alias)]
         alias: String,
         /// A chat1... address or a @handle on your relay; ADDRESS@HOST[:PORT] or
         /// @HANDLE@HOST[:PORT] for one on another relay
@@ -282,14 +284,16 @@ pub enum ContactCommand {
     },
     /// List contacts
     List,
-    /// Show a contact with the safety number to compare
+    /// Show a contact with the safety number to compare (after a key change: both keys and
+    /// the new key's number)
     Show {
-        /// The contact's alias
+        /// The contact: its alias (any case), @alias, @handle or address
         alias: String,
     },
-    /// Mark a contact verified after comparing safety numbers
+    /// Mark a contact verified after comparing safety numbers (after a key change, the new
+    /// key's number: a match accepts the new key)
     Verify {
-        /// The contact's alias
+        /// The contact: its alias (any case), @alias, @handle or address
         alias: String,
         /// The safety number the contact sees (60 digits; spaces allowed). Without it,
         /// chatctl shows the number and asks (on a terminal only)
@@ -298,20 +302,31 @@ pub enum ContactCommand {
     },
     /// Accept a contact's changed identity key (the contact becomes unverified)
     Trust {
-        /// The contact's alias
+        /// The contact: its alias (any case), @alias, @handle or address
         alias: String,
     },
     /// Remove a contact, its sessions and its conversation
     Remove {
-        /// The contact's alias
+        /// The contact: its alias (any case), @alias, @handle or address
         alias: String,
+    },
+    /// Give a contact another alias; its conversation and history stay
+    Rename {
+        /// The contact: its alias (any case), @alias, @handle or address
+        old: String,
+        /// The new alias: 1 to 64 visible characters without spaces, not starting with @
+        /// (unique regardless of case)
+        #[arg(value_parser = parse_alias)]
+        new: String,
     },
 }
 
 /// Arguments of `send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Who to send to: an alias, @name or chat1... address
+    /// Who to send to: a contact's alias (any case), @alias, @handle or address; or someone
+    /// new by @handle or chat1... address (HANDLE@HOST[:PORT] or ADDRESS@HOST[:PORT] on
+    /// another relay)
     pub target: String,
     /// The text; `-` reads all of stdin (one trailing newline is dropped)
     pub text: String,
@@ -354,7 +369,7 @@ impl WaitFor {
 /// Arguments of `history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// The conversation: an alias, @name or address
+    /// The conversation: its contact's alias (any case), @alias, @handle or address
     pub target: String,
     /// How many messages (1 to 500) [default: chatd's, 50]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
@@ -380,6 +395,14 @@ fn parse_message_id(text: &str) -> Result<String, String> {
     match api::types::parse_message_id(text) {
         Some(_) => Ok(text.to_owned()),
         None => Err("a message id is 32 hex digits".to_owned()),
+    }
+}
+
+/// Checks an alias as chatd would (`api::input::alias_problem`) and keeps it as given.
+fn parse_alias(text: &str) -> Result<String, String> {
+    match api::input::alias_problem(text) {
+        Some(problem) => Err(problem),
+        None => Ok(text.to_owned()),
     }
 }
 

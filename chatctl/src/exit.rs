@@ -114,6 +114,8 @@ pub fn for_error_code(code: ErrorCode) -> u8 {
         | ErrorCode::ContactBlocked => OTHER,
         // Faults: a bug in chatctl (a subscription it never made) or the daemon's disk.
         ErrorCode::UnknownSubscription | ErrorCode::StoreError => OTHER,
+        // A name that fits several contacts: the command line must say which one.
+        ErrorCode::AmbiguousContact => USAGE,
     }
 }
 

@@ -316,7 +316,19 @@ pub fn contact_details(details: &ContactDetails) -> Result<String, String> {
         let _ = writeln!(out, "devices:  {}", devices.join(", "));
     }
     let _ = writeln!(out, "added:    {}", time(contact.added_at_ms));
-    out.push_str("\nsafety number:\n");
+    match &details.key_change {
+        None => out.push_str("\nsafety number:\n"),
+        Some(change) => {
+            let _ = write!(
+                out,
+                "\nKEY CHANGED\n  old key:  {}\n  new key:  {}\n\n{}\n\n\
+                 safety number of the NEW key:\n",
+                clean_line(&change.old_address),
+                clean_line(&change.new_address),
+                clean_line(&change.advice)
+            );
+        }
+    }
     for row in safety_number(details)?.lines() {
         let _ = writeln!(out, "  {row}");
     }
@@ -354,8 +366,12 @@ pub fn event(event: &Event) -> String {
         EventKind::MessageReceived {
             message,
             sender_name,
+            from_changed_key,
         } => {
-            let line = message_line(message);
+            let mut line = message_line(message);
+            if *from_changed_key {
+                line.push_str("  [from a changed key, not accepted yet]");
+            }
             match sender_name {
                 Some(name) if *name != message.conversation => {
                     format!("{line}  ({})", clean_line(name))
@@ -402,7 +418,8 @@ pub fn event(event: &Event) -> String {
             let alias = clean_line(alias);
             format!(
                 "[{at}] WARNING: {alias}'s identity key changed ({} -> {}); sending is refused \
-                 until `chatctl contact trust {alias}`",
+                 until you compare the new safety number (`chatctl contact show {alias}`) and \
+                 accept it (`chatctl contact verify {alias}`)",
                 clean_line(old_address),
                 clean_line(new_address)
             )
@@ -429,6 +446,16 @@ pub fn event(event: &Event) -> String {
         }
         EventKind::Unlocked {} => format!("[{at}] account unlocked"),
         EventKind::Locked {} => format!("[{at}] account locked"),
+        EventKind::ContactRemoved { alias, address } => format!(
+            "[{at}] contact removed: {} ({})",
+            clean_line(alias),
+            clean_line(address)
+        ),
+        EventKind::ContactRenamed { old_alias, contact } => format!(
+            "[{at}] contact renamed: {} is now {}",
+            clean_line(old_alias),
+            clean_line(&contact.alias)
+        ),
     }
 }
 

@@ -239,6 +239,7 @@ impl App {
             EventKind::MessageReceived {
                 message,
                 sender_name,
+                ..
             } => {
                 if message.direction == Direction::Incoming {
                     let sender = self.name(&message.conversation, sender_name.as_deref());
@@ -271,6 +272,16 @@ impl App {
                 self.icon.set(Status::Locked);
             }
             EventKind::MessageStatus { .. } | EventKind::RelayConnection { .. } => {}
+            EventKind::ContactRemoved { alias, .. } => {
+                self.names.forget(&alias);
+                self.inbox.removed(&alias);
+            }
+            EventKind::ContactRenamed { old_alias, contact } => {
+                self.names.forget(&old_alias);
+                self.names.learn(&contact);
+                let name = self.name(&contact.alias, None);
+                self.inbox.renamed(&old_alias, &contact.alias, &name);
+            }
         }
         Ok(())
     }

@@ -145,6 +145,37 @@ impl Inbox {
         self.trusted.insert(alias.to_owned());
     }
 
+    /// The contact `alias` was removed: its notifications close.
+    pub fn removed(&mut self, alias: &str) {
+        self.received.remove(alias);
+        self.local_unread.remove(alias);
+        self.key_changes.remove(alias);
+        self.read.insert(alias.to_owned());
+        self.trusted.insert(alias.to_owned());
+    }
+
+    /// The contact `old` is now called `new` (shown as `name`): what was shown under the old
+    /// alias closes, a warning about its key moves to the new one, and its unread messages
+    /// count under the new alias.
+    pub fn renamed(&mut self, old: &str, new: &str, name: &str) {
+        let warned = self.key_changes.contains_key(old)
+            || self.shown.contains(&Slot::KeyChange(old.to_owned()));
+        let unread = self.local_unread.remove(old);
+        let latest = self.received.remove(old);
+        self.removed(old);
+        if warned {
+            self.trusted.remove(new);
+            self.key_changes
+                .insert(new.to_owned(), one_line(name, NAME_CHARS));
+        }
+        if let Some(unread) = unread {
+            self.local_unread.insert(new.to_owned(), unread);
+        }
+        if let Some(latest) = latest {
+            self.received.insert(new.to_owned(), latest);
+        }
+    }
+
     /// The account locked: message notifications go away.
     pub fn locked(&mut self) {
         self.received.clear();

@@ -57,6 +57,11 @@ impl Names {
         );
     }
 
+    /// Forgets a contact (removed, or renamed away from `alias`).
+    pub fn forget(&mut self, alias: &str) {
+        self.cache.remove(alias);
+    }
+
     /// Forgets everything (after a reconnect: contacts may have changed meanwhile).
     pub fn clear(&mut self) {
         self.cache.clear();
@@ -104,6 +109,9 @@ mod tests {
         names.learn(&contact("mum", Some("Janet")));
         assert_eq!(names.get("mum", None, |_| None), "mum (Janet)");
         assert_eq!(names.get("x", Some("Xavier"), |_| None), "x (Xavier)");
+        names.forget("mum");
+        assert_eq!(names.get("mum", None, |_| None), "mum");
+        names.learn(&contact("mum", Some("Janet")));
         names.clear();
         assert_eq!(names.get("mum", None, |_| None), "mum");
     }

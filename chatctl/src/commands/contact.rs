@@ -1,4 +1,4 @@
-//! The contact commands (`contact add|list|show|verify|trust|remove`, `block`, `unblock`,
+//! The contact commands (`contact add|list|show|verify|trust|remove|rename`, `block`, `unblock`,
 //! `blocked`) and invites (`invite`, `accept`).
 
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -7,7 +7,7 @@ use anyhow::Context;
 use api::methods;
 use api::types::{
     AcceptInvite, AddContact, Contact, ContactDetails, ContactList, ContactRef, Empty, Invite,
-    VerifyContact,
+    RenameContact, VerifyContact,
 };
 
 use super::{Ctx, decode};
@@ -60,6 +60,19 @@ pub(super) fn run(ctx: &Ctx, command: &ContactCommand) -> anyhow::Result<()> {
             &contact_ref(alias),
             |_: serde_json::Value| Ok(format!("removed {}", render::clean_line(alias))),
         ),
+        ContactCommand::Rename { old, new } => {
+            let params = RenameContact {
+                contact: old.clone(),
+                alias: new.clone(),
+            };
+            ctx.call_and_show(methods::CONTACTS_RENAME, &params, |c: Contact| {
+                Ok(format!(
+                    "renamed {} to {}",
+                    render::clean_line(old),
+                    render::clean_line(&c.alias)
+                ))
+            })
+        }
     }
 }
 
@@ -98,10 +111,17 @@ fn show(ctx: &Ctx, alias: &str) -> anyhow::Result<()> {
             let art = qr::render(&payload).context("cannot draw the safety QR code")?;
             text.push_str("\n\n");
             text.push_str(&art);
-            text.push_str(&format!(
-                "\n\nCompare the number, or scan the code, with {0}; then run `chatctl contact verify {0}`.",
-                render::clean_line(&details.contact.alias)
-            ));
+            let alias = render::clean_line(&details.contact.alias);
+            text.push_str(&if details.key_change.is_some() {
+                format!(
+                    "\n\nCompare this NEW number, or scan the code, with {alias}; if it matches, \
+                     run `chatctl contact verify {alias}` to accept the new key."
+                )
+            } else {
+                format!(
+                    "\n\nCompare the number, or scan the code, with {alias}; then run `chatctl contact verify {alias}`."
+                )
+            });
             Ok(text)
         },
     )
@@ -128,8 +148,16 @@ fn verify(ctx: &Ctx, alias: &str, safety_number: Option<&str>) -> anyhow::Result
         let number = render::safety_number(&details).map_err(anyhow::Error::msg)?;
         let name = render::clean_line(&details.contact.alias);
         let indented: Vec<String> = number.lines().map(|row| format!("  {row}")).collect();
+        let which = match &details.key_change {
+            Some(change) => format!(
+                "{name}'s key CHANGED (old {}, new {}). Safety number of the NEW key",
+                render::clean_line(&change.old_address),
+                render::clean_line(&change.new_address)
+            ),
+            None => "Safety number".to_owned(),
+        };
         ctx.out.note(&format!(
-            "Safety number with {name}:\n\n{}\n",
+            "{which} with {name}:\n\n{}\n",
             indented.join("\n")
         ));
         if !confirm(&format!("Does this match what {name} sees? [y/N] "))? {

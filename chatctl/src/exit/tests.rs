@@ -30,7 +30,8 @@ fn every_error_code_has_a_deliberate_exit_code() {
         | "invalid_invite"
         | "invalid_message"
         | "invalid_relay_url"
-        | "passphrase_required" => USAGE,
+        | "passphrase_required"
+        | "ambiguous_contact" => USAGE,
         _ => OTHER,
     };
     for &code in ErrorCode::ALL {

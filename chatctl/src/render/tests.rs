@@ -57,6 +57,7 @@ fn details() -> ContactDetails {
         safety_number_groups: groups,
         safety_qr: "00ff".to_owned(),
         devices: vec![1, 2],
+        key_change: None,
     }
 }
 
@@ -251,6 +252,25 @@ fn contact_with_safety_number() {
     assert_snapshot!(text);
 }
 
+/// After a key change: both keys, what to do, and the number labelled as the new key's.
+#[test]
+fn contact_whose_key_changed() {
+    let changed = ContactDetails {
+        contact: Contact {
+            trust: Trust::KeyChanged,
+            ..details().contact
+        },
+        key_change: Some(api::types::KeyChange {
+            old_address: "chat1old\u{1b}[31m".to_owned(),
+            new_address: "chat1new".to_owned(),
+            advice: "bob's identity key changed: compare the new number.".to_owned(),
+        }),
+        ..details()
+    };
+    let text = contact_details(&changed).unwrap_or_else(|e| panic!("{e}"));
+    assert_snapshot!(text);
+}
+
 #[test]
 fn safety_number_is_twelve_groups_in_three_rows() {
     let expected = "07418 52963 07418 52963\n07418 52963 07418 52963\n07418 52963 07418 52963";
@@ -295,10 +315,17 @@ fn events() {
         event(&at(EventKind::MessageReceived {
             message: message(Direction::Incoming, "hello", None),
             sender_name: Some("Bob Builder".to_owned()),
+            from_changed_key: false,
         })),
         event(&at(EventKind::MessageReceived {
             message: message(Direction::Incoming, "again", None),
             sender_name: Some("bob".to_owned()),
+            from_changed_key: false,
+        })),
+        event(&at(EventKind::MessageReceived {
+            message: message(Direction::Incoming, "it is me, new key", None),
+            sender_name: None,
+            from_changed_key: true,
         })),
         event(&at(EventKind::MessageStatus {
             message_id: "00112233445566778899aabbccddeeff".to_owned(),
@@ -341,6 +368,14 @@ fn events() {
         })),
         event(&at(EventKind::Unlocked {})),
         event(&at(EventKind::Locked {})),
+        event(&at(EventKind::ContactRemoved {
+            alias: "carol".to_owned(),
+            address: "chat1carol".to_owned(),
+        })),
+        event(&at(EventKind::ContactRenamed {
+            old_alias: "bob".to_owned(),
+            contact: contact("Robert", Trust::Verified, None),
+        })),
         unknown_event(&json!({"cursor": 9, "time_ms": T, "kind": "group.created"})),
         unknown_event(&json!({"nonsense": true})),
     ];

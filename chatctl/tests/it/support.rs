@@ -224,6 +224,7 @@ fn serve(stream: UnixStream, requests: &Mutex<Vec<Value>>, gate: &(Mutex<bool>, 
                         .collect(),
                     safety_qr: "c0ffee".repeat(10),
                     devices: vec![1],
+                    key_change: None,
                 };
                 send(ok(serde_json::to_value(details).unwrap_or_default()));
             }
@@ -281,6 +282,7 @@ fn received(text: &str) -> EventKind {
     EventKind::MessageReceived {
         message: message(text, Direction::Incoming),
         sender_name: None,
+        from_changed_key: false,
     }
 }
 

@@ -13,10 +13,9 @@ use protocol::frames::{Handle, HandleClaim};
 use protocol::introduction::{DisplayName, Introduction};
 use protocol::invite::Invite as InviteCode;
 use protocol::reachability::{DeliveryToken, ReachabilityRecord};
-use protocol::safety::SafetyNumber;
 
 use super::records::{ContactRecord, ConversationMeta, InviteRecord, tables};
-use super::unlocked::{ConvId, Unlocked, address_of, identity_key};
+use super::unlocked::{ConvId, Unlocked, address_of};
 use super::{CoreState, Txn};
 use crate::error::{ApiError, ApiResult};
 
@@ -112,10 +111,13 @@ pub fn add(
 ) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
     Unlocked::check_alias(alias)?;
-    if unlocked.by_alias.contains_key(alias) {
+    if let Some(other) = unlocked.by_alias.get(&super::alias::key(alias)) {
         return Err(ApiError::new(
             ErrorCode::AliasTaken,
-            format!("the alias {alias:?} is already used"),
+            format!(
+                "the alias {alias:?} is already used by {:?} (aliases ignore case)",
+                unlocked.contact(other)?.alias
+            ),
         ));
     }
     if &identity == unlocked.identity.public_key().as_bytes() {
@@ -160,6 +162,7 @@ pub fn add(
         send_token: whereabouts.send_token,
         our_token: Some(our_token),
         blocked: false,
+        pending_devices: Vec::new(),
     };
     if let Some(found) = &whereabouts.record
         && !super::reach::adopt_record(&mut record, &identity, found)
@@ -195,7 +198,7 @@ pub fn add(
 }
 
 /// Writes a contact record (after a change) and its event.
-fn save(
+pub(crate) fn save(
     state: &mut CoreState,
     txn: &mut Txn,
     id: ConvId,
@@ -251,12 +254,13 @@ pub fn apply_handle_check(
     save(state, txn, id, record, kind)
 }
 
-/// `contacts.get`.
+/// `contacts.get`: the contact, and the safety number to compare now (the new key's while
+/// a key change waits, with both keys: `super::key_change`).
 pub fn details(unlocked: &mut Unlocked, name: &str) -> ApiResult<ContactDetails> {
     let id = unlocked.find_contact(name)?;
     let record = unlocked.contact(&id)?.clone();
-    let remote = identity_key(&record.identity)?;
-    let number = SafetyNumber::new(unlocked.identity.public_key().ed25519(), remote.ed25519());
+    let current = super::key_change::key_to_compare(&record);
+    let number = super::key_change::safety_number(unlocked, &current)?;
     Ok(ContactDetails {
         contact: view(&record),
         safety_number: number.digits(),
@@ -267,86 +271,8 @@ pub fn details(unlocked: &mut Unlocked, name: &str) -> ApiResult<ContactDetails>
             .map(|b| format!("{b:02x}"))
             .collect(),
         devices: record.devices.clone(),
+        key_change: super::key_change::describe(&record),
     })
-}
-
-/// `contacts.verify`.
-pub fn verify(
-    state: &mut CoreState,
-    txn: &mut Txn,
-    name: &str,
-    safety_number: Option<&str>,
-) -> ApiResult<Contact> {
-    let unlocked = state.unlocked()?;
-    let id = unlocked.find_contact(name)?;
-    unlocked.check_trusted(&id)?;
-    if let Some(given) = safety_number {
-        let given = api::input::safety_number_digits(given)
-            .map_err(|why| ApiError::new(ErrorCode::SafetyNumberMismatch, why))?;
-        let expected = details(unlocked, name)?.safety_number;
-        if given != expected {
-            return Err(ApiError::new(
-                ErrorCode::SafetyNumberMismatch,
-                "the safety number does not match: do not trust this contact until you find out why",
-            ));
-        }
-    }
-    let mut record = unlocked.contact(&id)?.clone();
-    record.trust = Trust::Verified;
-    let contact = view(&record);
-    save(
-        state,
-        txn,
-        id,
-        record,
-        EventKind::ContactTrust {
-            contact: contact.clone(),
-        },
-    )?;
-    Ok(contact)
-}
-
-/// `contacts.trust`: accept the changed key (the contact becomes unverified).
-pub fn trust(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<Contact> {
-    let unlocked = state.unlocked()?;
-    let id = unlocked.find_contact(name)?;
-    let mut record = unlocked.contact(&id)?.clone();
-    if record.trust != Trust::KeyChanged {
-        return Ok(view(&record));
-    }
-    let old = record.identity;
-    if let Some(new) = record.pending_identity.take() {
-        if unlocked
-            .by_identity
-            .get(&new)
-            .is_some_and(|other| other != &id)
-        {
-            return Err(ApiError::new(
-                ErrorCode::AliasTaken,
-                "the new key is already another contact; remove that contact first",
-            ));
-        }
-        // Sessions with the old key are useless now; queued messages will be sealed anew.
-        let store = unlocked.store.clone();
-        let mut batch = store.batch();
-        unlocked.forget_sessions(&mut batch, &old, &record.devices);
-        txn.commit(&store, batch)?;
-        record.identity = new;
-        record.devices.clear();
-        super::messaging::outbox::unseal_outbox(unlocked, txn, &id)?;
-    }
-    record.trust = Trust::Unverified;
-    let contact = view(&record);
-    save(
-        state,
-        txn,
-        id,
-        record,
-        EventKind::ContactTrust {
-            contact: contact.clone(),
-        },
-    )?;
-    Ok(contact)
 }
 
 /// `contacts.block` and `contacts.unblock`: the contact's token is revoked at (or given back
@@ -400,17 +326,32 @@ pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()>
         }
     }
     unlocked.forget_sessions(&mut batch, &record.identity, &record.devices);
+    if let Some(pending) = &record.pending_identity {
+        unlocked.forget_sessions(&mut batch, pending, &record.pending_devices);
+    }
     let queued: Vec<u64> = unlocked
         .outbox
         .iter()
         .filter(|(_, slot)| slot.conversation == id)
         .map(|(seq, _)| *seq)
         .collect();
-    for seq in queued {
+    for seq in &queued {
         batch.delete(tables::OUTBOX, &seq.to_be_bytes());
+    }
+    super::messaging::event_log::record_event(
+        state,
+        &mut batch,
+        txn,
+        EventKind::ContactRemoved {
+            alias: record.alias.clone(),
+            address: address_of(&record.identity),
+        },
+    )?;
+    txn.commit(&store, batch)?;
+    let unlocked = state.unlocked()?;
+    for seq in queued {
         unlocked.outbox.remove(&seq);
     }
-    txn.commit(&store, batch)?;
     unlocked.unindex_contact(&id);
     unlocked.conversations.remove(&id);
     Ok(())
@@ -525,11 +466,11 @@ pub fn accept_invite(
             "the invite has expired",
         ));
     }
+    let identity = *code.identity().as_bytes();
     let alias = match alias {
         Some(alias) => alias.to_owned(),
-        None => unlocked.free_alias(code.name.as_str()),
+        None => unlocked.free_alias(code.name.as_str(), &identity),
     };
-    let identity = *code.identity().as_bytes();
     let id = match unlocked.by_identity.get(&identity) {
         Some(id) => {
             // Already a contact: the invite's record and token are newer news of it.

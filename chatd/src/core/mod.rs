@@ -20,6 +20,10 @@ pub mod reach;
 pub mod records;
 pub mod unlocked;
 
+pub mod alias;
+pub mod key_change;
+pub mod resolve;
+
 #[cfg(test)]
 mod tests;
 

@@ -288,6 +288,7 @@ mod tests {
             send_token: None,
             our_token: None,
             blocked: false,
+            pending_devices: Vec::new(),
         }
     }
 

@@ -51,6 +51,10 @@ const VERSION: u8 = 1;
 /// relays (they add fields at the end; version 1 records still decode, with defaults).
 const VERSION_2: u8 = 2;
 
+/// The version of the contact record written since key changes keep the new key's devices
+/// (it adds `pending_devices` at the end; versions 1 and 2 still decode, without any).
+const VERSION_3: u8 = 3;
+
 /// Reads the version byte of a record that exists in versions 1 and 2.
 fn read_version(r: &mut Reader<'_>, what: &'static str) -> Result<u8, DecodeError> {
     match r.u8()? {
@@ -276,6 +280,10 @@ pub struct ContactRecord {
     pub our_token: Option<[u8; 16]>,
     /// Blocked: its token is revoked at our relay and what it sends is dropped.
     pub blocked: bool,
+    /// The devices of `pending_identity` that wrote to us while the key change waits for the
+    /// user (delivery receipts go back to them; they become `devices` when the key is
+    /// accepted).
+    pub pending_devices: Vec<u32>,
 }
 
 impl std::fmt::Debug for ContactRecord {
@@ -305,7 +313,7 @@ impl ContactRecord {
     /// Encodes.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(256 + self.reach.as_ref().map_or(0, Vec::len));
-        w.u8(VERSION_2);
+        w.u8(VERSION_3);
         w.str16(&self.alias);
         w.raw(&self.identity);
         opt_str(&mut w, self.handle.as_deref());
@@ -335,13 +343,25 @@ impl ContactRecord {
         opt_array(&mut w, self.send_token.as_ref());
         opt_array(&mut w, self.our_token.as_ref());
         w.u8(u8::from(self.blocked));
+        w.u16(u16::try_from(self.pending_devices.len()).unwrap_or(u16::MAX));
+        for device in &self.pending_devices {
+            w.u32(*device);
+        }
         w.into_bytes()
     }
 
     /// Decodes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let version = read_version(&mut r, "contact record")?;
+        let version = match r.u8()? {
+            version @ (VERSION | VERSION_2 | VERSION_3) => version,
+            version => {
+                return Err(DecodeError::UnsupportedVersion {
+                    what: "contact record",
+                    version,
+                });
+            }
+        };
         let alias = r.str16("alias", MAX_SHORT_TEXT)?.to_owned();
         let identity = r.array()?;
         let handle = read_opt_str(&mut r, "handle")?;
@@ -379,8 +399,9 @@ impl ContactRecord {
             send_token: None,
             our_token: None,
             blocked: false,
+            pending_devices: Vec::new(),
         };
-        if version == VERSION_2 {
+        if version >= VERSION_2 {
             record.reach = match r.u8()? {
                 0 => None,
                 1 => Some(r.bytes16("reachability record", MAX_SHORT_TEXT)?.to_vec()),
@@ -390,6 +411,15 @@ impl ContactRecord {
             record.send_token = read_opt_array(&mut r, "send token")?;
             record.our_token = read_opt_array(&mut r, "our token")?;
             record.blocked = read_bool(&mut r, "blocked flag")?;
+        }
+        if version >= VERSION_3 {
+            let count = usize::from(r.u16()?);
+            if count > 64 {
+                return Err(DecodeError::Invalid("pending devices"));
+            }
+            for _ in 0..count {
+                record.pending_devices.push(r.u32()?);
+            }
         }
         r.finish()?;
         Ok(record)
@@ -539,8 +569,12 @@ impl MessageRecord {
 pub enum OutboxKind {
     /// A text message in the history (its status is tracked).
     Text,
-    /// A receipt or introduction: not in the history.
+    /// A read receipt or introduction: not in the history.
     Control,
+    /// A delivery receipt (written as `Control` before key changes let them out alone): not
+    /// in the history, and sent while the contact's key change waits for the user, to the
+    /// key whose message it acknowledges (`sealed_for`).
+    DeliveryReceipt,
 }
 
 /// A message waiting for the relay's acknowledgement.
@@ -584,6 +618,7 @@ impl OutboxEntry {
         w.u8(match self.kind {
             OutboxKind::Text => 0,
             OutboxKind::Control => 1,
+            OutboxKind::DeliveryReceipt => 2,
         });
         w.raw(&self.message_id);
         w.bytes32(&self.content);
@@ -606,6 +641,7 @@ impl OutboxEntry {
         let kind = match r.u8()? {
             0 => OutboxKind::Text,
             1 => OutboxKind::Control,
+            2 => OutboxKind::DeliveryReceipt,
             _ => return Err(DecodeError::Invalid("outbox kind")),
         };
         let message_id = r.array()?;
@@ -714,6 +750,7 @@ mod tests {
             send_token: Some([9; 16]),
             our_token: None,
             blocked: true,
+            pending_devices: vec![3],
         };
         assert_eq!(
             ContactRecord::decode(&contact.encode()),

@@ -23,6 +23,9 @@ use crate::store::{Store, StoreError};
 /// A conversation id: 16 random bytes, the key of a contact and its conversation.
 pub type ConvId = [u8; 16];
 
+/// Delivery receipts owed per conversation: each message id with the key that sent it.
+pub type OwedReceipts = HashMap<ConvId, Vec<([u8; 16], [u8; 32])>>;
+
 /// Where an outbox entry stands, in memory.
 #[derive(Debug, Clone)]
 pub struct OutboxSlot {
@@ -60,7 +63,7 @@ pub struct Unlocked {
     pub contacts: HashMap<ConvId, ContactRecord>,
     /// Conversation counters.
     pub conversations: HashMap<ConvId, ConversationMeta>,
-    /// Alias -> conversation.
+    /// Alias, as `alias::key` folds it (aliases ignore case) -> conversation.
     pub by_alias: HashMap<String, ConvId>,
     /// Identity -> conversation.
     pub by_identity: HashMap<[u8; 32], ConvId>,
@@ -95,11 +98,12 @@ pub struct Unlocked {
     pub online: bool,
     /// Background requests (bundle fetches, sends); aborted on lock.
     pub tasks: JoinSet<()>,
-    /// Delivery receipts to queue at the end of the round, per conversation.
-    pub pending_receipts: HashMap<ConvId, Vec<[u8; 16]>>,
+    /// Delivery receipts to queue at the end of the round, per conversation: the message id
+    /// and the key that sent it (the receipt goes back to that key).
+    pub pending_receipts: OwedReceipts,
     /// Receipts owed for messages stored this round: they wait for the next round, so that
     /// sealing them does not delay this round's flush and its `message.received` events.
-    pub fresh_receipts: HashMap<ConvId, Vec<[u8; 16]>>,
+    pub fresh_receipts: OwedReceipts,
     /// Envelopes stored this round, acknowledged once the round is durable.
     pub pending_acks: Vec<protocol::frames::EnvelopeId>,
     /// A one-time prekey was used since the relay's counts were last asked for.
@@ -263,7 +267,7 @@ impl Unlocked {
             self.retained_events.push_back(cursor);
         }
         for item in self.store.scan(tables::OWED_RECEIPTS, &[]) {
-            let (key, _) = item?;
+            let (key, value) = item?;
             let conversation: ConvId = key
                 .get(..16)
                 .and_then(|k| k.try_into().ok())
@@ -272,10 +276,20 @@ impl Unlocked {
                 .get(16..32)
                 .and_then(|k| k.try_into().ok())
                 .ok_or(corrupt("an owed receipt key"))?;
+            // The key that sent the message; written empty before key changes let receipts
+            // out, when it was always the contact's (a contact gone since: never sent).
+            let to = match <[u8; 32]>::try_from(value.as_slice()) {
+                Ok(to) => to,
+                Err(_) if value.is_empty() => self
+                    .contacts
+                    .get(&conversation)
+                    .map_or([0; 32], |contact| contact.identity),
+                Err(_) => return Err(corrupt("an owed receipt").into()),
+            };
             self.pending_receipts
                 .entry(conversation)
                 .or_default()
-                .push(id);
+                .push((id, to));
         }
         for item in self.store.scan(tables::OUTBOX, &[]) {
             let (key, value) = item?;
@@ -300,7 +314,7 @@ impl Unlocked {
 
     /// Adds a contact to the in-memory indexes (not to the store).
     pub fn index_contact(&mut self, id: ConvId, record: ContactRecord) {
-        self.by_alias.insert(record.alias.clone(), id);
+        self.by_alias.insert(super::alias::key(&record.alias), id);
         self.by_identity.insert(record.identity, id);
         self.contacts.insert(id, record);
     }
@@ -308,7 +322,7 @@ impl Unlocked {
     /// Removes a contact from the indexes.
     pub fn unindex_contact(&mut self, id: &ConvId) -> Option<ContactRecord> {
         let record = self.contacts.remove(id)?;
-        self.by_alias.remove(&record.alias);
+        self.by_alias.remove(&super::alias::key(&record.alias));
         if self.by_identity.get(&record.identity) == Some(id) {
             self.by_identity.remove(&record.identity);
         }
@@ -320,19 +334,10 @@ impl Unlocked {
         Address::new(self.identity.public_key().ed25519()).to_string()
     }
 
-    /// Finds a contact by alias, `@alias` or address.
+    /// Finds a contact by any name for it (`super::resolve`: alias in any case, `@alias`,
+    /// `@handle`, address).
     pub fn find_contact(&self, name: &str) -> ApiResult<ConvId> {
-        let name = name.trim();
-        let bare = name.strip_prefix('@').unwrap_or(name);
-        if let Some(id) = self.by_alias.get(bare) {
-            return Ok(*id);
-        }
-        if let Ok(address) = Address::parse(name)
-            && let Some(id) = self.by_identity.get(address.public_key().as_bytes())
-        {
-            return Ok(*id);
-        }
-        Err(ApiError::not_found(format!("contact {name:?}")))
+        super::resolve::contact(self, name)
     }
 
     /// The contact by id.
@@ -406,42 +411,15 @@ impl Unlocked {
         }
     }
 
-    /// Checks an alias: 1 to 64 characters, no whitespace or control characters, not starting
-    /// with `@`, not an address.
+    /// Checks an alias a person chose (`super::alias::check`).
     pub fn check_alias(alias: &str) -> ApiResult<()> {
-        let count = alias.chars().count();
-        let bad = count == 0
-            || count > 64
-            || alias.starts_with('@')
-            || alias.chars().any(|c| c.is_whitespace() || c.is_control())
-            || Address::parse(alias).is_ok();
-        if bad {
-            return Err(ApiError::new(
-                ErrorCode::InvalidAlias,
-                format!(
-                    "invalid alias {alias:?}: use 1 to 64 characters without spaces, not starting with @"
-                ),
-            ));
-        }
-        Ok(())
+        super::alias::check(alias)
     }
 
-    /// An alias not yet used, from `base` (`base`, `base-2`, `base-3`...).
-    pub fn free_alias(&self, base: &str) -> String {
-        let base: String = base
-            .chars()
-            .filter(|c| !c.is_whitespace() && !c.is_control())
-            .take(48)
-            .collect();
-        let base = base.trim_start_matches('@');
-        let base = if base.is_empty() { "contact" } else { base };
-        if !self.by_alias.contains_key(base) && Self::check_alias(base).is_ok() {
-            return base.to_owned();
-        }
-        (2u32..)
-            .map(|n| format!("{base}-{n}"))
-            .find(|a| !self.by_alias.contains_key(a))
-            .unwrap_or_else(|| "contact".to_owned())
+    /// An alias not yet used (ignoring case), made typeable from `base` (a peer's display
+    /// name, a handle), else from the address of `identity` (`super::alias::free`).
+    pub fn free_alias(&self, base: &str, identity: &[u8; 32]) -> String {
+        super::alias::free(&self.by_alias, base, &address_of(identity))
     }
 
     /// The `issued_at` (seconds) for a new claim or release of `handle`: now, or one second
@@ -462,8 +440,10 @@ impl Unlocked {
             return Err(ApiError::new(
                 ErrorCode::UntrustedKeyChange,
                 format!(
-                    "the identity key of {} changed; compare safety numbers, then run `chatctl contact trust {}`",
-                    contact.alias, contact.alias
+                    "the identity key of {0} changed: compare the new safety number \
+                     (`chatctl contact show {0}`), then accept the new key with `chatctl contact \
+                     verify {0}` (or `chatctl contact trust {0}`)",
+                    contact.alias
                 ),
             ));
         }

@@ -1,4 +1,5 @@
-//! `contacts.*` and `invites.*`.
+//! `contacts.*` and `invites.*`. Every contact is named through the core's resolver
+//! (`core::resolve`); key changes are `core::key_change`'s, aliases `core::alias`'s.
 
 use api::methods as m;
 use api::types::*;
@@ -6,7 +7,7 @@ use jsonrpsee::core::server::RpcModule;
 
 use super::handles::{lookup_address, lookup_handle};
 use super::*;
-use crate::core::contacts;
+use crate::core::{alias, contacts, key_change};
 use crate::error::{ApiError, ApiResult};
 
 /// Registers the methods of this group.
@@ -46,14 +47,14 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
         let p: VerifyContact = parse(&params)?;
         out(ctx
             .core
-            .call(move |s, t| contacts::verify(s, t, &p.contact, p.safety_number.as_deref()))
+            .call(move |s, t| key_change::verify(s, t, &p.contact, p.safety_number.as_deref()))
             .await)
     });
     method!(module, m::CONTACTS_TRUST, |params, ctx| {
         let p: ContactRef = parse(&params)?;
         out(ctx
             .core
-            .call(move |s, t| contacts::trust(s, t, &p.contact))
+            .call(move |s, t| key_change::trust(s, t, &p.contact))
             .await)
     });
     method!(module, m::CONTACTS_BLOCK, |params, ctx| {
@@ -79,6 +80,13 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
         out(ctx
             .core
             .call(move |s, t| contacts::accept_invite(s, t, &p.code, p.alias.as_deref()))
+            .await)
+    });
+    method!(module, m::CONTACTS_RENAME, |params, ctx| {
+        let p: RenameContact = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| alias::rename(s, t, &p.contact, &p.alias))
             .await)
     });
 }

@@ -75,7 +75,7 @@ pub(super) async fn contact_for(
             if let Some(id) = u.by_identity.get(&found.identity) {
                 return Ok(*id);
             }
-            let alias = u.free_alias(&alias_base);
+            let alias = u.free_alias(&alias_base, &found.identity);
             contacts::add(
                 s,
                 t,
@@ -101,7 +101,8 @@ pub(super) async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage
         .core
         .call(move |s, t| {
             let u = s.unlocked()?;
-            let Ok(id) = u.find_contact(&lookup) else {
+            // A name that fits two contacts is refused here, not looked up on the relay.
+            let Some(id) = crate::core::resolve::lookup(u, &lookup)? else {
                 return Ok(Resolved::Unknown);
             };
             let c = u.contact(&id)?;
@@ -152,7 +153,8 @@ pub(super) async fn send(ctx: &Context, p: SendMessage) -> ApiResult<SentMessage
                 )));
             }
             let found = lookup_address(ctx, &target).await?;
-            contact_for(ctx, found, target.chars().take(13).collect()).await?
+            // Named after the address (`core::alias::free` falls back to its first characters).
+            contact_for(ctx, found, String::new()).await?
         }
     };
     ctx.core

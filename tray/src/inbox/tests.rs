@@ -160,3 +160,65 @@ fn previews_and_names_are_sanitized_and_bounded() {
     assert_eq!(content.body.chars().count(), 20);
     assert!(content.body.ends_with('…'));
 }
+
+#[test]
+fn removing_a_contact_closes_its_notifications() {
+    let mut inbox = Inbox::new(false, 100);
+    inbox.received("alice", "alice", "one");
+    inbox.key_changed("alice", "alice");
+    inbox.flush(Some(&counts(&[("alice", 1)])));
+    inbox.removed("alice");
+    let mut effects = inbox.flush(Some(&counts(&[])));
+    effects.sort_by_key(|e| format!("{e:?}"));
+    assert_eq!(
+        effects,
+        [
+            Effect::Close(conversation("alice")),
+            Effect::Close(Slot::KeyChange("alice".into())),
+        ]
+    );
+    assert_eq!(inbox.shown().count(), 0);
+}
+
+#[test]
+fn renaming_a_contact_moves_its_notifications_to_the_new_alias() {
+    let mut inbox = Inbox::new(false, 100);
+    inbox.received("bob", "bob", "hi");
+    inbox.key_changed("bob", "bob");
+    inbox.flush(Some(&counts(&[("bob", 1)])));
+    inbox.renamed("bob", "robert", "robert");
+    let effects = inbox.flush(Some(&counts(&[("robert", 1)])));
+    assert!(
+        effects.contains(&Effect::Close(conversation("bob"))),
+        "{effects:?}"
+    );
+    assert!(
+        effects.contains(&Effect::Close(Slot::KeyChange("bob".into()))),
+        "{effects:?}"
+    );
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Show(Slot::KeyChange(a), _) if a == "robert")),
+        "{effects:?}"
+    );
+    // The next message shows under the new alias.
+    inbox.received("robert", "robert", "again");
+    let effects = inbox.flush(Some(&counts(&[("robert", 2)])));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Show(slot, _) if *slot == conversation("robert"))),
+        "{effects:?}"
+    );
+    // A message not yet shown when the contact is renamed is shown under the new alias.
+    inbox.received("robert", "robert", "and again");
+    inbox.renamed("robert", "bobby", "bobby");
+    let effects = inbox.flush(Some(&counts(&[("bobby", 3)])));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Show(slot, _) if *slot == conversation("bobby"))),
+        "{effects:?}"
+    );
+}

@@ -14,10 +14,10 @@ use protocol::ratchet::DecryptError;
 use protocol::session::{SessionError, SessionMessage};
 use zeroize::Zeroizing;
 
-use crate::core::account;
 use crate::core::records::{MessageRecord, tables};
 use crate::core::unlocked::{ConvId, Unlocked};
 use crate::core::{CoreState, Txn};
+use crate::core::{account, key_change};
 use crate::error::{ApiResult, PeerError, ReceiveError};
 use crate::store::Batch;
 
@@ -175,8 +175,13 @@ pub(crate) fn receive_content(
     content: &Content,
 ) -> Result<(), ReceiveError> {
     let unlocked = state.unlocked()?;
-    if let Some(id) = unlocked.by_identity.get(&sender)
-        && unlocked.contact(id)?.blocked
+    let known = unlocked
+        .by_identity
+        .get(&sender)
+        .copied()
+        .or_else(|| key_change::pending_conversation(unlocked, &sender));
+    if let Some(id) = known
+        && unlocked.contact(&id)?.blocked
     {
         // Sent before the block reached the relay: dropped unread, never answered.
         tracing::debug!("dropping a message from a blocked contact");
@@ -200,7 +205,8 @@ pub(crate) fn receive_content(
     Ok(())
 }
 
-/// The conversation of `sender`, adding an unknown sender as a contact. A new contact gets a
+/// The conversation of `sender`, adding an unknown sender as a contact (the new key of a
+/// contact whose key change waits is that contact's, `key_change`). A new contact gets a
 /// delivery token of its own and our introduction (with that token and our record), so it can
 /// answer, unless `our_token` says it was handed one already (the invite it answers).
 pub(crate) fn conversation_of(
@@ -212,17 +218,15 @@ pub(crate) fn conversation_of(
     our_token: Option<[u8; 16]>,
 ) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
-    let id = match unlocked.by_identity.get(&sender) {
-        Some(id) => *id,
+    let known = unlocked
+        .by_identity
+        .get(&sender)
+        .copied()
+        .or_else(|| key_change::pending_conversation(unlocked, &sender));
+    let id = match known {
+        Some(id) => id,
         None => {
-            let base = match name {
-                Some(name) => name.to_owned(),
-                None => crate::core::unlocked::address_of(&sender)
-                    .chars()
-                    .take(13)
-                    .collect(),
-            };
-            let alias = unlocked.free_alias(&base);
+            let alias = unlocked.free_alias(name.unwrap_or_default(), &sender);
             crate::core::contacts::add(
                 state,
                 txn,
@@ -239,10 +243,17 @@ pub(crate) fn conversation_of(
         }
     };
     let unlocked = state.unlocked()?;
-    if let Some(contact) = unlocked.contacts.get_mut(&id)
-        && !contact.devices.contains(&device)
-    {
-        contact.devices.push(device);
+    if let Some(contact) = unlocked.contacts.get_mut(&id) {
+        // The devices of the key that wrote: the pinned one's, or the waiting new key's.
+        let devices = if contact.identity == sender {
+            &mut contact.devices
+        } else {
+            &mut contact.pending_devices
+        };
+        if devices.contains(&device) {
+            return Ok(id);
+        }
+        devices.push(device);
         let store = unlocked.store.clone();
         let mut batch = store.batch();
         batch.put(tables::CONTACTS, &id, &contact.encode());
@@ -266,7 +277,7 @@ pub(crate) fn receive_text(
     if unlocked.store.get(tables::RECEIVED, &received)?.is_some() {
         // A repeat of a message already stored (the sender retried): shown once, but the
         // sender still gets its receipt.
-        owe_receipt(unlocked, batch, conversation, content.message_id);
+        owe_receipt(unlocked, batch, conversation, content.message_id, sender);
         return Ok(());
     }
     let record = MessageRecord {
@@ -281,11 +292,13 @@ pub(crate) fn receive_text(
     };
     append_message(unlocked, batch, conversation, &record, true)?;
     batch.put(tables::RECEIVED, &received, &[]);
-    owe_receipt(unlocked, batch, conversation, content.message_id);
+    // The receipt goes back to the key that wrote, also while a key change waits.
+    owe_receipt(unlocked, batch, conversation, content.message_id, sender);
     let contact = unlocked.contact(&conversation)?;
     let kind = EventKind::MessageReceived {
         message: message_view(&contact.alias, &record),
         sender_name: contact.display_name.clone(),
+        from_changed_key: contact.identity != sender,
     };
     record_event(state, batch, txn, kind)
 }
@@ -366,7 +379,9 @@ pub(crate) fn receive_introduction(
     )?;
     let unlocked = state.unlocked()?;
     let mut moved = false;
-    if let Some(contact) = unlocked.contacts.get_mut(&conversation) {
+    if let Some(contact) = unlocked.contacts.get_mut(&conversation)
+        && contact.identity == sender
+    {
         let held = contact.reach.clone();
         let mut changed = crate::core::reach::apply_introduction(contact, &sender, &introduction);
         moved = contact.reach != held;

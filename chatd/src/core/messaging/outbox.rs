@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use crate::core::key_change;
 use crate::core::reach::{self, Route};
 use crate::core::records::{ContactRecord, MessageRecord, OutboxEntry, OutboxKind, tables};
 use crate::core::unlocked::{ConvId, OutboxSlot, Unlocked, identity_key};
@@ -65,7 +66,7 @@ pub(crate) fn backoff(attempts: u32) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Puts a message into the outbox (in `batch`).
+/// Puts a message into the outbox (in `batch`), for the contact's key.
 pub(crate) fn queue(
     unlocked: &mut Unlocked,
     batch: &mut Batch<'_>,
@@ -74,6 +75,19 @@ pub(crate) fn queue(
     content: &Content,
 ) -> ApiResult<()> {
     let identity = unlocked.contact(&conversation)?.identity;
+    queue_to(unlocked, batch, conversation, kind, content, identity)
+}
+
+/// Puts a message into the outbox (in `batch`), for the key `identity` (a delivery receipt
+/// goes to the key that sent the message, `key_change`).
+pub(crate) fn queue_to(
+    unlocked: &mut Unlocked,
+    batch: &mut Batch<'_>,
+    conversation: ConvId,
+    kind: OutboxKind,
+    content: &Content,
+    identity: [u8; 32],
+) -> ApiResult<()> {
     let seq = unlocked.next_outbox_seq;
     unlocked.next_outbox_seq += 1;
     let entry = OutboxEntry {
@@ -229,21 +243,23 @@ pub fn unseal_outbox(
 /// Records that a delivery receipt is owed for a stored message, in the message's own batch:
 /// the receipt can then not be lost to a crash between storing the message and queueing the
 /// receipt (after which the relay's redelivery would only look like a ratchet duplicate).
+/// `sender` is the key that sent it, which the receipt goes back to.
 pub(crate) fn owe_receipt(
     unlocked: &mut Unlocked,
     batch: &mut Batch<'_>,
     conversation: ConvId,
     id: [u8; 16],
+    sender: [u8; 32],
 ) {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(&conversation);
     key[16..].copy_from_slice(&id);
-    batch.put(tables::OWED_RECEIPTS, &key, &[]);
+    batch.put(tables::OWED_RECEIPTS, &key, &sender);
     unlocked
         .fresh_receipts
         .entry(conversation)
         .or_default()
-        .push(id);
+        .push((id, sender));
 }
 
 /// Hands the receipts owed for this round's messages to the next round, and makes sure there
@@ -268,8 +284,8 @@ pub(crate) fn defer_fresh_receipts(
     let _ = inputs.send(Input::Job(wake));
 }
 
-/// Turns the owed receipts into one outbox entry per conversation, deleting the records in
-/// the same batch.
+/// Turns the owed receipts into one outbox entry per conversation and sending key, deleting
+/// the records in the same batch.
 pub(crate) fn flush_receipts(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()> {
     if unlocked.pending_receipts.is_empty() {
         return Ok(());
@@ -277,26 +293,34 @@ pub(crate) fn flush_receipts(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResul
     let receipts = std::mem::take(&mut unlocked.pending_receipts);
     let store = unlocked.store.clone();
     let mut batch = store.batch();
-    for (conversation, ids) in receipts {
-        for id in &ids {
+    for (conversation, owed) in receipts {
+        let mut by_sender: Vec<([u8; 32], Vec<[u8; 16]>)> = Vec::new();
+        for (id, sender) in &owed {
             let mut key = [0u8; 32];
             key[..16].copy_from_slice(&conversation);
             key[16..].copy_from_slice(id);
             batch.delete(tables::OWED_RECEIPTS, &key);
+            match by_sender.iter_mut().find(|(to, _)| to == sender) {
+                Some((_, ids)) => ids.push(*id),
+                None => by_sender.push((*sender, vec![*id])),
+            }
         }
         if !unlocked.contacts.contains_key(&conversation) {
             continue;
         }
-        for chunk in ids.chunks(4096) {
-            let body: Vec<u8> = chunk.iter().flatten().copied().collect();
-            let content = new_content(unlocked, ContentKind::DeliveryReceipt, body);
-            queue(
-                unlocked,
-                &mut batch,
-                conversation,
-                OutboxKind::Control,
-                &content,
-            )?;
+        for (sender, ids) in by_sender {
+            for chunk in ids.chunks(4096) {
+                let body: Vec<u8> = chunk.iter().flatten().copied().collect();
+                let content = new_content(unlocked, ContentKind::DeliveryReceipt, body);
+                queue_to(
+                    unlocked,
+                    &mut batch,
+                    conversation,
+                    OutboxKind::DeliveryReceipt,
+                    &content,
+                    sender,
+                )?;
+            }
         }
     }
     txn.commit(&store, batch)
@@ -316,7 +340,7 @@ pub(crate) fn seal_ready(
     let mut blocked: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
     // In outbox order; an entry waiting out a retry holds back the later ones of its
     // conversation, so they are sealed (and sent) after it.
-    let mut waiting: Vec<(u64, ConvId)> = Vec::new();
+    let mut waiting: Vec<(u64, ConvId, OutboxKind)> = Vec::new();
     for (seq, slot) in unlocked.outbox.iter().take(OUTBOX_WINDOW) {
         if slot.sealed {
             continue;
@@ -324,7 +348,7 @@ pub(crate) fn seal_ready(
         if !due(slot, now) {
             blocked.insert(slot.conversation);
         } else if !blocked.contains(&slot.conversation) {
-            waiting.push((*seq, slot.conversation));
+            waiting.push((*seq, slot.conversation, slot.kind));
         }
     }
     if waiting.is_empty() {
@@ -339,51 +363,81 @@ pub(crate) fn seal_ready(
     let mut sealers: HashMap<([u8; 32], u32), envelope::Sealer> = HashMap::new();
     let store = unlocked.store.clone();
     let mut batch = store.batch();
-    for (seq, conversation) in waiting {
+    for (seq, conversation, kind) in waiting {
         if blocked.contains(&conversation) {
             continue;
         }
         let Some(contact) = unlocked.contacts.get(&conversation).cloned() else {
             continue;
         };
-        if contact.trust == api::types::Trust::KeyChanged {
-            blocked.insert(conversation);
+        // While a key change waits, only delivery receipts leave (to the key whose message
+        // each acknowledges); the rest waits without holding them back (`key_change`).
+        let pending = contact.trust == api::types::Trust::KeyChanged;
+        if pending && !key_change::sends_while_pending(kind) {
             continue;
         }
+        let mut loaded = None;
+        let (target, devices) = if pending {
+            let Some(value) = unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes())? else {
+                unlocked.outbox.remove(&seq);
+                continue;
+            };
+            let entry =
+                OutboxEntry::decode(&value).map_err(|_| ApiError::store("an outbox entry"))?;
+            let target = entry.sealed_for;
+            loaded = Some(entry);
+            if target == contact.identity {
+                (target, contact.devices.clone())
+            } else if contact.pending_identity == Some(target) {
+                (target, contact.pending_devices.clone())
+            } else {
+                continue;
+            }
+        } else {
+            (contact.identity, contact.devices.clone())
+        };
         // A contact on our own relay waits for the home link; others do not.
         if !unlocked.online && reach::route(unlocked, &contact, 0).home {
             blocked.insert(conversation);
             continue;
         }
-        let mut ready = !contact.devices.is_empty();
-        for device in &contact.devices {
-            if !unlocked.session(contact.identity, *device)?.has_session() {
+        let mut ready = !devices.is_empty();
+        for device in &devices {
+            if !unlocked.session(target, *device)?.has_session() {
                 ready = false;
             }
         }
         if !ready {
+            if target != contact.identity {
+                // The waiting new key's sessions come from its own messages: nothing to fetch.
+                continue;
+            }
             blocked.insert(conversation);
             if unlocked.fetching.insert(conversation) {
                 fetch_bundles(unlocked, txn, dialer, conversation, &contact);
             }
             continue;
         }
-        let Some(value) = unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes())? else {
-            unlocked.outbox.remove(&seq);
-            continue;
+        let mut entry = match loaded {
+            Some(entry) => entry,
+            None => {
+                let Some(value) = unlocked.store.get(tables::OUTBOX, &seq.to_be_bytes())? else {
+                    unlocked.outbox.remove(&seq);
+                    continue;
+                };
+                OutboxEntry::decode(&value).map_err(|_| ApiError::store("an outbox entry"))?
+            }
         };
-        let mut entry =
-            OutboxEntry::decode(&value).map_err(|_| ApiError::store("an outbox entry"))?;
         entry.sealed.clear();
-        entry.sealed_for = contact.identity;
-        for device in &contact.devices {
-            let mut record = std::mem::take(unlocked.session(contact.identity, *device)?);
+        entry.sealed_for = target;
+        for device in &devices {
+            let mut record = std::mem::take(unlocked.session(target, *device)?);
             let sealed = record
                 .encrypt(&entry.content, &mut rand::rng())
                 .map_err(|e| e.to_string())
                 .and_then(|message| {
                     let peer = record.peer().ok_or("no session")?;
-                    let key = (contact.identity, *device);
+                    let key = (target, *device);
                     if !sealers.get(&key).is_some_and(|s| s.seals_to(peer)) {
                         let sealer = envelope::Sealer::new(peer, &mut rand::rng())
                             .map_err(|e| e.to_string())?;
@@ -392,17 +446,15 @@ pub(crate) fn seal_ready(
                     let sealer = sealers.get(&key).ok_or("no sealer")?;
                     Ok(sealer.seal(&unlocked.local, &message, &mut rand::rng()))
                 });
-            unlocked
-                .sessions
-                .insert((contact.identity, *device), record);
+            unlocked.sessions.insert((target, *device), record);
             match sealed {
                 Ok(payload) => entry.sealed.push((*device, payload)),
                 Err(e) => {
                     tracing::warn!(error = %e, "could not encrypt for a device");
                 }
             }
-            if !advanced.contains(&(contact.identity, *device)) {
-                advanced.push((contact.identity, *device));
+            if !advanced.contains(&(target, *device)) {
+                advanced.push((target, *device));
             }
         }
         if entry.sealed.is_empty() {
@@ -638,7 +690,21 @@ pub(crate) fn start_sends(
     // arrive after the messages written after it.
     let mut held: std::collections::HashSet<ConvId> = std::collections::HashSet::new();
     let mut ready: Vec<(u64, ConvId)> = Vec::new();
+    // Contacts whose key change waits: what they cannot be sent yet does not hold back their
+    // delivery receipts (`key_change`).
+    let key_changed: std::collections::HashSet<ConvId> = unlocked
+        .contacts
+        .iter()
+        .filter(|(_, c)| c.trust == api::types::Trust::KeyChanged)
+        .map(|(id, _)| *id)
+        .collect();
     for (seq, slot) in unlocked.outbox.iter().take(OUTBOX_WINDOW) {
+        if !key_changed.is_empty()
+            && key_changed.contains(&slot.conversation)
+            && !key_change::sends_while_pending(slot.kind)
+        {
+            continue;
+        }
         if slot.in_flight || !slot.sealed || !due(slot, now) {
             held.insert(slot.conversation);
         } else if !held.contains(&slot.conversation) {
