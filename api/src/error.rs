@@ -106,6 +106,9 @@ error_codes! {
     ContactBlocked = 1025, "contact_blocked";
     /// The store failed (disk full, corruption); details are in the daemon's log.
     StoreError = 1030, "store_error";
+    /// The message is not in a state that allows this: resending one that did not fail,
+    /// cancelling one that is being handed to the relay or was already sent.
+    WrongMessageState = 1040, "wrong_message_state";
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -114,6 +114,8 @@ pub fn for_error_code(code: ErrorCode) -> u8 {
         | ErrorCode::ContactBlocked => OTHER,
         // Faults: a bug in chatctl (a subscription it never made) or the daemon's disk.
         ErrorCode::UnknownSubscription | ErrorCode::StoreError => OTHER,
+        // Resending a message that did not fail, cancelling one already on its way.
+        ErrorCode::WrongMessageState => OTHER,
     }
 }
 

@@ -24,3 +24,6 @@ mod services;
 mod smoke;
 mod tidy;
 mod tray;
+
+mod outbox;
+mod visibility;
