@@ -140,15 +140,17 @@ fn outbox_lists_cancels_and_retries_and_resend_sends_again() {
     run_chatctl(&socket, &["outbox", "retry", &second]).expect_code(1);
 }
 
-/// A relay that does not know the recipient (its relay lost its account: a fresh ephemeral
-/// relay on the same address) answers `not_found`: the message fails at once with that reason
-/// instead of staying queued, and `send --wait` says so.
+/// A relay that does not know the recipient (its relay lost its account: its storage wiped,
+/// a fresh relay on the same address) answers `not_found`: the message fails at once with that
+/// reason instead of staying queued, and `send --wait` says so.
 #[test]
 fn a_recipient_the_relay_does_not_know_fails_with_the_reason() {
-    let mut relay = RelayProcess::start_with(&["--ephemeral"]);
+    let mut relay = RelayProcess::start();
     let mut pair = Pair::start(&relay.url());
     let socket = pair.alice.socket();
     pair.bob.kill();
+    relay.kill();
+    std::fs::remove_dir_all(relay.data_dir()).unwrap_or_else(|e| panic!("{e}"));
     relay.restart();
     pair.alice.wait_connected();
     let failed = run_chatctl(
