@@ -109,6 +109,9 @@ error_codes! {
     /// The name fits more than one contact (an alias of one and the handle of another, say);
     /// the message lists them: name one by its alias or address.
     AmbiguousContact = 1041, "ambiguous_contact";
+    /// The message is not in a state that allows this: resending one that did not fail,
+    /// cancelling one that is being handed to the relay or was already sent.
+    WrongMessageState = 1040, "wrong_message_state";
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -65,6 +65,16 @@ pub const ACCOUNT_CHANGE_PASSPHRASE: &str = "account.change_passphrase";
 pub const ACCOUNT_DELETE: &str = "account.delete";
 /// Gives a contact another alias.
 pub const CONTACTS_RENAME: &str = "contacts.rename";
+/// Lists the messages not yet sent, with why each waits.
+pub const OUTBOX_LIST: &str = "outbox.list";
+/// Takes a message out of the outbox (it fails as cancelled).
+pub const OUTBOX_CANCEL: &str = "outbox.cancel";
+/// Tries queued messages again now, skipping their retry delay.
+pub const OUTBOX_RETRY: &str = "outbox.retry";
+/// Sends a failed message's text again.
+pub const MESSAGES_RESEND: &str = "messages.resend";
+/// Stops the daemon.
+pub const DAEMON_STOP: &str = "daemon.stop";
 
 /// Builds a JSON Schema with a generator (so shared types land in `components`).
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -495,6 +505,74 @@ pub const ALL: &[MethodDoc] = &[
             E::AliasTaken,
             E::StoreError,
         ],
+    },
+    MethodDoc {
+        name: OUTBOX_LIST,
+        summary: "Lists every text message not yet accepted by the relay, with why it waits.",
+        description: "Oldest first. Each entry names its conversation, the relay it goes to, \
+            its age, the failed attempts since the daemon unlocked, its state (`sending`, \
+            `waiting`, `ready`) and, while it waits, the reason in words (the relay cannot be \
+            reached and why, the relay refused and with what, the contact's key changed, an \
+            earlier message of the conversation waits) and when the next attempt is due. \
+            Receipts and introductions queued besides are only counted.",
+        params: schema::<Empty>,
+        result: schema::<OutboxList>,
+        errors: LOCKED,
+    },
+    MethodDoc {
+        name: OUTBOX_CANCEL,
+        summary: "Takes a queued text message out of the outbox; it becomes `failed` (cancelled).",
+        description: "The message is never sent; its record in the history stays, with status \
+            `failed` and failure `cancelled`, announced with a `message.status` event. A \
+            message being handed to the relay at this moment (state `sending`) cannot be \
+            cancelled: `wrong_message_state`. A message not in the outbox: `not_found`, or \
+            `wrong_message_state` if it was already sent or failed.",
+        params: schema::<MessageRef>,
+        result: schema::<Cancelled>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::WrongMessageState],
+    },
+    MethodDoc {
+        name: OUTBOX_RETRY,
+        summary: "Tries queued messages again now, skipping their retry delay.",
+        description: "With `message_id`, that message's conversation (its earlier messages \
+            leave first); without, every queued message. Links to relays that are not \
+            connected are dialled again at once instead of after their reconnect delay. \
+            Returns how many text messages are tried again; `message.status` events report \
+            what happens to them.",
+        params: schema::<RetryOutbox>,
+        result: schema::<Retried>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::WrongMessageState],
+    },
+    MethodDoc {
+        name: MESSAGES_RESEND,
+        summary: "Sends the text of a failed outgoing message again, as a new message.",
+        description: "The failed message stays in the history as it is; the text is queued as \
+            a new message with a new id and timestamp at the end of the same conversation \
+            (as `messages.send` would; the result is the new message). A new id is used \
+            because the old one may have reached the recipient's relay in an attempt whose \
+            answer was lost: the recipient then sees both, never one message silently \
+            dropped as a duplicate. Only a `failed` outgoing message can be resent \
+            (`wrong_message_state` otherwise).",
+        params: schema::<MessageRef>,
+        result: schema::<SentMessage>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::WrongMessageState,
+            E::UntrustedKeyChange,
+            E::ContactBlocked,
+        ],
+    },
+    MethodDoc {
+        name: DAEMON_STOP,
+        summary: "Stops the daemon cleanly; answers before it exits.",
+        description: "Works in every state. The daemon stops serving, finishes the round in \
+            progress (what it wrote is flushed), locks, and exits with status 0 shortly after \
+            the answer, which carries its process id so a caller can wait for it to go.",
+        params: schema::<Empty>,
+        result: schema::<Stopping>,
+        errors: &[],
     },
 ];
 

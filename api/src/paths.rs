@@ -74,6 +74,36 @@ fn pipe_name_for(user: &str) -> String {
     format!("{PIPE_PREFIX}chatd-{user}")
 }
 
+/// The environment variable that overrides chatd's data directory.
+pub const DATA_DIR_ENV: &str = "CHATD_DATA_DIR";
+
+/// chatd's default data directory: `$CHATD_DATA_DIR`, else `$XDG_DATA_HOME/chatd`
+/// (`~/.local/share/chatd`; on macOS `~/Library/Application Support/chatd`, on Windows
+/// `%APPDATA%\chatd\data`), as chatd computes it.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(path) = std::env::var_os(DATA_DIR_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    directories::ProjectDirs::from("", "", "chatd")
+        .map(|d| d.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(".chatd"))
+}
+
+/// The log file chatctl gives a chatd it starts: `$XDG_STATE_HOME/chatd/chatd.log`
+/// (`~/.local/state/chatd/chatd.log`); on macOS `~/Library/Logs/chatd/chatd.log`, on Windows
+/// `%LOCALAPPDATA%\chatd\logs\chatd.log`. `None` when no home directory is known.
+pub fn default_log_file() -> Option<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "chatd")?;
+    if let Some(state) = dirs.state_dir() {
+        return Some(state.join("chatd.log"));
+    }
+    if cfg!(target_os = "macos") {
+        let base = directories::BaseDirs::new()?;
+        return Some(base.home_dir().join("Library/Logs/chatd/chatd.log"));
+    }
+    Some(dirs.data_local_dir().join("logs").join("chatd.log"))
+}
+
 /// The current user's id (0 where the platform has none).
 pub fn current_uid() -> u32 {
     #[cfg(unix)]

@@ -87,6 +87,14 @@ pub struct DaemonStatus {
     /// write that succeeds.
     #[serde(default)]
     pub store_error: Option<String>,
+    /// The last error of a relay connection or request (the home relay's or a contact's),
+    /// with when it happened; absent if there was none since the daemon started. It stays
+    /// after the relay recovers: compare `at_ms` with the connection's state.
+    #[serde(default)]
+    pub last_relay_error: Option<RelayError>,
+    /// The file the daemon logs to (`--log-file`), if it logs to one rather than to stderr.
+    #[serde(default)]
+    pub log_file: Option<String>,
 }
 
 /// Params of `account.create`.
@@ -577,6 +585,8 @@ pub struct AccountDeleted {
     /// within 5 seconds, or refused): the relay keeps them for the deleted identity.
     pub kept_handles: Vec<String>,
 }
+mod outbox;
+pub use outbox::*;
 
 #[cfg(test)]
 mod tests {

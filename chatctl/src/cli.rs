@@ -139,6 +139,17 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// List the messages not sent yet with why each waits; cancel them or try them again now
+    Outbox(OutboxArgs),
+    /// Send a failed message's text again, as a new message to the same conversation
+    Resend {
+        /// The failed message's id (32 hex digits, as `send` and `history --json` print it)
+        #[arg(value_name = "ID", value_parser = parse_message_id)]
+        message_id: String,
+    },
+    /// Control the chatd process
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
 }
 
 /// What `chatctl export --help` says about the format.
@@ -414,6 +425,9 @@ fn parse_safety_number(text: &str) -> Result<String, String> {
     }
     Ok(text.to_owned())
 }
+
+mod ops;
+pub use ops::{DaemonCommand, OutboxArgs, OutboxCommand};
 
 #[cfg(test)]
 mod tests;

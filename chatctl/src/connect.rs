@@ -1,9 +1,12 @@
 //! Connecting to chatd, and starting it when its socket is absent (as gpg-agent is started).
 //!
-//! Autostart runs `chatd --socket PATH [$CHATCTL_CHATD_ARGS...]` detached (null stdio, its own
-//! process group, so a Ctrl-C meant for chatctl does not reach it), then connects again until the
-//! socket answers, for up to [`START_TIMEOUT`]. The binary is `$CHATD_BIN`, else `chatd` next to
-//! this executable, else `chatd` on `PATH`.
+//! Autostart runs `chatd --socket PATH [--log-file LOG] [$CHATCTL_CHATD_ARGS...]` detached
+//! (null stdio, its own process group, so a Ctrl-C meant for chatctl does not reach it), then
+//! connects again until the socket answers, for up to [`START_TIMEOUT`]. The binary is
+//! `$CHATD_BIN`, else `chatd` next to this executable, else `chatd` on `PATH`. Having no
+//! terminal, the daemon logs to `LOG`, `api::paths::default_log_file()`
+//! (`$XDG_STATE_HOME/chatd/chatd.log`), unless `$CHATD_LOG_FILE` or a `--log-file` in
+//! `$CHATCTL_CHATD_ARGS` names another file.
 //!
 //! On Windows `PATH` is the named pipe's (`\\.\pipe\chatd-<user>`), the binary `chatd.exe`, and
 //! the daemon is started with `DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP`: no console of its
@@ -64,7 +67,7 @@ pub fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
 /// Whether the error says that no daemon is there (rather than, say, a permission problem that
 /// starting another daemon would not fix). A socket that failed the safety checks
 /// ([`ClientError::Untrusted`]) is not "nobody": chatd is not started over it.
-fn nobody_listening(err: &ClientError) -> bool {
+pub(crate) fn nobody_listening(err: &ClientError) -> bool {
     match err {
         ClientError::Unreachable { source, .. } => matches!(
             source.kind(),
@@ -77,10 +80,13 @@ fn nobody_listening(err: &ClientError) -> bool {
 fn start_and_connect(socket: &Path) -> anyhow::Result<Client> {
     let binary = daemon_binary();
     let mut command = Command::new(&binary);
+    let extra = extra_args();
+    command.arg("--socket").arg(socket);
+    if let Some(log) = log_file(&extra) {
+        command.arg("--log-file").arg(log);
+    }
     command
-        .arg("--socket")
-        .arg(socket)
-        .args(extra_args())
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -149,6 +155,20 @@ fn daemon_binary() -> PathBuf {
         .and_then(|exe| exe.parent().map(|dir| dir.join(&file_name)))
         .filter(|path| path.is_file());
     sibling.unwrap_or_else(|| PathBuf::from("chatd"))
+}
+
+/// The log file to give the started chatd: the default one, unless chatd is told another
+/// (`$CHATD_LOG_FILE`, or `--log-file` among the extra arguments).
+fn log_file(extra: &[OsString]) -> Option<PathBuf> {
+    let named = extra.iter().any(|arg| {
+        arg.to_str()
+            .is_some_and(|a| a == "--log-file" || a.starts_with("--log-file="))
+    });
+    let from_env = std::env::var_os("CHATD_LOG_FILE").is_some_and(|v| !v.is_empty());
+    if named || from_env {
+        return None;
+    }
+    api::paths::default_log_file()
 }
 
 /// The words of `$CHATCTL_CHATD_ARGS`.

@@ -116,6 +116,8 @@ pub fn for_error_code(code: ErrorCode) -> u8 {
         ErrorCode::UnknownSubscription | ErrorCode::StoreError => OTHER,
         // A name that fits several contacts: the command line must say which one.
         ErrorCode::AmbiguousContact => USAGE,
+        // Resending a message that did not fail, cancelling one already on its way.
+        ErrorCode::WrongMessageState => OTHER,
     }
 }
 

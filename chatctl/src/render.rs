@@ -241,6 +241,18 @@ pub fn status(status: &DaemonStatus) -> String {
     if status.ephemeral {
         out.push_str("storage:  ephemeral (nothing is written to disk)\n");
     }
+    if let Some(error) = &status.last_relay_error {
+        let _ = writeln!(
+            out,
+            "last relay error: {} ({}, {})",
+            clean_line(&error.error),
+            clean_line(&error.relay),
+            time(error.at_ms)
+        );
+    }
+    if let Some(log) = &status.log_file {
+        let _ = writeln!(out, "log:      {}", clean_line(log));
+    }
     out.pop();
     out
 }

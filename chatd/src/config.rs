@@ -72,6 +72,11 @@ pub struct Args {
     /// sealed again at it. Use it once, after restoring a backup has been ruled out.
     #[arg(long)]
     pub accept_store_loss: bool,
+    /// Write the log to this file instead of stderr: 0600, no colours, rotated at 1 MiB with
+    /// 4 older files kept (FILE.1 to FILE.4). chatctl gives an autostarted chatd
+    /// $XDG_STATE_HOME/chatd/chatd.log (~/.local/state/chatd/chatd.log).
+    #[arg(long, value_name = "FILE", env = "CHATD_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// The config file's contents (every key optional; unknown keys are errors).
@@ -102,6 +107,8 @@ pub struct FileConfig {
     /// Argon2id parameters for new accounts.
     #[serde(default)]
     pub kdf: KdfFile,
+    /// `--log-file`.
+    pub log_file: Option<PathBuf>,
 }
 
 /// The `[kdf]` table.
@@ -143,6 +150,8 @@ pub struct Config {
     pub kdf: KdfParams,
     /// Open a store that lost commits instead of refusing it (`--accept-store-loss`).
     pub accept_store_loss: bool,
+    /// The log file (`--log-file`), if the log goes to one instead of stderr.
+    pub log_file: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -190,6 +199,7 @@ impl Config {
         let defaults = KdfParams::DEFAULT;
         Self {
             accept_store_loss: args.accept_store_loss,
+            log_file: args.log_file.or(file.log_file),
             data_dir: if ephemeral {
                 None
             } else {

@@ -179,10 +179,38 @@ pub async fn run(
             } else {
                 LossPolicy::Refuse
             };
-            Kv::open_with(&store, STORE_CACHE_BYTES, policy)
-                .with_context(|| format!("opening the store in {}", dir.display()))?
+            match Kv::open_with(&store, STORE_CACHE_BYTES, policy) {
+                Ok(kv) => kv,
+                Err(crate::store::StoreError::InUse) => {
+                    let holder = match crate::pidfile::read(dir) {
+                        Some(pid) => format!("chatd pid {pid}"),
+                        None => "another process (it wrote no pid file)".to_owned(),
+                    };
+                    anyhow::bail!(
+                        "the store at {} is in use by {holder}: is another chatd running with \
+                         this data directory? (`chatctl daemon stop --data-dir {}` stops it)",
+                        store.display(),
+                        dir.display()
+                    );
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("opening the store in {}", dir.display())));
+                }
+            }
         }
         None => Kv::memory(),
+    };
+    // The store's lock makes this the only daemon of the directory: it says so in its pid file.
+    let _pid_file = match &config.data_dir {
+        Some(dir) => match crate::pidfile::PidFile::create(dir) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot write the pid file");
+                None
+            }
+        },
+        None => None,
     };
     let mut relays = Vec::new();
     let mut hosted = None;
@@ -248,6 +276,8 @@ pub async fn run(
         let _ = core_stopped.await;
     }));
     let kv_for_unlock = kv.clone();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stop_requested = stop.clone();
     let methods = methods::methods(Context {
         core,
         bus,
@@ -258,6 +288,8 @@ pub async fn run(
         default_relay,
         kdf: config.kdf,
         handle_recheck_ms: config.handle_recheck_secs.saturating_mul(1000),
+        log_file: config.log_file.clone(),
+        stop,
     });
     if let Some(path) = &config.passphrase_file {
         unlock_from_file(&methods, path).await;
@@ -287,7 +319,14 @@ pub async fn run(
         notifier.ready(&format!("Serving {}", socket.display()));
     };
     let shutdown = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = stop_requested.notified() => {
+                // `daemon.stop` answered; its answer is on its way to the client. A moment
+                // for the writer to send it before every connection is closed.
+                tokio::time::sleep(STOP_GRACE).await;
+            }
+        }
         notifier.stopping();
     };
     rpc::serve(listener, methods, ServerLimits::default(), ready, shutdown).await;
@@ -301,6 +340,10 @@ pub async fn run(
     tracing::info!("chatd stopped");
     Ok(())
 }
+
+/// How long `daemon.stop` leaves its answer to be written before the daemon closes every
+/// connection and stops.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The longest passphrase file read (a passphrase is its first line).
 const MAX_PASSPHRASE_FILE: u64 = 64 * 1024;

@@ -13,10 +13,12 @@
 //! - `methods`: the JSON-RPC methods; `rpc`: the local socket and the connection loop.
 //! - `error`: `ApiError`, a domain error with its documented code.
 //! - `memory`: keeping glibc's malloc from holding on to freed memory.
+//! - `logfile`: the rotated, size-capped log file of `--log-file`; `pidfile`: the pid file in
+//!   the data directory.
 //! - `fuzzing`: hidden entry points for the fuzz targets (`fuzz/README.md`); not an API.
 //!
 //! Only what the binary, `xtask` and the fuzz targets use is public (`config`, `daemon`,
-//! `store`, `memory`, `fuzzing`); every other module is `pub(crate)`, so code nothing uses
+//! `store`, `memory`, `logfile`, `fuzzing`); every other module is `pub(crate)`, so code nothing uses
 //! shows up as dead.
 
 pub(crate) mod clock;
@@ -28,8 +30,10 @@ pub(crate) mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod hosted_tls;
+pub mod logfile;
 pub mod memory;
 pub(crate) mod methods;
+pub(crate) mod pidfile;
 pub(crate) mod relay_link;
 pub(crate) mod relay_pool;
 pub(crate) mod rpc;

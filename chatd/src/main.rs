@@ -1,5 +1,5 @@
-//! Entry point of `chatd`: sets the process umask to 0o077, parses flags, sets up logging to
-//! stderr, and runs the daemon until SIGINT or SIGTERM (on Windows: until Ctrl-C; compiled, not
+//! Entry point of `chatd`: sets the process umask to 0o077, parses flags, sets up logging (to
+//! stderr, or to the rotated `--log-file` without colours), and runs the daemon until SIGINT or SIGTERM (on Windows: until Ctrl-C; compiled, not
 //! run there).
 
 use std::process::ExitCode;
@@ -14,21 +14,67 @@ fn main() -> ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     chatd::memory::limit_arenas();
     let args = chatd::config::Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match run(args) {
+    let config = match chatd::config::Config::load(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("chatd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = || {
+        let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // These libraries' debug and trace output carries what the log must never hold:
+        // jsonrpsee's the requests and answers (passphrases, message texts), tungstenite's the
+        // frames (delivery tokens), sled's and rustls' their buffers. They stay at info,
+        // whatever RUST_LOG asks.
+        for quiet in QUIET_TARGETS {
+            if let Ok(directive) = format!("{quiet}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+        filter
+    };
+    match &config.log_file {
+        Some(path) => match chatd::logfile::RotatingFile::open(path) {
+            Ok(file) => tracing_subscriber::fmt()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .with_env_filter(filter())
+                .init(),
+            Err(e) => {
+                eprintln!("chatd: cannot open the log file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter())
+            .init(),
+    }
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A daemon that logs to a file has no terminal: its reason to stop goes there too.
+            tracing::error!(error = %format!("{e:#}"), "chatd cannot run");
             eprintln!("chatd: {e:#}");
             exit_code(&e)
         }
     }
 }
+
+/// Log targets held at `info` (see `main`).
+const QUIET_TARGETS: &[&str] = &[
+    "jsonrpsee",
+    "jsonrpsee_core",
+    "jsonrpsee_types",
+    "jsonrpsee-core",
+    "jsonrpsee-server",
+    "tungstenite",
+    "tokio_tungstenite",
+    "rustls",
+    "sled",
+];
 
 /// Exit status when the store lost commits it had acknowledged (`EX_DATAERR`), so that a
 /// service manager and scripts can tell it from other failures (README, "Recovering a
@@ -49,8 +95,7 @@ fn exit_code(error: &anyhow::Error) -> ExitCode {
     }
 }
 
-fn run(args: chatd::config::Args) -> anyhow::Result<()> {
-    let config = chatd::config::Config::load(args)?;
+fn run(config: chatd::config::Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

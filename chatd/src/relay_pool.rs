@@ -114,6 +114,18 @@ impl RelayPool {
         }
     }
 
+    /// Drops the link to `url` if it is not connected, so the next request dials the relay at
+    /// once instead of after the link's reconnect delay (`outbox.retry`).
+    pub fn redial(&mut self, url: &str) {
+        if self
+            .links
+            .get(url)
+            .is_some_and(|pooled| pooled.state != ConnectionState::Connected)
+        {
+            self.links.remove(url);
+        }
+    }
+
     /// Closes links unused for [`FOREIGN_IDLE`].
     pub fn close_idle(&mut self) {
         let now = Instant::now();

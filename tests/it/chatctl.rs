@@ -191,7 +191,8 @@ fn chatctl_starts_chatd_when_its_socket_is_absent() {
         .args(["--json", "status"])
         .env_remove("CHATD_SOCKET")
         .env("CHATD_BIN", bin("chatd"))
-        .env("CHATCTL_CHATD_ARGS", &chatd_args);
+        .env("CHATCTL_CHATD_ARGS", &chatd_args)
+        .env("XDG_STATE_HOME", dir.path().join("state"));
     let status = Finished::run(&mut autostart, b"").expect_code(0).json();
     let pid = status["pid"]
         .as_u64()

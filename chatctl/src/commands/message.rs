@@ -9,8 +9,8 @@ use api::client::ClientError;
 use api::events::{Event, EventKind, NOTIFICATION};
 use api::methods;
 use api::types::{
-    ConversationList, History, HistoryPage, MarkRead, MarkedRead, MessageStatus, SendMessage,
-    SentMessage, Subscribe,
+    ConversationList, Empty, History, HistoryPage, MarkRead, MarkedRead, MessageStatus, OutboxList,
+    OutboxState, SendMessage, SentMessage, Subscribe,
 };
 use serde_json::Value;
 
@@ -44,9 +44,14 @@ pub(super) fn send(ctx: &Ctx, args: &SendArgs) -> anyhow::Result<()> {
     let mut value = rpc.call(methods::MESSAGES_SEND, &params)?;
     let sent: SentMessage = decode(methods::MESSAGES_SEND, value.clone())?;
     let status = match (args.wait, subscription) {
-        (Some(wait), Some(subscription)) => {
-            wait_for(&mut rpc, &subscription, &sent, wait.status(), args.timeout)?
-        }
+        (Some(wait), Some(subscription)) => wait_for(
+            ctx,
+            &mut rpc,
+            &subscription,
+            &sent,
+            wait.status(),
+            args.timeout,
+        )?,
         _ => sent.status,
     };
     if ctx.out.is_json() {
@@ -81,6 +86,7 @@ pub fn text_from(mut reader: impl Read) -> anyhow::Result<String> {
 /// Reads `message.status` events until the message reaches `wanted` (or a later status), and
 /// returns the status reached. `failed` is an error; so is `timeout` passing first.
 fn wait_for(
+    ctx: &Ctx,
     rpc: &mut Rpc,
     subscription: &Value,
     sent: &SentMessage,
@@ -113,11 +119,10 @@ fn wait_for(
                 exit::TIMEOUT,
                 "timeout",
                 format!(
-                    "timed out after {timeout:?} waiting for message {} to be {} (it is {}; \
-                     chatd keeps trying)",
+                    "timed out after {timeout:?} waiting for message {} to be {}: {}",
                     sent.message_id,
                     render::status_word(wanted),
-                    render::status_word(status)
+                    where_it_is(ctx, &sent.message_id, status, failure.as_deref())
                 ),
             )
         };
@@ -154,6 +159,63 @@ fn wait_for(
         {
             status = new;
             failure = why;
+        }
+    }
+}
+
+/// What is true of a message a wait gave up on: handed on and waiting for the recipient (and
+/// nothing is retried), or still queued and why (the outbox's own words, asked afresh,
+/// else the last reason an event gave).
+fn where_it_is(
+    ctx: &Ctx,
+    message_id: &str,
+    status: MessageStatus,
+    failure: Option<&str>,
+) -> String {
+    match status {
+        MessageStatus::Sent => "it is sent: the recipient's relay holds it, and it is delivered \
+            when the recipient's daemon next connects (nothing is being retried)"
+            .to_owned(),
+        MessageStatus::Delivered => "it is delivered: the recipient's daemon has it, and it \
+            is read when the recipient reads it (nothing is being retried)"
+            .to_owned(),
+        MessageStatus::Read | MessageStatus::Failed => {
+            format!("it is {}", render::status_word(status))
+        }
+        MessageStatus::Pending => {
+            let queued = ctx
+                .connect_running()
+                .ok()
+                .and_then(|mut rpc| rpc.call(methods::OUTBOX_LIST, &Empty {}).ok())
+                .and_then(|value| serde_json::from_value::<OutboxList>(value).ok())
+                .and_then(|list| {
+                    list.messages
+                        .into_iter()
+                        .find(|m| m.message_id == message_id)
+                });
+            let why = match &queued {
+                Some(entry) => match entry.state {
+                    OutboxState::Sending => Some(format!(
+                        "being handed to the relay {}",
+                        render::clean_line(&entry.relay)
+                    )),
+                    OutboxState::Ready => None,
+                    OutboxState::Waiting => entry
+                        .reason
+                        .as_deref()
+                        .map(|r| render::clean_line(r).into_owned()),
+                },
+                None => failure.map(|r| render::clean_line(r).into_owned()),
+            };
+            match why {
+                Some(why) => format!(
+                    "it is still queued, and chatd keeps trying: {why} (`chatctl outbox` \
+                     shows the queue)"
+                ),
+                None => "it is still queued, and chatd keeps trying (`chatctl outbox` shows \
+                    the queue)"
+                    .to_owned(),
+            }
         }
     }
 }

@@ -10,6 +10,9 @@ mod export;
 mod message;
 mod watch;
 
+mod daemon;
+mod outbox;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -58,6 +61,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
             account_admin::delete(&ctx, args)
         }
         Command::Export { file } => export::export(&ctx, file),
+        Command::Outbox(args) => outbox::run(&ctx, args.command.as_ref()),
+        Command::Resend { message_id } => outbox::resend(&ctx, message_id),
+        Command::Daemon(crate::cli::DaemonCommand::Stop { data_dir, timeout }) => {
+            daemon::stop(&ctx, data_dir.as_deref(), *timeout)
+        }
     }
 }
 
@@ -77,6 +85,17 @@ impl Ctx {
             .unwrap_or_else(api::paths::default_socket);
         let client = connect::connect(&socket, self.autostart)?;
         Ok(Rpc { client })
+    }
+
+    /// Connects to a chatd that runs already (never starting one).
+    fn connect_running(&self) -> anyhow::Result<Rpc> {
+        let socket = self
+            .socket
+            .clone()
+            .unwrap_or_else(api::paths::default_socket);
+        Ok(Rpc {
+            client: connect::connect(&socket, false)?,
+        })
     }
 
     /// Connects, makes one call, and prints its result: as chatd sent it with `--json`, else

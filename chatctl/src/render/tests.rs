@@ -80,6 +80,14 @@ fn status_of(state: LockState) -> DaemonStatus {
         }],
         passphrase_protected: Some(true),
         store_error: None,
+        last_relay_error: Some(api::types::RelayError {
+            relay: "wss://relay.elsewhere.example/v1".to_owned(),
+            error:
+                "cannot connect to relay.elsewhere.example:443: Connection refused (os error 111)"
+                    .to_owned(),
+            at_ms: T,
+        }),
+        log_file: Some("/home/alice/.local/state/chatd/chatd.log".to_owned()),
     }
 }
 

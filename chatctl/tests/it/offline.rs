@@ -85,7 +85,9 @@ fn autostart_runs_chatd_with_the_socket_and_extra_args_and_notices_it_dying() {
     command
         .arg(&socket)
         .env("CHATD_BIN", &script)
-        .env("CHATCTL_CHATD_ARGS", " --data-dir  /tmp/d --ephemeral ");
+        .env("CHATCTL_CHATD_ARGS", " --data-dir  /tmp/d --ephemeral ")
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env_remove("CHATD_LOG_FILE");
     let started = std::time::Instant::now();
     let output = run(command, None);
     assert_exit(&output, 3);
@@ -99,8 +101,13 @@ fn autostart_runs_chatd_with_the_socket_and_extra_args_and_notices_it_dying() {
     assert_eq!(
         args.trim_end(),
         format!(
-            "--socket {} --data-dir /tmp/d --ephemeral",
-            socket.display()
+            "--socket {} --log-file {} --data-dir /tmp/d --ephemeral",
+            socket.display(),
+            dir.path()
+                .join("state")
+                .join("chatd")
+                .join("chatd.log")
+                .display()
         )
     );
 }

@@ -118,6 +118,8 @@ fn locked_status() -> DaemonStatus {
         other_relays: Vec::new(),
         passphrase_protected: Some(true),
         store_error: None,
+        last_relay_error: None,
+        log_file: None,
     }
 }
 

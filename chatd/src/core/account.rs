@@ -829,6 +829,7 @@ pub(super) mod tests {
             stale: None,
             redeliver_at: None,
             failed_rounds: 0,
+            last_relay_error: None,
         }
     }
 

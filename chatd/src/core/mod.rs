@@ -251,6 +251,8 @@ pub struct CoreState {
     pub redeliver_at: Option<tokio::time::Instant>,
     /// Rounds failed in a row, for the delay before the link is started again.
     pub failed_rounds: u32,
+    /// The last error of a relay link or request, for `daemon.status`.
+    pub last_relay_error: Option<api::types::RelayError>,
 }
 
 impl CoreState {
@@ -285,6 +287,16 @@ impl CoreState {
     pub fn requester(&mut self, route: &reach::Route) -> ApiResult<crate::relay_link::Requester> {
         let dialer = self.dialer();
         dialer.requester(self.unlocked()?, route)
+    }
+
+    /// Notes the last thing a relay did wrong (a link that failed or dropped, a refused or
+    /// unanswered request), with when, for `daemon.status`.
+    pub fn note_relay_error(&mut self, relay: &str, error: String) {
+        self.last_relay_error = Some(api::types::RelayError {
+            relay: relay.to_owned(),
+            error,
+            at_ms: self.config.clock.now_ms(),
+        });
     }
 
     /// Makes an event now (it is published after the round is durable).
@@ -436,6 +448,7 @@ pub fn start(
         stale: None,
         redeliver_at: None,
         failed_rounds: 0,
+        last_relay_error: None,
     };
     Ok((
         CoreHandle {

@@ -119,6 +119,15 @@ pub fn route(unlocked: &Unlocked, contact: &ContactRecord, attempt: u32) -> Rout
     }
 }
 
+/// How many relays a contact can be tried at: the URLs of its signed record, else one.
+pub fn relay_count(contact: &ContactRecord) -> usize {
+    contact
+        .reach
+        .as_deref()
+        .and_then(|bytes| ReachabilityRecord::from_bytes(bytes).ok())
+        .map_or(1, |record| record.relays().len().max(1))
+}
+
 /// The route of conversation `id` now: [`route`], at the attempt its failures have reached.
 pub fn current_route(unlocked: &Unlocked, id: &ConvId, contact: &ContactRecord) -> Route {
     let attempt = unlocked.route_attempts.get(id).copied().unwrap_or(0);

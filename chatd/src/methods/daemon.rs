@@ -1,4 +1,4 @@
-//! `daemon.status` and `rpc.discover`.
+//! `daemon.status`, `daemon.stop` and `rpc.discover`.
 
 use api::methods as m;
 use api::types::*;
@@ -15,6 +15,14 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
         let _: Empty = parse(&params)?;
         Ok::<_, ErrorObjectOwned>(status(&ctx).await)
     });
+    method!(module, m::DAEMON_STOP, |params, ctx| {
+        let _: Empty = parse(&params)?;
+        tracing::info!("stopping at a client's request (daemon.stop)");
+        ctx.stop.notify_one();
+        Ok::<_, ErrorObjectOwned>(Stopping {
+            pid: std::process::id(),
+        })
+    });
     method!(module, m::RPC_DISCOVER, |params, _ctx| {
         let _: Empty = parse(&params)?;
         Ok::<_, ErrorObjectOwned>(api::openrpc::document(env!("CARGO_PKG_VERSION")))
@@ -27,6 +35,7 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
         .call(|s, _| {
             let state = s.lock_state();
             let connection = s.connection;
+            let last_error = s.last_relay_error.clone();
             let (address, outbox, relay, others) = match &s.lock {
                 Lock::Unlocked(u) => (
                     Some(u.address()),
@@ -40,17 +49,21 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
                 ),
                 _ => (None, None, None, Vec::new()),
             };
-            Ok((state, connection, address, outbox, relay, others))
+            Ok((
+                state, connection, address, outbox, relay, others, last_error,
+            ))
         })
         .await;
-    let (state, connection, address, outbox, relay, other_relays) = core.unwrap_or((
-        LockState::Locked,
-        ConnectionState::Offline,
-        None,
-        None,
-        None,
-        Vec::new(),
-    ));
+    let (state, connection, address, outbox, relay, other_relays, last_relay_error) = core
+        .unwrap_or((
+            LockState::Locked,
+            ConnectionState::Offline,
+            None,
+            None,
+            None,
+            Vec::new(),
+            None,
+        ));
     DaemonStatus {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         api_version: api::API_VERSION.to_owned(),
@@ -69,5 +82,7 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
             _ => Vault::is_protected(&ctx.kv).ok(),
         },
         store_error: ctx.kv.health(),
+        last_relay_error,
+        log_file: ctx.log_file.as_ref().map(|p| p.display().to_string()),
     }
 }

@@ -44,6 +44,10 @@ pub struct Context {
     pub kdf: KdfParams,
     /// A handle-bound contact is checked against the relay before a send at most this often.
     pub handle_recheck_ms: u64,
+    /// The file the daemon logs to, if any (`daemon.status`).
+    pub log_file: Option<std::path::PathBuf>,
+    /// Fired by `daemon.stop`: the daemon shuts down.
+    pub stop: Arc<tokio::sync::Notify>,
 }
 
 pub(crate) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
@@ -116,6 +120,7 @@ mod daemon;
 mod events;
 mod handles;
 mod messages;
+mod outbox;
 
 fn register(module: &mut RpcModule<Context>) {
     daemon::register(module);
@@ -125,6 +130,7 @@ fn register(module: &mut RpcModule<Context>) {
     messages::register(module);
     events::register(module);
     account_admin::register(module);
+    outbox::register(module);
 }
 
 /// The relay link's requester, or `relay_unreachable` while there is none.

@@ -35,6 +35,8 @@ fn running_methods(bus: Arc<EventBus>) -> Methods {
         default_relay: "ws://127.0.0.1:1/v1".into(),
         kdf: KdfParams::INSECURE_FOR_TESTS,
         handle_recheck_ms: 0,
+        log_file: None,
+        stop: Default::default(),
     })
 }
 
@@ -140,6 +142,8 @@ fn every_documented_method_is_registered_and_nothing_else() {
         default_relay: "ws://127.0.0.1:1/v1".into(),
         kdf: KdfParams::INSECURE_FOR_TESTS,
         handle_recheck_ms: 0,
+        log_file: None,
+        stop: Default::default(),
     });
     let mut registered: Vec<&str> = methods.method_names().collect();
     registered.sort_unstable();

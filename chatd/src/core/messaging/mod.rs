@@ -8,11 +8,12 @@ pub mod event_log;
 pub mod history;
 pub mod inbox;
 pub mod outbox;
+pub mod queue;
 
 use api::events::EventKind;
 use protocol::frames::{ClientFrame, ServerFrame};
 
-use crate::core::{CoreState, Txn};
+use crate::core::{CoreState, Lock, Txn};
 use crate::core::{account, reach};
 use crate::relay_link::LinkEvent;
 
@@ -23,6 +24,10 @@ use outbox::{defer_fresh_receipts, flush_receipts, seal_ready, start_sends};
 pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
     match event {
         LinkEvent::State { state: new, error } => {
+            if let (Some(error), Lock::Unlocked(unlocked)) = (&error, &state.lock) {
+                let relay = unlocked.account.relay_url.clone();
+                state.note_relay_error(&relay, error.to_string());
+            }
             let Ok(unlocked) = state.unlocked() else {
                 return;
             };
@@ -82,6 +87,12 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
 /// Reacts to an anonymous link to another relay: its state is kept (a message waiting for
 /// that relay says why); it carries no mail, so other frames are only logged.
 pub fn on_foreign_event(state: &mut CoreState, url: &str, event: LinkEvent) {
+    if let LinkEvent::State {
+        error: Some(error), ..
+    } = &event
+    {
+        state.note_relay_error(url, error.to_string());
+    }
     let Ok(unlocked) = state.unlocked() else {
         return;
     };
@@ -115,6 +126,7 @@ pub fn on_draining_event(state: &mut CoreState, url: &str, event: LinkEvent, txn
         LinkEvent::State { state: new, error } => {
             if let Some(error) = &error {
                 tracing::info!(relay = %url, %error, "the relay being drained cannot be reached");
+                state.note_relay_error(url, error.to_string());
             }
             if new != api::types::ConnectionState::Connected {
                 return;

@@ -503,7 +503,7 @@ pub(crate) fn fetch_bundles(
         }
         let result = fetch(&requester, identity, &route.url).await;
         let job: crate::core::Job = Box::new(move |state, txn| {
-            if let Err(e) = on_bundles(state, txn, conversation, identity, result) {
+            if let Err(e) = on_bundles(state, txn, conversation, identity, &route.url, result) {
                 tracing::warn!(error = %e, "could not set up a session");
             }
         });
@@ -567,10 +567,16 @@ pub(crate) async fn fetch(
         }
     };
     if devices.is_empty() {
-        return Err(RequestError::Unreachable(format!(
-            "the relay {relay} knows no device of this contact (is the contact on another relay? \
-             add it with an invite, its handle@relay or its address@relay)"
-        )));
+        // The relay answered, and it has no mailbox for this identity: nothing sent there
+        // could ever be delivered (see `on_bundles`).
+        return Err(RequestError::Refused(
+            protocol::frames::ErrorCode::NotFound,
+            format!(
+                "the relay {relay} has no mailbox for this contact (its account is not, or no \
+                 longer, on that relay; add it again with a new invite, its handle@relay or \
+                 its address@relay)"
+            ),
+        ));
     }
     let mut bundles = Vec::new();
     for certificate in devices {
@@ -602,10 +608,33 @@ pub(crate) fn on_bundles(
     txn: &mut Txn,
     conversation: ConvId,
     identity: [u8; 32],
+    relay: &str,
     result: Result<Vec<PrekeyBundle>, RequestError>,
 ) -> ApiResult<()> {
+    if let Err(e) = &result {
+        state.note_relay_error(relay, format!("fetching a contact's keys: {e}"));
+    }
     let unlocked = state.unlocked()?;
     unlocked.fetching.remove(&conversation);
+    // The relay has no mailbox for the contact. Unless the contact's signed record names
+    // other relays not tried yet, its queued messages can never be delivered: they fail now,
+    // with the reason, instead of waiting in the outbox for 7 days.
+    if let Err(RequestError::Refused(protocol::frames::ErrorCode::NotFound, why)) = &result {
+        let relays = unlocked
+            .contacts
+            .get(&conversation)
+            .map_or(1, reach::relay_count);
+        let tried = unlocked
+            .route_attempts
+            .get(&conversation)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(1);
+        if tried as usize >= relays {
+            let why = why.clone();
+            return super::queue::fail_conversation(state, txn, conversation, &why);
+        }
+    }
     let bundles = match result {
         Ok(bundles) if !bundles.is_empty() => bundles,
         Ok(_) => {
@@ -955,11 +984,20 @@ pub(crate) fn on_send_result(
             );
             Some((
                 permanent,
-                format!("the relay {relay} refused: {} ({message})", code.name()),
+                match code {
+                    Relay::NotFound => format!(
+                        "the relay {relay} has no mailbox for this contact (not_found: \
+                         {message}); its account is not, or no longer, on that relay"
+                    ),
+                    _ => format!("the relay {relay} refused: {} ({message})", code.name()),
+                },
             ))
         }
         Err(RequestError::Unreachable(message)) => Some((false, format!("{relay}: {message}"))),
     };
+    if let Some((_, why)) = &failure {
+        state.note_relay_error(relay, why.clone());
+    }
     let unlocked = state.unlocked()?;
     let conversations: std::collections::HashSet<ConvId> = seqs
         .iter()

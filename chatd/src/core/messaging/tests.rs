@@ -578,3 +578,151 @@ fn a_message_the_relay_never_accepts_fails_after_seven_days() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(status_of(&mut state, alice, &other), MessageStatus::Failed);
 }
+
+/// When the contact's relay answers that it knows no device of the contact (no mailbox),
+/// every queued message of the conversation fails at once with that reason, instead of
+/// waiting in the outbox; a transient failure to fetch keeps them queued.
+#[test]
+fn a_recipient_the_relay_does_not_know_fails_its_queued_messages_at_once() {
+    use crate::relay_link::RequestError;
+
+    let mut state = unlocked_state(1_800_000_000_000);
+    let alice = contact(&mut state, "alice", 1);
+    let bob = contact(&mut state, "bob", 2);
+    let first = sent_id(&mut state, alice, "one");
+    let second = sent_id(&mut state, alice, "two");
+    let other = sent_id(&mut state, bob, "to bob");
+    let identity = state
+        .unlocked()
+        .map(|u| u.contacts[&alice].identity)
+        .unwrap_or_else(|e| panic!("{e}"));
+    super::outbox::on_bundles(
+        &mut state,
+        &mut Txn::default(),
+        alice,
+        identity,
+        "ws://relay.example:7420/v1",
+        Err(RequestError::Unreachable("connection refused".into())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status_of(&mut state, alice, &first), MessageStatus::Pending);
+    super::outbox::on_bundles(
+        &mut state,
+        &mut Txn::default(),
+        alice,
+        identity,
+        "ws://relay.example:7420/v1",
+        Err(RequestError::Refused(
+            protocol::frames::ErrorCode::NotFound,
+            "the relay ws://relay.example:7420/v1 has no mailbox for this contact".into(),
+        )),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for id in [first, second] {
+        assert_eq!(status_of(&mut state, alice, &id), MessageStatus::Failed);
+        let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+        let failure = outgoing_message(unlocked, &alice, &id)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .and_then(|(_, record)| record.failure)
+            .unwrap_or_default();
+        assert!(failure.contains("has no mailbox"), "{failure}");
+    }
+    let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        unlocked.outbox.values().all(|s| s.conversation != alice),
+        "nothing of alice's conversation is left in the outbox"
+    );
+    assert_eq!(status_of(&mut state, bob, &other), MessageStatus::Pending);
+    let last = state
+        .last_relay_error
+        .clone()
+        .unwrap_or_else(|| panic!("the relay's answer is the last relay error"));
+    assert_eq!(last.relay, "ws://relay.example:7420/v1");
+    assert!(last.error.contains("no mailbox"), "{last:?}");
+}
+
+/// The outbox as `outbox.list` shows it, `outbox.cancel` (the record fails as cancelled, and
+/// only a queued text can be cancelled), and `messages.resend` (only a failed message, as a
+/// new message with the same text).
+#[test]
+fn outbox_list_cancel_and_resend() {
+    use super::queue;
+    use api::types::{OutboxState, message_id_to_string};
+
+    let mut state = unlocked_state(1_800_000_000_000);
+    let alice = contact(&mut state, "alice", 1);
+    let first = sent_id(&mut state, alice, "one");
+    let second = sent_id(&mut state, alice, "two");
+    // Connected to the home relay, which is the contact's too: nothing but order holds the
+    // second message back.
+    state.unlocked().unwrap_or_else(|e| panic!("{e}")).online = true;
+    let list = queue::list(&mut state).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(list.messages[0].state, OutboxState::Ready);
+    let ids: Vec<&str> = list
+        .messages
+        .iter()
+        .map(|m| m.message_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [message_id_to_string(&first), message_id_to_string(&second)]
+    );
+    assert!(list.messages.iter().all(|m| m.conversation == "alice"));
+    assert_eq!(list.messages[1].state, OutboxState::Waiting);
+    let behind = list.messages[1].reason.clone().unwrap_or_default();
+    assert!(behind.contains("behind an earlier message"), "{behind}");
+
+    let cancelled = queue::cancel(
+        &mut state,
+        &mut Txn::default(),
+        &message_id_to_string(&first),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cancelled.conversation, "alice");
+    assert_eq!(status_of(&mut state, alice, &first), MessageStatus::Failed);
+    let again = queue::cancel(
+        &mut state,
+        &mut Txn::default(),
+        &message_id_to_string(&first),
+    );
+    assert!(
+        matches!(&again, Err(e) if e.code == api::ErrorCode::WrongMessageState),
+        "{again:?}"
+    );
+    let unknown = queue::cancel(&mut state, &mut Txn::default(), &"ab".repeat(16));
+    assert!(
+        matches!(&unknown, Err(e) if e.code == api::ErrorCode::NotFound),
+        "{unknown:?}"
+    );
+    let list = queue::list(&mut state).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(list.messages.len(), 1);
+
+    let pending = queue::resend(
+        &mut state,
+        &mut Txn::default(),
+        &message_id_to_string(&second),
+    );
+    assert!(
+        matches!(&pending, Err(e) if e.code == api::ErrorCode::WrongMessageState),
+        "{pending:?}"
+    );
+    let resent = queue::resend(
+        &mut state,
+        &mut Txn::default(),
+        &message_id_to_string(&first),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(resent.message_id, message_id_to_string(&first));
+    let new_id =
+        api::types::parse_message_id(&resent.message_id).unwrap_or_else(|| panic!("an id"));
+    let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
+    let text = outgoing_message(unlocked, &alice, &new_id)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|(_, record)| record.text);
+    assert_eq!(text.as_deref(), Some("one"));
+    assert_eq!(status_of(&mut state, alice, &first), MessageStatus::Failed);
+    assert_eq!(
+        status_of(&mut state, alice, &new_id),
+        MessageStatus::Pending
+    );
+}
