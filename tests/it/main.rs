@@ -13,6 +13,7 @@ mod faults;
 mod first_message;
 mod hosting;
 mod lifecycle;
+mod local_relay;
 mod messaging;
 mod peer_to_peer;
 mod prekeys;

@@ -118,6 +118,8 @@ fn locked_status() -> DaemonStatus {
         other_relays: Vec::new(),
         passphrase_protected: Some(true),
         store_error: None,
+        relay_kind: None,
+        local_relay: None,
     }
 }
 

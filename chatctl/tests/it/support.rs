@@ -260,6 +260,8 @@ fn status() -> DaemonStatus {
         other_relays: Vec::new(),
         passphrase_protected: Some(true),
         store_error: None,
+        relay_kind: None,
+        local_relay: None,
     }
 }
 
