@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # From a fresh clone to a first message, in one command: builds the binaries, starts two local
 # accounts, Alice and Bob, each with its own chatd, connects them with an invite code, has Bob
-# send Alice a message and shows Alice's side. No server is needed: the first chatd hosts the
-# embedded relay on loopback (127.0.0.1:7420) and the second one uses it.
+# send Alice a message and shows Alice's side. No server is needed: the demo's daemons share a
+# local relay of their own on loopback (127.0.0.1:7421, with its state in the demo directory),
+# hosted by whichever of them runs, so your own account and its relay (127.0.0.1:7420) are
+# never touched, and stopping the demo stops nothing of yours.
 #
 #   contrib/first-message.sh            # build (release), then run the demo
 #   contrib/first-message.sh --stop     # stop the two demo daemons
 #
 # Both daemons keep running afterwards, so you can go on talking (the script prints how). Their
-# data lives in $CHATD_DEMO_DIR (default: ${XDG_DATA_HOME:-~/.local/share}/chatd-demo), apart
-# from your own account; the accounts have no passphrase, since they are a demo.
+# data and their relay's live in $CHATD_DEMO_DIR (default:
+# ${XDG_DATA_HOME:-~/.local/share}/chatd-demo), apart from your own account; the accounts have
+# no passphrase, since they are a demo.
 #
 # Environment: CHATD_BIN_DIR uses binaries already built there instead of building;
-# CHATD_DEMO_RELAY_ADDR picks the embedded relay's address (tests use a free port).
+# CHATD_DEMO_RELAY_ADDR picks the demo relay's address (default 127.0.0.1:7421; tests use a
+# free port).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 demo=${CHATD_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/chatd-demo}
-relay_addr=${CHATD_DEMO_RELAY_ADDR:-127.0.0.1:7420}
+relay_addr=${CHATD_DEMO_RELAY_ADDR:-127.0.0.1:7421}
 
 if [[ -n ${CHATD_BIN_DIR:-} ]]; then
     bin=$CHATD_BIN_DIR
@@ -36,7 +40,7 @@ as() {
     local who=$1
     shift
     CHATD_BIN="$bin/chatd" \
-        CHATCTL_CHATD_ARGS="--data-dir $demo/$who/data --embedded-relay-addr $relay_addr" \
+        CHATCTL_CHATD_ARGS="--data-dir $demo/$who/data --local-relay-dir $demo/local-relay --embedded-relay-addr $relay_addr" \
         "$bin/chatctl" --socket "$demo/$who/chatd.sock" "$@"
 }
 
@@ -50,6 +54,8 @@ if [[ ${1:-} == "--stop" ]]; then
     done
     exit 0
 fi
+
+echo "==> the demo uses its own relay on $relay_addr (state in $demo/local-relay); your own account is not touched"
 
 # Creates the account unless it exists (so running the script twice is fine).
 ensure_account() {

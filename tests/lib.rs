@@ -646,6 +646,12 @@ impl DaemonProcess {
         }
     }
 
+    /// Replaces the extra command-line arguments the daemon is started with from its next
+    /// start on (`restart`).
+    pub fn set_args(&mut self, extra_args: &[&str]) {
+        self.options.args = extra_args.iter().map(|s| (*s).to_owned()).collect();
+    }
+
     /// Starts it again with the same data (after `kill` or `stop`).
     pub fn restart(&mut self) {
         self.kill();

@@ -125,7 +125,11 @@ pub const ALL: &[MethodDoc] = &[
         name: DAEMON_STATUS,
         summary: "Reports the daemon's version, lock state and relay connection.",
         description: "Works in every state; never fails. `store_error` is set while the store \
-            cannot write (a full disk): requests that write then fail with `store_error`.",
+            cannot write (a full disk): requests that write then fail with `store_error`. \
+            `relay_kind` says whether the relay is the user's local relay, the one this daemon \
+            hosts, or a remote one; `local_relay` (daemons with no relay configured) says who \
+            hosts the local relay now and, in `error`, why it cannot be used (its address held \
+            by another user).",
         params: schema::<Empty>,
         result: schema::<DaemonStatus>,
         errors: &[],

@@ -48,6 +48,41 @@ pub struct RelayLinkState {
     pub connection: ConnectionState,
 }
 
+/// What kind of relay an account's home relay is (`daemon.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayKind {
+    /// The user's local relay (no relay configured): hosted on loopback by one of the user's
+    /// daemons, and taken over by another when that one stops.
+    Local,
+    /// The relay this daemon serves itself (`--host-relay`).
+    Hosted,
+    /// A relay run elsewhere (`--relay`, or another daemon's `--host-relay`).
+    Remote,
+}
+
+/// The user's local relay as a daemon with no relay configured sees it (`daemon.status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LocalRelayStatus {
+    /// Its URL (`ws://ADDR/v1`, the address recorded in its directory).
+    pub url: String,
+    /// Its directory (store, address, host's pid).
+    pub dir: String,
+    /// Whether this daemon hosts it now.
+    pub hosted_here: bool,
+    /// The process id of the daemon hosting it, when known (this daemon's own when
+    /// `hosted_here`).
+    #[serde(default)]
+    pub host_pid: Option<u32>,
+    /// Whether this daemon takes it over when its host stops (an ephemeral daemon, which
+    /// writes nothing, never hosts it).
+    pub can_host: bool,
+    /// Why it cannot be used or hosted, while that lasts: its address held by another user's
+    /// program (checked on Linux), or its store that cannot be opened.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// Result of `daemon.status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DaemonStatus {
@@ -72,7 +107,7 @@ pub struct DaemonStatus {
     /// Messages waiting in the outbox for the relay, once unlocked.
     pub outbox: Option<u64>,
     /// The URL of the relay the daemon hosts for peers (`--host-relay`: its `--public-url`, or
-    /// `ws://ADDR/v1`; or the embedded one), if any.
+    /// `ws://ADDR/v1`; or the user's local relay while this daemon hosts it), if any.
     pub hosted_relay: Option<String>,
     /// Links to other accounts' relays open now (contacts whose home relay is not ours), with
     /// their states. Opened when needed, closed when idle.
@@ -95,6 +130,14 @@ pub struct DaemonStatus {
     /// The file the daemon logs to (`--log-file`), if it logs to one rather than to stderr.
     #[serde(default)]
     pub log_file: Option<String>,
+    /// What kind of relay `relay_url` is: the user's local relay, the one this daemon hosts
+    /// (`--host-relay`), or a remote one.
+    #[serde(default)]
+    pub relay_kind: Option<RelayKind>,
+    /// The user's local relay, when this daemon has no relay configured (absent otherwise):
+    /// who hosts it, and why it cannot be used, if it cannot.
+    #[serde(default)]
+    pub local_relay: Option<LocalRelayStatus>,
 }
 
 /// Params of `account.create`.
@@ -110,7 +153,8 @@ pub struct CreateAccount {
     /// the messages).
     #[serde(default)]
     pub no_passphrase: bool,
-    /// The relay (`ws://` or `wss://`); default: the daemon's `--relay`, else its embedded relay.
+    /// The relay (`ws://` or `wss://`); default: the daemon's `--relay`, else the relay it
+    /// hosts (`--host-relay`), else the user's local relay.
     #[serde(default)]
     pub relay: Option<String>,
 }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use api::events::{Event, EventKind};
 use api::types::{
     AccountInfo, ConnectionState, Contact, ContactDetails, Conversation, DaemonStatus, Direction,
-    LockState, Message, MessageStatus, Trust,
+    LocalRelayStatus, LockState, Message, MessageStatus, RelayKind, Trust,
 };
 use serde_json::Value;
 
@@ -219,11 +219,16 @@ pub fn status(status: &DaemonStatus) -> String {
         (LockState::Unlocked, None) => "unlocked".into(),
     };
     let _ = writeln!(out, "account:  {account}");
-    let relay = match &status.relay_url {
-        Some(url) => format!("{} ({})", clean_line(url), connection(status.connection)),
-        None => connection(status.connection).to_owned(),
+    let state = connection(status.connection);
+    let relay = match (&status.relay_url, relay_kind(status)) {
+        (Some(url), Some(kind)) => format!("{} ({state}; {kind})", clean_line(url)),
+        (Some(url), None) => format!("{} ({state})", clean_line(url)),
+        (None, _) => state.to_owned(),
     };
     let _ = writeln!(out, "relay:    {relay}");
+    if let Some(error) = status.local_relay.as_ref().and_then(|l| l.error.as_ref()) {
+        let _ = writeln!(out, "local relay error: {}", clean_line(error));
+    }
     if let Some(outbox) = status.outbox {
         let _ = writeln!(out, "outbox:   {outbox} waiting");
     }
@@ -255,6 +260,29 @@ pub fn status(status: &DaemonStatus) -> String {
     }
     out.pop();
     out
+}
+
+/// What kind of relay the account is on and who hosts it, for `status`: "local relay,
+/// hosted by this daemon", "local relay, hosted by chatd pid 4242", "hosted by this daemon
+/// (--host-relay)", "remote relay".
+fn relay_kind(status: &DaemonStatus) -> Option<String> {
+    Some(match status.relay_kind? {
+        RelayKind::Local => match &status.local_relay {
+            Some(local) if local.hosted_here => "local relay, hosted by this daemon".to_owned(),
+            Some(local) if local.error.is_some() => "local relay, not usable".to_owned(),
+            Some(LocalRelayStatus {
+                host_pid: Some(pid),
+                ..
+            }) => format!("local relay, hosted by chatd pid {pid}"),
+            Some(local) if local.can_host => {
+                "local relay, hosted by another process; this daemon takes over when it stops"
+                    .to_owned()
+            }
+            _ => "local relay, hosted by another process".to_owned(),
+        },
+        RelayKind::Hosted => "hosted by this daemon (--host-relay)".to_owned(),
+        RelayKind::Remote => "remote relay".to_owned(),
+    })
 }
 
 /// This account.

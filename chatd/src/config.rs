@@ -51,7 +51,8 @@ pub struct Args {
     /// directory, pinned in the account's signed record. Default: ws://ADDR/v1.
     #[arg(long, value_name = "URL", env = "CHATD_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Where the embedded relay listens when no relay is configured.
+    /// Where the local relay listens when no relay is configured (it overrides the address
+    /// recorded in the local relay's directory, and is recorded there when none is).
     #[arg(long, value_name = "ADDR")]
     pub embedded_relay_addr: Option<SocketAddr>,
     /// Before sending to a contact found by handle, re-check the handle's key on the relay if
@@ -77,6 +78,11 @@ pub struct Args {
     /// $XDG_STATE_HOME/chatd/chatd.log (~/.local/state/chatd/chatd.log).
     #[arg(long, value_name = "FILE", env = "CHATD_LOG_FILE")]
     pub log_file: Option<PathBuf>,
+    /// The local relay's directory (its store, address and host's pid), shared by all of the
+    /// user's daemons that have no relay configured: whichever of them runs hosts the relay.
+    /// Default: $XDG_DATA_HOME/chatd/local-relay.
+    #[arg(long, value_name = "DIR", env = "CHATD_LOCAL_RELAY_DIR")]
+    pub local_relay_dir: Option<PathBuf>,
 }
 
 /// The config file's contents (every key optional; unknown keys are errors).
@@ -109,6 +115,8 @@ pub struct FileConfig {
     pub kdf: KdfFile,
     /// `--log-file`.
     pub log_file: Option<PathBuf>,
+    /// `--local-relay-dir`.
+    pub local_relay_dir: Option<PathBuf>,
 }
 
 /// The `[kdf]` table.
@@ -142,8 +150,9 @@ pub struct Config {
     pub host_relay: Option<SocketAddr>,
     /// The hosted relay's public URL, as its canonical relay binding (`--public-url`).
     pub public_url: Option<String>,
-    /// The embedded relay's address.
-    pub embedded_relay_addr: SocketAddr,
+    /// The local relay's address, when given (`--embedded-relay-addr`); else the one
+    /// recorded in its directory, else [`EMBEDDED_RELAY_ADDR`] the first time.
+    pub embedded_relay_addr: Option<SocketAddr>,
     /// How old a handle check may be before a send re-checks it, in seconds.
     pub handle_recheck_secs: u64,
     /// Argon2id parameters for new accounts.
@@ -152,12 +161,30 @@ pub struct Config {
     pub accept_store_loss: bool,
     /// The log file (`--log-file`), if the log goes to one instead of stderr.
     pub log_file: Option<PathBuf>,
+    /// The local relay's directory.
+    pub local_relay_dir: PathBuf,
+}
+
+impl Config {
+    /// The first address of the local relay, when neither a flag nor its directory names one.
+    pub fn default_local_relay_addr() -> SocketAddr {
+        EMBEDDED_RELAY_ADDR
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7420)))
+    }
 }
 
 fn default_data_dir() -> PathBuf {
     directories::ProjectDirs::from("", "", "chatd")
         .map(|d| d.data_dir().to_path_buf())
         .unwrap_or_else(|| PathBuf::from(".chatd"))
+}
+
+/// `$XDG_DATA_HOME/chatd/local-relay` (the local application data directory elsewhere).
+fn default_local_relay_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "chatd")
+        .map(|d| d.data_local_dir().join("local-relay"))
+        .unwrap_or_else(|| PathBuf::from(".chatd-local-relay"))
 }
 
 fn default_config_file() -> Option<PathBuf> {
@@ -219,14 +246,11 @@ impl Config {
             ephemeral,
             host_relay: args.host_relay.or(file.host_relay),
             public_url: args.public_url.or(file.public_url),
-            embedded_relay_addr: args
-                .embedded_relay_addr
-                .or(file.embedded_relay_addr)
-                .unwrap_or_else(|| {
-                    EMBEDDED_RELAY_ADDR
-                        .parse()
-                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 7420)))
-                }),
+            embedded_relay_addr: args.embedded_relay_addr.or(file.embedded_relay_addr),
+            local_relay_dir: args
+                .local_relay_dir
+                .or(file.local_relay_dir)
+                .unwrap_or_else(default_local_relay_dir),
             handle_recheck_secs: args
                 .handle_recheck_secs
                 .or(file.handle_recheck_secs)

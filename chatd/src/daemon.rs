@@ -1,6 +1,6 @@
-//! Wiring: opens the store, hosts a relay if asked (or the embedded one when no relay is
-//! configured), starts the core, unlocks from a passphrase file, and serves the RPC socket until
-//! shutdown. [`run`] is what `main` calls and what tests call in-process.
+//! Wiring: opens the store, hosts a relay if asked (or, when no relay is configured, runs the
+//! user's local relay: hosts it or stands by to take it over), starts the core, unlocks from a
+//! passphrase file, and serves the RPC socket until shutdown. [`run`] is what `main` calls and what tests call in-process.
 //!
 //! Under a service manager (contrib/systemd, docs/SERVICES.md) it also serves the socket the
 //! manager passed instead of binding one (socket activation), and tells the manager when it is
@@ -16,9 +16,10 @@ use chat_relay::{Relay, Storage};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::core::{self, CoreConfig, HostedRelay};
+use crate::core::{self, CoreConfig, HostedRelay, LocalRelayLink};
 use crate::events::EventBus;
 use crate::hosted_tls::RelayCertificate;
+use crate::local_relay::{LocalRelay, LocalRelayDir};
 use crate::methods::{self, Context};
 use crate::rpc::{self, Notifier, RpcListener, ServerLimits};
 use crate::store::{Kv, LossPolicy, Vault};
@@ -40,6 +41,18 @@ const HOSTED_RELAY_DIR: &str = "relay";
 /// others could read has to be looked at by its owner, who may also have to consider them
 /// copied; and the directory may be one the user chose for other things too.
 pub fn open_data_dir(dir: &Path) -> anyhow::Result<()> {
+    open_private_dir(
+        dir,
+        "the data directory",
+        "the account's keys",
+        "--data-dir",
+    )
+}
+
+/// Creates `dir` 0700 or checks that it is ours and closed to others, as [`open_data_dir`]
+/// does: `what` names the directory in messages, `holds` says what it keeps, `flag` is the
+/// option that picks another one.
+pub fn open_private_dir(dir: &Path, what: &str, holds: &str, flag: &str) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -47,26 +60,27 @@ pub fn open_data_dir(dir: &Path) -> anyhow::Result<()> {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 create_private_dir(dir)
-                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
+                    .with_context(|| format!("creating {what} {}", dir.display()))?;
                 // The umask may have taken bits away, never added any: exactly 0700.
                 std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                     .with_context(|| format!("setting the mode of {}", dir.display()))?;
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("inspecting the data directory {}", dir.display())));
+                return Err(
+                    anyhow::Error::new(e).context(format!("inspecting {what} {}", dir.display()))
+                );
             }
         }
         let meta = std::fs::metadata(dir)
-            .with_context(|| format!("inspecting the data directory {}", dir.display()))?;
+            .with_context(|| format!("inspecting {what} {}", dir.display()))?;
         if !meta.is_dir() {
-            anyhow::bail!("the data directory {} is not a directory", dir.display());
+            anyhow::bail!("{what} {} is not a directory", dir.display());
         }
         let ours = rustix::process::geteuid().as_raw();
         if meta.uid() != ours {
             anyhow::bail!(
-                "the data directory {} belongs to uid {}, not to us (uid {ours}): refusing to \
-                 keep the account's keys there; choose another --data-dir",
+                "{what} {} belongs to uid {}, not to us (uid {ours}): refusing to keep {holds} \
+                 there; choose another {flag}",
                 dir.display(),
                 meta.uid()
             );
@@ -74,10 +88,10 @@ pub fn open_data_dir(dir: &Path) -> anyhow::Result<()> {
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
             anyhow::bail!(
-                "the data directory {} is open to other users (mode {mode:04o}), and it holds \
-                 the account's keys: refusing to start. Close it with `chmod -R go-rwx {}` and \
-                 start chatd again (if others could read it, consider what it held copied: an \
-                 account without a passphrase is readable from it alone)",
+                "{what} {} is open to other users (mode {mode:04o}), and it holds {holds}: \
+                 refusing to start. Close it with `chmod -R go-rwx {}` and start chatd again \
+                 (if others could read it, consider what it held copied: an account without a \
+                 passphrase is readable from it alone)",
                 dir.display(),
                 dir.display()
             );
@@ -86,8 +100,8 @@ pub fn open_data_dir(dir: &Path) -> anyhow::Result<()> {
     }
     #[cfg(not(unix))]
     {
-        create_private_dir(dir)
-            .with_context(|| format!("creating the data directory {}", dir.display()))
+        let _ = (holds, flag);
+        create_private_dir(dir).with_context(|| format!("creating {what} {}", dir.display()))
     }
 }
 
@@ -157,6 +171,26 @@ fn relay_storage(config: &Config, name: &str) -> anyhow::Result<Storage> {
     })
 }
 
+/// Opens the local relay's directory (read only for an ephemeral daemon, which never hosts
+/// it) and starts its supervisor.
+fn start_local_relay(config: &Config) -> anyhow::Result<LocalRelay> {
+    let default = Config::default_local_relay_addr();
+    let dir = &config.local_relay_dir;
+    let opened = if config.ephemeral {
+        LocalRelayDir::read_only(dir, config.embedded_relay_addr, default)
+    } else {
+        LocalRelayDir::open(
+            dir,
+            config.data_dir.as_deref(),
+            config.embedded_relay_addr,
+            default,
+        )
+    };
+    let opened =
+        opened.with_context(|| format!("the local relay's directory {}", dir.display()))?;
+    Ok(LocalRelay::start(opened, !config.ephemeral))
+}
+
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -215,6 +249,7 @@ pub async fn run(
     let mut relays = Vec::new();
     let mut hosted = None;
     let mut hosted_relay = None;
+    let mut local_relay: Option<Arc<LocalRelay>> = None;
     if let Some(addr) = config.host_relay {
         let storage = relay_storage(&config, HOSTED_RELAY_DIR)?;
         let certificate = hosted_certificate(&config)?;
@@ -240,19 +275,12 @@ pub async fn run(
         (Some(url), _) => crate::relay_link::normalize_url(url).map_err(anyhow::Error::msg)?,
         (None, Some(url)) => url.clone(),
         (None, None) => {
-            // The embedded relay: whichever local daemon binds the address first hosts it, and
-            // every other one uses it.
-            let addr = config.embedded_relay_addr;
-            match host_relay(addr, relay_storage(&config, "embedded-relay")?, None, None).await {
-                Ok(relay) => {
-                    hosted = Some(format!("ws://{}/v1", relay.local_addr()));
-                    relays.push(relay);
-                }
-                Err(e) => {
-                    tracing::info!(error = %format!("{e:#}"), "not hosting the embedded relay; using the one already there")
-                }
-            }
-            format!("ws://{addr}/v1")
+            // The user's local relay: hosted by whichever of their daemons can, taken over
+            // by another when that one stops (`local_relay`).
+            let relay = start_local_relay(&config)?;
+            let url = relay.url();
+            local_relay = Some(Arc::new(relay));
+            url
         }
     };
     let relay_ca_pem = match &config.relay_ca {
@@ -268,6 +296,10 @@ pub async fn run(
             relay_ca_pem,
             clock: crate::clock::system(),
             hosted_relay,
+            local_relay: local_relay.as_ref().map(|relay| LocalRelayLink {
+                url: relay.url(),
+                wake: relay.wake(),
+            }),
         },
         bus.clone(),
     )?;
@@ -285,6 +317,7 @@ pub async fn run(
         started,
         ephemeral: config.ephemeral,
         hosted_relay: hosted,
+        local_relay: local_relay.clone(),
         default_relay,
         kdf: config.kdf,
         handle_recheck_ms: config.handle_recheck_secs.saturating_mul(1000),
@@ -336,6 +369,9 @@ pub async fn run(
         if let Err(e) = relay.shutdown().await {
             tracing::warn!(error = %format!("{e:#}"), "relay shutdown");
         }
+    }
+    if let Some(relay) = local_relay {
+        relay.shutdown().await;
     }
     tracing::info!("chatd stopped");
     Ok(())

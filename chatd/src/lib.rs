@@ -2,8 +2,10 @@
 //! [`daemon::run`], and tests drive it directly.
 //!
 //! - `config`: flags, environment and the TOML file, merged.
-//! - `daemon`: wiring: store, hosted/embedded relay, core, RPC server.
+//! - `daemon`: wiring: store, hosted or local relay, core, RPC server.
 //! - `hosted_tls`: the self-signed certificate of a hosted relay on a `wss://` public URL.
+//! - `local_relay`: the user's local relay (no relay configured): its own directory, hosted by
+//!   one of the user's daemons and taken over by another when that one stops.
 //! - `store`: the encrypted sled store (and its in-memory twin for `--ephemeral`), the vault
 //!   that derives the store key from a passphrase.
 //! - `core`: the one task that owns the secrets: account, contacts, sessions, outbox, incoming
@@ -31,6 +33,7 @@ pub(crate) mod events;
 pub mod fuzzing;
 pub(crate) mod hosted_tls;
 pub mod logfile;
+pub(crate) mod local_relay;
 pub mod memory;
 pub(crate) mod methods;
 pub(crate) mod pidfile;

@@ -41,11 +41,15 @@ use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::ApiError;
+use crate::local_relay::owner::Listener;
 
 /// First reconnect delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// Longest reconnect delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Longest reconnect delay to the user's local relay (on loopback, where a failed dial costs
+/// nothing).
+const LOCAL_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often to ping the relay.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Without any frame from the relay for this long, the connection is considered dead.
@@ -127,6 +131,15 @@ pub enum LinkError {
     /// The relay broke the protocol.
     #[error(transparent)]
     Relay(#[from] RelayMisbehaviour),
+    /// The local relay's address is held by another user's socket, which must not be taken
+    /// for the user's own relay.
+    #[error("{}", crate::local_relay::supervisor::foreign_message(*addr, *uid))]
+    ForeignListener {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The uid that owns the listener there.
+        uid: u32,
+    },
 }
 
 /// Ways a relay breaks the protocol (SPEC.md section 10) that end the connection.
@@ -243,6 +256,11 @@ pub struct LinkConfig {
     /// SHA-256 of the relay's TLS certificate: when set, exactly that certificate is accepted
     /// and no other check of it is made (a self-signed relay, pinned by a signed record).
     pub tls_pin: Option<[u8; 32]>,
+    /// The relay is the user's local relay (`local_relay`): before each dial, a listener of
+    /// another user on its address refuses the connection (Linux), and reconnects wait at
+    /// most [`LOCAL_BACKOFF_MAX`], since another daemon of the user takes it over within
+    /// seconds when its host stops.
+    pub same_user: bool,
 }
 
 impl RelayLink {
@@ -408,7 +426,12 @@ async fn run(
                 },
             }
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        let most = if config.same_user {
+            LOCAL_BACKOFF_MAX
+        } else {
+            BACKOFF_MAX
+        };
+        backoff = (backoff * 2).min(most);
     }
 }
 
@@ -421,6 +444,14 @@ async fn connect(config: &LinkConfig, device: Option<&LocalDevice>) -> Result<So
     let host = uri.host().ok_or_else(bad_url)?.to_owned();
     let tls = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    if config.same_user
+        && let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>()
+    {
+        let addr = std::net::SocketAddr::new(ip, port);
+        if let Listener::Foreign(uid) = crate::local_relay::owner::listener_owner(addr) {
+            return Err(LinkError::ForeignListener { addr, uid });
+        }
+    }
     let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
         .map_err(|source| LinkError::Dial {
@@ -798,6 +829,7 @@ mod tests {
             tls_pin: None,
             url: url.to_owned(),
             extra_root_pem: None,
+            same_user: false,
         };
         (RelayLink::start(config, Some(device()), events), receiver)
     }

@@ -77,6 +77,7 @@ impl RelayPool {
                 url: url.to_owned(),
                 extra_root_pem,
                 tls_pin,
+                same_user: false,
             },
             None,
             events(),

@@ -1,11 +1,16 @@
 //! `contrib/first-message.sh`, README's one command from a fresh clone to a first message: run
 //! with the binaries this build made (instead of building release ones), in a private
-//! directory, with the embedded relay on a free port. Bob's message must show in Alice's
-//! history, a second run must reuse the accounts, and `--stop` must stop both daemons.
+//! directory, with the demo's own local relay on a free port. Bob's message must show in
+//! Alice's history, a second run must reuse the accounts, and `--stop` must stop both daemons
+//! and nothing else: an account of the user's own, on their default local relay, goes on.
 
 use std::process::Command;
 
-use tests::{Finished, bin_dir, free_addr, private_dir, wait_for, workspace_root};
+use serde_json::json;
+use tests::{
+    DaemonOptions, DaemonProcess, Finished, bin_dir, free_addr, private_dir, wait_for,
+    workspace_root,
+};
 
 fn script(demo: &std::path::Path, relay: &str, args: &[&str]) -> Command {
     let mut command = Command::new("bash");
@@ -43,7 +48,38 @@ fn the_script_gets_a_first_message_to_alice_and_stops_the_daemons() {
         relay: &relay,
     };
 
+    // The user's own account, on the local relay in its default place
+    // ($XDG_DATA_HOME/chatd/local-relay), made before the demo runs.
+    let xdg = dir.path().join("xdg");
+    let own_relay = free_addr().to_string();
+    let own = || {
+        DaemonProcess::start_options(
+            "",
+            DaemonOptions {
+                args: vec!["--embedded-relay-addr".into(), own_relay.clone()],
+                env: vec![("XDG_DATA_HOME".into(), xdg.clone().into_os_string())],
+                ..DaemonOptions::default()
+            },
+        )
+    };
+    let me = own();
+    let my_account = me.create("me");
+    me.call("account.register_handle", json!({ "handle": "myself" }));
+    let mine = me.call("daemon.status", json!({}));
+    assert_eq!(mine["local_relay"]["hosted_here"], true, "{mine}");
+    assert_eq!(
+        mine["local_relay"]["dir"],
+        xdg.join("chatd").join("local-relay").display().to_string()
+    );
+
     let first = Finished::run(&mut script(&demo, &relay, &[]), b"").expect_code(0);
+    assert!(
+        first.stdout.contains(&format!(
+            "the demo uses its own relay on {relay} (state in {}); your own account is not touched",
+            demo.join("local-relay").display()
+        )),
+        "{first:?}"
+    );
     assert!(
         first.stdout.contains("created Alice's account"),
         "{first:?}"
@@ -70,4 +106,17 @@ fn the_script_gets_a_first_message_to_alice_and_stops_the_daemons() {
             (!socket.exists()).then_some(())
         });
     }
+
+    // The user's account never depended on the demo: its relay still runs, its handle still
+    // resolves, and mail reaches it.
+    let mine = me.call("daemon.status", json!({}));
+    assert_eq!(mine["connection"], "connected", "{mine}");
+    assert_eq!(mine["local_relay"]["hosted_here"], true, "{mine}");
+    assert_eq!(mine["relay_url"], format!("ws://{own_relay}/v1"), "{mine}");
+    let friend = own();
+    friend.create("friend");
+    let found = friend.add_contact("me", "@myself");
+    assert_eq!(found["address"], my_account.address.as_str(), "{found}");
+    let hello = friend.send("me", "the demo is gone, I am not");
+    friend.wait_status("me", &hello, "delivered");
 }

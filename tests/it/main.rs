@@ -16,6 +16,7 @@ mod first_message;
 mod hosting;
 mod key_change;
 mod lifecycle;
+mod local_relay;
 mod messaging;
 mod names;
 mod outbox;

@@ -88,6 +88,8 @@ fn status_of(state: LockState) -> DaemonStatus {
             at_ms: T,
         }),
         log_file: Some("/home/alice/.local/state/chatd/chatd.log".to_owned()),
+        relay_kind: Some(api::types::RelayKind::Remote),
+        local_relay: None,
     }
 }
 
@@ -225,6 +227,64 @@ fn daemon_status_locked_and_empty() {
         ..empty
     };
     assert_snapshot!(format!("{}\n---\n{}", status(&locked), status(&empty)));
+}
+
+#[test]
+fn daemon_status_says_who_hosts_the_local_relay() {
+    let local = api::types::LocalRelayStatus {
+        url: "ws://127.0.0.1:7420/v1".to_owned(),
+        dir: "/home/u/.local/share/chatd/local-relay".to_owned(),
+        hosted_here: true,
+        host_pid: Some(4242),
+        can_host: true,
+        error: None,
+    };
+    let on_local = |local: api::types::LocalRelayStatus, connection| DaemonStatus {
+        relay_url: Some("ws://127.0.0.1:7420/v1".to_owned()),
+        relay_kind: Some(api::types::RelayKind::Local),
+        local_relay: Some(local),
+        connection,
+        other_relays: Vec::new(),
+        ..status_of(LockState::Unlocked)
+    };
+    let here = on_local(local.clone(), ConnectionState::Connected);
+    let elsewhere = on_local(
+        api::types::LocalRelayStatus {
+            hosted_here: false,
+            host_pid: Some(5151),
+            ..local.clone()
+        },
+        ConnectionState::Connected,
+    );
+    let unknown = on_local(
+        api::types::LocalRelayStatus {
+            hosted_here: false,
+            host_pid: None,
+            ..local.clone()
+        },
+        ConnectionState::Connected,
+    );
+    let foreign = on_local(
+        api::types::LocalRelayStatus {
+            hosted_here: false,
+            host_pid: None,
+            error: Some("the local relay's address 127.0.0.1:7420 is held by another user (uid 1001)\u{1b}[31m".to_owned()),
+            ..local
+        },
+        ConnectionState::Waiting,
+    );
+    let hosted = DaemonStatus {
+        relay_url: Some("ws://127.0.0.1:7700/v1".to_owned()),
+        hosted_relay: Some("ws://127.0.0.1:7700/v1".to_owned()),
+        relay_kind: Some(api::types::RelayKind::Hosted),
+        other_relays: Vec::new(),
+        ..status_of(LockState::Unlocked)
+    };
+    let shown: Vec<String> = [here, elsewhere, unknown, foreign, hosted]
+        .iter()
+        .map(status)
+        .collect();
+    assert_snapshot!(shown.join("\n---\n"));
 }
 
 #[test]

@@ -120,6 +120,8 @@ fn locked_status() -> DaemonStatus {
         store_error: None,
         last_relay_error: None,
         log_file: None,
+        relay_kind: None,
+        local_relay: None,
     }
 }
 

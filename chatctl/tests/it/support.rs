@@ -263,6 +263,8 @@ fn status() -> DaemonStatus {
         store_error: None,
         last_relay_error: None,
         log_file: None,
+        relay_kind: None,
+        local_relay: None,
     }
 }
 

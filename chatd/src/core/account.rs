@@ -179,6 +179,7 @@ fn start_link(state: &CoreState, unlocked: &mut Unlocked) {
             url: unlocked.account.relay_url.clone(),
             extra_root_pem: state.config.relay_ca_pem.clone(),
             tls_pin: unlocked.account.tls_pin,
+            same_user: state.config.is_local_relay(&unlocked.account.relay_url),
         },
         Some(unlocked.local.clone()),
         events_tx,
@@ -207,6 +208,7 @@ fn start_draining(state: &CoreState, unlocked: &mut Unlocked, url: &str) {
             url: url.to_owned(),
             extra_root_pem: state.config.relay_ca_pem.clone(),
             tls_pin: None,
+            same_user: state.config.is_local_relay(url),
         },
         Some(unlocked.local.clone()),
         events_tx,
@@ -821,6 +823,7 @@ pub(super) mod tests {
                 relay_ca_pem: None,
                 clock: clock.clone(),
                 hosted_relay: None,
+                local_relay: None,
             },
             bus: Arc::new(EventBus::new()),
             connection: ConnectionState::Connected,
@@ -973,6 +976,7 @@ pub(super) mod tests {
             relay_ca_pem: None,
             clock: crate::clock::system(),
             hosted_relay: None,
+            local_relay: None,
         };
         let (core, task) = crate::core::start(kv.clone(), config, Arc::new(EventBus::new()))
             .unwrap_or_else(|e| panic!("{e}"));

@@ -195,6 +195,28 @@ pub struct CoreConfig {
     /// The relay this daemon hosts (`--host-relay`), if any: an account whose home it is
     /// carries its certificate's pin ([`reach::pin_hosted_home`]).
     pub hosted_relay: Option<HostedRelay>,
+    /// The user's local relay, when this daemon has no relay configured: links to it check
+    /// that its listener is the user's, and the home link to it wakes the take-over when it
+    /// drops.
+    pub local_relay: Option<LocalRelayLink>,
+}
+
+/// The local relay as the core sees it.
+#[derive(Debug, Clone)]
+pub struct LocalRelayLink {
+    /// Its URL.
+    pub url: String,
+    /// Notified when the home link to it drops.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl CoreConfig {
+    /// Whether `url` is the user's local relay.
+    pub fn is_local_relay(&self, url: &str) -> bool {
+        self.local_relay
+            .as_ref()
+            .is_some_and(|local| local.url == url)
+    }
 }
 
 /// A relay the daemon hosts, as accounts name it.

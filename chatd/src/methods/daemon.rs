@@ -64,6 +64,20 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
             Vec::new(),
             None,
         ));
+    let relay_url = relay.unwrap_or_else(|| ctx.default_relay.clone());
+    let local_relay = ctx.local_relay.as_ref().map(|local| local.status());
+    let local_url = local_relay.as_ref().map(|local| local.url.as_str());
+    let relay_kind = if Some(relay_url.as_str()) == local_url {
+        RelayKind::Local
+    } else if Some(&relay_url) == ctx.hosted_relay.as_ref() {
+        RelayKind::Hosted
+    } else {
+        RelayKind::Remote
+    };
+    let hosted_relay = match &local_relay {
+        Some(local) if local.hosted_here => Some(local.url.clone()),
+        _ => ctx.hosted_relay.clone(),
+    };
     DaemonStatus {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         api_version: api::API_VERSION.to_owned(),
@@ -71,11 +85,11 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
         uptime_ms: u64::try_from(ctx.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         state,
         ephemeral: ctx.ephemeral,
-        relay_url: relay.or_else(|| Some(ctx.default_relay.clone())),
+        relay_url: Some(relay_url),
         connection,
         address,
         outbox,
-        hosted_relay: ctx.hosted_relay.clone(),
+        hosted_relay,
         other_relays,
         passphrase_protected: match state {
             LockState::NoAccount => None,
@@ -84,5 +98,7 @@ pub(super) async fn status(ctx: &Context) -> DaemonStatus {
         store_error: ctx.kv.health(),
         last_relay_error,
         log_file: ctx.log_file.as_ref().map(|p| p.display().to_string()),
+        relay_kind: Some(relay_kind),
+        local_relay,
     }
 }

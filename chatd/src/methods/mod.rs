@@ -36,8 +36,10 @@ pub struct Context {
     pub started: Instant,
     /// Whether nothing touches the disk.
     pub ephemeral: bool,
-    /// The relay the daemon hosts, if any.
+    /// The relay the daemon hosts for `--host-relay`, if any.
     pub hosted_relay: Option<String>,
+    /// The user's local relay, when no relay is configured.
+    pub local_relay: Option<Arc<crate::local_relay::LocalRelay>>,
     /// The relay new accounts use by default.
     pub default_relay: String,
     /// Argon2id parameters for new accounts.

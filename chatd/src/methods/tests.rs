@@ -21,6 +21,7 @@ fn running_methods(bus: Arc<EventBus>) -> Methods {
         relay_ca_pem: None,
         clock: crate::clock::system(),
         hosted_relay: None,
+        local_relay: None,
     };
     let (core, task) =
         crate::core::start(kv.clone(), config, bus.clone()).unwrap_or_else(|e| panic!("core: {e}"));
@@ -32,6 +33,7 @@ fn running_methods(bus: Arc<EventBus>) -> Methods {
         started: Instant::now(),
         ephemeral: true,
         hosted_relay: None,
+        local_relay: None,
         default_relay: "ws://127.0.0.1:1/v1".into(),
         kdf: KdfParams::INSECURE_FOR_TESTS,
         handle_recheck_ms: 0,
@@ -129,6 +131,7 @@ fn every_documented_method_is_registered_and_nothing_else() {
         relay_ca_pem: None,
         clock: crate::clock::system(),
         hosted_relay: None,
+        local_relay: None,
     };
     let (core, _task) =
         crate::core::start(kv.clone(), config, bus.clone()).unwrap_or_else(|e| panic!("core: {e}"));
@@ -139,6 +142,7 @@ fn every_documented_method_is_registered_and_nothing_else() {
         started: Instant::now(),
         ephemeral: true,
         hosted_relay: None,
+        local_relay: None,
         default_relay: "ws://127.0.0.1:1/v1".into(),
         kdf: KdfParams::INSECURE_FOR_TESTS,
         handle_recheck_ms: 0,

@@ -38,6 +38,15 @@ pub fn on_link_event(state: &mut CoreState, event: LinkEvent, txn: &mut Txn) {
             unlocked.fetching.clear();
             let relay_url = unlocked.account.relay_url.clone();
             let online = unlocked.online;
+            if new == api::types::ConnectionState::Waiting {
+                // The local relay's host may have stopped: this daemon tries to take it over
+                // now rather than at its supervisor's next turn.
+                if let Some(local) = state.config.local_relay.as_ref()
+                    && local.url == relay_url
+                {
+                    local.wake.notify_one();
+                }
+            }
             if state.connection != new {
                 state.connection = new;
                 state.event(
