@@ -215,14 +215,11 @@ daemon_pid() {
 }
 
 # ------------------------------------------------------------------------------------------
-# STOPPING A WINDOWS DAEMON. The one place that does it; `chatctl daemon stop` replaces
-# taskkill here once it exists (issue #16: lead, switch this to
-#     wctl "$pipe" daemon stop || fail "chatctl.exe daemon stop failed"
-# and keep the wait below).
+# STOPPING A WINDOWS DAEMON: `chatctl daemon stop` over the named pipe (the `daemon.stop` RPC;
+# a Windows daemon whose pipe is gone cannot be stopped this way, only with taskkill).
 stop_windows_daemon() {
-    local pipe=$1 pid
-    pid=$(daemon_pid "$pipe") || fail "no daemon answers on $pipe to stop"
-    win taskkill /F /PID "$pid" >>"$work/taskkill.log" 2>&1 || fail "taskkill /F /PID $pid failed"
+    local pipe=$1
+    wctl "$pipe" daemon stop >>"$work/stop.log" 2>&1 || fail "chatctl.exe daemon stop failed on $pipe"
     wait_until "the daemon on $pipe to go away" pipe_unreachable "$pipe"
 }
 # ------------------------------------------------------------------------------------------
