@@ -32,8 +32,8 @@ pub(crate) mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod hosted_tls;
-pub mod logfile;
 pub(crate) mod local_relay;
+pub mod logfile;
 pub mod memory;
 pub(crate) mod methods;
 pub(crate) mod pidfile;

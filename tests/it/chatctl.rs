@@ -43,7 +43,7 @@ fn chatctl_creates_accounts_sends_reads_and_watches_between_two_daemons() {
 
     run_chatctl(&a, &["contact", "add", "bob", &bob_address]).expect_code(0);
     // At once, without waiting for anything: Alice's introduction went first, so Bob knows her
-    // name by the time the text arrives and files it under "Alice".
+    // name by the time the text arrives and files it under "alice" (its typeable alias).
     let sent = run_chatctl(&a, &["send", "bob", "hello bob", "--wait", "delivered"]).expect_code(0);
     assert!(sent.stdout.starts_with("delivered"), "{}", sent.stdout);
     let contacts = run_chatctl(&b, &["--json", "contact", "list"])
@@ -51,7 +51,7 @@ fn chatctl_creates_accounts_sends_reads_and_watches_between_two_daemons() {
         .json();
     let named = contacts["contacts"].as_array().is_some_and(|all| {
         all.iter()
-            .any(|c| c["alias"] == "Alice" && c["address"] == alice_address.as_str())
+            .any(|c| c["alias"] == "alice" && c["address"] == alice_address.as_str())
     });
     assert!(named, "bob knows alice by name: {contacts}");
     let piped = Finished::run(
@@ -83,10 +83,10 @@ fn chatctl_creates_accounts_sends_reads_and_watches_between_two_daemons() {
         .expect_code(0)
         .json();
     let conversation = &conversations["conversations"][0];
-    assert_eq!(conversation["conversation"], "Alice", "{conversations}");
+    assert_eq!(conversation["conversation"], "alice", "{conversations}");
     assert_eq!(conversation["unread"], 2, "{conversations}");
     let listed = run_chatctl(&b, &["conversations"]).expect_code(0);
-    assert!(listed.stdout.contains("Alice"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("alice"), "{}", listed.stdout);
     let read = run_chatctl(&b, &["--json", "read", "Alice"])
         .expect_code(0)
         .json();

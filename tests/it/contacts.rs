@@ -28,8 +28,8 @@ fn an_invite_connects_two_accounts_without_handles() {
     assert_eq!(contact["display_name"], "Alice Liddell");
     let alias = contact["alias"].as_str().unwrap_or_default().to_owned();
     assert_eq!(
-        alias, "AliceLiddell",
-        "the default alias is the name without spaces"
+        alias, "alice-liddell",
+        "the default alias is the name made typeable: lowercase, words joined by -"
     );
 
     // Alice learns about Bob from the introduction that carried the token.
@@ -38,7 +38,7 @@ fn an_invite_connects_two_accounts_without_handles() {
         let found = list["contacts"]
             .as_array()?
             .iter()
-            .any(|c| c["alias"] == "Bob" && c["display_name"] == "Bob");
+            .any(|c| c["alias"] == "bob" && c["display_name"] == "Bob");
         found.then_some(())
     });
     bob.call(

@@ -89,7 +89,7 @@ fn the_script_gets_a_first_message_to_alice_and_stops_the_daemons() {
     // Alice's history prints the whole text (her conversation list shortens it).
     assert!(
         first.stdout.lines().any(
-            |line| line.ends_with("Bob: Hello Alice, this is Bob. It is end-to-end encrypted.")
+            |line| line.ends_with("bob: Hello Alice, this is Bob. It is end-to-end encrypted.")
         ),
         "no history line with Bob's message: {first:?}"
     );

@@ -24,15 +24,15 @@ fn two_daemons_exchange_messages_with_receipts() {
         let first = list["conversations"].get(0)?.clone();
         (first["unread"] == 1).then_some(first["conversation"].clone())
     });
-    assert_eq!(conversation, "Bob", "the introduction names the sender");
-    let history = alice.call("messages.history", json!({ "conversation": "Bob" }));
+    assert_eq!(conversation, "bob", "the introduction names the sender");
+    let history = alice.call("messages.history", json!({ "conversation": "bob" }));
     assert_eq!(history["messages"][0]["text"], "hello alice");
     wait_for("bob to see the delivery receipt", || {
         let history = bob.call("messages.history", json!({ "conversation": "alice" }));
         let message = history["messages"].get(0)?.clone();
         (message["message_id"] == id.as_str() && message["status"] == "delivered").then_some(())
     });
-    alice.call("messages.mark_read", json!({ "conversation": "Bob" }));
+    alice.call("messages.mark_read", json!({ "conversation": "bob" }));
     wait_for("bob to see the read receipt", || {
         let history = bob.call("messages.history", json!({ "conversation": "alice" }));
         (history["messages"][0]["status"] == "read").then_some(())

@@ -567,16 +567,13 @@ pub(crate) async fn fetch(
         }
     };
     if devices.is_empty() {
-        // The relay answered, and it has no mailbox for this identity: nothing sent there
-        // could ever be delivered (see `on_bundles`).
-        return Err(RequestError::Refused(
-            protocol::frames::ErrorCode::NotFound,
-            format!(
-                "the relay {relay} has no mailbox for this contact (its account is not, or no \
-                 longer, on that relay; add it again with a new invite, its handle@relay or \
-                 its address@relay)"
-            ),
-        ));
+        // No device (yet): the contact may be on another relay, or its devices may not have
+        // registered here yet (an account made while its relay was down). Nothing tells the
+        // two apart, so the messages wait, saying why, and are retried with back-off.
+        return Err(RequestError::Unreachable(format!(
+            "the relay {relay} knows no device of this contact (is the contact on another relay? \
+             add it with an invite, its handle@relay or its address@relay)"
+        )));
     }
     let mut bundles = Vec::new();
     for certificate in devices {
