@@ -31,5 +31,4 @@ mod services;
 mod smoke;
 mod tidy;
 mod tray;
-mod tray_panel;
 mod visibility;
