@@ -13,6 +13,7 @@ pub use dir::LocalRelayDir;
 pub use supervisor::LocalRelay;
 
 /// The effective uid of this process, the owner a local relay's listener must have.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn current_uid() -> u32 {
     #[cfg(unix)]
     {

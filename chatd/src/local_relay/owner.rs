@@ -2,6 +2,8 @@
 //! socket, read from `/proc/net/tcp` and `/proc/net/tcp6`, so that a daemon never takes another
 //! user's listener for its own local relay (ARCHITECTURE.md, "Threat model"). Elsewhere there is
 //! no such table, and the per-user recorded port is the only guard.
+// The /proc/net/tcp reader is used on Linux only; elsewhere the recorded port is the guard.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

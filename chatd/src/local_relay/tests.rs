@@ -1,5 +1,6 @@
 //! The local relay's owner check over `/proc/net/tcp` samples and real listeners, and its
 //! directory: the recorded address, the pid file and the move of an old embedded relay store.
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports))]
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
