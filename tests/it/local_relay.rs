@@ -220,8 +220,19 @@ fn another_users_listener_is_never_the_local_relay() {
     let temp = private_dir();
     let dir = relay_dir(&temp);
     let addr = free_addr().to_string();
-    // Another user's relay on the address: a real chat-relay, running as nobody.
-    let mut other = std::process::Command::new(tests::bin("chat-relay"))
+    // Another user's relay on the address: a real chat-relay, running as nobody, from a copy
+    // nobody can execute (the build's own may sit under a home directory only root enters).
+    let shared = tempfile::Builder::new()
+        .prefix("chatd-nobody-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relay_copy = shared.path().join("chat-relay");
+    std::fs::copy(tests::bin("chat-relay"), &relay_copy).unwrap_or_else(|e| panic!("{e}"));
+    for path in [shared.path(), relay_copy.as_path()] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut other = std::process::Command::new(&relay_copy)
         .args(["--listen", addr.as_str(), "--ephemeral"])
         .env("RUST_LOG", "warn")
         .uid(NOBODY)
