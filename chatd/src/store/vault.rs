@@ -246,7 +246,7 @@ impl Vault {
         let master = open_record(&stored, old)?;
         let record = seal_record(&master, new, params, rng)?;
         Ok(Rewrapped {
-            replaces: stored.to_vec(),
+            replaces: Zeroizing::new(stored.to_vec()),
             record,
         })
     }
@@ -280,8 +280,9 @@ impl Vault {
 
 /// A vault record made by [`Vault::rewrap`], waiting to replace the one it was made from.
 pub struct Rewrapped {
-    /// The record it replaces, compared before the write.
-    replaces: Vec<u8>,
+    /// The record it replaces, compared before the write (for an unprotected vault it holds
+    /// the master key as is, so it is wiped on drop like `record`).
+    replaces: Zeroizing<Vec<u8>>,
     /// The new record (for an unprotected vault it holds the master key as is).
     record: Zeroizing<Vec<u8>>,
 }
