@@ -65,20 +65,8 @@ pub fn for_new_account(file: Option<&Path>) -> anyhow::Result<Passphrase> {
     from_reader(io::stdin().lock())
 }
 
-/// The passphrase of the existing account: from `file`, else asked once on the terminal, else
-/// one line of stdin.
-pub fn for_unlock(file: Option<&Path>) -> anyhow::Result<Passphrase> {
-    if let Some(file) = file {
-        return from_file(file);
-    }
-    if io::stdin().is_terminal() {
-        return prompt("Passphrase: ");
-    }
-    from_reader(io::stdin().lock())
-}
-
-/// The current passphrase, to check before a change: from `file`, else asked once on the
-/// terminal with `question`, else one line of stdin.
+/// The passphrase of the existing account (to unlock, or to check before a change): from `file`,
+/// else asked once on the terminal with `question`, else one line of stdin.
 pub fn current(file: Option<&Path>, question: &str) -> anyhow::Result<Passphrase> {
     if let Some(file) = file {
         return from_file(file);

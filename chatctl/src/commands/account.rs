@@ -71,30 +71,13 @@ pub(super) fn unlock(ctx: &Ctx, args: &UnlockArgs) -> anyhow::Result<()> {
             // An account created without a passphrase unlocks without one.
             let file = args.passphrase_file.as_deref();
             let protected = status.passphrase_protected != Some(false);
-            // On a terminal a mistyped passphrase is asked again, up to three tries in all.
-            let tries = if protected && passphrase::interactive(file) {
-                passphrase::TRIES
-            } else {
-                1
-            };
-            let unlocked = passphrase::with_retries(
-                tries,
-                || {
-                    if protected {
-                        passphrase::for_unlock(file)
-                    } else {
-                        passphrase::none()
-                    }
-                },
-                |passphrase| {
+            let unlocked =
+                with_current_passphrase(ctx, protected, file, "Passphrase: ", |passphrase| {
                     let params = Unlock {
                         passphrase: protected.then(|| passphrase.expose().to_owned()),
                     };
                     rpc.call(methods::ACCOUNT_UNLOCK, &params)
-                },
-                is_wrong_passphrase,
-                |text| ctx.out.note(text),
-            );
+                });
             match unlocked {
                 Ok(value) => Some(value),
                 // Another client unlocked it meanwhile.
@@ -116,7 +99,37 @@ pub(super) fn unlock(ctx: &Ctx, args: &UnlockArgs) -> anyhow::Result<()> {
 }
 
 /// Whether chatd refused a passphrase as wrong.
-pub(super) fn is_wrong_passphrase(err: &anyhow::Error) -> bool {
+/// Runs `attempt` with the account's current passphrase: none for an account created without
+/// one, else from `file`, a prompt with `question` (asked again after a wrong one, up to
+/// [`passphrase::TRIES`] in all) or one line of stdin.
+pub(super) fn with_current_passphrase<T>(
+    ctx: &Ctx,
+    protected: bool,
+    file: Option<&std::path::Path>,
+    question: &str,
+    attempt: impl FnMut(passphrase::Passphrase) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let tries = if protected && passphrase::interactive(file) {
+        passphrase::TRIES
+    } else {
+        1
+    };
+    passphrase::with_retries(
+        tries,
+        || {
+            if protected {
+                passphrase::current(file, question)
+            } else {
+                passphrase::none()
+            }
+        },
+        attempt,
+        is_wrong_passphrase,
+        |text| ctx.out.note(text),
+    )
+}
+
+fn is_wrong_passphrase(err: &anyhow::Error) -> bool {
     err.downcast_ref::<ClientError>()
         .and_then(ClientError::app_code)
         == Some(ErrorCode::WrongPassphrase)

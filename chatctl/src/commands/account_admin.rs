@@ -10,7 +10,7 @@ use api::types::{
     PassphraseChanged, RegisterHandle,
 };
 
-use super::account::is_wrong_passphrase;
+use super::account::with_current_passphrase;
 use super::{Ctx, decode};
 use crate::cli::{DeleteArgs, PassphraseArgs};
 use crate::exit::{Failure, LOCKED};
@@ -37,35 +37,18 @@ pub(super) fn passphrase(ctx: &Ctx, args: &PassphraseArgs) -> anyhow::Result<()>
     // On a terminal a mistyped current passphrase is asked again, up to three tries in all;
     // the new one is asked for once, after the first current one (chatd checks the current
     // one in the request that sets the new one).
-    let tries = if protected && passphrase::interactive(old_file) {
-        passphrase::TRIES
-    } else {
-        1
-    };
     let mut new = None;
-    let value = passphrase::with_retries(
-        tries,
-        || {
-            if protected {
-                passphrase::current(old_file, "Current passphrase: ")
-            } else {
-                passphrase::none()
-            }
-        },
-        |old| {
-            if new.is_none() && !args.no_passphrase {
-                new = Some(passphrase::for_new_account(args.new_file.as_deref())?);
-            }
-            let params = ChangePassphrase {
-                old_passphrase: protected.then(|| old.expose().to_owned()),
-                new_passphrase: new.as_ref().map(|p| p.expose().to_owned()),
-                no_passphrase: args.no_passphrase,
-            };
-            rpc.call(methods::ACCOUNT_CHANGE_PASSPHRASE, &params)
-        },
-        is_wrong_passphrase,
-        |text| ctx.out.note(text),
-    )?;
+    let value = with_current_passphrase(ctx, protected, old_file, "Current passphrase: ", |old| {
+        if new.is_none() && !args.no_passphrase {
+            new = Some(passphrase::for_new_account(args.new_file.as_deref())?);
+        }
+        let params = ChangePassphrase {
+            old_passphrase: protected.then(|| old.expose().to_owned()),
+            new_passphrase: new.as_ref().map(|p| p.expose().to_owned()),
+            no_passphrase: args.no_passphrase,
+        };
+        rpc.call(methods::ACCOUNT_CHANGE_PASSPHRASE, &params)
+    })?;
     if let Some(warning) = value.get("passphrase_warning").and_then(|w| w.as_str()) {
         ctx.out.note(&format!(
             "warning: {}; the passphrase is changed all the same",
@@ -130,30 +113,13 @@ pub(super) fn delete(ctx: &Ctx, args: &DeleteArgs) -> anyhow::Result<()> {
         confirm(ctx, name.as_deref())?;
     }
     let file = args.passphrase_file.as_deref();
-    let tries = if protected && passphrase::interactive(file) {
-        passphrase::TRIES
-    } else {
-        1
-    };
-    let value = passphrase::with_retries(
-        tries,
-        || {
-            if protected {
-                passphrase::for_unlock(file)
-            } else {
-                passphrase::none()
-            }
-        },
-        |passphrase| {
-            let params = DeleteAccount {
-                passphrase: protected.then(|| passphrase.expose().to_owned()),
-                confirm: true,
-            };
-            rpc.call(methods::ACCOUNT_DELETE, &params)
-        },
-        is_wrong_passphrase,
-        |text| ctx.out.note(text),
-    )?;
+    let value = with_current_passphrase(ctx, protected, file, "Passphrase: ", |passphrase| {
+        let params = DeleteAccount {
+            passphrase: protected.then(|| passphrase.expose().to_owned()),
+            confirm: true,
+        };
+        rpc.call(methods::ACCOUNT_DELETE, &params)
+    })?;
     ctx.show(methods::ACCOUNT_DELETE, value, |done: AccountDeleted| {
         let mut text = String::from("account deleted: its keys, contacts and messages are gone");
         for handle in &done.released_handles {
