@@ -124,6 +124,19 @@ fn every_command_takes_an_alias_in_any_case_a_handle_or_an_address() {
         .err()
         .unwrap_or_else(|| panic!("a second Bobby was added"));
     assert_eq!(taken.app_code(), Some(ErrorCode::AliasTaken), "{taken}");
+    // Adding someone who already is the contact, under the alias they already have, says so
+    // (not that the alias is taken).
+    let again = alice
+        .try_call(
+            "contacts.add",
+            json!({ "alias": "bobby", "target": b.address }),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("Bobby was added twice"));
+    assert!(
+        again.to_string().contains("already the contact \"Bobby\""),
+        "{again}"
+    );
     // A contact whose alias is another's handle makes `@bob_h` ambiguous: refused, listing
     // both; the alias alone and the address still name one.
     alice.add_contact("bob_h", &c.address);

@@ -111,15 +111,6 @@ pub fn add(
 ) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
     Unlocked::check_alias(alias)?;
-    if let Some(other) = unlocked.by_alias.get(&super::alias::key(alias)) {
-        return Err(ApiError::new(
-            ErrorCode::AliasTaken,
-            format!(
-                "the alias {alias:?} is already used by {:?} (aliases ignore case)",
-                unlocked.contact(other)?.alias
-            ),
-        ));
-    }
     if &identity == unlocked.identity.public_key().as_bytes() {
         return Err(ApiError::new(
             ErrorCode::InvalidAddress,
@@ -131,6 +122,18 @@ pub fn add(
         return Err(ApiError::new(
             ErrorCode::AliasTaken,
             format!("that address is already the contact {:?}", existing.alias),
+        ));
+    }
+    // The address is checked before the alias: adding someone whose introduction already made
+    // them a contact under the same alias must say they are already the contact, not that the
+    // alias is taken.
+    if let Some(other) = unlocked.by_alias.get(&super::alias::key(alias)) {
+        return Err(ApiError::new(
+            ErrorCode::AliasTaken,
+            format!(
+                "the alias {alias:?} is already used by {:?} (aliases ignore case)",
+                unlocked.contact(other)?.alias
+            ),
         ));
     }
     // Outgoing message ids bind the conversation id's first 8 bytes (`store::MessageIds`):
