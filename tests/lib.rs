@@ -538,6 +538,23 @@ impl DaemonProcess {
         self.call(m::CONTACTS_ADD, json!({ "alias": alias, "target": target }))
     }
 
+    /// Waits for a message request from `address` (a stranger who wrote first) and accepts it
+    /// under the alias `alias`: it becomes a contact, and gets this account's introduction.
+    pub fn accept_request(&self, alias: &str, address: &str) -> Value {
+        wait_for("the message request to arrive", || {
+            let list = self.call(m::REQUESTS_LIST, json!({}));
+            list["requests"]
+                .as_array()?
+                .iter()
+                .any(|r| r["contact"]["address"] == address)
+                .then_some(())
+        });
+        self.call(
+            m::REQUESTS_ACCEPT,
+            json!({ "contact": address, "alias": alias }),
+        )
+    }
+
     /// Sends `text` to `to` and returns the new message's id.
     pub fn send(&self, to: &str, text: &str) -> String {
         let sent = self.call(m::MESSAGES_SEND, json!({ "to": to, "text": text }));
@@ -720,14 +737,9 @@ impl Pair {
         let alice_info = alice.create("alice");
         let bob_info = bob.create("bob");
         alice.add_contact("bob", &bob_info.address);
-        wait_for("bob to learn of alice from her introduction", || {
-            let contacts = bob.call(m::CONTACTS_LIST, json!({}));
-            contacts["contacts"]
-                .as_array()?
-                .iter()
-                .any(|c| c["alias"] == "alice" && c["address"] == alice_info.address.as_str())
-                .then_some(())
-        });
+        // Alice is a stranger to Bob: her introduction makes her a message request, which Bob
+        // accepts (his introduction goes back), so each is the other's contact.
+        bob.accept_request("alice", &alice_info.address);
         Self {
             alice,
             bob,

@@ -112,6 +112,12 @@ error_codes! {
     /// The message is not in a state that allows this: resending one that did not fail,
     /// cancelling one that is being handed to the relay or was already sent.
     WrongMessageState = 1040, "wrong_message_state";
+    /// The name is a message request (a stranger who wrote first): accept it
+    /// (`requests.accept`) before writing to it.
+    MessageRequest = 1042, "message_request";
+    /// The contact's daemon refused the invite this account accepted from it (used, expired
+    /// or unknown), so it has not added this account: ask it for a new invite.
+    InviteRefused = 1043, "invite_refused";
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -41,6 +41,10 @@ pub enum EventKind {
         /// (the contact's `trust` is `key_changed`): show it as such.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         from_changed_key: bool,
+        /// The sender is a message request (a stranger not accepted yet): show it as a
+        /// request, not as a conversation.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        from_request: bool,
     },
     /// An outgoing message changed status.
     #[serde(rename = "message.status")]
@@ -109,6 +113,23 @@ pub enum EventKind {
         /// Its address.
         address: String,
     },
+    /// A stranger wrote first (a text or an introduction): a message request, listed by
+    /// `requests.list` until accepted, declined or blocked. Its messages arrive as
+    /// `message.received` with `from_request`.
+    #[serde(rename = "request.received")]
+    RequestReceived {
+        /// Who (`request` is true).
+        contact: Contact,
+    },
+    /// A contact's daemon refused the invite this account accepted from it: writing to it is
+    /// refused (`invite_refused`) until it introduces itself or a new invite is accepted.
+    #[serde(rename = "invite.refused")]
+    InviteRefused {
+        /// The contact's alias.
+        alias: String,
+        /// Why ("it was already used", "it had expired", "this account never issued it").
+        reason: String,
+    },
     /// A contact's alias changed (`contacts.rename`); its conversation is named by the new
     /// alias from now on.
     #[serde(rename = "contact.renamed")]
@@ -150,6 +171,8 @@ impl EventKind {
             Self::Locked {} => "account.locked",
             Self::ContactRemoved { .. } => "contact.removed",
             Self::ContactRenamed { .. } => "contact.renamed",
+            Self::RequestReceived { .. } => "request.received",
+            Self::InviteRefused { .. } => "invite.refused",
         }
     }
 
@@ -183,6 +206,10 @@ mod tests {
             EventKind::ContactRemoved {
                 alias: "bob".into(),
                 address: "chat1test".into(),
+            },
+            EventKind::InviteRefused {
+                alias: "bob".into(),
+                reason: "it was already used".into(),
             },
         ];
         for kind in samples {

@@ -75,6 +75,14 @@ pub const OUTBOX_RETRY: &str = "outbox.retry";
 pub const MESSAGES_RESEND: &str = "messages.resend";
 /// Stops the daemon.
 pub const DAEMON_STOP: &str = "daemon.stop";
+/// Lists message requests.
+pub const REQUESTS_LIST: &str = "requests.list";
+/// Accepts a message request: the stranger becomes a contact.
+pub const REQUESTS_ACCEPT: &str = "requests.accept";
+/// Declines a message request: it is forgotten.
+pub const REQUESTS_DECLINE: &str = "requests.decline";
+/// Blocks a message request.
+pub const REQUESTS_BLOCK: &str = "requests.block";
 
 /// Builds a JSON Schema with a generator (so shared types land in `components`).
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -254,7 +262,7 @@ pub const ALL: &[MethodDoc] = &[
     },
     MethodDoc {
         name: CONTACTS_LIST,
-        summary: "Lists every contact.",
+        summary: "Lists every contact (message requests are listed by `requests.list`).",
         description: "",
         params: schema::<Empty>,
         result: schema::<ContactList>,
@@ -334,6 +342,67 @@ pub const ALL: &[MethodDoc] = &[
         ],
     },
     MethodDoc {
+        name: REQUESTS_LIST,
+        summary: "Lists message requests: strangers who wrote first, newest activity first.",
+        description: "A first message (or introduction) from an account that is not a contact \
+            makes it a request (a `request.received` event; its messages arrive as \
+            `message.received` with `from_request`). A request is not a contact: it is not in \
+            `contacts.list` or `conversations.list`, writing to it is refused \
+            (`message_request`), and it gets delivery receipts but no read receipts and no \
+            introduction (so it learns nothing about this account) until accepted. Its alias \
+            names it in `requests.*`, `messages.history`, `messages.mark_read` and \
+            `contacts.get`. Contacts added with `contacts.add` and invites never pass through \
+            here. With `blocked: true`, lists the blocked requests instead.",
+        params: schema::<ListRequests>,
+        result: schema::<RequestList>,
+        errors: LOCKED,
+    },
+    MethodDoc {
+        name: REQUESTS_ACCEPT,
+        summary: "Accepts a message request: the stranger becomes a contact.",
+        description: "The contact gets this account's introduction (with a delivery token of \
+            its own) and read receipts for the messages already read; a `contact.added` event \
+            follows. `alias` renames it on the way. `contacts.add` of a request's address \
+            accepts it too.",
+        params: schema::<AcceptRequest>,
+        result: schema::<Contact>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::AmbiguousContact,
+            E::AliasTaken,
+            E::InvalidAlias,
+            E::StoreError,
+        ],
+    },
+    MethodDoc {
+        name: REQUESTS_DECLINE,
+        summary: "Declines a message request: it and its messages are forgotten.",
+        description: "Nothing is sent to the stranger. If it writes again, that is a new \
+            request; to stop it writing, use `requests.block`. A `contact.removed` event \
+            follows.",
+        params: schema::<ContactRef>,
+        result: schema::<Empty>,
+        errors: &[E::NoAccount, E::Locked, E::NotFound, E::AmbiguousContact],
+    },
+    MethodDoc {
+        name: REQUESTS_BLOCK,
+        summary: "Blocks a message request: what it sends is dropped, also after a restart.",
+        description: "The request is kept, blocked, so its messages are dropped unread and \
+            unanswered (listed by `requests.list` with `blocked: true`); `contacts.unblock` \
+            makes it an open request again.",
+        params: schema::<ContactRef>,
+        result: schema::<Contact>,
+        errors: &[
+            E::NoAccount,
+            E::Locked,
+            E::NotFound,
+            E::AmbiguousContact,
+            E::StoreError,
+        ],
+    },
+    MethodDoc {
         name: CONTACTS_UNBLOCK,
         summary: "Unblocks a contact: its token is accepted again and its messages arrive.",
         description: "Messages the contact sent while it was blocked are gone.",
@@ -386,6 +455,8 @@ pub const ALL: &[MethodDoc] = &[
             E::RelayUnreachable,
             E::ContactBlocked,
             E::AmbiguousContact,
+            E::MessageRequest,
+            E::InviteRefused,
         ],
     },
     MethodDoc {

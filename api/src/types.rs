@@ -261,6 +261,55 @@ pub struct Contact {
     /// Blocked: its messages are dropped (`contacts.block`).
     #[serde(default)]
     pub blocked: bool,
+    /// A message request: a stranger who wrote first and is not accepted yet
+    /// (`requests.accept`). Requests are listed by `requests.list`, not `contacts.list`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub request: bool,
+    /// Why the contact's daemon refused the invite this account accepted from it ("it was
+    /// already used", ...), while that holds: writing to it is refused (`invite_refused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite_refused: Option<String>,
+}
+
+/// Params of `requests.list`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListRequests {
+    /// List the blocked requests instead of the open ones.
+    #[serde(default)]
+    pub blocked: bool,
+}
+
+/// One message request: a stranger who wrote first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MessageRequest {
+    /// Who it is (`request` is true); its alias names it in `requests.*`, `messages.history`
+    /// and `contacts.get`.
+    pub contact: Contact,
+    /// Messages it sent.
+    pub messages: u64,
+    /// Of those, unread.
+    pub unread: u32,
+    /// The newest message, if any.
+    pub last_message: Option<Message>,
+}
+
+/// Result of `requests.list`, newest activity first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestList {
+    /// The requests.
+    pub requests: Vec<MessageRequest>,
+}
+
+/// Params of `requests.accept`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRequest {
+    /// The request, named as a contact is (its alias, `@alias`, or its address).
+    pub contact: String,
+    /// A new alias for the contact it becomes (it keeps the request's otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 /// Params of `contacts.add`.

@@ -76,8 +76,11 @@ pub enum Command {
         /// The contact: its alias (any case), @alias, @handle or address
         alias: String,
     },
-    /// List blocked contacts
+    /// List blocked contacts and blocked message requests
     Blocked,
+    /// List message requests (strangers who wrote first); accept, decline or block one
+    #[command(long_about = REQUESTS_ABOUT)]
+    Requests(RequestsArgs),
     /// Whether accounts that are not your contacts may write to you
     Strangers {
         /// accept: strangers may write, at a low rate; refuse: only contacts and invites
@@ -426,8 +429,18 @@ fn parse_safety_number(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
+/// What `chatctl requests --help` (and its man page) says.
+const REQUESTS_ABOUT: &str = "List message requests: strangers who wrote to you first.\n\n\
+    A first message from someone who is not your contact lands here, not in your contacts or \
+    conversations. Until you accept it, the sender gets delivery receipts but no read receipts \
+    and learns nothing about you; `chatctl history NAME` shows what it wrote. `accept` makes it \
+    a contact (it gets your introduction and the read receipts held back), `decline` forgets it \
+    (it may write again), `block` drops everything it sends, also after a restart (`chatctl \
+    unblock NAME` makes it a request again). People you add yourself, and invites, never \
+    land here.";
+
 mod ops;
-pub use ops::{DaemonCommand, OutboxArgs, OutboxCommand};
+pub use ops::{DaemonCommand, OutboxArgs, OutboxCommand, RequestsArgs, RequestsCommand};
 
 #[cfg(test)]
 mod tests;

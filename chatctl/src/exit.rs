@@ -118,6 +118,8 @@ pub fn for_error_code(code: ErrorCode) -> u8 {
         ErrorCode::AmbiguousContact => USAGE,
         // Resending a message that did not fail, cancelling one already on its way.
         ErrorCode::WrongMessageState => OTHER,
+        // Writing to a message request, or to a contact that refused our invite: refusals.
+        ErrorCode::MessageRequest | ErrorCode::InviteRefused => OTHER,
     }
 }
 

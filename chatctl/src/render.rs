@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use api::events::{Event, EventKind};
 use api::types::{
     AccountInfo, ConnectionState, Contact, ContactDetails, Conversation, DaemonStatus, Direction,
-    LocalRelayStatus, LockState, Message, MessageStatus, RelayKind, Trust,
+    LocalRelayStatus, LockState, Message, MessageRequest, MessageStatus, RelayKind, Trust,
 };
 use serde_json::Value;
 
@@ -351,6 +351,16 @@ pub fn contact_details(details: &ContactDetails) -> Result<String, String> {
         let _ = writeln!(out, "name:     {}", clean_line(name));
     }
     let _ = writeln!(out, "trust:    {}", trust(contact.trust));
+    if contact.request {
+        out.push_str("state:    message request (`chatctl requests accept` to add it)\n");
+    }
+    if let Some(reason) = &contact.invite_refused {
+        let _ = writeln!(
+            out,
+            "state:    refused the invite you accepted ({}): ask for a new invite",
+            clean_line(reason)
+        );
+    }
     if !details.devices.is_empty() {
         let devices: Vec<String> = details.devices.iter().map(u32::to_string).collect();
         let _ = writeln!(out, "devices:  {}", devices.join(", "));
@@ -407,10 +417,14 @@ pub fn event(event: &Event) -> String {
             message,
             sender_name,
             from_changed_key,
+            from_request,
         } => {
             let mut line = message_line(message);
             if *from_changed_key {
                 line.push_str("  [from a changed key, not accepted yet]");
+            }
+            if *from_request {
+                line.push_str("  [message request: `chatctl requests`]");
             }
             match sender_name {
                 Some(name) if *name != message.conversation => {
@@ -496,7 +510,59 @@ pub fn event(event: &Event) -> String {
             clean_line(old_alias),
             clean_line(&contact.alias)
         ),
+        EventKind::RequestReceived { contact } => {
+            let alias = clean_line(&contact.alias);
+            let name = match &contact.display_name {
+                Some(name) if *name != contact.alias => format!(" ({})", clean_line(name)),
+                _ => String::new(),
+            };
+            format!(
+                "[{at}] message request from {alias}{name}, {}: `chatctl requests accept \
+                 {alias}`, `decline` or `block`",
+                clean_line(&contact.address)
+            )
+        }
+        EventKind::InviteRefused { alias, reason } => {
+            let alias = clean_line(alias);
+            format!(
+                "[{at}] WARNING: {alias} refused the invite you accepted ({}): {alias} has not \
+                 added you; ask {alias} for a new invite",
+                clean_line(reason)
+            )
+        }
     }
+}
+
+/// Message requests as a table: alias, name, address, message count and the newest message.
+pub fn requests(list: &[MessageRequest]) -> String {
+    if list.is_empty() {
+        return "(no message requests)".to_owned();
+    }
+    let aliases: Vec<Cow<'_, str>> = list.iter().map(|r| clean_line(&r.contact.alias)).collect();
+    let width = aliases.iter().map(|a| a.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (request, alias) in list.iter().zip(&aliases) {
+        let contact = &request.contact;
+        let name = match &contact.display_name {
+            Some(name) if *name != contact.alias => format!("  \"{}\"", clean_line(name)),
+            _ => String::new(),
+        };
+        let count = match (request.messages, request.unread) {
+            (1, _) => "1 message".to_owned(),
+            (n, 0) => format!("{n} messages"),
+            (n, unread) => format!("{n} messages, {unread} unread"),
+        };
+        let _ = writeln!(
+            out,
+            "{alias:<width$}  {}{name}  ({count})",
+            clean_line(&contact.address)
+        );
+        if let Some(last) = &request.last_message {
+            let _ = writeln!(out, "    {}", preview(last));
+        }
+    }
+    out.pop();
+    out
 }
 
 /// An event this chatctl does not know (from a newer chatd): its kind and cursor.

@@ -80,6 +80,9 @@ pub enum PeerError {
     /// An introduction's body does not decode (SPEC.md 8.1).
     #[error("bad introduction: {0}")]
     BadIntroduction(protocol::codec::DecodeError),
+    /// An invite refusal's body does not decode (SPEC.md 8.1).
+    #[error("bad invite refusal: {0}")]
+    BadInviteRefusal(protocol::codec::DecodeError),
     /// A receipt's body is not one or more whole message ids (SPEC.md 8.1).
     #[error("bad receipt: a body of {0} bytes is not a run of 16-byte message ids")]
     BadReceipt(usize),

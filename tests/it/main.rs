@@ -25,6 +25,7 @@ mod prekeys;
 mod python_client;
 mod reachability;
 mod regressions;
+mod requests;
 mod relay_without_home;
 mod rpc_abuse;
 mod services;

@@ -239,16 +239,35 @@ impl App {
             EventKind::MessageReceived {
                 message,
                 sender_name,
+                from_request,
                 ..
             } => {
                 if message.direction == Direction::Incoming {
                     let sender = self.name(&message.conversation, sender_name.as_deref());
-                    self.inbox
-                        .received(&message.conversation, &sender, &message.text);
+                    if from_request {
+                        self.inbox
+                            .request(&message.conversation, &sender, Some(&message.text));
+                    } else {
+                        self.inbox
+                            .received(&message.conversation, &sender, &message.text);
+                    }
                 }
             }
             EventKind::MessagesRead { conversation, .. } => self.inbox.read(&conversation),
-            EventKind::ContactAdded { contact } => self.names.learn(&contact),
+            EventKind::ContactAdded { contact } => {
+                self.names.learn(&contact);
+                // An accepted request is a contact now: its request notification closes.
+                self.inbox.request_closed(&contact.alias);
+            }
+            EventKind::RequestReceived { contact } => {
+                self.names.learn(&contact);
+                let name = self.name(&contact.alias, contact.display_name.as_deref());
+                self.inbox.request(&contact.alias, &name, None);
+            }
+            EventKind::InviteRefused { .. } => {
+                // chatctl says so where the user acts on it (`send`, `contact show`, `watch`).
+                tracing::warn!("a contact refused the invite this account accepted");
+            }
             EventKind::ContactTrust { contact } => {
                 self.names.learn(&contact);
                 if contact.trust != Trust::KeyChanged {

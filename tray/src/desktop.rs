@@ -85,7 +85,7 @@ impl Desktop {
                 Urgency::Critical => notify_rust::Urgency::Critical,
             });
         match slot {
-            Slot::Conversation(_) | Slot::Messages => {
+            Slot::Conversation(_) | Slot::Messages | Slot::Request(_) => {
                 notification
                     .icon("mail-message-new")
                     .hint(Hint::Category("im.received".into()));

@@ -15,6 +15,10 @@
 //!   is closed, so no text stays on a screen whose owner walked away.
 //! - A key change is a notification of its own per contact ([`Slot::KeyChange`]), critical,
 //!   closed when the contact is trusted again.
+//! - A message request (a stranger who wrote first) is a notification of its own per request
+//!   ([`Slot::Request`]) that says "Message request from NAME" and how to accept it, replaced as
+//!   its messages arrive, and closed once it is accepted, declined or blocked. Its messages
+//!   are not counted as unread (chatd's counts leave requests out).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -32,6 +36,8 @@ pub enum Slot {
     Messages,
     /// A contact's key change (by alias).
     KeyChange(String),
+    /// A message request (by alias).
+    Request(String),
     /// The menu's "Open chatctl" opened nothing (shown by the main loop, not the inbox).
     Terminal,
 }
@@ -85,6 +91,8 @@ pub struct Inbox {
     privacy: bool,
     preview_chars: usize,
     received: BTreeMap<String, Latest>,
+    requests: BTreeMap<String, Latest>,
+    closed_requests: BTreeSet<String>,
     read: BTreeSet<String>,
     key_changes: BTreeMap<String, String>,
     trusted: BTreeSet<String>,
@@ -100,6 +108,8 @@ impl Inbox {
             privacy,
             preview_chars,
             received: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            closed_requests: BTreeSet::new(),
             read: BTreeSet::new(),
             key_changes: BTreeMap::new(),
             trusted: BTreeSet::new(),
@@ -126,6 +136,33 @@ impl Inbox {
             .or_insert(0) += 1;
     }
 
+    /// A message request from `alias` (shown as `name`) arrived, or wrote again (`text`).
+    pub fn request(&mut self, alias: &str, name: &str, text: Option<&str>) {
+        let preview = match (text, self.privacy) {
+            (Some(text), false) => one_line(text, self.preview_chars),
+            _ => self
+                .requests
+                .get(alias)
+                .map(|held| held.preview.clone())
+                .unwrap_or_default(),
+        };
+        self.closed_requests.remove(alias);
+        self.requests.insert(
+            alias.to_owned(),
+            Latest {
+                sender: one_line(name, NAME_CHARS),
+                preview,
+            },
+        );
+    }
+
+    /// The request `alias` was accepted (it is a contact now), declined or blocked: its
+    /// notification closes.
+    pub fn request_closed(&mut self, alias: &str) {
+        self.requests.remove(alias);
+        self.closed_requests.insert(alias.to_owned());
+    }
+
     /// Messages of `conversation` were marked read.
     pub fn read(&mut self, conversation: &str) {
         self.read.insert(conversation.to_owned());
@@ -147,6 +184,7 @@ impl Inbox {
 
     /// The contact `alias` was removed: its notifications close.
     pub fn removed(&mut self, alias: &str) {
+        self.request_closed(alias);
         self.received.remove(alias);
         self.local_unread.remove(alias);
         self.key_changes.remove(alias);
@@ -259,6 +297,13 @@ impl Inbox {
         for alias in std::mem::take(&mut self.trusted) {
             effects.push(Effect::Close(Slot::KeyChange(alias)));
         }
+        for (alias, latest) in std::mem::take(&mut self.requests) {
+            let content = request_content(&alias, &latest, self.privacy);
+            effects.push(Effect::Show(Slot::Request(alias), content));
+        }
+        for alias in std::mem::take(&mut self.closed_requests) {
+            effects.push(Effect::Close(Slot::Request(alias)));
+        }
 
         // Closing what is not shown is a no-op, so it is dropped here.
         effects.retain(|effect| match effect {
@@ -305,6 +350,27 @@ fn privacy_content(unread: u32) -> Content {
             "New message".to_owned()
         },
         body: String::new(),
+        urgency: Urgency::Normal,
+    }
+}
+
+fn request_content(alias: &str, latest: &Latest, privacy: bool) -> Content {
+    if privacy {
+        return Content {
+            summary: "New message request".to_owned(),
+            body: "Someone who is not your contact wrote to you (chatctl requests).".to_owned(),
+            urgency: Urgency::Normal,
+        };
+    }
+    let alias = one_line(alias, NAME_CHARS);
+    let how = format!("chatctl requests accept {alias} (or decline, block)");
+    Content {
+        summary: format!("Message request from {}", latest.sender),
+        body: if latest.preview.is_empty() {
+            how
+        } else {
+            format!("{}\n{how}", latest.preview)
+        },
         urgency: Urgency::Normal,
     }
 }

@@ -1,12 +1,13 @@
-//! The arguments of the commands that look after chatd itself and its outbox: `outbox`
-//! (list, `cancel`, `retry`) and `daemon stop`.
+//! The arguments of the commands that look after chatd itself, its outbox and what waits for
+//! the user: `outbox` (list, `cancel`, `retry`), `requests` (list, `accept`, `decline`,
+//! `block`) and `daemon stop`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{parse_message_id, parse_timeout};
+use super::{parse_alias, parse_message_id, parse_timeout};
 
 /// Arguments of `outbox`: without a subcommand, the list.
 #[derive(Debug, Args)]
@@ -33,6 +34,39 @@ pub enum OutboxCommand {
         /// The message's id [default: every queued message]
         #[arg(value_name = "ID", value_parser = parse_message_id)]
         message_id: Option<String>,
+    },
+}
+
+/// Arguments of `requests`: without a subcommand, the list.
+#[derive(Debug, Args)]
+pub struct RequestsArgs {
+    /// What to do [default: list]
+    #[command(subcommand)]
+    pub command: Option<RequestsCommand>,
+}
+
+/// The `requests` commands.
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List the open requests: who, how many messages, the newest one
+    List,
+    /// Accept a request: it becomes a contact and gets your introduction
+    Accept {
+        /// The request: its alias (any case), @alias or address
+        name: String,
+        /// A new alias for the contact it becomes
+        #[arg(long = "as", value_name = "ALIAS", value_parser = parse_alias)]
+        alias: Option<String>,
+    },
+    /// Decline a request: it and its messages are forgotten (it may write again)
+    Decline {
+        /// The request: its alias (any case), @alias or address
+        name: String,
+    },
+    /// Block a request: everything it sends is dropped, also after a restart
+    Block {
+        /// The request: its alias (any case), @alias or address
+        name: String,
     },
 }
 

@@ -249,14 +249,3 @@ pub(super) fn block(ctx: &Ctx, alias: &str, blocked: bool) -> anyhow::Result<()>
     })
 }
 
-/// `chatctl blocked`.
-pub(super) fn blocked(ctx: &Ctx) -> anyhow::Result<()> {
-    ctx.call_and_show(methods::CONTACTS_LIST, &Empty {}, |list: ContactList| {
-        let blocked: Vec<Contact> = list.contacts.into_iter().filter(|c| c.blocked).collect();
-        Ok(if blocked.is_empty() {
-            "(no blocked contacts)".to_owned()
-        } else {
-            render::contact_list(&blocked)
-        })
-    })
-}

@@ -12,6 +12,7 @@ mod watch;
 
 mod daemon;
 mod outbox;
+mod requests;
 
 use std::path::PathBuf;
 
@@ -43,7 +44,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Relay(crate::cli::RelayCommand::Move { url }) => account::move_relay(&ctx, url),
         Command::Block { alias } => contact::block(&ctx, alias, true),
         Command::Unblock { alias } => contact::block(&ctx, alias, false),
-        Command::Blocked => contact::blocked(&ctx),
+        Command::Blocked => requests::blocked(&ctx),
         Command::Strangers { choice } => {
             account::strangers(&ctx, *choice == crate::cli::StrangerChoice::Accept)
         }
@@ -62,6 +63,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Export { file } => export::export(&ctx, file),
         Command::Outbox(args) => outbox::run(&ctx, args.command.as_ref()),
+        Command::Requests(args) => requests::run(&ctx, args.command.as_ref()),
         Command::Resend { message_id } => outbox::resend(&ctx, message_id),
         Command::Daemon(crate::cli::DaemonCommand::Stop { data_dir, timeout }) => {
             daemon::stop(&ctx, data_dir.as_deref(), *timeout)

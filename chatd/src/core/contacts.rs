@@ -12,6 +12,7 @@ use protocol::codec::Encode;
 use protocol::frames::{Handle, HandleClaim};
 use protocol::introduction::{DisplayName, Introduction};
 use protocol::invite::Invite as InviteCode;
+use protocol::invite_refusal::RefusalReason;
 use protocol::reachability::{DeliveryToken, ReachabilityRecord};
 
 use super::records::{ContactRecord, ConversationMeta, InviteRecord, tables};
@@ -32,6 +33,8 @@ pub fn view(record: &ContactRecord) -> Contact {
         trust: record.trust,
         added_at_ms: record.added_at_ms,
         blocked: record.blocked,
+        request: record.request,
+        invite_refused: super::requests::refusal_reason(record.invite_refused),
     }
 }
 
@@ -94,10 +97,25 @@ pub struct Whereabouts {
     pub our_token: Option<[u8; 16]>,
 }
 
+/// How a new contact record comes to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joining {
+    /// The user added it: it gets our introduction (our name, handle, reachability record and
+    /// its token) first, so it knows who writes and how to answer.
+    Introduce,
+    /// It answered our invite, or we answer its: no introduction from here (the invite or
+    /// the caller's own introduction carries it).
+    Quietly,
+    /// A stranger wrote first: a message request (`super::requests`), with no token and no
+    /// introduction until the user accepts it.
+    Request,
+}
+
 /// Adds a new contact pinned to `identity` (TOFU), with a conversation and a delivery token of
 /// its own, registered at our relay. With `introduce`, an introduction (our name, handle,
 /// reachability record and the contact's token) is queued first, so the contact knows who
-/// writes and how to answer.
+/// writes and how to answer. A message request from `identity` is accepted instead (the user
+/// adding someone is the user accepting them), under `alias`.
 #[allow(clippy::too_many_arguments)]
 pub fn add(
     state: &mut CoreState,
@@ -109,6 +127,35 @@ pub fn add(
     whereabouts: Whereabouts,
     introduce: bool,
 ) -> ApiResult<ConvId> {
+    let joining = if introduce {
+        Joining::Introduce
+    } else {
+        Joining::Quietly
+    };
+    insert(
+        state,
+        txn,
+        alias,
+        identity,
+        handle,
+        display_name,
+        whereabouts,
+        joining,
+    )
+}
+
+/// [`add`], or a message request with [`Joining::Request`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn insert(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    alias: &str,
+    identity: [u8; 32],
+    handle: Option<String>,
+    display_name: Option<String>,
+    whereabouts: Whereabouts,
+    joining: Joining,
+) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
     Unlocked::check_alias(alias)?;
     if &identity == unlocked.identity.public_key().as_bytes() {
@@ -117,8 +164,12 @@ pub fn add(
             "that is this account's own address",
         ));
     }
-    if let Some(existing) = unlocked.by_identity.get(&identity) {
-        let existing = unlocked.contact(existing)?;
+    if let Some(id) = unlocked.by_identity.get(&identity).copied() {
+        let existing = unlocked.contact(&id)?;
+        if existing.request && joining == Joining::Introduce {
+            super::requests::accept_id(state, txn, id, Some(alias), None, true)?;
+            return Ok(id);
+        }
         return Err(ApiError::new(
             ErrorCode::AliasTaken,
             format!("that address is already the contact {:?}", existing.alias),
@@ -145,9 +196,13 @@ pub fn add(
             break id;
         }
     };
-    let our_token = whereabouts
-        .our_token
-        .unwrap_or_else(super::reach::new_token);
+    let request = joining == Joining::Request;
+    // A request gets a token of its own only when accepted (`super::requests`).
+    let our_token = match (whereabouts.our_token, request) {
+        (Some(token), _) => Some(token),
+        (None, false) => Some(super::reach::new_token()),
+        (None, true) => None,
+    };
     let mut record = ContactRecord {
         alias: alias.to_owned(),
         identity,
@@ -163,9 +218,11 @@ pub fn add(
             .relay_hint
             .filter(|url| url != &unlocked.account.relay_url),
         send_token: whereabouts.send_token,
-        our_token: Some(our_token),
+        our_token,
         blocked: false,
         pending_devices: Vec::new(),
+        request,
+        invite_refused: 0,
     };
     if let Some(found) = &whereabouts.record
         && !super::reach::adopt_record(&mut record, &identity, found)
@@ -181,21 +238,24 @@ pub fn add(
     batch.put(tables::CONTACTS, &id, &record.encode());
     batch.put(tables::CONVERSATIONS, &id, &meta.encode());
     let contact = view(&record);
-    super::messaging::event_log::record_event(
-        state,
-        &mut batch,
-        txn,
-        EventKind::ContactAdded { contact },
-    )?;
+    let kind = if request {
+        tracing::info!(alias = %record.alias, "a message request arrived");
+        EventKind::RequestReceived { contact }
+    } else {
+        EventKind::ContactAdded { contact }
+    };
+    super::messaging::event_log::record_event(state, &mut batch, txn, kind)?;
     txn.commit(&store, batch)?;
     let unlocked = state.unlocked()?;
     unlocked.index_contact(id, record);
     unlocked.conversations.insert(id, meta);
-    if whereabouts.our_token.is_none() {
-        super::reach::register_token(unlocked, txn, &our_token, true);
+    if let Some(token) = our_token
+        && whereabouts.our_token.is_none()
+    {
+        super::reach::register_token(unlocked, txn, &token, true);
     }
-    if introduce {
-        introduce_to(unlocked, txn, id, None, Some(our_token))?;
+    if joining == Joining::Introduce {
+        introduce_to(unlocked, txn, id, None, our_token)?;
     }
     Ok(id)
 }
@@ -315,8 +375,20 @@ pub fn set_blocked(
 
 /// `contacts.remove`: the contact, its sessions, conversation and queued messages.
 pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()> {
+    let id = state.unlocked()?.find_contact(name)?;
+    forget(state, txn, id, true)
+}
+
+/// Deletes the contact `id`, its conversation and queued messages, and its sessions if
+/// `sessions` (a declined request keeps them: its sender still writes on them, and what it
+/// writes next must open to become a new request).
+pub(crate) fn forget(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    id: ConvId,
+    sessions: bool,
+) -> ApiResult<()> {
     let unlocked = state.unlocked()?;
-    let id = unlocked.find_contact(name)?;
     let record = unlocked.contact(&id)?.clone();
     let store = unlocked.store.clone();
     let mut batch = store.batch();
@@ -328,9 +400,11 @@ pub fn remove(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()>
             batch.delete(table, &key);
         }
     }
-    unlocked.forget_sessions(&mut batch, &record.identity, &record.devices);
-    if let Some(pending) = &record.pending_identity {
-        unlocked.forget_sessions(&mut batch, pending, &record.pending_devices);
+    if sessions {
+        unlocked.forget_sessions(&mut batch, &record.identity, &record.devices);
+        if let Some(pending) = &record.pending_identity {
+            unlocked.forget_sessions(&mut batch, pending, &record.pending_devices);
+        }
     }
     let queued: Vec<u64> = unlocked
         .outbox
@@ -470,7 +544,7 @@ pub fn accept_invite(
         ));
     }
     let identity = *code.identity().as_bytes();
-    let alias = match alias {
+    let new_alias = match alias {
         Some(alias) => alias.to_owned(),
         None => unlocked.free_alias(code.name.as_str(), &identity),
     };
@@ -479,8 +553,18 @@ pub fn accept_invite(
             // Already a contact: the invite's record and token are newer news of it.
             let id = *id;
             let mut record = unlocked.contact(&id)?.clone();
+            if record.request {
+                // A stranger whose invite the user now accepts: no longer a request.
+                // (Its introduction, with the invite's token, follows below.)
+                super::requests::accept_id(state, txn, id, alias, None, false)?;
+                let unlocked = state.unlocked()?;
+                record = unlocked.contact(&id)?.clone();
+            }
+            let unlocked = state.unlocked()?;
             super::reach::adopt_record(&mut record, &identity, &code.reachability);
             record.send_token = Some(code.delivery_token.0);
+            // A new invite from a contact that refused an older one: the refusal is over.
+            record.invite_refused = 0;
             if record.our_token.is_none() {
                 let token = super::reach::new_token();
                 record.our_token = Some(token);
@@ -496,7 +580,7 @@ pub fn accept_invite(
         None => add(
             state,
             txn,
-            &alias,
+            &new_alias,
             identity,
             None,
             Some(code.name.as_str().to_owned()),
@@ -515,23 +599,27 @@ pub fn accept_invite(
     Ok(view(unlocked.contact(&id)?))
 }
 
-/// Checks and consumes an invite token from an introduction. `Some` if it was valid, with the
-/// delivery token the invite handed out (`None` for an invite made before tokens).
+/// Checks and consumes an invite token from an introduction: `Ok` if it was one of our open
+/// invites (it is used from now on: invites are one use), with the delivery token the invite
+/// handed out (`None` for an invite made before tokens); else why it is refused.
 pub fn consume_invite(
     unlocked: &mut Unlocked,
     batch: &mut crate::store::Batch<'_>,
     token: &[u8; 16],
-) -> ApiResult<Option<Option<[u8; 16]>>> {
+) -> ApiResult<Result<Option<[u8; 16]>, RefusalReason>> {
     let Some(value) = unlocked.store.get(tables::INVITES, token)? else {
-        return Ok(None);
+        return Ok(Err(RefusalReason::Unknown));
     };
     let mut record = InviteRecord::decode(&value).map_err(|_| ApiError::store("an invite"))?;
-    if record.used || record.expires_at_ms < unlocked.clock.now_ms() {
-        return Ok(None);
+    if record.used {
+        return Ok(Err(RefusalReason::Used));
+    }
+    if record.expires_at_ms < unlocked.clock.now_ms() {
+        return Ok(Err(RefusalReason::Expired));
     }
     record.used = true;
     batch.put(tables::INVITES, token, &record.encode());
-    Ok(Some(record.delivery_token))
+    Ok(Ok(record.delivery_token))
 }
 
 /// The delivery tokens of invites: those that can still be accepted (the relay must keep

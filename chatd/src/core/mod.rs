@@ -17,6 +17,7 @@ pub mod account_admin;
 pub mod contacts;
 pub mod messaging;
 pub mod reach;
+pub mod requests;
 pub mod records;
 pub mod unlocked;
 

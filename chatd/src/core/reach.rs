@@ -69,13 +69,14 @@ pub fn pin_hosted_home(unlocked: &mut Unlocked, hosted: Option<&HostedRelay>) ->
 }
 
 /// Queues an introduction carrying the account's current record to every contact that is not
-/// blocked, with the delivery token it holds from us (SPEC.md 10.9, "Moving home"): after the
-/// record changed, so contacts deliver where it now says.
+/// blocked (nor a message request, which learns nothing of us until accepted), with the
+/// delivery token it holds from us (SPEC.md 10.9, "Moving home"): after the record changed, so
+/// contacts deliver where it now says.
 pub fn introduce_to_all(unlocked: &mut Unlocked, txn: &mut Txn) -> ApiResult<()> {
     let contacts: Vec<_> = unlocked
         .contacts
         .iter()
-        .filter(|(_, contact)| !contact.blocked)
+        .filter(|(_, contact)| !contact.blocked && !contact.request)
         .map(|(id, contact)| (*id, contact.our_token))
         .collect();
     for (id, token) in contacts {
@@ -209,7 +210,8 @@ pub fn sync_home(
     let mut revoked: Vec<[u8; 32]> = invite_tokens.expired.iter().map(digest).collect();
     for contact in unlocked.contacts.values() {
         if let Some(token) = &contact.our_token {
-            if contact.blocked {
+            // A request holds no token of ours (one made by blocking it was never handed out).
+            if contact.blocked || contact.request {
                 revoked.push(digest(token));
             } else {
                 accepted.push(digest(token));
@@ -298,6 +300,8 @@ mod tests {
             our_token: None,
             blocked: false,
             pending_devices: Vec::new(),
+            request: false,
+            invite_refused: 0,
         }
     }
 

@@ -55,6 +55,10 @@ const VERSION_2: u8 = 2;
 /// (it adds `pending_devices` at the end; versions 1 and 2 still decode, without any).
 const VERSION_3: u8 = 3;
 
+/// The version of the contact record written since message requests (it adds `request` and
+/// `invite_refused` at the end; versions 1 to 3 still decode, as accepted contacts).
+const VERSION_4: u8 = 4;
+
 /// Reads the version byte of a record that exists in versions 1 and 2.
 fn read_version(r: &mut Reader<'_>, what: &'static str) -> Result<u8, DecodeError> {
     match r.u8()? {
@@ -284,6 +288,12 @@ pub struct ContactRecord {
     /// user (delivery receipts go back to them; they become `devices` when the key is
     /// accepted).
     pub pending_devices: Vec<u32>,
+    /// A message request: a stranger who wrote first, not accepted yet (`core::requests`).
+    /// Hidden from the contact list; no read receipt nor introduction goes to it.
+    pub request: bool,
+    /// The contact's daemon refused the invite we accepted from it: the reason's wire byte
+    /// (SPEC.md 8.1, invite refused), 0 when not refused.
+    pub invite_refused: u8,
 }
 
 impl std::fmt::Debug for ContactRecord {
@@ -297,6 +307,8 @@ impl std::fmt::Debug for ContactRecord {
             .field("send_token", &self.send_token.map(|_| ".."))
             .field("our_token", &self.our_token.map(|_| ".."))
             .field("blocked", &self.blocked)
+            .field("request", &self.request)
+            .field("invite_refused", &self.invite_refused)
             .finish_non_exhaustive()
     }
 }
@@ -313,7 +325,7 @@ impl ContactRecord {
     /// Encodes.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(256 + self.reach.as_ref().map_or(0, Vec::len));
-        w.u8(VERSION_3);
+        w.u8(VERSION_4);
         w.str16(&self.alias);
         w.raw(&self.identity);
         opt_str(&mut w, self.handle.as_deref());
@@ -347,6 +359,8 @@ impl ContactRecord {
         for device in &self.pending_devices {
             w.u32(*device);
         }
+        w.u8(u8::from(self.request));
+        w.u8(self.invite_refused);
         w.into_bytes()
     }
 
@@ -354,7 +368,7 @@ impl ContactRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let version = match r.u8()? {
-            version @ (VERSION | VERSION_2 | VERSION_3) => version,
+            version @ (VERSION | VERSION_2 | VERSION_3 | VERSION_4) => version,
             version => {
                 return Err(DecodeError::UnsupportedVersion {
                     what: "contact record",
@@ -400,6 +414,8 @@ impl ContactRecord {
             our_token: None,
             blocked: false,
             pending_devices: Vec::new(),
+            request: false,
+            invite_refused: 0,
         };
         if version >= VERSION_2 {
             record.reach = match r.u8()? {
@@ -420,6 +436,10 @@ impl ContactRecord {
             for _ in 0..count {
                 record.pending_devices.push(r.u32()?);
             }
+        }
+        if version >= VERSION_4 {
+            record.request = read_bool(&mut r, "request flag")?;
+            record.invite_refused = r.u8()?;
         }
         r.finish()?;
         Ok(record)
@@ -751,6 +771,8 @@ mod tests {
             our_token: None,
             blocked: true,
             pending_devices: vec![3],
+            request: true,
+            invite_refused: 1,
         };
         assert_eq!(
             ContactRecord::decode(&contact.encode()),
@@ -844,6 +866,7 @@ mod tests {
         assert_eq!(contact.reach, None);
         assert_eq!(contact.our_token, None);
         assert!(!contact.blocked);
+        assert!(!contact.request, "an old contact is an accepted one");
         let mut w = Writer::new();
         w.u8(1);
         w.u64(9);

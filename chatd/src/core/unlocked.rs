@@ -433,7 +433,8 @@ impl Unlocked {
         issued_at
     }
 
-    /// Whether the contact may be sent to.
+    /// Whether the contact may be sent to: not while its key change waits, nor while it is a
+    /// message request or refused our acceptance of its invite (`super::requests`).
     pub fn check_trusted(&self, id: &ConvId) -> ApiResult<()> {
         let contact = self.contact(id)?;
         if contact.trust == Trust::KeyChanged {
@@ -447,7 +448,7 @@ impl Unlocked {
                 ),
             ));
         }
-        Ok(())
+        super::requests::check_writable(self, id)
     }
 }
 

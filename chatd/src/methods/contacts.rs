@@ -1,4 +1,4 @@
-//! `contacts.*` and `invites.*`. Every contact is named through the core's resolver
+//! `contacts.*`, `requests.*` and `invites.*`. Every contact is named through the core's resolver
 //! (`core::resolve`); key changes are `core::key_change`'s, aliases `core::alias`'s.
 
 use api::methods as m;
@@ -7,7 +7,7 @@ use jsonrpsee::core::server::RpcModule;
 
 use super::handles::{lookup_address, lookup_handle};
 use super::*;
-use crate::core::{alias, contacts, key_change};
+use crate::core::{alias, contacts, key_change, requests};
 use crate::error::{ApiError, ApiResult};
 
 /// Registers the methods of this group.
@@ -22,7 +22,12 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
             .core
             .call(|s, _| {
                 let u = s.unlocked()?;
-                let mut contacts: Vec<Contact> = u.contacts.values().map(contacts::view).collect();
+                let mut contacts: Vec<Contact> = u
+                    .contacts
+                    .values()
+                    .filter(|c| !c.request)
+                    .map(contacts::view)
+                    .collect();
                 contacts.sort_by(|a, b| a.alias.cmp(&b.alias));
                 Ok(ContactList { contacts })
             })
@@ -69,6 +74,35 @@ pub(super) fn register(module: &mut RpcModule<Context>) {
         out(ctx
             .core
             .call(move |s, t| contacts::set_blocked(s, t, &p.contact, false))
+            .await)
+    });
+    method!(module, m::REQUESTS_LIST, |params, ctx| {
+        let p: ListRequests = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, _| requests::list(s.unlocked()?, p.blocked))
+            .await)
+    });
+    method!(module, m::REQUESTS_ACCEPT, |params, ctx| {
+        let p: AcceptRequest = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| requests::accept(s, t, &p.contact, p.alias.as_deref()))
+            .await)
+    });
+    method!(module, m::REQUESTS_DECLINE, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| requests::decline(s, t, &p.contact))
+            .await
+            .map(|()| Empty {}))
+    });
+    method!(module, m::REQUESTS_BLOCK, |params, ctx| {
+        let p: ContactRef = parse(&params)?;
+        out(ctx
+            .core
+            .call(move |s, t| requests::block(s, t, &p.contact))
             .await)
     });
     method!(module, m::INVITES_CREATE, |params, ctx| {

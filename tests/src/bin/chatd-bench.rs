@@ -384,18 +384,26 @@ impl<'a> Bench<'a> {
             methods::MESSAGES_SEND,
             json!({ "to": "alice", "text": "warm-up" }),
         )?;
+        // The sender is a stranger to the recipient: its first message is a message request,
+        // which the recipient accepts (then the conversation is an ordinary one).
         let mut client = self.recipient.client()?;
-        let conversation = wait_until(
+        let request = wait_until(
             "the first message to arrive",
             Duration::from_secs(30),
             || {
-                let list = client.call_value(methods::CONVERSATIONS_LIST, json!({}))?;
-                Ok(list["conversations"]
+                let list = client.call_value(methods::REQUESTS_LIST, json!({}))?;
+                Ok(list["requests"]
                     .get(0)
-                    .and_then(|c| c["conversation"].as_str())
+                    .and_then(|r| r["contact"]["alias"].as_str())
                     .map(str::to_owned))
             },
         )?;
+        let accepted =
+            client.call_value(methods::REQUESTS_ACCEPT, json!({ "contact": request }))?;
+        let conversation = accepted["alias"]
+            .as_str()
+            .context("requests.accept returned no alias")?
+            .to_owned();
         self.wait_quiet(None, Duration::from_secs(30))?;
         self.conversation = Some(conversation.clone());
         Ok(conversation)

@@ -222,3 +222,48 @@ fn renaming_a_contact_moves_its_notifications_to_the_new_alias() {
         "{effects:?}"
     );
 }
+
+#[test]
+fn a_message_request_says_so_and_closes_when_accepted_or_declined() {
+    let request = |alias: &str| Slot::Request(alias.to_owned());
+    let mut inbox = Inbox::new(false, 100);
+    inbox.request("mallory", "Mallory", None);
+    inbox.request("mallory", "Mallory", Some("buy my coins"));
+    let effects = inbox.flush(Some(&counts(&[])));
+    assert_eq!(
+        effects,
+        [Effect::Show(
+            request("mallory"),
+            Content {
+                summary: "Message request from Mallory".into(),
+                body: "buy my coins\nchatctl requests accept mallory (or decline, block)".into(),
+                urgency: Urgency::Normal,
+            }
+        )]
+    );
+    // Not a conversation: nothing counts as unread, and accepting closes the request.
+    assert_eq!(inbox.shown().count(), 1);
+    inbox.request_closed("mallory");
+    assert_eq!(
+        inbox.flush(Some(&counts(&[]))),
+        [Effect::Close(request("mallory"))]
+    );
+    // Declined (removed) the same.
+    inbox.request("eve", "eve", Some("hi"));
+    inbox.flush(Some(&counts(&[])));
+    inbox.removed("eve");
+    let effects = inbox.flush(Some(&counts(&[])));
+    assert!(effects.contains(&Effect::Close(request("eve"))), "{effects:?}");
+}
+
+#[test]
+fn a_message_request_in_privacy_mode_names_no_one() {
+    let mut inbox = Inbox::new(true, 100);
+    inbox.request("mallory", "Mallory", Some("secret"));
+    let effects = inbox.flush(Some(&counts(&[])));
+    let [Effect::Show(Slot::Request(_), content)] = effects.as_slice() else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(content.summary, "New message request");
+    assert!(!content.body.contains("Mallory") && !content.body.contains("secret"));
+}

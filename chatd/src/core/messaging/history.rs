@@ -244,7 +244,8 @@ pub fn mark_read(
         )?;
     }
     let unlocked = state.unlocked()?;
-    if !read_ids.is_empty() {
+    // A message request gets its read receipts only once accepted (`core::requests`).
+    if !read_ids.is_empty() && !unlocked.contact(&conversation)?.request {
         let body: Vec<u8> = read_ids.iter().flatten().copied().collect();
         let content = new_content(unlocked, ContentKind::ReadReceipt, body);
         queue(
@@ -259,10 +260,14 @@ pub fn mark_read(
     Ok(MarkedRead { marked })
 }
 
-/// `conversations.list`.
+/// `conversations.list`: the contacts' conversations, not the message requests'.
 pub fn conversations(unlocked: &Unlocked) -> ApiResult<ConversationList> {
     let mut list = Vec::with_capacity(unlocked.contacts.len());
     for (id, contact) in &unlocked.contacts {
+        if contact.request {
+            // Message requests are listed apart (`requests.list`).
+            continue;
+        }
         let meta = unlocked.conversations.get(id).copied().unwrap_or_default();
         let last_message = match unlocked.store.last(tables::MESSAGES, id)? {
             Some((_, value)) => Some(message_view(

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use crate::core::records::{MessageRecord, tables};
 use crate::core::unlocked::{ConvId, Unlocked};
 use crate::core::{CoreState, Txn};
+use crate::core::contacts::Joining;
 use crate::core::{account, key_change};
 use crate::error::{ApiResult, PeerError, ReceiveError};
 use crate::store::Batch;
@@ -198,6 +199,9 @@ pub(crate) fn receive_content(
         ContentKind::Introduction => {
             receive_introduction(state, txn, batch, sender, device, content)?
         }
+        ContentKind::InviteRefused => {
+            crate::core::requests::receive_refusal(state, txn, batch, sender, content)?
+        }
         ContentKind::Other(kind) => {
             tracing::debug!(kind = kind.get(), "ignoring a message of an unknown kind");
         }
@@ -205,17 +209,26 @@ pub(crate) fn receive_content(
     Ok(())
 }
 
-/// The conversation of `sender`, adding an unknown sender as a contact (the new key of a
-/// contact whose key change waits is that contact's, `key_change`). A new contact gets a
-/// delivery token of its own and our introduction (with that token and our record), so it can
-/// answer, unless `our_token` says it was handed one already (the invite it answers).
+/// How an unknown sender is taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A stranger: a message request (`core::requests`).
+    Stranger,
+    /// It answered one of our open invites: a contact at once, whose token is the one the
+    /// invite handed out (`None` for an invite made before tokens: a new one, introduced).
+    Invited(Option<[u8; 16]>),
+}
+
+/// The conversation of `sender`, taking an unknown sender in as `admission` says (the new key
+/// of a contact whose key change waits is that contact's, `key_change`); a request that
+/// answers one of our invites becomes a contact.
 pub(crate) fn conversation_of(
     state: &mut CoreState,
     txn: &mut Txn,
     sender: [u8; 32],
     device: u32,
     name: Option<&str>,
-    our_token: Option<[u8; 16]>,
+    admission: Admission,
 ) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
     let known = unlocked
@@ -223,11 +236,20 @@ pub(crate) fn conversation_of(
         .get(&sender)
         .copied()
         .or_else(|| key_change::pending_conversation(unlocked, &sender));
-    let id = match known {
-        Some(id) => id,
-        None => {
+    let id = match (known, admission) {
+        (Some(id), Admission::Invited(token)) if unlocked.contact(&id)?.request => {
+            crate::core::requests::accept_id(state, txn, id, None, token, token.is_none())?;
+            id
+        }
+        (Some(id), _) => id,
+        (None, admission) => {
             let alias = unlocked.free_alias(name.unwrap_or_default(), &sender);
-            crate::core::contacts::add(
+            let (our_token, joining) = match admission {
+                Admission::Stranger => (None, Joining::Request),
+                Admission::Invited(Some(token)) => (Some(token), Joining::Quietly),
+                Admission::Invited(None) => (None, Joining::Introduce),
+            };
+            crate::core::contacts::insert(
                 state,
                 txn,
                 &alias,
@@ -238,7 +260,7 @@ pub(crate) fn conversation_of(
                     our_token,
                     ..Default::default()
                 },
-                our_token.is_none(),
+                joining,
             )?
         }
     };
@@ -271,7 +293,7 @@ pub(crate) fn receive_text(
     content: &Content,
 ) -> ApiResult<()> {
     let text = String::from_utf8_lossy(&content.body).into_owned();
-    let conversation = conversation_of(state, txn, sender, device, None, None)?;
+    let conversation = conversation_of(state, txn, sender, device, None, Admission::Stranger)?;
     let unlocked = state.unlocked()?;
     let received = received_key(unlocked, &conversation, &sender, content);
     if unlocked.store.get(tables::RECEIVED, &received)?.is_some() {
@@ -299,6 +321,7 @@ pub(crate) fn receive_text(
         message: message_view(&contact.alias, &record),
         sender_name: contact.display_name.clone(),
         from_changed_key: contact.identity != sender,
+        from_request: contact.request,
     };
     record_event(state, batch, txn, kind)
 }
@@ -359,24 +382,30 @@ pub(crate) fn receive_introduction(
     let introduction =
         Introduction::from_bytes(&content.body).map_err(PeerError::BadIntroduction)?;
     let name = introduction.name.as_str().to_owned();
-    // An invite's token first: whoever answers an invite holds the delivery token the invite
-    // handed out, which becomes its token, and needs no introduction back.
-    let mut invite_delivery_token = None;
-    if let Some(token) = introduction.invite_token {
-        let unlocked = state.unlocked()?;
+    // An invite's token first: whoever answers one of our open invites holds the delivery
+    // token the invite handed out, which becomes its token, and needs no introduction back.
+    // Any other token is refused (invites are one use), and its sender is a stranger; a
+    // contact's own token, presented again, changes nothing.
+    let unlocked = state.unlocked()?;
+    let is_contact = unlocked
+        .by_identity
+        .get(&sender)
+        .and_then(|id| unlocked.contacts.get(id))
+        .is_some_and(|contact| !contact.request);
+    let mut admission = Admission::Stranger;
+    let mut refused = None;
+    if let Some(token) = introduction.invite_token
+        && !is_contact
+    {
         match crate::core::contacts::consume_invite(unlocked, batch, &token)? {
-            Some(delivery_token) => invite_delivery_token = delivery_token,
-            None => tracing::info!("an introduction carried an unknown or used invite token"),
+            Ok(delivery_token) => admission = Admission::Invited(delivery_token),
+            Err(reason) => refused = Some((token, reason)),
         }
     }
-    let conversation = conversation_of(
-        state,
-        txn,
-        sender,
-        device,
-        Some(&name),
-        invite_delivery_token,
-    )?;
+    let conversation = conversation_of(state, txn, sender, device, Some(&name), admission)?;
+    if let Some((token, reason)) = refused {
+        crate::core::requests::refuse_invite(state.unlocked()?, txn, conversation, token, reason)?;
+    }
     let unlocked = state.unlocked()?;
     let mut moved = false;
     if let Some(contact) = unlocked.contacts.get_mut(&conversation)
@@ -384,6 +413,12 @@ pub(crate) fn receive_introduction(
     {
         let held = contact.reach.clone();
         let mut changed = crate::core::reach::apply_introduction(contact, &sender, &introduction);
+        if contact.invite_refused != 0 && !contact.request {
+            // It introduced itself: it holds us as a contact now (its user accepted our
+            // request), so the refusal of its invite is over.
+            contact.invite_refused = 0;
+            changed = true;
+        }
         moved = contact.reach != held;
         if contact.display_name.is_none() {
             contact.display_name = Some(name);
