@@ -198,6 +198,7 @@ pub(crate) fn receive_content(
         ContentKind::Introduction => {
             receive_introduction(state, txn, batch, sender, device, content)?
         }
+        ContentKind::InviteRefused => tracing::debug!("ignoring an invite refusal"),
         ContentKind::Other(kind) => {
             tracing::debug!(kind = kind.get(), "ignoring a message of an unknown kind");
         }
