@@ -1,6 +1,6 @@
 //! The pure protocol core of chatd: keys and addresses, PQXDH session setup, the Double Ratchet,
-//! session records and pickles, padding, sealed envelopes, introductions and invite codes,
-//! safety numbers and the relay wire codec.
+//! session records and pickles, padding, sealed envelopes, introductions, invite codes and
+//! invite refusals, safety numbers and the relay wire codec.
 //!
 //! This crate does no I/O: no sockets, no files, no clocks and no global RNG. Every function
 //! that needs randomness takes an `&mut impl Rng`, every function that needs the time takes it
@@ -17,6 +17,7 @@ pub mod frames;
 pub mod identity;
 pub mod introduction;
 pub mod invite;
+pub mod invite_refusal;
 pub mod padding;
 pub mod pickle;
 pub mod pqxdh;

@@ -62,6 +62,10 @@ pub const TARGETS: &[Target] = &[
         run: protocol_targets::reachability,
     },
     Target {
+        name: "invite_refusal",
+        run: protocol_targets::invite_refusal,
+    },
+    Target {
         name: "invite_code",
         run: services::invite_code,
     },

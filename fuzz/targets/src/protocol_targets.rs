@@ -1,5 +1,5 @@
 //! Targets for the protocol crate's keyed and text decoders: sealed envelopes, session
-//! messages, pickles, prekey bundles and addresses.
+//! messages, pickles, prekey bundles, addresses, reachability and invite refusals.
 //!
 //! The keyed targets read their first byte as a mode: one mode hands the rest to the decoder as
 //! it is (what an attacker without keys can send), the others first seal or encrypt the rest
@@ -300,5 +300,24 @@ pub fn reachability(data: &[u8]) {
                 );
             }
         }
+    }
+}
+
+/// Invite refusals (SPEC.md 8.1), the body of a kind 5 Content, which any peer can send. A
+/// refusal that decodes is exactly `INVITE_REFUSAL_LEN` bytes and re-encodes to the same bytes.
+pub fn invite_refusal(data: &[u8]) {
+    use protocol::invite_refusal::{INVITE_REFUSAL_LEN, InviteRefusal};
+    if let Ok(refusal) = InviteRefusal::from_bytes(data) {
+        assert_eq!(
+            data.len(),
+            INVITE_REFUSAL_LEN,
+            "a refusal of another length decodes"
+        );
+        assert_eq!(
+            refusal.to_bytes(),
+            data,
+            "an invite refusal decodes non-canonically"
+        );
+        assert!(!refusal.reason.describe().is_empty());
     }
 }

@@ -79,11 +79,14 @@ pub enum ContentKind {
     ReadReceipt,
     /// An introduction: the sender's name, a handle and an invite token (SPEC.md 8.1).
     Introduction,
+    /// An invite refusal: the token of an invite the sender did not honour and why
+    /// ([`InviteRefusal`](crate::invite_refusal::InviteRefusal), SPEC.md 8.1).
+    InviteRefused,
     /// A kind this version does not know; carried so newer peers can extend the protocol.
     Other(UnknownKind),
 }
 
-/// A content kind byte this version does not define (5 to 255). Only decoding makes one, so
+/// A content kind byte this version does not define (6 to 255). Only decoding makes one, so
 /// `ContentKind::Other` can never hold a byte that means a known kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UnknownKind(u8);
@@ -103,6 +106,7 @@ impl ContentKind {
             Self::DeliveryReceipt => 2,
             Self::ReadReceipt => 3,
             Self::Introduction => 4,
+            Self::InviteRefused => 5,
             Self::Other(UnknownKind(b)) => b,
         }
     }
@@ -115,6 +119,7 @@ impl ContentKind {
             2 => Self::DeliveryReceipt,
             3 => Self::ReadReceipt,
             4 => Self::Introduction,
+            5 => Self::InviteRefused,
             other => Self::Other(UnknownKind(other)),
         })
     }

@@ -99,7 +99,9 @@ fn content_round_trips_and_rejects_bad_input() {
         assert_eq!(ContentKind::from_byte(byte).unwrap().to_byte(), byte);
     }
     assert_eq!(ContentKind::from_byte(4), Ok(ContentKind::Introduction));
-    assert!(matches!(ContentKind::from_byte(5), Ok(ContentKind::Other(k)) if k.get() == 5));
+    assert_eq!(ContentKind::from_byte(5), Ok(ContentKind::InviteRefused));
+    assert_eq!(ContentKind::InviteRefused.to_byte(), 5);
+    assert!(matches!(ContentKind::from_byte(6), Ok(ContentKind::Other(k)) if k.get() == 6));
     let mut zero_kind = content.to_bytes();
     zero_kind[25] = 0;
     assert_eq!(
