@@ -371,10 +371,17 @@ fn content_vectors_are_handled_as_the_spec_says() {
                         .values()
                         .filter_map(|c| c.display_name.clone())
                         .collect();
-                    match (stored, owed, named.as_slice()) {
-                        (1, 1, []) => "stored".to_owned(),
-                        (0, 0, []) => "ignored".to_owned(),
-                        (0, 0, [name]) => format!("named/{name}"),
+                    // A stranger is only ever a message request (SPEC.md 8.1).
+                    assert!(
+                        unlocked.contacts.values().all(|c| c.request),
+                        "{comment}: a stranger became a contact"
+                    );
+                    let answered = unlocked.outbox.len();
+                    match (stored, owed, named.as_slice(), answered) {
+                        (1, 1, [], 0) => "stored".to_owned(),
+                        (0, 0, [], 0) => "ignored".to_owned(),
+                        (0, 0, [name], 0) => format!("named/{name}"),
+                        (0, 0, [name], 1) => format!("invite_refused/{name}"),
                         other => format!("unexpected: {other:?}"),
                     }
                 }
