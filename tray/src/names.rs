@@ -83,6 +83,8 @@ mod tests {
             trust: Trust::Unverified,
             added_at_ms: 0,
             blocked: false,
+            request: false,
+            invite_refused: None,
         }
     }
 

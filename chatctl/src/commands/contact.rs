@@ -248,4 +248,3 @@ pub(super) fn block(ctx: &Ctx, alias: &str, blocked: bool) -> anyhow::Result<()>
         })
     })
 }
-

@@ -77,7 +77,11 @@ pub(super) fn blocked(ctx: &Ctx) -> anyhow::Result<()> {
         client.call(methods::REQUESTS_LIST, &ListRequests { blocked: true })?,
     )?;
     let blocked = Blocked {
-        contacts: contacts.contacts.into_iter().filter(|c| c.blocked).collect(),
+        contacts: contacts
+            .contacts
+            .into_iter()
+            .filter(|c| c.blocked)
+            .collect(),
         requests: requests.requests.into_iter().map(|r| r.contact).collect(),
     };
     ctx.show(

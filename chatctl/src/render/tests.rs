@@ -36,6 +36,8 @@ fn contact(alias: &str, trust: Trust, handle: Option<&str>) -> Contact {
         trust,
         added_at_ms: T - 86_400_000,
         blocked: false,
+        request: false,
+        invite_refused: None,
     }
 }
 
@@ -384,16 +386,19 @@ fn events() {
             message: message(Direction::Incoming, "hello", None),
             sender_name: Some("Bob Builder".to_owned()),
             from_changed_key: false,
+            from_request: false,
         })),
         event(&at(EventKind::MessageReceived {
             message: message(Direction::Incoming, "again", None),
             sender_name: Some("bob".to_owned()),
             from_changed_key: false,
+            from_request: false,
         })),
         event(&at(EventKind::MessageReceived {
             message: message(Direction::Incoming, "it is me, new key", None),
             sender_name: None,
             from_changed_key: true,
+            from_request: false,
         })),
         event(&at(EventKind::MessageStatus {
             message_id: "00112233445566778899aabbccddeeff".to_owned(),

@@ -217,6 +217,8 @@ fn serve(stream: UnixStream, requests: &Mutex<Vec<Value>>, gate: &(Mutex<bool>, 
                         trust: Trust::Unverified,
                         added_at_ms: T,
                         blocked: false,
+                        request: false,
+                        invite_refused: None,
                     },
                     safety_number: number.to_owned(),
                     safety_number_groups: (0..12)
@@ -287,6 +289,7 @@ fn received(text: &str) -> EventKind {
         message: message(text, Direction::Incoming),
         sender_name: None,
         from_changed_key: false,
+        from_request: false,
     }
 }
 

@@ -672,23 +672,39 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"))
                 .token
         };
-        let consume = |state: &mut CoreState, token: &[u8; 16]| -> bool {
+        let consume = |state: &mut CoreState, token: &[u8; 16]| -> Result<(), RefusalReason> {
             let unlocked = state.unlocked().unwrap_or_else(|e| panic!("{e}"));
             let store = unlocked.store.clone();
             let mut batch = store.batch();
             let consumed =
                 consume_invite(unlocked, &mut batch, token).unwrap_or_else(|e| panic!("{e}"));
             store.commit(batch).unwrap_or_else(|e| panic!("{e}"));
-            consumed.is_some()
+            consumed.map(|_| ())
         };
         let first = token(&mut state);
         let second = token(&mut state);
         clock.advance(INVITE_LIFETIME_MS);
-        assert!(consume(&mut state, &first), "accepted at its expiry");
-        assert!(!consume(&mut state, &first), "and only once");
+        assert_eq!(
+            consume(&mut state, &first),
+            Ok(()),
+            "accepted at its expiry"
+        );
+        assert_eq!(
+            consume(&mut state, &first),
+            Err(RefusalReason::Used),
+            "and only once"
+        );
         clock.advance(1);
-        assert!(!consume(&mut state, &second), "refused a millisecond after");
-        assert!(!consume(&mut state, &[0x42; 16]), "an unknown token");
+        assert_eq!(
+            consume(&mut state, &second),
+            Err(RefusalReason::Expired),
+            "refused a millisecond after"
+        );
+        assert_eq!(
+            consume(&mut state, &[0x42; 16]),
+            Err(RefusalReason::Unknown),
+            "an unknown token"
+        );
     }
 
     /// An unused invite's delivery token is kept admitted until the invite expires, then

@@ -17,8 +17,8 @@ pub mod account_admin;
 pub mod contacts;
 pub mod messaging;
 pub mod reach;
-pub mod requests;
 pub mod records;
+pub mod requests;
 pub mod unlocked;
 
 pub mod alias;

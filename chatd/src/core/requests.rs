@@ -179,13 +179,7 @@ pub(crate) fn accept_id(
     }
     for ids in read.chunks(MAX_IDS_PER_RECEIPT) {
         let body: Vec<u8> = ids.iter().flatten().copied().collect();
-        super::messaging::outbox::queue_control(
-            unlocked,
-            txn,
-            id,
-            ContentKind::ReadReceipt,
-            body,
-        )?;
+        super::messaging::outbox::queue_control(unlocked, txn, id, ContentKind::ReadReceipt, body)?;
     }
     Ok(())
 }

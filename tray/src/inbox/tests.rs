@@ -253,7 +253,10 @@ fn a_message_request_says_so_and_closes_when_accepted_or_declined() {
     inbox.flush(Some(&counts(&[])));
     inbox.removed("eve");
     let effects = inbox.flush(Some(&counts(&[])));
-    assert!(effects.contains(&Effect::Close(request("eve"))), "{effects:?}");
+    assert!(
+        effects.contains(&Effect::Close(request("eve"))),
+        "{effects:?}"
+    );
 }
 
 #[test]

@@ -14,10 +14,10 @@ use protocol::ratchet::DecryptError;
 use protocol::session::{SessionError, SessionMessage};
 use zeroize::Zeroizing;
 
+use crate::core::contacts::Joining;
 use crate::core::records::{MessageRecord, tables};
 use crate::core::unlocked::{ConvId, Unlocked};
 use crate::core::{CoreState, Txn};
-use crate::core::contacts::Joining;
 use crate::core::{account, key_change};
 use crate::error::{ApiResult, PeerError, ReceiveError};
 use crate::store::Batch;
