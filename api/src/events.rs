@@ -155,6 +155,8 @@ impl EventKind {
         "account.locked",
         "contact.removed",
         "contact.renamed",
+        "request.received",
+        "invite.refused",
     ];
 
     /// This variant's `kind` value.
