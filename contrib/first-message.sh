@@ -7,14 +7,15 @@
 # never touched, and stopping the demo stops nothing of yours.
 #
 #   contrib/first-message.sh            # build (release), then run the demo
-#   contrib/first-message.sh --stop     # stop the two demo daemons
+#   contrib/first-message.sh --stop     # stop the two demo daemons (builds nothing)
 #
 # Both daemons keep running afterwards, so you can go on talking (the script prints how). Their
 # data and their relay's live in $CHATD_DEMO_DIR (default:
 # ${XDG_DATA_HOME:-~/.local/share}/chatd-demo), apart from your own account; the accounts have
 # no passphrase, since they are a demo.
 #
-# Environment: CHATD_BIN_DIR uses binaries already built there instead of building;
+# Environment: CHATD_BIN_DIR uses binaries already built there instead of building (--stop
+# uses them, or the release build's, and never builds);
 # CHATD_DEMO_RELAY_ADDR picks the demo relay's address (default 127.0.0.1:7421; tests use a
 # free port).
 set -euo pipefail
@@ -23,15 +24,22 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 demo=${CHATD_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/chatd-demo}
 relay_addr=${CHATD_DEMO_RELAY_ADDR:-127.0.0.1:7421}
 
+stopping=false
+if [[ ${1:-} == "--stop" ]]; then
+    stopping=true
+fi
+
 if [[ -n ${CHATD_BIN_DIR:-} ]]; then
     bin=$CHATD_BIN_DIR
 else
-    echo "==> building chatd and chatctl (release; the first build takes a few minutes)"
-    cargo build --release --bins --quiet --manifest-path "$root/Cargo.toml" -p chatd -p chatctl
     bin=${CARGO_TARGET_DIR:-$root/target}/release
+    # Stopping needs the chatctl the demo ran with, not a new build.
+    if ! $stopping; then
+        echo "==> building chatd and chatctl (release; the first build takes a few minutes)"
+        cargo build --release --bins --quiet --manifest-path "$root/Cargo.toml" -p chatd -p chatctl
+    fi
 fi
 
-mkdir -p -m 0700 "$demo"
 alice_socket=$demo/alice/chatd.sock
 bob_socket=$demo/bob/chatd.sock
 
@@ -44,7 +52,11 @@ as() {
         "$bin/chatctl" --socket "$demo/$who/chatd.sock" "$@"
 }
 
-if [[ ${1:-} == "--stop" ]]; then
+if $stopping; then
+    if [[ ! -x $bin/chatctl ]]; then
+        echo "no chatctl in $bin, so no demo daemon to stop (CHATD_BIN_DIR names where the demo's binaries are)" >&2
+        exit 1
+    fi
     for who in alice bob; do
         pid=$(as "$who" --no-autostart --json status 2>/dev/null |
             sed -n 's/.*"pid": *\([0-9]*\).*/\1/p') || true
@@ -54,6 +66,8 @@ if [[ ${1:-} == "--stop" ]]; then
     done
     exit 0
 fi
+
+mkdir -p -m 0700 "$demo"
 
 echo "==> the demo uses its own relay on $relay_addr (state in $demo/local-relay); your own account is not touched"
 
@@ -91,5 +105,5 @@ Both daemons keep running. Talk on with:
   $bin/chatctl --socket $alice_socket send ${conversation:-Bob} "Hi Bob"
   $bin/chatctl --socket $bob_socket watch
 Stop them with: $0 --stop
-For your own account: $bin/chatctl init --name YOUR-NAME (README.md, "First message").
+For your own account: $bin/chatctl init --name YOUR-NAME (README.md, "From a fresh clone to a first message").
 EOF

@@ -122,7 +122,7 @@ pub fn system_tool_available(test: &str, probe: &[&str]) -> bool {
     if std::env::var_os("CHATD_REQUIRE_SYSTEM_TOOLS").is_some() {
         panic!("{test}: {why}, and CHATD_REQUIRE_SYSTEM_TOOLS is set (.ci/run installs it)");
     }
-    eprintln!("{test}: SKIPPED: {why} (.ci/run installs it; see README, Tests)");
+    eprintln!("{test}: SKIPPED: {why} (.ci/run installs it; see README, \"Building and testing\")");
     false
 }
 

@@ -24,6 +24,7 @@ mod peer_to_peer;
 mod prekeys;
 mod python_client;
 mod reachability;
+mod readme_walk;
 mod regressions;
 mod relay_without_home;
 mod requests;

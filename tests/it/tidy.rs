@@ -504,3 +504,118 @@ fn relative_links_in_the_docs_resolve() {
     }
     report("these relative links point at nothing", &offenders);
 }
+
+/// The names a document's sections can be cited by: its headings and its bold run-in headings
+/// (`**Peer to peer.**`), without their numbers (`10.9 `).
+fn section_names(doc: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in doc.lines() {
+        if let Some(heading) = line.strip_prefix('#') {
+            let heading = heading.trim_start_matches('#').trim();
+            let heading = heading
+                .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+                .trim();
+            names.push(heading.to_owned());
+        }
+    }
+    let mut rest = doc;
+    while let Some(start) = rest.find("**") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("**") else { break };
+        names.push(after[..end].trim_end_matches('.').trim().to_owned());
+        rest = &after[end + 2..];
+    }
+    names
+}
+
+/// A quoted name as cited, on one line: comment markers of wrapped lines dropped, runs of
+/// white space made one space.
+fn cited_name(quoted: &str) -> String {
+    quoted
+        .lines()
+        .map(|line| {
+            line.trim()
+                .trim_start_matches("//!")
+                .trim_start_matches("///")
+                .trim_start_matches("//")
+                .trim_start_matches('#')
+                .trim()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The document a citation names by the word before it (`README`, `SPEC.md`,
+/// `docs/SERVICES.md`, `README's`), if it is one of the workspace's.
+fn cited_document(before: &str) -> Option<&'static str> {
+    let mut text = before.trim_end();
+    text = text.strip_suffix("section").unwrap_or(text).trim_end();
+    text = text.strip_suffix(',').unwrap_or(text);
+    text = text.strip_suffix("'s").unwrap_or(text);
+    let word = text
+        .rsplit(|c: char| c.is_whitespace() || "([`".contains(c))
+        .next()
+        .unwrap_or_default();
+    match word.trim_end_matches(".md") {
+        "README" | "../README" => Some("README.md"),
+        "ARCHITECTURE" => Some("ARCHITECTURE.md"),
+        "CONTRIBUTING" => Some("CONTRIBUTING.md"),
+        "SPEC" | "protocol/SPEC" => Some("protocol/SPEC.md"),
+        "SERVICES" | "docs/SERVICES" => Some("docs/SERVICES.md"),
+        "MANPAGES" | "docs/MANPAGES" => Some("docs/MANPAGES.md"),
+        "chatd/BENCHMARKS" => Some("chatd/BENCHMARKS.md"),
+        "protocol/BENCHMARKS" => Some("protocol/BENCHMARKS.md"),
+        "contrib/README" => Some("contrib/README.md"),
+        "fuzz/README" => Some("fuzz/README.md"),
+        _ => None,
+    }
+}
+
+#[test]
+fn cited_section_names_exist() {
+    // `README, "Peer to peer"`, `SPEC.md section "Delivery"`, `the README's "Windows"`, and in
+    // a document, `see "Windows" below` for one of its own: each cited name must begin a
+    // heading or a bold run-in heading of that document, so a reader finds it.
+    let root = workspace_root();
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut offenders = Vec::new();
+    let extensions = [
+        "md", "rs", "sh", "toml", "py", "js", "service", "socket", "plist",
+    ];
+    for file in extensions
+        .iter()
+        .flat_map(|extension| files_with_extension(&root, extension))
+    {
+        let Ok(text) = fs::read_to_string(&file) else {
+            continue;
+        };
+        let own = display(&file);
+        let quotes: Vec<usize> = text.match_indices('"').map(|(at, _)| at).collect();
+        for pair in quotes.windows(2) {
+            let (open, close) = (pair[0], pair[1]);
+            let quoted = &text[open + 1..close];
+            let starts_upper = quoted.chars().next().is_some_and(char::is_uppercase);
+            if !starts_upper || quoted.len() > 100 {
+                continue;
+            }
+            let before = &text[text[..open].rfind(['(', ';', ':']).map_or(0, |at| at + 1)..open];
+            let before = cited_name(before);
+            let document = match cited_document(&before) {
+                Some(document) => document.to_owned(),
+                None if own.ends_with(".md") && before.ends_with("see") => own.clone(),
+                None => continue,
+            };
+            let cited = cited_name(quoted);
+            let known = names.entry(document.clone()).or_insert_with(|| {
+                section_names(&fs::read_to_string(root.join(&document)).unwrap_or_default())
+            });
+            if !known.iter().any(|name| name.starts_with(&cited)) {
+                offenders.push(format!("{own}: {document}, \"{cited}\""));
+            }
+        }
+    }
+    report(
+        "these cite a section by a name its document has no heading for",
+        &offenders,
+    );
+}

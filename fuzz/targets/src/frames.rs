@@ -5,8 +5,8 @@ use protocol::codec::{Decode, Encode};
 use protocol::frames::{ClientFrame, ServerFrame};
 
 /// A frame from a client, as the relay decodes it. A frame that decodes and passes its limits
-/// must encode back to exactly the input bytes (the encoding is canonical, SPEC.md "Encoding
-/// conventions").
+/// must encode back to exactly the input bytes (the encoding is canonical: the conventions at
+/// the top of SPEC.md).
 pub fn client_frame(data: &[u8]) {
     let Ok(frame) = ClientFrame::from_bytes(data) else {
         return;

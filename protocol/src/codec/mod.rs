@@ -1,6 +1,6 @@
 //! The byte-level codec every wire and pickle format in this crate is built from.
 //!
-//! The rules (SPEC.md section "Encoding conventions"): integers are big-endian and fixed width;
+//! The rules (the conventions at the top of SPEC.md): integers are big-endian and fixed width;
 //! variable-length byte strings carry a `u16` or `u32` length prefix; lists carry a `u16`
 //! count; every top-level structure starts with a version byte; trailing bytes are an error.
 //!
