@@ -627,12 +627,18 @@ impl DaemonProcess {
         });
     }
 
-    /// Waits until `conversation` holds at least `count` incoming messages and returns them.
+    /// Waits until `conversation` (a contact's, or a message request's) holds at least `count`
+    /// incoming messages and returns them.
     pub fn wait_incoming(&self, conversation: &str, count: usize) -> Vec<Value> {
         wait_for(
             &format!("{count} incoming messages in {conversation}"),
             || {
-                self.find_conversation(conversation)?;
+                // A contact's conversation or a message request's.
+                self.try_call(
+                    m::MESSAGES_HISTORY,
+                    json!({ "conversation": conversation, "limit": 1 }),
+                )
+                .ok()?;
                 let messages = self.messages_in(conversation, "incoming");
                 (messages.len() >= count).then_some(messages)
             },

@@ -43,7 +43,11 @@ fn stored_files_contain_no_message_text_alias_handle_or_name() {
 
     let first = alice.send(ALIAS, &format!("{CANARY} from alice"));
     alice.wait_status(ALIAS, &first, "delivered");
-    // Bob knows Alice from her introduction, under an alias made from her name.
+    // Bob knows Alice from her introduction, under an alias made from her name: a message
+    // request, which he accepts.
+    let requests = bob.call("requests.list", json!({}));
+    let request = requests["requests"][0]["contact"]["alias"].clone();
+    bob.call("requests.accept", json!({ "contact": request }));
     let contacts = bob.call("contacts.list", json!({}));
     let alice_alias = contacts["contacts"][0]["alias"]
         .as_str()

@@ -43,9 +43,21 @@ fn chatctl_creates_accounts_sends_reads_and_watches_between_two_daemons() {
 
     run_chatctl(&a, &["contact", "add", "bob", &bob_address]).expect_code(0);
     // At once, without waiting for anything: Alice's introduction went first, so Bob knows her
-    // name by the time the text arrives and files it under "alice" (its typeable alias).
+    // name by the time the text arrives and files the request under "alice" (its typeable
+    // alias).
     let sent = run_chatctl(&a, &["send", "bob", "hello bob", "--wait", "delivered"]).expect_code(0);
     assert!(sent.stdout.starts_with("delivered"), "{}", sent.stdout);
+    // Alice is a stranger to Bob: a message request, which Bob accepts.
+    let requests = run_chatctl(&b, &["--json", "requests"])
+        .expect_code(0)
+        .json();
+    assert_eq!(
+        requests["requests"][0]["contact"]["alias"], "alice",
+        "{requests}"
+    );
+    let listed = run_chatctl(&b, &["requests"]).expect_code(0);
+    assert!(listed.stdout.contains("hello bob"), "{}", listed.stdout);
+    run_chatctl(&b, &["requests", "accept", "Alice"]).expect_code(0);
     let contacts = run_chatctl(&b, &["--json", "contact", "list"])
         .expect_code(0)
         .json();

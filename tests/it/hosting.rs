@@ -13,9 +13,10 @@ fn exchange(alice: &DaemonProcess, bob: &DaemonProcess, alice_address: &str) {
         "messages.send",
         json!({ "to": "alice", "text": "over a hosted relay" }),
     );
+    // Bob is a stranger to Alice: his message is a message request.
     wait_for("alice to receive", || {
-        let list = alice.call("conversations.list", json!({}));
-        let last = list["conversations"].get(0)?["last_message"]["text"].clone();
+        let list = alice.call("requests.list", json!({}));
+        let last = list["requests"].get(0)?["last_message"]["text"].clone();
         (last == "over a hosted relay").then_some(())
     });
 }

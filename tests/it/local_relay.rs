@@ -74,6 +74,9 @@ fn the_host_stops_and_another_daemon_takes_over_with_everything(how: Stop) {
     let hello = b.send("carol", "hello carol");
     c.wait_incoming("bob", 1);
     b.wait_status("carol", &hello, "delivered");
+    // Bob is a stranger to Carol: she accepts his request, so what he sends next carries the
+    // token she gives him (a stranger is admitted only a few envelopes at a time).
+    c.call("requests.accept", json!({ "contact": "bob" }));
 
     // Carol is away; Bob's messages wait for her at the relay A hosts.
     c.stop();

@@ -36,17 +36,14 @@ fn every_command_takes_an_alias_in_any_case_a_handle_or_an_address() {
     let relay = RelayProcess::start();
     let alice = DaemonProcess::start(&relay.url());
     let bob = DaemonProcess::start(&relay.url());
-    alice.create("alice");
+    let a = alice.create("alice");
     let b = bob.create("bob");
     bob.call("account.register_handle", json!({ "handle": "bob_h" }));
-    // Alice names Bob "Bobby"; he is found by his handle.
+    // Alice names Bob "Bobby"; he is found by his handle. She is a message request to him,
+    // which he accepts.
     let added = alice.add_contact("Bobby", "@bob_h");
     assert_eq!(added["alias"], "Bobby", "the alias is kept as typed");
-    wait_for("bob to learn of alice", || {
-        contact_aliases(&bob)
-            .contains(&"alice".to_owned())
-            .then_some(())
-    });
+    bob.accept_request("alice", &a.address);
     let hello = bob.send("alice", "hello alice");
     bob.wait_status("alice", &hello, "delivered");
 

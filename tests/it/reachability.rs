@@ -19,8 +19,18 @@ fn account_on(relay: &RelayProcess, name: &str) -> (DaemonProcess, String) {
 }
 
 /// The contact `alias` of `daemon` appears (an introduction added it).
+/// Waits until `daemon` holds `alias` as a contact: one that wrote first is a message request,
+/// which is accepted (an invite's acceptor is a contact at once).
 fn wait_contact(daemon: &DaemonProcess, alias: &str) {
     wait_for(&format!("the contact {alias}"), || {
+        let requests = daemon.call("requests.list", json!({}));
+        if requests["requests"]
+            .as_array()?
+            .iter()
+            .any(|r| r["contact"]["alias"] == alias)
+        {
+            daemon.call("requests.accept", json!({ "contact": alias }));
+        }
         let list = daemon.call("contacts.list", json!({}));
         list["contacts"]
             .as_array()?
@@ -354,6 +364,8 @@ fn a_relay_cannot_redirect_a_contact_and_an_old_record_does_not_replace_a_newer_
     bob.add_contact("alice", &format!("{alice_address}@{proxy_host}"));
     assert!(proxy.faked_reachability() > 0, "the lie was told");
     talk(&bob, "alice", &alice, "bob", "you are where I found you");
+    // Bob is a message request to Alice until she accepts him: only contacts hear of her move.
+    wait_contact(&alice, "bob");
     let status = bob.call("daemon.status", json!({}));
     let others = status["other_relays"]
         .as_array()

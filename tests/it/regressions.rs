@@ -20,7 +20,7 @@ fn a_handle_taken_over_by_a_new_key_blocks_sending_until_the_contact_is_trusted(
     let relay = RelayProcess::start();
     let alice = DaemonProcess::start_with(&relay.url(), RECHECK_ARGS);
     let mut bob = DaemonProcess::start(&relay.url());
-    alice.create("alice");
+    let a = alice.create("alice");
     let old_bob = bob.create("bob");
     bob.call("account.register_handle", json!({ "handle": "bob" }));
     let contact = alice.add_contact("bob", "@bob");
@@ -29,6 +29,7 @@ fn a_handle_taken_over_by_a_new_key_blocks_sending_until_the_contact_is_trusted(
 
     let hello = alice.send("bob", "hello bob");
     alice.wait_status("bob", &hello, "delivered");
+    bob.accept_request("alice", &a.address);
     let reply = bob.send("alice", "hello alice");
     bob.wait_status("alice", &reply, "delivered");
 
@@ -70,12 +71,13 @@ fn a_handle_taken_over_by_a_new_key_blocks_sending_until_the_contact_is_trusted(
     assert_eq!(trusted["address"], new_bob.address.as_str());
     let id = alice.send("bob", "hello new bob");
     alice.wait_status("bob", &id, "delivered");
+    // Alice is a stranger to the new Bob: a message request.
     wait_for("the new bob to show the message", || {
-        let list = bob.call("conversations.list", json!({}));
-        list["conversations"]
+        let list = bob.call("requests.list", json!({}));
+        list["requests"]
             .as_array()?
             .iter()
-            .any(|c| c["last_message"]["text"] == "hello new bob")
+            .any(|r| r["last_message"]["text"] == "hello new bob")
             .then_some(())
     });
 }
@@ -178,12 +180,13 @@ fn a_message_does_not_overtake_earlier_ones_waiting_for_the_recipients_prekeys()
     std::thread::sleep(Duration::from_millis(1500));
     bob.restart_unlocked();
     alice.send("bob", "second");
-    let conversation = wait_for("bob to receive both messages", || {
-        let list = bob.call("conversations.list", json!({}));
-        let first = list["conversations"].get(0)?.clone();
-        (first["total"] == 2).then_some(first)
+    // Alice is a stranger to Bob: her messages are a message request.
+    let request = wait_for("bob to receive both messages", || {
+        let list = bob.call("requests.list", json!({}));
+        let first = list["requests"].get(0)?.clone();
+        (first["messages"] == 2).then_some(first)
     });
-    let name = conversation["conversation"].as_str().unwrap_or_default();
+    let name = request["contact"]["alias"].as_str().unwrap_or_default();
     let texts: Vec<Value> = bob
         .messages_in(name, "incoming")
         .iter()

@@ -1,4 +1,5 @@
-//! Two daemons and a relay, as real processes: the first message each way, with receipts.
+//! Two daemons and a relay, as real processes: the first message each way (the first one a
+//! message request the recipient accepts), with receipts.
 
 use serde_json::json;
 use tests::{DaemonProcess, RelayProcess, wait_for};
@@ -19,12 +20,14 @@ fn two_daemons_exchange_messages_with_receipts() {
         json!({ "to": "alice", "text": "hello alice" }),
     );
     let id = sent["message_id"].as_str().unwrap_or_default().to_owned();
-    let conversation = wait_for("alice to receive", || {
-        let list = alice.call("conversations.list", json!({}));
-        let first = list["conversations"].get(0)?.clone();
-        (first["unread"] == 1).then_some(first["conversation"].clone())
+    // Bob is a stranger to Alice: his first message is a message request, which she accepts.
+    let request = wait_for("alice to receive", || {
+        let list = alice.call("requests.list", json!({}));
+        let first = list["requests"].get(0)?.clone();
+        (first["unread"] == 1).then_some(first["contact"]["alias"].clone())
     });
-    assert_eq!(conversation, "bob", "the introduction names the sender");
+    assert_eq!(request, "bob", "the introduction names the sender");
+    alice.call("requests.accept", json!({ "contact": "bob" }));
     let history = alice.call("messages.history", json!({ "conversation": "bob" }));
     assert_eq!(history["messages"][0]["text"], "hello alice");
     wait_for("bob to see the delivery receipt", || {

@@ -158,12 +158,6 @@ pub(crate) fn insert(
 ) -> ApiResult<ConvId> {
     let unlocked = state.unlocked()?;
     Unlocked::check_alias(alias)?;
-    if &identity == unlocked.identity.public_key().as_bytes() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidAddress,
-            "that is this account's own address",
-        ));
-    }
     if let Some(id) = unlocked.by_identity.get(&identity).copied() {
         let existing = unlocked.contact(&id)?;
         if existing.request && joining == Joining::Introduce {
@@ -185,6 +179,12 @@ pub(crate) fn insert(
                 "the alias {alias:?} is already used by {:?} (aliases ignore case)",
                 unlocked.contact(other)?.alias
             ),
+        ));
+    }
+    if &identity == unlocked.identity.public_key().as_bytes() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidAddress,
+            "that is this account's own address",
         ));
     }
     // Outgoing message ids bind the conversation id's first 8 bytes (`store::MessageIds`):
