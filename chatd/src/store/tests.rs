@@ -9,6 +9,23 @@ use super::*;
 
 const PASSPHRASE: &[u8] = b"correct horse battery staple";
 const CACHE: u64 = 1024 * 1024;
+
+/// Opens the sled store in `dir` again after the test dropped every handle to it. sled lets go
+/// of its directory lock when the last reference to its page cache goes, and a background
+/// thread of its own may still hold one for a moment after the test's handles are gone (seen
+/// on a loaded machine): a bounded number of tries, not a timed assertion.
+fn reopen(dir: &Path) -> Kv {
+    let mut tries = 0;
+    loop {
+        match Kv::open(dir, CACHE) {
+            Err(StoreError::InUse) if tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other.unwrap_or_else(|e| panic!("reopening the store: {e}")),
+        }
+    }
+}
 const MESSAGES: Table = Table(1);
 const CONTACTS: Table = Table(2);
 
@@ -17,7 +34,7 @@ const CONTACTS: Table = Table(2);
 fn each_backend(test: impl Fn(&Kv)) {
     test(&Kv::memory());
     let dir = tempfile::tempdir().unwrap();
-    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    let kv = reopen(dir.path());
     test(&kv);
 }
 
@@ -683,7 +700,7 @@ fn a_reopened_sled_store_keeps_flushed_data() {
         id
     };
 
-    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    let kv = reopen(dir.path());
     assert!(Vault::is_protected(&kv).unwrap());
     let store = Store::new(kv.clone(), Vault::unlock(&kv, Some(PASSPHRASE)).unwrap());
     assert_eq!(store.index(CONTACTS, b"alice"), id);
@@ -738,7 +755,7 @@ fn writes_between_flushes_are_read_back_and_the_last_one_is_kept() {
         store.flush_blocking().unwrap();
     }
 
-    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    let kv = reopen(dir.path());
     let store = Store::new(kv.clone(), Vault::unlock(&kv, Some(PASSPHRASE)).unwrap());
     assert_eq!(
         keys(&collect(store.scan(MESSAGES, b""))),
@@ -913,14 +930,14 @@ fn a_passphrase_change_that_is_not_flushed_leaves_the_old_passphrase() {
         assert!(Vault::replace(&kv, &rewrapped).unwrap());
         // A crash before the flush: the process ends with the record still in the overlay.
     }
-    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    let kv = reopen(dir.path());
     Vault::unlock(&kv, Some(PASSPHRASE)).unwrap();
     let rewrapped =
         Vault::rewrap(&kv, Some(PASSPHRASE), Some(NEW), params, &mut rand::rng()).unwrap();
     assert!(Vault::replace(&kv, &rewrapped).unwrap());
     kv.flush_blocking().unwrap();
     drop(kv);
-    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    let kv = reopen(dir.path());
     Vault::unlock(&kv, Some(NEW)).unwrap();
     assert_eq!(
         Vault::unlock(&kv, Some(PASSPHRASE)).unwrap_err(),
@@ -968,7 +985,7 @@ fn a_wiped_store_holds_nothing_and_takes_a_new_vault() {
         kv.flush_blocking().unwrap();
         assert_eq!(kv.commits(), 2, "counted again from the start");
     }
-    let kv = Kv::open(dir.path(), CACHE).unwrap();
+    let kv = reopen(dir.path());
     assert!(!Vault::is_protected(&kv).unwrap());
     let store = Store::new(kv.clone(), Vault::unlock(&kv, None).unwrap());
     assert_eq!(get(&store, MESSAGES, b"k").as_deref(), Some(&b"v"[..]));
