@@ -614,6 +614,15 @@ impl DaemonProcess {
         messages
     }
 
+    /// The status of the outgoing message `id` in `conversation` now ("" if it is not there).
+    pub fn status_of(&self, conversation: &str, id: &str) -> String {
+        self.messages_in(conversation, "outgoing")
+            .iter()
+            .find(|m| m["message_id"] == id)
+            .and_then(|m| m["status"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// Waits until the outgoing message `id` in `conversation` has reached `status` (`sent`,
     /// `delivered` or `read`) or a later one.
     pub fn wait_status(&self, conversation: &str, id: &str, status: &str) {

@@ -13,15 +13,6 @@ use tests::{
 /// Re-check a handle-bound contact's key before every send (the default is every 30 s).
 const RECHECK_ARGS: &[&str] = &["--handle-recheck-secs", "0"];
 
-fn status_of(daemon: &DaemonProcess, conversation: &str, id: &str) -> String {
-    daemon
-        .messages_in(conversation, "outgoing")
-        .iter()
-        .find(|m| m["message_id"] == id)
-        .and_then(|m| m["status"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_changed_key_is_shown_verified_against_the_new_number_and_receipts_wait_for_it() {
     let relay = RelayProcess::start();
@@ -121,7 +112,7 @@ fn a_changed_key_is_shown_verified_against_the_new_number_and_receipts_wait_for_
     run_chatctl(&alice.socket(), &["read", "bob"]).expect_code(0);
     let second = bob.send("alice", "did you get it?");
     bob.wait_status("alice", &second, "delivered");
-    assert_eq!(status_of(&bob, "alice", &first), "delivered");
+    assert_eq!(bob.status_of("alice", &first), "delivered");
 
     // The old key's number no longer verifies, and the error says why.
     let out = run_chatctl(

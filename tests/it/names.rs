@@ -6,7 +6,7 @@
 
 use api::ErrorCode;
 use serde_json::{Value, json};
-use tests::{DaemonProcess, EventStream, RelayProcess, run_chatctl, wait_for};
+use tests::{DaemonProcess, EventStream, RelayProcess, run_chatctl};
 
 /// The history of `name` through chatctl, as JSON, expecting exit 0.
 fn history(daemon: &DaemonProcess, name: &str) -> Vec<String> {

@@ -37,15 +37,6 @@ fn contact_aliases(daemon: &DaemonProcess) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn status_of(daemon: &DaemonProcess, conversation: &str, id: &str) -> String {
-    daemon
-        .messages_in(conversation, "outgoing")
-        .iter()
-        .find(|m| m["message_id"] == id)
-        .and_then(|m| m["status"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// The texts of `conversation`'s incoming messages.
 fn incoming_texts(daemon: &DaemonProcess, conversation: &str) -> Vec<String> {
     daemon
@@ -116,7 +107,7 @@ fn a_strangers_first_message_is_a_request_with_no_read_receipt_until_accepted() 
     alice.call("messages.mark_read", json!({ "conversation": alias }));
     let second = bob.send("alice", "are you there?");
     bob.wait_status("alice", &second, "delivered");
-    assert_eq!(status_of(&bob, "alice", &first), "delivered");
+    assert_eq!(bob.status_of("alice", &first), "delivered");
 
     // Accepting makes Bob a contact (renamed on the way); he gets Alice's introduction and
     // the read receipt held back.
@@ -214,11 +205,7 @@ fn a_declined_request_is_forgotten_and_a_blocked_one_stays_blocked_after_a_resta
             ["two"],
             "{text} arrived"
         );
-        assert_eq!(
-            status_of(&carol, "alice", &id),
-            "sent",
-            "{text} was answered"
-        );
+        assert_eq!(carol.status_of("alice", &id), "sent", "{text} was answered");
     };
     dropped_while_blocked(&alice, "three", "barrier one");
 

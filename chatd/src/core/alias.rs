@@ -11,7 +11,7 @@ use api::types::Contact;
 use protocol::address::Address;
 
 use super::records::tables;
-use super::unlocked::ConvId;
+use super::unlocked::{ConvId, Unlocked};
 use super::{CoreState, Txn};
 use crate::error::{ApiError, ApiResult};
 
@@ -99,23 +99,27 @@ pub fn free(taken: &HashMap<String, ConvId>, base: &str, fallback: &str) -> Stri
         .unwrap_or(base)
 }
 
+/// `alias_taken` if another contact (any but `except`) has `alias`, in any case.
+pub fn ensure_free(unlocked: &Unlocked, alias: &str, except: Option<&ConvId>) -> ApiResult<()> {
+    match unlocked.by_alias.get(&key(alias)) {
+        Some(other) if Some(other) != except => Err(ApiError::new(
+            ErrorCode::AliasTaken,
+            format!(
+                "the alias {alias:?} is already used by {:?} (aliases ignore case)",
+                unlocked.contact(other)?.alias
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `contacts.rename`: gives the contact `name` the alias `alias`. Its conversation (and so its
 /// history) is keyed by id, not alias, so it stays; a `contact.renamed` event says so.
 pub fn rename(state: &mut CoreState, txn: &mut Txn, name: &str, alias: &str) -> ApiResult<Contact> {
     check(alias)?;
     let unlocked = state.unlocked()?;
     let id = unlocked.find_contact(name)?;
-    if let Some(other) = unlocked.by_alias.get(&key(alias))
-        && other != &id
-    {
-        return Err(ApiError::new(
-            ErrorCode::AliasTaken,
-            format!(
-                "the alias {alias:?} is already used by {:?} (aliases ignore case)",
-                unlocked.contact(other)?.alias
-            ),
-        ));
-    }
+    ensure_free(unlocked, alias, Some(&id))?;
     let mut record = unlocked.contact(&id)?.clone();
     if record.alias == alias {
         return Ok(super::contacts::view(&record));

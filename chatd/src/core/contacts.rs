@@ -172,15 +172,7 @@ pub(crate) fn insert(
     // The address is checked before the alias: adding someone whose introduction already made
     // them a contact under the same alias must say they are already the contact, not that the
     // alias is taken.
-    if let Some(other) = unlocked.by_alias.get(&super::alias::key(alias)) {
-        return Err(ApiError::new(
-            ErrorCode::AliasTaken,
-            format!(
-                "the alias {alias:?} is already used by {:?} (aliases ignore case)",
-                unlocked.contact(other)?.alias
-            ),
-        ));
-    }
+    super::alias::ensure_free(unlocked, alias, None)?;
     if &identity == unlocked.identity.public_key().as_bytes() {
         return Err(ApiError::new(
             ErrorCode::InvalidAddress,

@@ -23,7 +23,7 @@ use protocol::envelope::{Content, ContentKind};
 use protocol::invite_refusal::{InviteRefusal, RefusalReason};
 
 use super::contacts::view;
-use super::messaging::history::message_view;
+use super::messaging::history::last_message;
 use super::records::{MessageRecord, tables};
 use super::unlocked::{ConvId, Unlocked};
 use super::{CoreState, Txn};
@@ -95,13 +95,7 @@ pub fn list(unlocked: &Unlocked, blocked: bool) -> ApiResult<RequestList> {
             continue;
         }
         let meta = unlocked.conversations.get(id).copied().unwrap_or_default();
-        let last_message = match unlocked.store.last(tables::MESSAGES, id)? {
-            Some((_, value)) => Some(message_view(
-                &record.alias,
-                &MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?,
-            )),
-            None => None,
-        };
+        let last_message = last_message(unlocked, id, &record.alias)?;
         found.push((
             meta.last_activity_ms.max(record.added_at_ms),
             MessageRequest {
@@ -149,17 +143,7 @@ pub(crate) fn accept_id(
     let mut record = unlocked.contact(&id)?.clone();
     if let Some(alias) = alias {
         Unlocked::check_alias(alias)?;
-        if let Some(other) = unlocked.by_alias.get(&super::alias::key(alias))
-            && other != &id
-        {
-            return Err(ApiError::new(
-                ErrorCode::AliasTaken,
-                format!(
-                    "the alias {alias:?} is already used by {:?} (aliases ignore case)",
-                    unlocked.contact(other)?.alias
-                ),
-            ));
-        }
+        super::alias::ensure_free(unlocked, alias, Some(&id))?;
         alias.clone_into(&mut record.alias);
     }
     let read = read_messages(unlocked, &id)?;

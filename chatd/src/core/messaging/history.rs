@@ -260,6 +260,21 @@ pub fn mark_read(
     Ok(MarkedRead { marked })
 }
 
+/// The newest message of conversation `id` (its contact's alias is `alias`), if any.
+pub(crate) fn last_message(
+    unlocked: &Unlocked,
+    id: &ConvId,
+    alias: &str,
+) -> ApiResult<Option<Message>> {
+    match unlocked.store.last(tables::MESSAGES, id)? {
+        Some((_, value)) => Ok(Some(message_view(
+            alias,
+            &MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?,
+        ))),
+        None => Ok(None),
+    }
+}
+
 /// `conversations.list`: the contacts' conversations, not the message requests'.
 pub fn conversations(unlocked: &Unlocked) -> ApiResult<ConversationList> {
     let mut list = Vec::with_capacity(unlocked.contacts.len());
@@ -269,13 +284,7 @@ pub fn conversations(unlocked: &Unlocked) -> ApiResult<ConversationList> {
             continue;
         }
         let meta = unlocked.conversations.get(id).copied().unwrap_or_default();
-        let last_message = match unlocked.store.last(tables::MESSAGES, id)? {
-            Some((_, value)) => Some(message_view(
-                &contact.alias,
-                &MessageRecord::decode(&value).map_err(|_| ApiError::store("a message"))?,
-            )),
-            None => None,
-        };
+        let last_message = last_message(unlocked, id, &contact.alias)?;
         list.push((
             meta.last_activity_ms,
             Conversation {
