@@ -130,6 +130,13 @@ pub enum EventKind {
         /// Why ("it was already used", "it had expired", "this account never issued it").
         reason: String,
     },
+    /// A contact (or a message request) was blocked or unblocked (`contacts.block`,
+    /// `contacts.unblock`, `requests.block`): `contact.blocked` says which.
+    #[serde(rename = "contact.block_changed")]
+    ContactBlockChanged {
+        /// The contact as it is now.
+        contact: Contact,
+    },
     /// A contact's alias changed (`contacts.rename`); its conversation is named by the new
     /// alias from now on.
     #[serde(rename = "contact.renamed")]
@@ -157,6 +164,7 @@ impl EventKind {
         "contact.renamed",
         "request.received",
         "invite.refused",
+        "contact.block_changed",
     ];
 
     /// This variant's `kind` value.
@@ -175,6 +183,7 @@ impl EventKind {
             Self::ContactRenamed { .. } => "contact.renamed",
             Self::RequestReceived { .. } => "request.received",
             Self::InviteRefused { .. } => "invite.refused",
+            Self::ContactBlockChanged { .. } => "contact.block_changed",
         }
     }
 

@@ -522,6 +522,15 @@ pub fn event(event: &Event) -> String {
                 clean_line(&contact.address)
             )
         }
+        EventKind::ContactBlockChanged { contact } => format!(
+            "[{at}] {} {}",
+            clean_line(&contact.alias),
+            if contact.blocked {
+                "blocked: what it sends is dropped"
+            } else {
+                "unblocked"
+            }
+        ),
         EventKind::InviteRefused { alias, reason } => {
             let alias = clean_line(alias);
             format!(

@@ -185,6 +185,15 @@ fn a_declined_request_is_forgotten_and_a_blocked_one_stays_blocked_after_a_resta
     .expect_code(0)
     .json();
     assert_eq!(blocked["blocked"], true, "{blocked}");
+    let announced = events.until(|e| e["kind"] == "contact.block_changed");
+    let announced = announced.last().cloned().unwrap_or_default();
+    assert_eq!(
+        announced["contact"]["alias"],
+        carol_alias.as_str(),
+        "{announced}"
+    );
+    assert_eq!(announced["contact"]["blocked"], true, "{announced}");
+    assert_eq!(announced["contact"]["request"], true, "{announced}");
     assert!(requests(&alice, false).is_empty());
     assert_eq!(requests(&alice, true).len(), 1);
     let listed = run_chatctl(&alice.socket(), &["blocked"]).expect_code(0);

@@ -264,6 +264,12 @@ impl App {
                 let name = self.name(&contact.alias, contact.display_name.as_deref());
                 self.inbox.request(&contact.alias, &name, None);
             }
+            EventKind::ContactBlockChanged { contact } => {
+                // A blocked request is not waiting for the user any more.
+                if contact.blocked {
+                    self.inbox.request_closed(&contact.alias);
+                }
+            }
             EventKind::InviteRefused { .. } => {
                 // chatctl says so where the user acts on it (`send`, `contact show`, `watch`).
                 tracing::warn!("a contact refused the invite this account accepted");

@@ -333,6 +333,7 @@ pub fn details(unlocked: &mut Unlocked, name: &str) -> ApiResult<ContactDetails>
 /// `contacts.block` and `contacts.unblock`: the contact's token is revoked at (or given back
 /// to) the home relay, which drops a blocked contact's envelopes unseen (SPEC.md 10.9); what
 /// still arrives from it is dropped here (`messaging::inbox`), and writing to it is refused.
+/// A `contact.block_changed` event says so.
 pub fn set_blocked(
     state: &mut CoreState,
     txn: &mut Txn,
@@ -357,10 +358,15 @@ pub fn set_blocked(
     let store = unlocked.store.clone();
     let mut batch = store.batch();
     batch.put(tables::CONTACTS, &id, &record.encode());
+    let contact = view(&record);
+    let kind = EventKind::ContactBlockChanged {
+        contact: contact.clone(),
+    };
+    super::messaging::event_log::record_event(state, &mut batch, txn, kind)?;
     txn.commit(&store, batch)?;
+    let unlocked = state.unlocked()?;
     super::reach::register_token(unlocked, txn, &token, !blocked);
     tracing::info!(alias = %record.alias, blocked, "a contact's block changed");
-    let contact = view(&record);
     unlocked.contacts.insert(id, record);
     Ok(contact)
 }
