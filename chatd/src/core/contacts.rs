@@ -112,41 +112,13 @@ pub enum Joining {
 }
 
 /// Adds a new contact pinned to `identity` (TOFU), with a conversation and a delivery token of
-/// its own, registered at our relay. With `introduce`, an introduction (our name, handle,
-/// reachability record and the contact's token) is queued first, so the contact knows who
-/// writes and how to answer. A message request from `identity` is accepted instead (the user
-/// adding someone is the user accepting them), under `alias`.
+/// its own, registered at our relay, or a message request as `joining` says. With
+/// [`Joining::Introduce`], an introduction (our name, handle, reachability record and the
+/// contact's token) is queued first, so the contact knows who writes and how to answer; a
+/// message request from `identity` is accepted instead (the user adding someone is the user
+/// accepting them), under `alias`.
 #[allow(clippy::too_many_arguments)]
 pub fn add(
-    state: &mut CoreState,
-    txn: &mut Txn,
-    alias: &str,
-    identity: [u8; 32],
-    handle: Option<String>,
-    display_name: Option<String>,
-    whereabouts: Whereabouts,
-    introduce: bool,
-) -> ApiResult<ConvId> {
-    let joining = if introduce {
-        Joining::Introduce
-    } else {
-        Joining::Quietly
-    };
-    insert(
-        state,
-        txn,
-        alias,
-        identity,
-        handle,
-        display_name,
-        whereabouts,
-        joining,
-    )
-}
-
-/// [`add`], or a message request with [`Joining::Request`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn insert(
     state: &mut CoreState,
     txn: &mut Txn,
     alias: &str,
@@ -340,8 +312,18 @@ pub fn set_blocked(
     name: &str,
     blocked: bool,
 ) -> ApiResult<Contact> {
+    let id = state.unlocked()?.find_contact(name)?;
+    set_blocked_id(state, txn, id, blocked)
+}
+
+/// [`set_blocked`] of the contact (or message request) `id`.
+pub(crate) fn set_blocked_id(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    id: ConvId,
+    blocked: bool,
+) -> ApiResult<Contact> {
     let unlocked = state.unlocked()?;
-    let id = unlocked.find_contact(name)?;
     let mut record = unlocked.contact(&id)?.clone();
     if record.blocked == blocked {
         return Ok(view(&record));
@@ -588,7 +570,7 @@ pub fn accept_invite(
                 send_token: Some(code.delivery_token.0),
                 our_token: None,
             },
-            false,
+            Joining::Quietly,
         )?,
     };
     let unlocked = state.unlocked()?;

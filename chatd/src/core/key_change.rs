@@ -113,16 +113,21 @@ pub fn verify(
     }
     let mut record = record;
     record.trust = Trust::Verified;
+    save_trust(state, txn, id, record)
+}
+
+/// Writes the contact `id` after a change of trust, with its `contact.trust` event.
+fn save_trust(
+    state: &mut CoreState,
+    txn: &mut Txn,
+    id: ConvId,
+    record: ContactRecord,
+) -> ApiResult<Contact> {
     let contact = view(&record);
-    save(
-        state,
-        txn,
-        id,
-        record,
-        EventKind::ContactTrust {
-            contact: contact.clone(),
-        },
-    )?;
+    let kind = EventKind::ContactTrust {
+        contact: contact.clone(),
+    };
+    save(state, txn, id, record, kind)?;
     Ok(contact)
 }
 
@@ -167,16 +172,7 @@ fn accept(state: &mut CoreState, txn: &mut Txn, id: ConvId, trust: Trust) -> Api
     }
     record.pending_devices.clear();
     record.trust = trust;
-    let contact = view(&record);
-    save(
-        state,
-        txn,
-        id,
-        record,
-        EventKind::ContactTrust {
-            contact: contact.clone(),
-        },
-    )?;
+    let contact = save_trust(state, txn, id, record)?;
     // What waited for the key (held read receipts, texts) goes at the next pump.
     let unlocked = state.unlocked()?;
     super::messaging::outbox::send_now(unlocked, &std::iter::once(id).collect());

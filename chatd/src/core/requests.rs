@@ -193,8 +193,7 @@ pub fn decline(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<()
 /// `requests.block`: the request stays, blocked: what it sends is dropped unanswered.
 pub fn block(state: &mut CoreState, txn: &mut Txn, name: &str) -> ApiResult<Contact> {
     let id = find(state.unlocked()?, name)?;
-    let alias = state.unlocked()?.contact(&id)?.alias.clone();
-    super::contacts::set_blocked(state, txn, &alias, true)
+    super::contacts::set_blocked_id(state, txn, id, true)
 }
 
 /// Answers an introduction that presented `token`, which is not one of our open invites, with

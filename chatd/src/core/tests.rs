@@ -27,7 +27,7 @@ fn sled_task(dir: &std::path::Path) -> (CoreTask, ConvId) {
         None,
         None,
         Default::default(),
-        false,
+        contacts::Joining::Quietly,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     state.kv.flush_blocking().unwrap_or_else(|e| panic!("{e}"));

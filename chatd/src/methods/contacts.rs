@@ -145,7 +145,7 @@ pub(super) async fn add_contact(ctx: &Context, p: AddContact) -> ApiResult<Conta
                 found.handle,
                 None,
                 found.whereabouts,
-                true,
+                contacts::Joining::Introduce,
             )?;
             let u = s.unlocked()?;
             Ok(contacts::view(u.contact(&id)?))

@@ -84,7 +84,7 @@ pub(super) async fn contact_for(
                 found.handle,
                 None,
                 found.whereabouts,
-                true,
+                contacts::Joining::Introduce,
             )
         })
         .await

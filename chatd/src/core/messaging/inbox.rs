@@ -249,7 +249,7 @@ pub(crate) fn conversation_of(
                 Admission::Invited(Some(token)) => (Some(token), Joining::Quietly),
                 Admission::Invited(None) => (None, Joining::Introduce),
             };
-            crate::core::contacts::insert(
+            crate::core::contacts::add(
                 state,
                 txn,
                 &alias,

@@ -25,7 +25,7 @@ fn contact(state: &mut CoreState, alias: &str, seed: u8) -> ConvId {
         None,
         None,
         Default::default(),
-        false,
+        super::super::contacts::Joining::Quietly,
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }

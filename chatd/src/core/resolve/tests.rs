@@ -19,7 +19,7 @@ fn add(state: &mut CoreState, alias: &str, seed: u8, handle: Option<&str>) -> Co
         handle.map(str::to_owned),
         None,
         Default::default(),
-        false,
+        contacts::Joining::Quietly,
     )
     .unwrap_or_else(|e| panic!("{e}"))
 }
