@@ -330,7 +330,8 @@ pub const ALL: &[MethodDoc] = &[
             without telling the sender, and without learning who it is (SPEC.md 10.9); anything \
             that still arrives from the contact (sent before the block reached the relay) is \
             dropped unread, without receipts. Sending to a blocked contact is refused \
-            (`contact_blocked`). Blocking a blocked contact succeeds.",
+            (`contact_blocked`). Blocking a blocked contact succeeds. A change is announced \
+            with a `contact.block_changed` event.",
         params: schema::<ContactRef>,
         result: schema::<Contact>,
         errors: &[
