@@ -33,4 +33,5 @@ mod services;
 mod smoke;
 mod tidy;
 mod tray;
+mod tray_panel;
 mod visibility;

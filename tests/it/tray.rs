@@ -643,22 +643,30 @@ const FONT: [(char, [&str; 5]); 11] = [
 ];
 
 /// Reads the count drawn in a region of an image: `pixel(x, y)` gives RGB for `x < width`,
-/// `y < height`. The digits are the white pixels that have the badge's red next to them; their
-/// height gives the scale (5 rows of the font), and each 3x5 cell is matched against [`FONT`].
-/// `None` when there are none, or they do not read as the font.
+/// `y < height`. The digits are the white pixels within the rectangle the badge's red spans
+/// (there is one badge in the region); their height gives the scale (5 rows of the font), and
+/// each 3x5 cell is matched against [`FONT`]. `None` when there are none, or they do not read
+/// as the font.
 pub(crate) fn read_count(
     width: usize,
     height: usize,
     pixel: impl Fn(usize, usize) -> [u8; 3],
 ) -> Option<String> {
-    let badge = |x: usize, y: usize| x < width && y < height && pixel(x, y) == BADGE_RGB;
-    let near_badge = |x: usize, y: usize| {
-        (x.saturating_sub(6)..(x + 7)).any(|bx| badge(bx, y))
-            && (y.saturating_sub(6)..(y + 7)).any(|by| badge(x, by))
-    };
-    let lit: Vec<(usize, usize)> = (0..height)
+    let red: Vec<(usize, usize)> = (0..height)
         .flat_map(|y| (0..width).map(move |x| (x, y)))
-        .filter(|&(x, y)| pixel(x, y) == DIGIT_RGB && near_badge(x, y))
+        .filter(|&(x, y)| pixel(x, y) == BADGE_RGB)
+        .collect();
+    let (red_left, red_right) = (
+        red.iter().map(|p| p.0).min()?,
+        red.iter().map(|p| p.0).max()?,
+    );
+    let (red_top, red_bottom) = (
+        red.iter().map(|p| p.1).min()?,
+        red.iter().map(|p| p.1).max()?,
+    );
+    let lit: Vec<(usize, usize)> = (red_top..=red_bottom)
+        .flat_map(|y| (red_left..=red_right).map(move |x| (x, y)))
+        .filter(|&(x, y)| pixel(x, y) == DIGIT_RGB)
         .collect();
     let x0 = lit.iter().map(|p| p.0).min()?;
     let x1 = lit.iter().map(|p| p.0).max()?;
