@@ -644,9 +644,12 @@ const FONT: [(char, [&str; 5]); 11] = [
 
 /// Reads the count drawn in a region of an image: `pixel(x, y)` gives RGB for `x < width`,
 /// `y < height`. The digits are the white pixels within the rectangle the badge's red spans
-/// (there is one badge in the region); their height gives the scale (5 rows of the font), and
-/// each 3x5 cell is matched against [`FONT`]. `None` when there are none, or they do not read
-/// as the font.
+/// (there is one badge in the region); their height gives the scale (5 rows of the font), the
+/// columns without white split them into glyphs, 3 scaled pixels wide, and each 3x5 cell is
+/// matched against [`FONT`]. The count must be sharp: every pixel of the digits' rectangle and
+/// of a one-pixel frame around it is exactly the badge's red or the digits' white (the frame:
+/// the red), and every scaled pixel is one colour; a badge scaled with smoothing has colours in
+/// between and does not read. `None` when there are no digits, or they do not read as the font.
 pub(crate) fn read_count(
     width: usize,
     height: usize,
@@ -664,45 +667,171 @@ pub(crate) fn read_count(
         red.iter().map(|p| p.1).min()?,
         red.iter().map(|p| p.1).max()?,
     );
-    let lit: Vec<(usize, usize)> = (red_top..=red_bottom)
+    let lit = |x: usize, y: usize| pixel(x, y) == DIGIT_RGB;
+    let white: Vec<(usize, usize)> = (red_top..=red_bottom)
         .flat_map(|y| (red_left..=red_right).map(move |x| (x, y)))
-        .filter(|&(x, y)| pixel(x, y) == DIGIT_RGB)
+        .filter(|&(x, y)| lit(x, y))
         .collect();
-    let x0 = lit.iter().map(|p| p.0).min()?;
-    let x1 = lit.iter().map(|p| p.0).max()?;
-    let y0 = lit.iter().map(|p| p.1).min()?;
-    let y1 = lit.iter().map(|p| p.1).max()?;
+    let x0 = white.iter().map(|p| p.0).min()?;
+    let x1 = white.iter().map(|p| p.0).max()?;
+    let y0 = white.iter().map(|p| p.1).min()?;
+    let y1 = white.iter().map(|p| p.1).max()?;
+    // The frame must be inside the image and the badge.
+    if x0 <= red_left || y0 <= red_top || x1 >= red_right || y1 >= red_bottom {
+        return None;
+    }
+    for y in y0 - 1..=y1 + 1 {
+        for x in x0 - 1..=x1 + 1 {
+            let frame = x < x0 || x > x1 || y < y0 || y > y1;
+            let p = pixel(x, y);
+            if p != BADGE_RGB && (frame || p != DIGIT_RGB) {
+                return None;
+            }
+        }
+    }
     let rows = y1 - y0 + 1;
     if rows % 5 != 0 {
         return None;
     }
     let scale = rows / 5;
-    let columns = x1 - x0 + 1 + scale;
-    if columns % (4 * scale) != 0 {
-        return None;
-    }
-    let lit_at = |x: usize, y: usize| lit.contains(&(x, y));
+    let inked = |x: usize| (y0..=y1).any(|y| lit(x, y));
     let mut text = String::new();
-    for cell in 0..columns / (4 * scale) {
-        let left = x0 + cell * 4 * scale;
-        let shape: Vec<String> = (0..5)
-            .map(|row| {
-                (0..3)
-                    .map(|column| {
-                        // The middle of the scaled pixel.
-                        let (x, y) = (
-                            left + column * scale + scale / 2,
-                            y0 + row * scale + scale / 2,
-                        );
-                        if lit_at(x, y) { '#' } else { '.' }
-                    })
-                    .collect()
-            })
-            .collect();
+    let mut x = x0;
+    while x <= x1 {
+        if !inked(x) {
+            x += 1;
+            continue;
+        }
+        let left = x;
+        while x <= x1 && inked(x) {
+            x += 1;
+        }
+        if x - left != 3 * scale {
+            return None;
+        }
+        let mut shape = Vec::new();
+        for row in 0..5 {
+            let mut line = String::new();
+            for column in 0..3 {
+                let (bx, by) = (left + column * scale, y0 + row * scale);
+                let on = lit(bx, by);
+                let solid = (0..scale).all(|dy| (0..scale).all(|dx| lit(bx + dx, by + dy) == on));
+                if !solid {
+                    return None;
+                }
+                line.push(if on { '#' } else { '.' });
+            }
+            shape.push(line);
+        }
         let (c, _) = FONT.iter().find(|(_, rows)| rows.iter().eq(shape.iter()))?;
         text.push(*c);
     }
     Some(text)
+}
+
+/// A badge as [`read_count`] expects it, drawn with [`FONT`] at `scale` on a black square of
+/// `size` pixels: `text` in white on red, `gap` columns between glyphs, a margin of `margin`,
+/// at the bottom-right.
+fn draw_badge(
+    size: usize,
+    text: &str,
+    (scale, gap, margin): (usize, usize, usize),
+) -> Vec<[u8; 3]> {
+    let mut image = vec![[0, 0, 0]; size * size];
+    let chars = text.chars().count();
+    let (w, h) = (
+        chars * (3 * scale + gap) - gap + 2 * margin,
+        5 * scale + 2 * margin,
+    );
+    let (left, top) = (size - w, size - h);
+    for y in top..size {
+        for x in left..size {
+            image[y * size + x] = BADGE_RGB;
+        }
+    }
+    for (i, c) in text.chars().enumerate() {
+        let (_, rows) = FONT
+            .iter()
+            .find(|(f, _)| *f == c)
+            .unwrap_or_else(|| panic!("{c}"));
+        for (row, line) in rows.iter().enumerate() {
+            for (column, dot) in line.chars().enumerate() {
+                if dot != '#' {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let x = left + margin + i * (3 * scale + gap) + column * scale + dx;
+                        let y = top + margin + row * scale + dy;
+                        image[y * size + x] = DIGIT_RGB;
+                    }
+                }
+            }
+        }
+    }
+    image
+}
+
+/// `image` (a square of `from` pixels) shrunk to `to` pixels by averaging the area each new
+/// pixel covers, as GdkPixbuf's bilinear filter shrinks (xfce4-panel's systray uses it).
+fn shrink(image: &[[u8; 3]], from: usize, to: usize) -> Vec<[u8; 3]> {
+    let ratio = from as f64 / to as f64;
+    let span = |i: usize| (i as f64 * ratio, (i + 1) as f64 * ratio);
+    let mut out = Vec::with_capacity(to * to);
+    for y in 0..to {
+        for x in 0..to {
+            let ((ya, yb), (xa, xb)) = (span(y), span(x));
+            let mut sum = [0.0f64; 3];
+            for sy in ya.floor() as usize..(yb.ceil() as usize).min(from) {
+                let wy = (yb.min(sy as f64 + 1.0) - ya.max(sy as f64)).max(0.0);
+                for sx in xa.floor() as usize..(xb.ceil() as usize).min(from) {
+                    let wx = (xb.min(sx as f64 + 1.0) - xa.max(sx as f64)).max(0.0);
+                    for (s, v) in sum.iter_mut().zip(image[sy * from + sx]) {
+                        *s += wx * wy * f64::from(v);
+                    }
+                }
+            }
+            out.push(sum.map(|s| (s / (ratio * ratio)).round() as u8));
+        }
+    }
+    out
+}
+
+#[test]
+fn read_count_reads_sharp_badges_and_refuses_blurred_ones() {
+    let read = |image: &[[u8; 3]], size: usize| read_count(size, size, |x, y| image[y * size + x]);
+    // Sharp, at every scale chat-tray draws: the count reads, and a wrong digit reads as itself.
+    for (text, layout, size) in [
+        ("3", (2, 2, 2), 22),
+        ("8", (2, 2, 2), 22),
+        ("42", (2, 2, 2), 22),
+        ("99+", (2, 1, 1), 22),
+        ("3", (4, 4, 4), 44),
+        ("99+", (1, 1, 1), 16),
+    ] {
+        assert_eq!(
+            read(&draw_badge(size, text, layout), size).as_deref(),
+            Some(text)
+        );
+    }
+    // Halved in step with its pixels (xfce4-panel at 22 with chat-tray's 44-pixel icon), a
+    // badge is still sharp.
+    let halved = shrink(&draw_badge(44, "3", (4, 4, 4)), 44, 22);
+    assert_eq!(read(&halved, 22).as_deref(), Some("3"));
+    // Shrunk by other factors (48 or 32 pixels to 22, as xfce4-panel did with chat-tray's
+    // former 48-pixel icon), the digits blur: neither the right count nor a wrong digit reads
+    // as the count, nor as anything.
+    for (from, scale) in [(48, 4), (32, 2), (44, 3)] {
+        for text in ["3", "8", "9"] {
+            let blurred = shrink(&draw_badge(from, text, (scale, scale, scale)), from, 22);
+            assert_eq!(read(&blurred, 22), None, "{text} from {from} pixels");
+        }
+    }
+    // One pixel of another colour inside the digits' rectangle: no reading.
+    let mut smudged = draw_badge(22, "8", (2, 2, 2));
+    let at = smudged.iter().position(|p| *p == DIGIT_RGB).unwrap_or(0);
+    smudged[at + 22] = [0xe8, 0x90, 0x90];
+    assert_eq!(read(&smudged, 22), None);
 }
 
 fn read_pixmap(pixmap: &Pixmap) -> Option<String> {
@@ -744,7 +873,7 @@ fn tray_icon_draws_the_unread_count_into_its_pixmaps() {
     assert_eq!(idle["Status"], "Active");
     let plain = pixmaps(&idle, "IconPixmap");
     let sizes: Vec<usize> = plain.iter().map(|p| p.size).collect();
-    assert_eq!(sizes, [16, 22, 24, 32, 48]);
+    assert_eq!(sizes, [16, 22, 24, 32, 44]);
     assert!(
         plain
             .iter()

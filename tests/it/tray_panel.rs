@@ -5,15 +5,20 @@
 //! Xvfb's framebuffer file (`-fbdir`, in XWD format), must show the count; reading the
 //! messages must take the badge away.
 //!
-//! xfce4-panel's systray draws an item's largest pixmap (chat-tray's 48 pixels), scaled to its
-//! icon size with smoothing: at the usual 22 pixels the digits blur into the badge and no
-//! longer read as the font. So the panel here is tall enough for 48-pixel icons, which it
-//! draws pixel for pixel, and the count is read exactly. It starts with `--disable-wm-check`: there is
-//! no window manager, and without it the panel waits some 5 s for one before loading plugins.
+//! xfce4-panel's systray draws an item's largest pixmap, shrunk to its icon size with smoothing
+//! when it is larger. chat-tray's largest is 44 pixels, its 22-pixel icon doubled, so that at
+//! xfce4-panel's default 22 pixels the shrunk icon is the 22-pixel one, pixel for pixel. The
+//! test runs twice: in a panel as xfce4-panel ships it (26 pixels high, square icons, the
+//! systray's icon size left at its default), and in a tall panel with 48-pixel icons, where the
+//! 44-pixel icon is drawn unscaled. The count is read exactly both times, and its scale (2 and
+//! 4 pixels per pixel of the font) shows which pixmap the panel drew. The panel starts with
+//! `--disable-wm-check`: there is no window manager, and without it the panel waits some 5 s
+//! for one before loading plugins.
 //!
 //! Skipped where Xvfb or the Xfce programs are missing (failed with
 //! `CHATD_REQUIRE_SYSTEM_TOOLS`, which `.ci/run` sets after installing them). When it fails,
-//! the desktop's log and a sketch of the panel's pixels are printed.
+//! the desktop's log and a sketch of the panel's pixels are printed. With
+//! `CHATD_TEST_SCREENSHOTS=DIR` the screen is kept at each step, as `DIR/<panel size>-<step>.xwd`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,17 +28,39 @@ use tests::{Pair, private_dir, shared_relay, wait_for};
 
 use crate::tray::{BADGE_RGB, DIGIT_RGB, Tray, read_count};
 
-/// The panel's height in pixels (its `size`), at the top of the screen: room for [`ICON`].
-const PANEL: usize = 56;
-/// The systray's icon size: the largest of chat-tray's pixmaps (`SIZES` in
-/// tray/src/pixmap.rs), the one xfce4-panel draws, so that it is drawn unscaled.
-const ICON: usize = 48;
+/// A panel at the top of the screen holding the systray plugin.
+#[derive(Debug, Clone, Copy)]
+struct Panel {
+    /// Its height in pixels (its `size`).
+    size: usize,
+    /// The systray's `icon-size`, or `None` for xfce4-panel's default (22 pixels).
+    icon: Option<usize>,
+    /// The scale the count must be read at: 2 where the panel shrinks chat-tray's 44-pixel
+    /// icon to 22 pixels, 4 where it draws it unscaled.
+    scale: usize,
+}
+
+/// xfce4-panel as it ships (its default.xml): 26 pixels high, square icons, the systray's icon
+/// size its default, 22 pixels.
+const DEFAULT_PANEL: Panel = Panel {
+    size: 26,
+    icon: None,
+    scale: 2,
+};
+
+/// A tall panel with 48-pixel icons, at least chat-tray's largest pixmap.
+const TALL_PANEL: Panel = Panel {
+    size: 56,
+    icon: Some(48),
+    scale: 4,
+};
+
 /// The screen: wide enough for the panel's items, tall enough that a notification popup
 /// (placed at the bottom-right) stays clear of the panel.
 const SCREEN: (usize, usize) = (480, 360);
 
-/// The panel: one panel at the top holding the systray plugin, whose icons are [`ICON`]
-/// pixels; `{size}` and `{icon}` are filled in by [`panel_xml`].
+/// The panel's configuration: one panel at the top holding the systray plugin; `{size}` and
+/// `{icon}` are filled in by [`panel_xml`].
 const PANEL_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <channel name="xfce4-panel" version="1.0">
   <property name="configver" type="int" value="2"/>
@@ -51,17 +78,20 @@ const PANEL_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
   </property>
   <property name="plugins" type="empty">
     <property name="plugin-1" type="string" value="systray">
-      <property name="icon-size" type="int" value="{icon}"/>
+      <property name="square-icons" type="bool" value="true"/>{icon}
     </property>
   </property>
 </channel>
 "#;
 
-/// [`PANEL_XML`] with the panel's and the icons' sizes.
-fn panel_xml() -> String {
+/// [`PANEL_XML`] for `panel`.
+fn panel_xml(panel: Panel) -> String {
+    let icon = panel.icon.map_or(String::new(), |icon| {
+        format!("\n      <property name=\"icon-size\" type=\"int\" value=\"{icon}\"/>")
+    });
     PANEL_XML
-        .replace("{size}", &PANEL.to_string())
-        .replace("{icon}", &ICON.to_string())
+        .replace("{size}", &panel.size.to_string())
+        .replace("{icon}", &icon)
 }
 
 /// Notifications at the bottom-right, away from the panel.
@@ -103,10 +133,11 @@ struct Xvfb {
     child: Child,
     display: String,
     framebuffer: PathBuf,
+    panel: Panel,
 }
 
 impl Xvfb {
-    fn start(dir: &Path) -> Self {
+    fn start(dir: &Path, panel: Panel) -> Self {
         use std::os::unix::process::CommandExt as _;
         let fbdir = dir.join("fb");
         std::fs::create_dir(&fbdir).unwrap_or_else(|e| panic!("{e}"));
@@ -132,6 +163,7 @@ impl Xvfb {
             child,
             display: String::new(),
             framebuffer: fbdir.join("Xvfb_screen0"),
+            panel,
         };
         let number = wait_for("Xvfb's display number", || {
             let text = std::fs::read_to_string(&display_file).ok()?;
@@ -145,7 +177,17 @@ impl Xvfb {
     fn screenshot(&self) -> Screen {
         let bytes = std::fs::read(&self.framebuffer)
             .unwrap_or_else(|e| panic!("reading {}: {e}", self.framebuffer.display()));
-        Screen::from_xwd(&bytes)
+        Screen::from_xwd(&bytes, self.panel.size)
+    }
+
+    /// Copies the screen now to `$CHATD_TEST_SCREENSHOTS/NAME.xwd` when that is set (to look at
+    /// what the panel shows: `convert NAME.xwd NAME.png`).
+    fn keep_screenshot(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("CHATD_TEST_SCREENSHOTS") {
+            let to = Path::new(&dir).join(format!("{name}.xwd"));
+            std::fs::copy(&self.framebuffer, &to)
+                .unwrap_or_else(|e| panic!("copying the screen to {}: {e}", to.display()));
+        }
     }
 }
 
@@ -167,10 +209,12 @@ struct Screen {
     width: usize,
     height: usize,
     rgb: Vec<[u8; 3]>,
+    /// The panel's height: the rows at the top that are the panel.
+    panel: usize,
 }
 
 impl Screen {
-    fn from_xwd(bytes: &[u8]) -> Self {
+    fn from_xwd(bytes: &[u8], panel: usize) -> Self {
         let field = |i: usize| -> usize {
             let b = bytes
                 .get(i * 4..i * 4 + 4)
@@ -202,7 +246,12 @@ impl Screen {
                 rgb.push([(v >> 16) as u8, (v >> 8) as u8, v as u8]);
             }
         }
-        Self { width, height, rgb }
+        Self {
+            width,
+            height,
+            rgb,
+            panel: panel.min(height),
+        }
     }
 
     fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
@@ -211,12 +260,21 @@ impl Screen {
 
     /// The count drawn in the panel, read as the test's font.
     fn panel_count(&self) -> Option<String> {
-        read_count(self.width, PANEL.min(self.height), |x, y| self.pixel(x, y))
+        read_count(self.width, self.panel, |x, y| self.pixel(x, y))
+    }
+
+    /// The scale the count's digits are drawn at: the rows of the panel with the digits' white,
+    /// over the font's 5.
+    fn count_scale(&self) -> usize {
+        let rows = (0..self.panel)
+            .filter(|&y| (0..self.width).any(|x| self.pixel(x, y) == DIGIT_RGB))
+            .count();
+        rows / 5
     }
 
     /// How many pixels of the panel have the colour `rgb`.
     fn panel_pixels(&self, rgb: [u8; 3]) -> usize {
-        (0..PANEL.min(self.height))
+        (0..self.panel)
             .flat_map(|y| (0..self.width).map(move |x| (x, y)))
             .filter(|&(x, y)| self.pixel(x, y) == rgb)
             .count()
@@ -233,8 +291,7 @@ impl Screen {
     /// prefers an icon name it finds in the theme to the pixmaps.
     fn item(&self) -> Option<bool> {
         let background = self.panel_background();
-        let any = (0..PANEL.min(self.height))
-            .any(|y| (0..self.width).any(|x| self.pixel(x, y) != background));
+        let any = (0..self.panel).any(|y| (0..self.width).any(|x| self.pixel(x, y) != background));
         any.then(|| self.panel_pixels(BADGE_RGB) > 0)
     }
 
@@ -248,8 +305,8 @@ impl Screen {
             self.height,
             self.panel_count()
         );
-        for y in 0..PANEL.min(self.height) {
-            for x in 0..self.width.min(2 * ICON + 16) {
+        for y in 0..self.panel {
+            for x in 0..self.width.min(2 * self.panel + 16) {
                 text.push(match self.pixel(x, y) {
                     p if p == BADGE_RGB => 'R',
                     p if p == DIGIT_RGB => 'W',
@@ -273,11 +330,13 @@ struct Desktop {
 
 impl Desktop {
     fn start(xvfb: &Xvfb, dir: &Path, notifyd: &Path) -> Self {
+        let panel = xvfb.panel;
         use std::os::unix::process::CommandExt as _;
         let config = dir.join("config");
         let xml = config.join("xfce4/xfconf/xfce-perchannel-xml");
         std::fs::create_dir_all(&xml).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(xml.join("xfce4-panel.xml"), panel_xml()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(xml.join("xfce4-panel.xml"), panel_xml(panel))
+            .unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(xml.join("xfce4-notifyd.xml"), NOTIFYD_XML)
             .unwrap_or_else(|e| panic!("{e}"));
         let address_file = dir.join("bus");
@@ -357,10 +416,27 @@ impl Drop for Desktop {
 }
 
 #[test]
-fn tray_shows_the_unread_count_in_a_real_xfce_panel() {
-    if !tools_available("tray_shows_the_unread_count_in_a_real_xfce_panel") {
+fn tray_shows_the_unread_count_in_a_real_xfce_panel_at_its_default_icon_size() {
+    shows_the_count(
+        "tray_shows_the_unread_count_in_a_real_xfce_panel_at_its_default_icon_size",
+        DEFAULT_PANEL,
+    );
+}
+
+#[test]
+fn tray_shows_the_unread_count_in_a_real_xfce_panel_with_48_pixel_icons() {
+    shows_the_count(
+        "tray_shows_the_unread_count_in_a_real_xfce_panel_with_48_pixel_icons",
+        TALL_PANEL,
+    );
+}
+
+/// The scenario, in `panel`; `test` is the test's name.
+fn shows_the_count(test: &str, panel: Panel) {
+    if !tools_available(test) {
         return;
     }
+    let shot = |xvfb: &Xvfb, step: &str| xvfb.keep_screenshot(&format!("{}-{step}", panel.size));
     let Some(notifyd) = notifyd() else {
         panic!("xfce4-notifyd is installed but not found under /usr/lib");
     };
@@ -368,13 +444,13 @@ fn tray_shows_the_unread_count_in_a_real_xfce_panel() {
     let pair = Pair::start(&relay.url());
     let (alice, bob) = (&pair.alice, &pair.bob);
     let dir = private_dir();
-    let xvfb = Xvfb::start(dir.path());
+    let xvfb = Xvfb::start(dir.path(), panel);
     let desktop = Desktop::start(&xvfb, dir.path(), &notifyd);
 
     // The panel is drawn, and holds no item before chat-tray runs.
     wait_for("the panel to be drawn, empty", || {
         let screen = xvfb.screenshot();
-        (screen.pixel(SCREEN.0 / 2, PANEL / 2) != [0, 0, 0] && screen.item().is_none())
+        (screen.pixel(SCREEN.0 / 2, panel.size / 2) != [0, 0, 0] && screen.item().is_none())
             .then_some(())
     });
 
@@ -395,16 +471,24 @@ fn tray_shows_the_unread_count_in_a_real_xfce_panel() {
     wait_for("the panel to show 2", || {
         (xvfb.screenshot().panel_count().as_deref() == Some("2")).then_some(())
     });
+    shot(&xvfb, "2");
+    assert_eq!(
+        xvfb.screenshot().count_scale(),
+        panel.scale,
+        "the count drawn at another size"
+    );
 
     alice.send("bob", "three");
     wait_for("the panel to show 3", || {
         (xvfb.screenshot().panel_count().as_deref() == Some("3")).then_some(())
     });
+    shot(&xvfb, "3");
 
     bob.call("messages.mark_read", json!({ "conversation": "alice" }));
     wait_for("the badge to leave the item once read", || {
         (xvfb.screenshot().item() == Some(false)).then_some(())
     });
+    shot(&xvfb, "read");
 
     // On SIGTERM the item leaves the panel.
     alice.send("bob", "four");

@@ -4,10 +4,25 @@
 //! The count is part of the icon itself rather than an overlay: panels differ in how (and
 //! whether) they draw an `OverlayIconPixmap`, and xfce4-panel draws it under the icon, where
 //! nothing of it but a rim shows. The digits are a 3x5 pixel font scaled by whole pixels, so
-//! they stay sharp at 16 pixels; more than 99 reads `99+`.
+//! they stay sharp; more than 99 reads `99+`.
+//!
+//! Hosts choose among the sizes differently. KDE takes the one nearest its icon size.
+//! xfce4-panel (4.18) always takes the largest and, when it is larger than its icon size,
+//! scales it down with smoothing (`GDK_INTERP_BILINEAR`, an area average when shrinking), which
+//! blurs a pixel font unless the factor is exactly one half. So the largest size is
+//! [`LARGEST`], twice [`XFCE_DEFAULT`] (xfce4-panel's default icon size), drawn as the
+//! `XFCE_DEFAULT` icon with every pixel doubled: halved, it is that icon again, pixel for pixel,
+//! and at icon sizes of `LARGEST` or more xfce4-panel draws it unscaled. At other icon sizes
+//! xfce4-panel still blurs it.
 
-/// The sizes drawn, in pixels: what panels commonly ask for (a host scales the nearest one).
-pub const SIZES: [usize; 5] = [16, 22, 24, 32, 48];
+/// xfce4-panel's default icon size in its systray, in pixels.
+pub const XFCE_DEFAULT: usize = 22;
+
+/// The largest size drawn: the [`XFCE_DEFAULT`] icon with every pixel doubled.
+pub const LARGEST: usize = 2 * XFCE_DEFAULT;
+
+/// The sizes drawn, in pixels: what panels commonly ask for, and [`LARGEST`] for xfce4-panel.
+pub const SIZES: [usize; 5] = [16, 22, 24, 32, LARGEST];
 
 /// ARGB32 colours, in the byte order of the StatusNotifierItem spec (alpha first).
 pub mod colour {
@@ -96,12 +111,29 @@ pub fn badge_text(unread: u32) -> String {
     }
 }
 
-/// The icon at every size of [`SIZES`].
+/// The icon at every size of [`SIZES`]; the [`LARGEST`] is the [`XFCE_DEFAULT`] one doubled.
 pub fn render_all(look: Look, unread: u32) -> Vec<Pixmap> {
     SIZES
         .iter()
-        .map(|&size| render(size, look, unread))
+        .map(|&size| {
+            if size == LARGEST {
+                doubled(&render(XFCE_DEFAULT, look, unread))
+            } else {
+                render(size, look, unread)
+            }
+        })
         .collect()
+}
+
+/// `pixmap` at twice its size, each pixel a 2x2 block.
+pub fn doubled(pixmap: &Pixmap) -> Pixmap {
+    let mut out = Pixmap::new(2 * pixmap.size);
+    for y in 0..out.size {
+        for x in 0..out.size {
+            out.set(x, y, pixmap.pixel(x / 2, y / 2));
+        }
+    }
+    out
 }
 
 /// The icon at `size` pixels (at least 8): the envelope, and the badge when `unread` is not 0.
@@ -171,33 +203,73 @@ fn glyph(c: char) -> usize {
     }
 }
 
-/// The scale of the digits at `size` for `chars` characters: as large as lets the badge (7
-/// scaled pixels high) fit in 65% of the height and the whole width, never below 1.
-pub fn digit_scale(size: usize, chars: usize) -> usize {
-    let mut scale = (size * 65 / 100 / 7).max(1);
-    while scale > 1 && badge_width(chars, scale) > size {
-        scale -= 1;
-    }
-    scale
+/// How a badge's text is laid out at one size, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Pixels per pixel of the font.
+    pub scale: usize,
+    /// Columns between two glyphs.
+    pub gap: usize,
+    /// Badge around the text, on every side.
+    pub margin: usize,
 }
 
-/// The badge's width for `chars` characters at `scale`: the glyphs, one column of space
-/// between them and a margin of one scaled pixel each side.
-fn badge_width(chars: usize, scale: usize) -> usize {
-    chars * 4 * scale - scale + 2 * scale
+impl Layout {
+    /// The badge's width for `chars` characters.
+    pub fn width(self, chars: usize) -> usize {
+        chars * 3 * self.scale + chars.saturating_sub(1) * self.gap + 2 * self.margin
+    }
+
+    /// The badge's height.
+    pub fn height(self) -> usize {
+        5 * self.scale + 2 * self.margin
+    }
+}
+
+/// The layout of `chars` characters at `size`: digits as large as let the badge fit in 65% of
+/// the height (but twice the font wherever a badge of that fits the icon, since a badge of
+/// single pixels is hard to read), spaced and framed by one scaled pixel, or by one pixel where
+/// that is what makes the width fit; never below one pixel per font pixel.
+pub fn layout(size: usize, chars: usize) -> Layout {
+    let roomy = |scale| Layout {
+        scale,
+        gap: scale,
+        margin: scale,
+    };
+    let tight = |scale| Layout {
+        scale,
+        gap: 1,
+        margin: 1,
+    };
+    let mut scale = (size * 65 / 100 / 7).max(1);
+    if scale < 2 && roomy(2).height() <= size {
+        scale = 2;
+    }
+    loop {
+        for layout in [roomy(scale), tight(scale)] {
+            if layout.width(chars) <= size && layout.height() <= size {
+                return layout;
+            }
+        }
+        if scale == 1 {
+            return tight(1);
+        }
+        scale -= 1;
+    }
 }
 
 /// A red badge at the bottom-right corner with `text` in white.
 fn badge(pixmap: &mut Pixmap, text: &str) {
     let size = pixmap.size;
     let chars = text.chars().count();
-    let scale = digit_scale(size, chars);
-    let (width, height) = (badge_width(chars, scale), 7 * scale);
+    let layout = layout(size, chars);
+    let Layout { scale, gap, margin } = layout;
+    let (width, height) = (layout.width(chars), layout.height());
     let (left, top) = (size.saturating_sub(width), size.saturating_sub(height));
     for y in top..size {
         for x in left..size {
             // Rounded corners where there are pixels to spare.
-            let corner = scale > 1 && (x == left || x == size - 1) && (y == top || y == size - 1);
+            let corner = margin > 1 && (x == left || x == size - 1) && (y == top || y == size - 1);
             if !corner {
                 pixmap.set(x, y, colour::BADGE);
             }
@@ -205,7 +277,7 @@ fn badge(pixmap: &mut Pixmap, text: &str) {
     }
     for (i, c) in text.chars().enumerate() {
         let rows = GLYPHS[glyph(c)];
-        let x0 = left + scale + i * 4 * scale;
+        let x0 = left + margin + i * (3 * scale + gap);
         for (row, bits) in rows.iter().enumerate() {
             for column in 0..3 {
                 if bits & (0b100 >> column) == 0 {
@@ -215,7 +287,7 @@ fn badge(pixmap: &mut Pixmap, text: &str) {
                     for dx in 0..scale {
                         pixmap.set(
                             x0 + column * scale + dx,
-                            top + scale + row * scale + dy,
+                            top + margin + row * scale + dy,
                             colour::DIGIT,
                         );
                     }
