@@ -1125,6 +1125,16 @@ impl Session {
             ClientFrame::PublishReachability { request_id, record } => {
                 Some(self.publish_record(me, request_id, record).await)
             }
+            // Groups and KeyPackages (SPEC.md 10.10) are not served yet.
+            ClientFrame::PublishKeyPackages { request_id, .. }
+            | ClientFrame::FetchKeyPackage { request_id, .. }
+            | ClientFrame::OpenGroup { request_id, .. }
+            | ClientFrame::PostGroup { request_id, .. }
+            | ClientFrame::LeaveGroup { request_id, .. } => Some(ServerFrame::error(
+                Some(request_id),
+                ErrorCode::Internal,
+                "this relay does not serve groups yet",
+            )),
             // Handled by `handle_frame` on any session.
             ClientFrame::Ping { .. }
             | ClientFrame::Pong { .. }
