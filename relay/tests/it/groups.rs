@@ -729,3 +729,31 @@ async fn groups_and_undelivered_posts_survive_a_restart() {
     assert_eq!(posted(&mut anon, application(5, 0, b"late")).await, (3, 1));
     assert_eq!(group_delivery(&mut cb).await.payload, b"late");
 }
+
+#[tokio::test]
+async fn a_full_mailbox_is_skipped_and_the_others_still_get_the_post() {
+    let relay = TestRelay::with_limits(chat_relay::Limits {
+        mailbox_quota: 1,
+        ..chat_relay::Limits::default()
+    })
+    .await;
+    let alice = Device::new(80);
+    let bob = Device::new(81);
+    let mut ca = relay.connect(&alice).await;
+    drop(relay.connect(&bob).await);
+    let subscribe = vec![subscription(&alice), subscription(&bob)];
+    assert_eq!(posted(&mut ca, open(1, GROUP, subscribe)).await, (0, 0));
+    let mut anon = anonymous(&relay).await;
+    // Bob is offline: his mailbox fills with the first post; Alice acknowledges hers.
+    assert_eq!(posted(&mut anon, application(2, 0, b"one")).await, (1, 0));
+    assert_eq!(group_delivery(&mut ca).await.payload, b"one");
+    sync(&mut ca).await;
+    assert_eq!(posted(&mut anon, application(3, 0, b"two")).await, (2, 0));
+    assert_eq!(group_delivery(&mut ca).await.payload, b"two");
+    let metrics = relay.relay.metrics();
+    assert_eq!(Metrics::get(&metrics.group_skipped_full), 1);
+    assert_eq!(Metrics::get(&metrics.group_deliveries), 3);
+    let mut cb = relay.connect(&bob).await;
+    assert_eq!(group_delivery(&mut cb).await.payload, b"one");
+    assert_eq!(deliveries_so_far(&mut cb).await, Vec::<Vec<u8>>::new());
+}
