@@ -1,6 +1,6 @@
 //! The pure protocol core of chatd: keys and addresses, PQXDH session setup, the Double Ratchet,
 //! session records and pickles, padding, sealed envelopes, introductions, invite codes and
-//! invite refusals, safety numbers and the relay wire codec.
+//! invite refusals, safety numbers, the relay wire codec and the group delivery.
 //!
 //! This crate does no I/O: no sockets, no files, no clocks and no global RNG. Every function
 //! that needs randomness takes an `&mut impl Rng`, every function that needs the time takes it
@@ -14,6 +14,7 @@ pub mod codec;
 pub mod crypto;
 pub mod envelope;
 pub mod frames;
+pub mod group_delivery;
 pub mod identity;
 pub mod introduction;
 pub mod invite;

@@ -1,7 +1,8 @@
 //! Delivery-token admission (SPEC.md 10.9, rules 1-4): which envelopes of a `Send` or
 //! `Deposit` the relay stores, which it drops unseen (a revoked token), and which requests it
 //! refuses (`token_required`, or `rate_limited` past a recipient's stranger rate), decided
-//! before the request goes to the group commit.
+//! before the request goes to the group commit. A group's subscriptions (SPEC.md 10.10) are
+//! admitted by the same rules, one envelope each, by the group commit itself.
 //!
 //! Every account's policy and digests are held here in memory: loaded from the store at start
 //! and updated by `SetDeliveryTokens` right after its store write, so admitting an envelope is
@@ -92,6 +93,18 @@ impl TokenGate {
         tokens: &[Option<DeliveryToken>],
         now: Instant,
     ) -> Result<Plan, Refusal> {
+        self.admit_recipients(envelopes.iter().map(|e| e.recipient_identity), tokens, now)
+    }
+
+    /// As [`Self::admit`] for recipients named by their identity alone: a group post's or
+    /// `OpenGroup`'s subscriptions, each admitted like one `Deposit` envelope to the device
+    /// (SPEC.md 10.10).
+    pub(crate) fn admit_recipients(
+        &self,
+        recipients: impl Iterator<Item = IdentityKey>,
+        tokens: &[Option<DeliveryToken>],
+        now: Instant,
+    ) -> Result<Plan, Refusal> {
         if !self.any.load(Ordering::Acquire) {
             return Ok(Plan::default());
         }
@@ -100,8 +113,7 @@ impl TokenGate {
         let mut strangers: Vec<(IdentityKey, usize, usize)> = Vec::new();
         {
             let accounts = self.accounts.read().unwrap_or_else(PoisonError::into_inner);
-            for (index, envelope) in envelopes.iter().enumerate() {
-                let identity = envelope.recipient_identity;
+            for (index, identity) in recipients.enumerate() {
                 let Some(account) = accounts.get(&identity) else {
                     continue;
                 };
@@ -154,6 +166,11 @@ impl Plan {
     /// How many envelopes are dropped.
     pub(crate) fn dropped(&self) -> usize {
         self.dropped.len()
+    }
+
+    /// Whether the item at `index` of the request is dropped.
+    pub(crate) fn is_dropped(&self, index: usize) -> bool {
+        self.dropped.binary_search(&index).is_ok()
     }
 
     /// The envelopes to store: `envelopes` without the dropped ones.

@@ -8,7 +8,9 @@
 //! device's. An authenticated session also delivers the device's mailbox in sequence order, at
 //! most `delivery_window` envelopes unacknowledged at a time: first the backlog, read from the
 //! store, then what the group commit hands the connection through the router's live queue
-//! (`router.rs` says how the two meet). Writes
+//! (`router.rs` says how the two meet). Group requests (`OpenGroup`, `PostGroup`, `LeaveGroup`,
+//! SPEC.md 10.10) go to the group commit like a `Send` and are answered when it is done; the
+//! KeyPackage directory is answered from the store directly. Writes
 //! that stall past `write_timeout` cut the client off, so a client that stops reading costs a
 //! bounded amount of memory and nobody else's service.
 
@@ -23,8 +25,8 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use protocol::codec::{Decode, Encode};
 use protocol::frames::{
-    AUTH_NONCE_LEN, AuthProof, ClientFrame, ErrorCode, MAX_DEVICES_PER_LIST, OutgoingEnvelope,
-    RelayId, RequestId, ServerFrame, TokenPolicy,
+    AUTH_NONCE_LEN, AuthProof, ClientFrame, ErrorCode, KeyPackage, MAX_DEVICES_PER_LIST,
+    OutgoingEnvelope, RelayId, RequestId, ServerFrame, TokenPolicy,
 };
 use protocol::frames::{HandleClaim, HandleRelease};
 use protocol::identity::{IdentityKey, VerifiedDevice};
@@ -41,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::TokenGate;
 use crate::clock::Clock;
-use crate::commit::{CommitResult, Committer};
+use crate::commit::{CommitResult, Committer, GroupJob, GroupResult};
 use crate::config::Limits;
 use crate::config::{ProxyConfig, ProxyProtocol};
 use crate::envelope_ids::IdCipher;
@@ -160,6 +162,9 @@ fn is_anonymous_request(frame: &ClientFrame) -> bool {
             | ClientFrame::LookupHandle { .. }
             | ClientFrame::FetchReachability { .. }
             | ClientFrame::Deposit { .. }
+            | ClientFrame::FetchKeyPackage { .. }
+            | ClientFrame::OpenGroup { .. }
+            | ClientFrame::PostGroup { .. }
     )
 }
 
@@ -192,7 +197,8 @@ pub(crate) fn admit(shared: &Shared, ip: IpAddr) -> Option<IpSlot> {
 }
 
 type Ws<S> = WebSocketStream<Prefixed<S>>;
-type PendingSend = Pin<Box<dyn Future<Output = (RequestId, Option<CommitResult>)> + Send>>;
+/// A request waiting for the group commit (`Send`, `Deposit`, a group job): its reply.
+type PendingSend = Pin<Box<dyn Future<Output = ServerFrame> + Send>>;
 
 /// The WebSocket settings: small buffers (memory per idle connection matters) and the frame
 /// limit.
@@ -625,8 +631,8 @@ impl Session {
                 () = self.registration.kick.cancelled() => {
                     Err(End::Close(CloseCode::Policy, "replaced by a newer connection of this device"))
                 }
-                Some((request_id, result)) = self.pending_sends.next(), if !self.pending_sends.is_empty() => {
-                    self.answer_send(ws, request_id, result).await
+                Some(reply) = self.pending_sends.next(), if !self.pending_sends.is_empty() => {
+                    self.feed(ws, &reply).await
                 }
                 incoming = next_binary(&shared, ws), if can_read => match incoming {
                     Incoming::Frame(bytes) => {
@@ -662,8 +668,8 @@ impl Session {
             }
         };
         // Answer the sends already committed or committing, so a clean close loses no ack.
-        while let Some((request_id, result)) = self.pending_sends.next().await {
-            if self.answer_send(ws, request_id, result).await.is_err() {
+        while let Some(reply) = self.pending_sends.next().await {
+            if self.feed(ws, &reply).await.is_err() {
                 return;
             }
         }
@@ -869,34 +875,6 @@ impl Session {
         Ok(())
     }
 
-    async fn answer_send<S>(
-        &mut self,
-        ws: &mut Ws<S>,
-        request_id: RequestId,
-        result: Option<CommitResult>,
-    ) -> Result<(), End>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let frame = match result {
-            Some(CommitResult::Stored(envelope_ids)) => ServerFrame::SendAck {
-                request_id,
-                envelope_ids,
-            },
-            Some(CommitResult::Refused { code, index }) => ServerFrame::error(
-                Some(request_id),
-                code,
-                format!("envelope {index}: {}", code.name()),
-            ),
-            Some(CommitResult::Failed) | None => ServerFrame::error(
-                Some(request_id),
-                ErrorCode::Internal,
-                "storing the envelopes failed",
-            ),
-        };
-        self.feed(ws, &frame).await
-    }
-
     /// Queues a frame; the run loop flushes it.
     async fn feed<S>(&mut self, ws: &mut Ws<S>, frame: &ServerFrame) -> Result<(), End>
     where
@@ -984,6 +962,9 @@ impl Session {
                 envelopes.len(),
                 envelopes.iter().map(|e| e.payload.len()).sum::<usize>(),
             )),
+            // A post counts as one envelope of its payload for its sender, however many
+            // mailboxes it is fanned out to.
+            ClientFrame::PostGroup { post, .. } => Some((1, post.payload.len())),
             _ => None,
         };
         if let Some((count, bytes)) = load
@@ -992,8 +973,10 @@ impl Session {
         {
             return self.rate_limited(ws, frame.request_id()).await;
         }
-        if matches!(frame, ClientFrame::FetchBundle { .. })
-            && !shared.bundle_fetches.try_take(sender, 1.0, now)
+        if matches!(
+            frame,
+            ClientFrame::FetchBundle { .. } | ClientFrame::FetchKeyPackage { .. }
+        ) && !shared.bundle_fetches.try_take(sender, 1.0, now)
         {
             return self.rate_limited(ws, frame.request_id()).await;
         }
@@ -1077,6 +1060,38 @@ impl Session {
                     })
                     .await,
             ),
+            ClientFrame::FetchKeyPackage {
+                request_id,
+                identity,
+                device_id,
+            } => Some(
+                self.fetch_key_package(
+                    request_id,
+                    DeviceAddr {
+                        identity,
+                        device: device_id,
+                    },
+                )
+                .await,
+            ),
+            ClientFrame::OpenGroup {
+                request_id,
+                group_id,
+                epoch,
+                post_key,
+                subscribe,
+            } => {
+                let job = GroupJob::Open {
+                    group_id,
+                    epoch,
+                    post_key,
+                    subscribe,
+                };
+                self.submit_group(request_id, job).await
+            }
+            ClientFrame::PostGroup { request_id, post } => {
+                self.submit_group(request_id, GroupJob::Post(post)).await
+            }
             // The rest needs authentication, checked above.
             frame => match me {
                 Some(me) => self.handle_authenticated(me, frame).await,
@@ -1125,6 +1140,24 @@ impl Session {
             ClientFrame::PublishReachability { request_id, record } => {
                 Some(self.publish_record(me, request_id, record).await)
             }
+            ClientFrame::PublishKeyPackages {
+                request_id,
+                last_resort,
+                key_packages,
+            } => Some(
+                self.publish_key_packages(me, request_id, last_resort, key_packages)
+                    .await,
+            ),
+            ClientFrame::LeaveGroup {
+                request_id,
+                group_id,
+            } => {
+                let job = GroupJob::Leave {
+                    group_id,
+                    device: me,
+                };
+                self.submit_group(request_id, job).await
+            }
             // Handled by `handle_frame` on any session.
             ClientFrame::Ping { .. }
             | ClientFrame::Pong { .. }
@@ -1134,7 +1167,28 @@ impl Session {
             | ClientFrame::FetchBundle { .. }
             | ClientFrame::ListDevices { .. }
             | ClientFrame::LookupHandle { .. }
-            | ClientFrame::FetchReachability { .. } => None,
+            | ClientFrame::FetchReachability { .. }
+            | ClientFrame::FetchKeyPackage { .. }
+            | ClientFrame::OpenGroup { .. }
+            | ClientFrame::PostGroup { .. } => None,
+        }
+    }
+
+    /// A group job (`OpenGroup`, `PostGroup`, `LeaveGroup`): the group commit decides it
+    /// (SPEC.md 10.10) and the reply comes when its batch is durable, like a `Send`'s.
+    async fn submit_group(&mut self, request_id: RequestId, job: GroupJob) -> Option<ServerFrame> {
+        match self.shared.committer.submit_group(job).await {
+            Some(rx) => {
+                self.pending_sends.push_back(Box::pin(async move {
+                    group_reply(request_id, rx.await.ok())
+                }));
+                None
+            }
+            None => Some(ServerFrame::error(
+                Some(request_id),
+                ErrorCode::Internal,
+                "relay shutting down",
+            )),
         }
     }
 
@@ -1162,7 +1216,7 @@ impl Session {
         match shared.committer.submit(plan.keep(envelopes)).await {
             Some(rx) => {
                 self.pending_sends.push_back(Box::pin(async move {
-                    (request_id, rx.await.ok().map(|result| plan.merge(result)))
+                    send_reply(request_id, rx.await.ok().map(|result| plan.merge(result)))
                 }));
                 None
             }
@@ -1290,6 +1344,88 @@ impl Session {
                                 Some(request_id),
                                 ErrorCode::NoPrekeys,
                                 "the device has published no prekeys",
+                            ),
+                            Ok(false) => ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::NotFound,
+                                "unknown device",
+                            ),
+                            Err(e) => internal(request_id, &e),
+                        },
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
+        }
+    }
+
+    /// `PublishKeyPackages`: stored (durably) for the authenticated device, or refused whole
+    /// over the per-device pool cap.
+    fn publish_key_packages(
+        &self,
+        me: DeviceAddr,
+        request_id: RequestId,
+        last_resort: Option<KeyPackage>,
+        key_packages: Vec<KeyPackage>,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            let metrics = shared.metrics.clone();
+            shared
+                .answer(request_id, move |store| {
+                    match store.publish_key_packages(&me, last_resort.as_ref(), &key_packages) {
+                        Ok(Ok(count)) => ServerFrame::KeyPackageCount {
+                            request_id,
+                            count: count.count,
+                            has_last_resort: count.has_last_resort,
+                        },
+                        Ok(Err(PublishError::TooManyPrekeys)) => {
+                            metrics.reject(Rejection::QuotaExceeded);
+                            ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::QuotaExceeded,
+                                "the relay stores no more key packages for this device",
+                            )
+                        }
+                        Ok(Err(PublishError::UnknownDevice)) => ServerFrame::error(
+                            Some(request_id),
+                            ErrorCode::NotFound,
+                            "unknown device",
+                        ),
+                        Err(e) => internal(request_id, &e),
+                    }
+                })
+                .await
+        }
+    }
+
+    /// `FetchKeyPackage`: the oldest of the device's pool, or its last-resort one. Past the
+    /// target identity's `one_time_prekeys` rate, the last-resort one (consuming nothing), so
+    /// strangers cannot drain a device's pool (SPEC.md 10.8).
+    fn fetch_key_package(
+        &self,
+        request_id: RequestId,
+        addr: DeviceAddr,
+    ) -> impl Future<Output = ServerFrame> + Send + 'static {
+        let from_pool =
+            self.shared
+                .one_time_prekeys
+                .try_take(addr.identity, 1.0, StdInstant::now());
+        let shared = self.shared.clone();
+        async move {
+            shared
+                .answer(request_id, move |store| {
+                    match store.take_key_package(&addr, from_pool) {
+                        Ok(Some((key_package, last_resort))) => ServerFrame::KeyPackage {
+                            request_id,
+                            key_package,
+                            last_resort,
+                        },
+                        Ok(None) => match store.has_device(&addr) {
+                            Ok(true) => ServerFrame::error(
+                                Some(request_id),
+                                ErrorCode::NoPrekeys,
+                                "the device has published no key packages",
                             ),
                             Ok(false) => ServerFrame::error(
                                 Some(request_id),
@@ -1482,6 +1618,46 @@ impl Session {
                 })
                 .await
         }
+    }
+}
+
+/// The reply to a group job the group commit finished (`None`: it failed unseen).
+fn group_reply(request_id: RequestId, result: Option<GroupResult>) -> ServerFrame {
+    match result {
+        Some(GroupResult::Posted { seq, epoch }) => ServerFrame::GroupPosted {
+            request_id,
+            seq,
+            epoch,
+        },
+        Some(GroupResult::Left) => ServerFrame::Done { request_id },
+        Some(GroupResult::Refused { code, message }) => {
+            ServerFrame::error(Some(request_id), code, message)
+        }
+        Some(GroupResult::Failed) | None => ServerFrame::error(
+            Some(request_id),
+            ErrorCode::Internal,
+            "storing the group post failed",
+        ),
+    }
+}
+
+/// The reply to a `Send` or `Deposit` the group commit finished (`None`: it failed unseen).
+fn send_reply(request_id: RequestId, result: Option<CommitResult>) -> ServerFrame {
+    match result {
+        Some(CommitResult::Stored(envelope_ids)) => ServerFrame::SendAck {
+            request_id,
+            envelope_ids,
+        },
+        Some(CommitResult::Refused { code, index }) => ServerFrame::error(
+            Some(request_id),
+            code,
+            format!("envelope {index}: {}", code.name()),
+        ),
+        Some(CommitResult::Failed) | None => ServerFrame::error(
+            Some(request_id),
+            ErrorCode::Internal,
+            "storing the envelopes failed",
+        ),
     }
 }
 

@@ -127,6 +127,12 @@ pub struct Metrics {
     pub envelopes_expired: AtomicU64,
     /// Group commits (one flush each).
     pub commits: AtomicU64,
+    /// Group posts accepted, by kind: application, commit, direct (SPEC.md 10.10).
+    pub group_posts: [AtomicU64; 3],
+    /// Group deliveries stored: one per recipient device of an accepted post.
+    pub group_deliveries: AtomicU64,
+    /// Recipients of accepted group posts skipped because their mailbox was full.
+    pub group_skipped_full: AtomicU64,
     /// Bytes received in frames.
     pub bytes_in: AtomicU64,
     /// Bytes sent in frames.
@@ -167,7 +173,7 @@ impl Metrics {
     /// The Prometheus text exposition of every counter, plus the stored totals given.
     pub fn render(&self, stored_envelopes: u64, devices: u64) -> String {
         let mut out = String::with_capacity(2048);
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "chat_relay_connections_accepted_total",
                 "counter",
@@ -220,11 +226,32 @@ impl Metrics {
                 &self.envelopes_expired,
             ),
             ("chat_relay_commits_total", "counter", &self.commits),
+            (
+                "chat_relay_group_deliveries_total",
+                "counter",
+                &self.group_deliveries,
+            ),
+            (
+                "chat_relay_group_skipped_full_total",
+                "counter",
+                &self.group_skipped_full,
+            ),
             ("chat_relay_bytes_in_total", "counter", &self.bytes_in),
             ("chat_relay_bytes_out_total", "counter", &self.bytes_out),
         ];
         for (name, kind, counter) in counters {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {}", Self::get(counter));
+        }
+        let _ = writeln!(out, "# TYPE chat_relay_group_posts_total counter");
+        for (kind, counter) in ["application", "commit", "direct"]
+            .iter()
+            .zip(&self.group_posts)
+        {
+            let _ = writeln!(
+                out,
+                "chat_relay_group_posts_total{{kind=\"{kind}\"}} {}",
+                Self::get(counter)
+            );
         }
         let _ = writeln!(out, "# TYPE chat_relay_rejections_total counter");
         for why in Rejection::ALL {

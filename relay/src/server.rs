@@ -96,6 +96,7 @@ impl Relay {
         let router = Arc::new(Router::new(last_sequence));
         let ids = IdCipher::new(&secret);
         let limits = config.limits.clone();
+        let token_gate = Arc::new(TokenGate::new(tokens, limits.stranger_envelopes));
         let (committer, commit_task) = CommitTask {
             store: store.clone(),
             router: router.clone(),
@@ -106,6 +107,7 @@ impl Relay {
             quota_bytes: limits.mailbox_quota_bytes,
             disk_budget: limits.disk_budget_bytes,
             max_batch: limits.max_commit_batch,
+            tokens: token_gate.clone(),
         }
         .spawn(limits.max_connections.max(64), last_sequence);
         let (store_worker, store_thread) = StoreWorker::spawn(
@@ -124,7 +126,7 @@ impl Relay {
             metrics: metrics.clone(),
             clock: clock.clone(),
             device_frames: RateLimiter::new(limits.device_frames),
-            tokens: Arc::new(TokenGate::new(tokens, limits.stranger_envelopes)),
+            tokens: token_gate,
             device_envelopes: RateLimiter::new(limits.device_envelopes),
             ip_frames: RateLimiter::new(limits.ip_frames),
             device_bytes: RateLimiter::new(limits.device_bytes),
@@ -323,7 +325,8 @@ async fn sweep_limiters(shared: Arc<Shared>) {
     }
 }
 
-/// Deletes expired envelopes now and then.
+/// Deletes expired envelopes now and then, and the groups nobody posted to for as long
+/// (SPEC.md 10.10).
 async fn sweep(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
     let mut interval = tokio::time::interval(SWEEP_INTERVAL);
     loop {
@@ -340,6 +343,14 @@ async fn sweep(shared: Arc<Shared>, clock: Arc<dyn Clock>) {
                 tracing::info!(expired = n, "expired envelopes deleted");
             }
             Err(e) => tracing::error!(error = %e, "expiring envelopes failed"),
+        }
+        let expired = shared
+            .blocking(move |store| store.expire_groups(now, ttl))
+            .await;
+        match expired.and_then(|result| result) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "expired groups deleted"),
+            Err(e) => tracing::error!(error = %e, "expiring groups failed"),
         }
     }
 }

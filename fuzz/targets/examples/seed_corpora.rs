@@ -89,6 +89,8 @@ fn main() {
     for frame in all("frames.json", "hex") {
         add("client_frame", hex(&frame));
         add("server_frame", hex(&frame));
+        // The group delivery vector (and every other vector, refused) seeds its decoder.
+        add("group_delivery", hex(&frame));
     }
 
     // Envelopes: the vectors (sealed to their own B: they exercise parsing and the failed

@@ -66,6 +66,10 @@ pub const TARGETS: &[Target] = &[
         run: protocol_targets::invite_refusal,
     },
     Target {
+        name: "group_delivery",
+        run: protocol_targets::group_delivery,
+    },
+    Target {
         name: "invite_code",
         run: services::invite_code,
     },

@@ -321,3 +321,24 @@ pub fn invite_refusal(data: &[u8]) {
         assert!(!refusal.reason.describe().is_empty());
     }
 }
+
+/// Group deliveries (SPEC.md 10.10), the `Deliver` payload of a group post, which a device reads
+/// from its relay. A delivery that decodes re-encodes to the same bytes and is no longer than an
+/// envelope payload.
+pub fn group_delivery(data: &[u8]) {
+    use protocol::frames::MAX_PAYLOAD_LEN;
+    use protocol::group_delivery::GroupDelivery;
+    let is_group = GroupDelivery::is_group_delivery(data);
+    if let Ok(delivery) = GroupDelivery::from_bytes(data) {
+        assert!(is_group, "a delivery with another first byte decodes");
+        assert!(
+            data.len() <= MAX_PAYLOAD_LEN,
+            "an over-long delivery decodes"
+        );
+        assert_eq!(
+            delivery.to_bytes(),
+            data,
+            "a group delivery decodes non-canonically"
+        );
+    }
+}

@@ -57,6 +57,16 @@ pub enum ErrorCode {
     /// 19: a reachability record was refused: its signature does not verify, it names
     /// another identity than the authenticated one, or it is older than the one stored.
     InvalidRecord,
+    /// 20: a group post's epoch is not one the group accepts now (a commit for another epoch
+    /// than the current one, another post for one older than the previous); nothing was
+    /// stored. The client processes the commits waiting in its mailbox and posts again.
+    StaleEpoch,
+    /// 21: `OpenGroup` for a group id that exists; nothing changed.
+    GroupExists,
+    /// 22: the group would have more subscribers than the relay allows; nothing changed.
+    GroupFull,
+    /// 23: a group post's signature does not verify under the post key of its epoch.
+    BadSignature,
     /// A value this implementation does not know; treat it like `Internal` unless it is
     /// followed by the connection closing.
     Unknown(u16),
@@ -64,7 +74,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every assigned code, in value order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadFrame,
         ErrorCode::UnsupportedVersion,
         ErrorCode::AuthRequired,
@@ -84,6 +94,10 @@ impl ErrorCode {
         ErrorCode::TokenRequired,
         ErrorCode::QuotaExceeded,
         ErrorCode::InvalidRecord,
+        ErrorCode::StaleEpoch,
+        ErrorCode::GroupExists,
+        ErrorCode::GroupFull,
+        ErrorCode::BadSignature,
     ];
 
     /// The code for a wire value; unassigned values become [`ErrorCode::Unknown`].
@@ -108,6 +122,10 @@ impl ErrorCode {
             17 => Self::TokenRequired,
             18 => Self::QuotaExceeded,
             19 => Self::InvalidRecord,
+            20 => Self::StaleEpoch,
+            21 => Self::GroupExists,
+            22 => Self::GroupFull,
+            23 => Self::BadSignature,
             other => Self::Unknown(other),
         }
     }
@@ -135,6 +153,10 @@ impl ErrorCode {
             Self::TokenRequired => 17,
             Self::QuotaExceeded => 18,
             Self::InvalidRecord => 19,
+            Self::StaleEpoch => 20,
+            Self::GroupExists => 21,
+            Self::GroupFull => 22,
+            Self::BadSignature => 23,
             Self::Unknown(value) => value,
         }
     }
@@ -161,6 +183,10 @@ impl ErrorCode {
             Self::TokenRequired => "token_required",
             Self::QuotaExceeded => "quota_exceeded",
             Self::InvalidRecord => "invalid_record",
+            Self::StaleEpoch => "stale_epoch",
+            Self::GroupExists => "group_exists",
+            Self::GroupFull => "group_full",
+            Self::BadSignature => "bad_signature",
             Self::Unknown(_) => "unknown",
         }
     }

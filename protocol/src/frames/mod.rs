@@ -11,12 +11,14 @@
 //! remain before anything is reserved, and trailing bytes are an error. The encoding is
 //! canonical: a byte string that decodes re-encodes to exactly itself.
 //!
-//! The relay sees only what it routes: identity keys, device ids, prekeys, handles and opaque
-//! payloads. What a payload contains is the business of the sealed envelope layer.
+//! The relay sees only what it routes: identity keys, device ids, prekeys, handles, opaque
+//! payloads, and for groups (`group.rs`, SPEC.md 10.10) group ids, post keys, subscriber
+//! devices and opaque KeyPackages and posts. What a payload contains is the business of the sealed envelope layer.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 mod auth;
 mod error_code;
+mod group;
 mod handle;
 mod ids;
 
@@ -26,6 +28,11 @@ pub use auth::{
     AUTH_NONCE_LEN, AuthError, AuthProof, MAX_RELAY_ID_LEN, RelayId, auth_signed_bytes, verify_auth,
 };
 pub use error_code::ErrorCode;
+pub use group::{
+    DeviceAddress, GROUP_DELIVERY_HEADER_LEN, GROUP_ID_LEN, GroupId, GroupPost, KeyPackage,
+    MAX_GROUP_CHANGES, MAX_GROUP_POST_LEN, MAX_KEY_PACKAGE_LEN, MAX_KEY_PACKAGES_PER_PUBLISH,
+    PostBody, PostKey, PostKind, Subscription, post_signed_bytes,
+};
 pub use handle::{
     Claim, HANDLE_MAX_LEN, HANDLE_MIN_LEN, Handle, HandleClaim, HandleError, HandleRelease,
     HandleStatement, Release, StatementKind,
@@ -88,6 +95,11 @@ mod frame_type {
     pub(super) const SET_DELIVERY_TOKENS: u8 = 0x1a;
     pub(super) const PUBLISH_REACHABILITY: u8 = 0x1b;
     pub(super) const FETCH_REACHABILITY: u8 = 0x1c;
+    pub(super) const PUBLISH_KEY_PACKAGES: u8 = 0x1d;
+    pub(super) const FETCH_KEY_PACKAGE: u8 = 0x1e;
+    pub(super) const OPEN_GROUP: u8 = 0x1f;
+    pub(super) const POST_GROUP: u8 = 0x20;
+    pub(super) const LEAVE_GROUP: u8 = 0x21;
     pub(super) const CHALLENGE: u8 = 0x80;
     pub(super) const AUTH_OK: u8 = 0x81;
     pub(super) const BUNDLE: u8 = 0x82;
@@ -99,6 +111,9 @@ mod frame_type {
     pub(super) const DONE: u8 = 0x88;
     pub(super) const ERROR: u8 = 0x89;
     pub(super) const REACHABILITY: u8 = 0x8a;
+    pub(super) const KEY_PACKAGE_COUNT: u8 = 0x8b;
+    pub(super) const KEY_PACKAGE: u8 = 0x8c;
+    pub(super) const GROUP_POSTED: u8 = 0x8d;
 }
 
 /// Encoded sizes of the structures frames carry, for the limits and the allocation checks.
@@ -163,6 +178,32 @@ mod wire_len {
         HEADER + REQUEST_ID + 1 + 2 * (COUNT + MAX_TOKENS_PER_UPDATE * DELIVERY_TOKEN_DIGEST_LEN);
     pub(super) const MAX_PUBLISH_REACHABILITY: usize = HEADER + REQUEST_ID + MAX_REACHABILITY_LEN;
     pub(super) const MAX_REACHABILITY: usize = HEADER + REQUEST_ID + 1 + MAX_REACHABILITY_LEN;
+    /// A `bytes16` KeyPackage of the largest size.
+    pub(super) const KEY_PACKAGE: usize = 2 + MAX_KEY_PACKAGE_LEN;
+    pub(super) const MAX_PUBLISH_KEY_PACKAGES: usize =
+        HEADER + REQUEST_ID + 1 + KEY_PACKAGE + COUNT + MAX_KEY_PACKAGES_PER_PUBLISH * KEY_PACKAGE;
+    pub(super) const MAX_OPEN_GROUP: usize = HEADER
+        + REQUEST_ID
+        + GROUP_ID_LEN
+        + 8
+        + 32
+        + COUNT
+        + MAX_GROUP_CHANGES * group::SUBSCRIPTION_MAX_LEN;
+    /// Every list at its largest, which no valid kind allows at once: an upper bound.
+    pub(super) const MAX_POST_GROUP: usize = HEADER
+        + REQUEST_ID
+        + GROUP_ID_LEN
+        + 8
+        + 1
+        + 1
+        + 32
+        + COUNT
+        + MAX_GROUP_CHANGES * group::SUBSCRIPTION_MAX_LEN
+        + 2 * (COUNT + MAX_GROUP_CHANGES * group::DEVICE_ADDRESS_LEN)
+        + 4
+        + MAX_GROUP_POST_LEN
+        + SIGNATURE;
+    pub(super) const MAX_KEY_PACKAGE_FRAME: usize = HEADER + REQUEST_ID + KEY_PACKAGE + 1;
 
     // Every frame within the per-field limits fits in MAX_FRAME_LEN (checked at compile time).
     const _: () = {
@@ -182,6 +223,10 @@ mod wire_len {
         assert!(MAX_SET_TOKENS <= MAX_FRAME_LEN);
         assert!(MAX_PUBLISH_REACHABILITY <= MAX_FRAME_LEN);
         assert!(MAX_REACHABILITY <= MAX_FRAME_LEN);
+        assert!(MAX_PUBLISH_KEY_PACKAGES <= MAX_FRAME_LEN);
+        assert!(MAX_OPEN_GROUP <= MAX_FRAME_LEN);
+        assert!(MAX_POST_GROUP <= MAX_FRAME_LEN);
+        assert!(MAX_KEY_PACKAGE_FRAME <= MAX_FRAME_LEN);
         assert!(MAX_SEND == 1_051_144);
         assert!(MAX_DEPOSIT == 1_052_232);
     };
@@ -434,6 +479,56 @@ pub enum ClientFrame {
         /// The account.
         identity: IdentityKey,
     },
+    /// `0x1d`: adds KeyPackages to the authenticated device's pool and replaces its
+    /// last-resort one; answered with `KeyPackageCount`. An empty publish asks for the count.
+    PublishKeyPackages {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// A new last-resort KeyPackage, handed out when the pool is empty and never removed.
+        last_resort: Option<KeyPackage>,
+        /// KeyPackages to add, first in first out (at most [`MAX_KEY_PACKAGES_PER_PUBLISH`]).
+        key_packages: Vec<KeyPackage>,
+    },
+    /// `0x1e`: takes the oldest KeyPackage of a device's pool (or its last-resort one);
+    /// allowed without `Auth`. Answered with `KeyPackage`.
+    FetchKeyPackage {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The account.
+        identity: IdentityKey,
+        /// The device.
+        device_id: DeviceId,
+    },
+    /// `0x1f`: creates a group at the relay; allowed without `Auth`. Answered with
+    /// `GroupPosted` (seq 0).
+    OpenGroup {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The new group's id.
+        group_id: GroupId,
+        /// The group's epoch from now on.
+        epoch: u64,
+        /// The post key of `epoch`.
+        post_key: PostKey,
+        /// The first subscribers, 1 to [`MAX_GROUP_CHANGES`].
+        subscribe: Vec<Subscription>,
+    },
+    /// `0x20`: a signed post to a group, fanned out to its subscribers' mailboxes; allowed
+    /// without `Auth`. Answered with `GroupPosted` once durable.
+    PostGroup {
+        /// Echoed in the reply (not signed).
+        request_id: RequestId,
+        /// The post.
+        post: GroupPost,
+    },
+    /// `0x21`: removes the authenticated device from a group's subscribers; answered with
+    /// `Done`.
+    LeaveGroup {
+        /// Echoed in the reply.
+        request_id: RequestId,
+        /// The group.
+        group_id: GroupId,
+    },
 }
 
 impl ClientFrame {
@@ -456,6 +551,11 @@ impl ClientFrame {
             Self::SetDeliveryTokens { .. } => SET_DELIVERY_TOKENS,
             Self::PublishReachability { .. } => PUBLISH_REACHABILITY,
             Self::FetchReachability { .. } => FETCH_REACHABILITY,
+            Self::PublishKeyPackages { .. } => PUBLISH_KEY_PACKAGES,
+            Self::FetchKeyPackage { .. } => FETCH_KEY_PACKAGE,
+            Self::OpenGroup { .. } => OPEN_GROUP,
+            Self::PostGroup { .. } => POST_GROUP,
+            Self::LeaveGroup { .. } => LEAVE_GROUP,
         }
     }
 
@@ -477,6 +577,11 @@ impl ClientFrame {
             Self::SetDeliveryTokens { .. } => "set_delivery_tokens",
             Self::PublishReachability { .. } => "publish_reachability",
             Self::FetchReachability { .. } => "fetch_reachability",
+            Self::PublishKeyPackages { .. } => "publish_key_packages",
+            Self::FetchKeyPackage { .. } => "fetch_key_package",
+            Self::OpenGroup { .. } => "open_group",
+            Self::PostGroup { .. } => "post_group",
+            Self::LeaveGroup { .. } => "leave_group",
         }
     }
 
@@ -494,12 +599,17 @@ impl ClientFrame {
             | Self::Deposit { request_id, .. }
             | Self::SetDeliveryTokens { request_id, .. }
             | Self::PublishReachability { request_id, .. }
-            | Self::FetchReachability { request_id, .. } => Some(*request_id),
+            | Self::FetchReachability { request_id, .. }
+            | Self::PublishKeyPackages { request_id, .. }
+            | Self::FetchKeyPackage { request_id, .. }
+            | Self::OpenGroup { request_id, .. }
+            | Self::PostGroup { request_id, .. }
+            | Self::LeaveGroup { request_id, .. } => Some(*request_id),
         }
     }
 
     /// The request id of a client frame read from its first six bytes, without decoding the
-    /// rest: version 1, a request type byte (`0x11`-`0x14`, `0x16`-`0x1c`) and a non-zero
+    /// rest: version 1, a request type byte (`0x11`-`0x14`, `0x16`-`0x21`) and a non-zero
     /// `u32`. A relay
     /// echoes it in the `Error` for a frame that fails to decode (SPEC.md section 11);
     /// `None` when those bytes do not say which request it was.
@@ -521,6 +631,11 @@ impl ClientFrame {
                 | SET_DELIVERY_TOKENS
                 | PUBLISH_REACHABILITY
                 | FETCH_REACHABILITY
+                | PUBLISH_KEY_PACKAGES
+                | FETCH_KEY_PACKAGE
+                | OPEN_GROUP
+                | POST_GROUP
+                | LEAVE_GROUP
         );
         if version != FRAME_VERSION || !is_request {
             return None;
@@ -569,6 +684,16 @@ impl ClientFrame {
             Self::Ack { envelope_ids } => {
                 check_range("ack id count", envelope_ids.len(), 1, MAX_ACK_IDS)
             }
+            Self::PublishKeyPackages { key_packages, .. } => check_range(
+                "key package count",
+                key_packages.len(),
+                0,
+                MAX_KEY_PACKAGES_PER_PUBLISH,
+            ),
+            Self::OpenGroup { subscribe, .. } => {
+                check_range("subscription count", subscribe.len(), 1, MAX_GROUP_CHANGES)
+            }
+            Self::PostGroup { post, .. } => post.check_limits(),
             Self::Ping { .. }
             | Self::Pong { .. }
             | Self::Auth(_)
@@ -578,7 +703,9 @@ impl ClientFrame {
             | Self::LookupHandle { .. }
             | Self::ReleaseHandle { .. }
             | Self::PublishReachability { .. }
-            | Self::FetchReachability { .. } => Ok(()),
+            | Self::FetchReachability { .. }
+            | Self::FetchKeyPackage { .. }
+            | Self::LeaveGroup { .. } => Ok(()),
         }
     }
 }
@@ -690,6 +817,48 @@ impl Encode for ClientFrame {
             } => {
                 request_id.encode(w);
                 identity.encode(w);
+            }
+            Self::PublishKeyPackages {
+                request_id,
+                last_resort,
+                key_packages,
+            } => {
+                request_id.encode(w);
+                w.option(last_resort.as_ref());
+                w.list(key_packages);
+            }
+            Self::FetchKeyPackage {
+                request_id,
+                identity,
+                device_id,
+            } => {
+                request_id.encode(w);
+                identity.encode(w);
+                device_id.encode(w);
+            }
+            Self::OpenGroup {
+                request_id,
+                group_id,
+                epoch,
+                post_key,
+                subscribe,
+            } => {
+                request_id.encode(w);
+                group_id.encode(w);
+                w.u64(*epoch);
+                post_key.encode(w);
+                w.list(subscribe);
+            }
+            Self::PostGroup { request_id, post } => {
+                request_id.encode(w);
+                post.encode(w);
+            }
+            Self::LeaveGroup {
+                request_id,
+                group_id,
+            } => {
+                request_id.encode(w);
+                group_id.encode(w);
             }
         }
     }
@@ -804,6 +973,49 @@ impl Decode for ClientFrame {
                 request_id: RequestId::decode(r)?,
                 release: HandleRelease::decode(r)?,
             },
+            PUBLISH_KEY_PACKAGES => Self::PublishKeyPackages {
+                request_id: RequestId::decode(r)?,
+                last_resort: r.option("last-resort key package presence")?,
+                key_packages: read_list(
+                    r,
+                    "key package list",
+                    0,
+                    MAX_KEY_PACKAGES_PER_PUBLISH,
+                    // The shortest KeyPackage: a length and one byte.
+                    3,
+                    KeyPackage::decode,
+                )?,
+            },
+            FETCH_KEY_PACKAGE => Self::FetchKeyPackage {
+                request_id: RequestId::decode(r)?,
+                identity: IdentityKey::decode(r)?,
+                device_id: DeviceId::decode(r)?,
+            },
+            OPEN_GROUP => {
+                let request_id = RequestId::decode(r)?;
+                let group_id = GroupId::decode(r)?;
+                let epoch = r.u64()?;
+                let post_key = PostKey::decode(r)?;
+                let subscribe = group::read_subscriptions(r)?;
+                if subscribe.is_empty() {
+                    return Err(DecodeError::Invalid("subscription list"));
+                }
+                Self::OpenGroup {
+                    request_id,
+                    group_id,
+                    epoch,
+                    post_key,
+                    subscribe,
+                }
+            }
+            POST_GROUP => Self::PostGroup {
+                request_id: RequestId::decode(r)?,
+                post: GroupPost::decode(r)?,
+            },
+            LEAVE_GROUP => Self::LeaveGroup {
+                request_id: RequestId::decode(r)?,
+                group_id: GroupId::decode(r)?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "client frame type",
@@ -917,6 +1129,33 @@ pub enum ServerFrame {
         /// and checks that it names the identity asked for.
         record: Option<ReachabilityRecord>,
     },
+    /// `0x8b`: answers `PublishKeyPackages` with what the relay now holds for the device.
+    KeyPackageCount {
+        /// The request's id.
+        request_id: RequestId,
+        /// KeyPackages in the pool, the last-resort one not counted.
+        count: u32,
+        /// Whether the device has a last-resort KeyPackage.
+        has_last_resort: bool,
+    },
+    /// `0x8c`: answers `FetchKeyPackage`.
+    KeyPackage {
+        /// The request's id.
+        request_id: RequestId,
+        /// The KeyPackage, which the client checks.
+        key_package: KeyPackage,
+        /// Whether it is the device's last-resort KeyPackage (handed out again and again).
+        last_resort: bool,
+    },
+    /// `0x8d`: answers `OpenGroup` and `PostGroup` once durable.
+    GroupPosted {
+        /// The request's id.
+        request_id: RequestId,
+        /// The post's number in the group (0 for `OpenGroup`).
+        seq: u64,
+        /// The group's epoch after the post.
+        epoch: u64,
+    },
 }
 
 impl ServerFrame {
@@ -937,6 +1176,9 @@ impl ServerFrame {
             Self::Done { .. } => DONE,
             Self::Error { .. } => ERROR,
             Self::Reachability { .. } => REACHABILITY,
+            Self::KeyPackageCount { .. } => KEY_PACKAGE_COUNT,
+            Self::KeyPackage { .. } => KEY_PACKAGE,
+            Self::GroupPosted { .. } => GROUP_POSTED,
         }
     }
 
@@ -956,6 +1198,9 @@ impl ServerFrame {
             Self::Done { .. } => "done",
             Self::Error { .. } => "error",
             Self::Reachability { .. } => "reachability",
+            Self::KeyPackageCount { .. } => "key_package_count",
+            Self::KeyPackage { .. } => "key_package",
+            Self::GroupPosted { .. } => "group_posted",
         }
     }
 
@@ -973,6 +1218,9 @@ impl ServerFrame {
             | Self::SendAck { request_id, .. }
             | Self::HandleRecord { request_id, .. }
             | Self::Reachability { request_id, .. }
+            | Self::KeyPackageCount { request_id, .. }
+            | Self::KeyPackage { request_id, .. }
+            | Self::GroupPosted { request_id, .. }
             | Self::Done { request_id } => Some(*request_id),
             Self::Error { request_id, .. } => *request_id,
         }
@@ -1016,6 +1264,9 @@ impl ServerFrame {
             | Self::PrekeyCount { .. }
             | Self::HandleRecord { .. }
             | Self::Reachability { .. }
+            | Self::KeyPackageCount { .. }
+            | Self::KeyPackage { .. }
+            | Self::GroupPosted { .. }
             | Self::Done { .. }
             | Self::Error { .. } => Ok(()),
         }
@@ -1081,6 +1332,33 @@ impl Encode for ServerFrame {
             Self::Reachability { request_id, record } => {
                 request_id.encode(w);
                 w.option(record.as_ref());
+            }
+            Self::KeyPackageCount {
+                request_id,
+                count,
+                has_last_resort,
+            } => {
+                request_id.encode(w);
+                w.u32(*count);
+                w.u8(u8::from(*has_last_resort));
+            }
+            Self::KeyPackage {
+                request_id,
+                key_package,
+                last_resort,
+            } => {
+                request_id.encode(w);
+                key_package.encode(w);
+                w.u8(u8::from(*last_resort));
+            }
+            Self::GroupPosted {
+                request_id,
+                seq,
+                epoch,
+            } => {
+                request_id.encode(w);
+                w.u64(*seq);
+                w.u64(*epoch);
             }
             Self::Done { request_id } => request_id.encode(w),
             Self::Error {
@@ -1160,6 +1438,21 @@ impl Decode for ServerFrame {
             REACHABILITY => Self::Reachability {
                 request_id: RequestId::decode(r)?,
                 record: r.option("reachability record presence")?,
+            },
+            KEY_PACKAGE_COUNT => Self::KeyPackageCount {
+                request_id: RequestId::decode(r)?,
+                count: r.u32()?,
+                has_last_resort: read_flag(r, "last-resort flag")?,
+            },
+            KEY_PACKAGE => Self::KeyPackage {
+                request_id: RequestId::decode(r)?,
+                key_package: KeyPackage::decode(r)?,
+                last_resort: read_flag(r, "last-resort flag")?,
+            },
+            GROUP_POSTED => Self::GroupPosted {
+                request_id: RequestId::decode(r)?,
+                seq: r.u64()?,
+                epoch: r.u64()?,
             },
             ERROR => {
                 let request_id = decode_optional_request_id(r)?;
@@ -1270,6 +1563,15 @@ fn read_envelopes<'a, T>(
             Ok(envelope)
         },
     )
+}
+
+/// Reads a flag byte: 0 is false, 1 true, anything else invalid.
+fn read_flag(r: &mut Reader<'_>, what: &'static str) -> Result<bool, DecodeError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(DecodeError::Invalid(what)),
+    }
 }
 
 /// Reads an envelope payload: `bytes32`, 1 to [`MAX_PAYLOAD_LEN`] bytes.

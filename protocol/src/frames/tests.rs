@@ -7,6 +7,7 @@ use super::*;
 use crate::crypto::ed25519::{Ed25519Secret, Signature};
 use crate::identity::{DeviceKeyPair, IdentityKeyPair, LocalDevice};
 use crate::prekeys::{KemPrekeySecret, OneTimePrekeySecret, SignedPrekeySecret};
+use crate::reachability::DeliveryToken;
 
 fn rng(seed: u8) -> ChaCha20Rng {
     ChaCha20Rng::from_seed([seed; 32])
@@ -382,7 +383,7 @@ fn frames_of_the_other_direction_are_unknown_types() {
             tag: 0x13
         })
     );
-    for tag in [0x00, 0x03, 0x0f, 0x1d, 0x7f, 0x8b, 0xff] {
+    for tag in [0x00, 0x03, 0x0f, 0x22, 0x7f, 0x8e, 0xff] {
         assert!(matches!(
             ClientFrame::from_bytes(&[1, tag, 0, 0, 0, 0, 0, 0, 0, 1]),
             Err(DecodeError::UnknownTag { .. })
@@ -870,4 +871,450 @@ fn every_type_byte_is_distinct_and_named() {
     for frame in &clients {
         assert_eq!(client_round_trip(frame)[1], frame.type_byte());
     }
+}
+
+// ---- Groups and KeyPackages (SPEC.md 10.10) -------------------------------------------------
+
+fn post_secret(seed: u8) -> Ed25519Secret {
+    Ed25519Secret::from_seed(&[seed; 32])
+}
+
+fn member(rng: &mut ChaCha20Rng, device: u32) -> DeviceAddress {
+    DeviceAddress {
+        identity: IdentityKeyPair::generate(rng).public_key(),
+        device_id: DeviceId::new(device).unwrap(),
+    }
+}
+
+fn subscription(device: DeviceAddress, token: Option<[u8; 16]>) -> Subscription {
+    Subscription {
+        device,
+        token: token.map(DeliveryToken),
+    }
+}
+
+fn post(body: PostBody, len: usize) -> GroupPost {
+    GroupPost::sign(&post_secret(1), GroupId([4; 32]), 7, body, vec![0x5a; len])
+}
+
+fn post_frame(post: GroupPost) -> ClientFrame {
+    ClientFrame::PostGroup {
+        request_id: rid(9),
+        post,
+    }
+}
+
+/// The offset of a post's kind byte in a `PostGroup` frame: header, request id, group id,
+/// epoch.
+const KIND_AT: usize = 2 + 4 + 32 + 8;
+
+#[test]
+fn group_frames_round_trip() {
+    let mut rng = rng(20);
+    let a = member(&mut rng, 1);
+    let b = member(&mut rng, 2);
+    let kp = KeyPackage::new(vec![1, 2, 3]).unwrap();
+    let clients = [
+        ClientFrame::PublishKeyPackages {
+            request_id: rid(1),
+            last_resort: Some(kp.clone()),
+            key_packages: vec![kp.clone(), KeyPackage::new(vec![9; 100]).unwrap()],
+        },
+        ClientFrame::FetchKeyPackage {
+            request_id: rid(2),
+            identity: a.identity,
+            device_id: a.device_id,
+        },
+        ClientFrame::OpenGroup {
+            request_id: rid(3),
+            group_id: GroupId([1; 32]),
+            epoch: 0,
+            post_key: PostKey::of(&post_secret(1)),
+            subscribe: vec![subscription(a, None), subscription(b, Some([3; 16]))],
+        },
+        post_frame(post(PostBody::Application, 10)),
+        post_frame(post(
+            PostBody::Commit {
+                next_post_key: PostKey::of(&post_secret(2)),
+                subscribe: vec![subscription(b, None)],
+                unsubscribe: vec![a],
+            },
+            10,
+        )),
+        post_frame(post(
+            PostBody::Direct {
+                recipients: vec![b],
+            },
+            10,
+        )),
+        ClientFrame::LeaveGroup {
+            request_id: rid(4),
+            group_id: GroupId([1; 32]),
+        },
+    ];
+    for frame in &clients {
+        let bytes = client_round_trip(frame);
+        assert_eq!(ClientFrame::peek_request_id(&bytes), frame.request_id());
+    }
+    // SPEC.md sizes.
+    assert_eq!(clients[1].to_bytes().len(), 42);
+    assert_eq!(clients[6].to_bytes().len(), 38);
+    let empty = ClientFrame::PublishKeyPackages {
+        request_id: rid(5),
+        last_resort: None,
+        key_packages: Vec::new(),
+    };
+    assert_eq!(client_round_trip(&empty), [1, 0x1d, 0, 0, 0, 5, 0, 0, 0]);
+    let servers = [
+        ServerFrame::KeyPackageCount {
+            request_id: rid(1),
+            count: 17,
+            has_last_resort: true,
+        },
+        ServerFrame::KeyPackage {
+            request_id: rid(2),
+            key_package: kp,
+            last_resort: false,
+        },
+        ServerFrame::GroupPosted {
+            request_id: rid(3),
+            seq: 5,
+            epoch: 2,
+        },
+    ];
+    for frame in &servers {
+        server_round_trip(frame);
+    }
+    assert_eq!(servers[0].to_bytes().len(), 11);
+    assert_eq!(servers[2].to_bytes().len(), 22);
+}
+
+#[test]
+fn post_signatures_cover_every_field_but_the_request_id() {
+    let mut rng = rng(21);
+    let b = member(&mut rng, 2);
+    let commit = post(
+        PostBody::Commit {
+            next_post_key: PostKey::of(&post_secret(2)),
+            subscribe: vec![subscription(b, None)],
+            unsubscribe: Vec::new(),
+        },
+        12,
+    );
+    let key = PostKey::of(&post_secret(1));
+    commit.verify(&key).unwrap();
+    assert!(commit.verify(&PostKey::of(&post_secret(2))).is_err());
+    // The signed bytes are the context and the frame body from the group id through the
+    // payload, exactly as encoded.
+    let frame = post_frame(commit.clone()).to_bytes();
+    let signed = commit.signed_bytes();
+    assert_eq!(&signed[..20], b"chatd/v1/group-post\0");
+    assert_eq!(&signed[20..], &frame[6..frame.len() - 64]);
+    assert_eq!(post_signed_bytes(&frame[6..frame.len() - 64]), signed);
+    // Another request id: the same signature still verifies.
+    let ClientFrame::PostGroup { post: again, .. } = ClientFrame::from_bytes(
+        &ClientFrame::PostGroup {
+            request_id: rid(1234),
+            post: commit.clone(),
+        }
+        .to_bytes(),
+    )
+    .unwrap() else {
+        panic!("not a post");
+    };
+    again.verify(&key).unwrap();
+    // Any signed byte changed: refused.
+    for at in 6..frame.len() - 64 {
+        let mut bytes = frame.clone();
+        bytes[at] ^= 1;
+        if let Ok(ClientFrame::PostGroup { post, .. }) = ClientFrame::from_bytes(&bytes) {
+            assert!(post.verify(&key).is_err(), "byte {at} is not signed");
+        }
+    }
+}
+
+#[test]
+fn post_fields_must_fit_their_kind() {
+    let mut rng = rng(22);
+    let a = member(&mut rng, 1);
+    let next = PostKey::of(&post_secret(2));
+    // Encode each wrong combination by hand: the typed body cannot express them.
+    let raw = |kind: u8,
+               next_key: Option<&PostKey>,
+               subscribe: &[Subscription],
+               unsubscribe: &[DeviceAddress],
+               recipients: &[DeviceAddress]| {
+        let mut w = Writer::new();
+        w.u8(1);
+        w.u8(0x20);
+        w.u32(9);
+        w.raw(&[4; 32]);
+        w.u64(7);
+        w.u8(kind);
+        w.option(next_key);
+        w.list(subscribe);
+        w.list(unsubscribe);
+        w.list(recipients);
+        w.bytes32(&[1, 2, 3]);
+        w.raw(&[0; 64]);
+        w.into_bytes()
+    };
+    let sub = [subscription(a, None)];
+    let addr = [a];
+    let bad = [
+        raw(0, Some(&next), &[], &[], &[]),
+        raw(0, None, &sub, &[], &[]),
+        raw(0, None, &[], &addr, &[]),
+        raw(0, None, &[], &[], &addr),
+        raw(1, None, &[], &[], &[]),
+        raw(1, Some(&next), &[], &[], &addr),
+        raw(2, None, &[], &[], &[]),
+        raw(2, Some(&next), &[], &[], &addr),
+        raw(2, None, &sub, &[], &addr),
+        raw(2, None, &[], &addr, &addr),
+    ];
+    for (i, bytes) in bad.iter().enumerate() {
+        assert_eq!(
+            ClientFrame::from_bytes(bytes),
+            Err(DecodeError::Invalid("group post fields for its kind")),
+            "case {i}"
+        );
+    }
+    // The right combinations decode (the signature is not the decoder's business).
+    for bytes in [
+        raw(0, None, &[], &[], &[]),
+        raw(1, Some(&next), &[], &[], &[]),
+        raw(1, Some(&next), &sub, &addr, &[]),
+        raw(2, None, &[], &[], &addr),
+    ] {
+        let frame = ClientFrame::from_bytes(&bytes).unwrap();
+        assert_eq!(frame.to_bytes(), bytes);
+    }
+    // An unknown kind.
+    let mut unknown = raw(0, None, &[], &[], &[]);
+    unknown[KIND_AT] = 3;
+    assert_eq!(
+        ClientFrame::from_bytes(&unknown),
+        Err(DecodeError::UnknownTag {
+            what: "post kind",
+            tag: 3
+        })
+    );
+    // A direct post without recipients fails the limits check too.
+    let empty_direct = post(
+        PostBody::Direct {
+            recipients: Vec::new(),
+        },
+        3,
+    );
+    assert!(empty_direct.check_limits().is_err());
+}
+
+#[test]
+fn bad_post_keys_and_identities_are_refused() {
+    let good = ClientFrame::OpenGroup {
+        request_id: rid(3),
+        group_id: GroupId([1; 32]),
+        epoch: 0,
+        post_key: PostKey::of(&post_secret(1)),
+        subscribe: vec![subscription(member(&mut rng(23), 1), None)],
+    };
+    let bytes = client_round_trip(&good);
+    let key_at = 2 + 4 + 32 + 8;
+    // The identity point (small order) and a non-canonical encoding.
+    let mut identity_point = [0u8; 32];
+    identity_point[0] = 1;
+    for bad_key in [identity_point, [0xff; 32]] {
+        let mut bytes = bytes.clone();
+        bytes[key_at..key_at + 32].copy_from_slice(&bad_key);
+        assert_eq!(
+            ClientFrame::from_bytes(&bytes),
+            Err(DecodeError::Invalid("post key"))
+        );
+    }
+    // A subscription naming a small-order identity, and device id 0.
+    let sub_at = key_at + 32 + 2;
+    let mut bytes_bad_identity = bytes.clone();
+    bytes_bad_identity[sub_at..sub_at + 32].copy_from_slice(&identity_point);
+    assert_eq!(
+        ClientFrame::from_bytes(&bytes_bad_identity),
+        Err(DecodeError::Invalid("identity key"))
+    );
+    let mut zero_device = bytes.clone();
+    zero_device[sub_at + 32..sub_at + 36].copy_from_slice(&[0; 4]);
+    assert_eq!(
+        ClientFrame::from_bytes(&zero_device),
+        Err(DecodeError::Invalid("device id"))
+    );
+    // A token presence byte other than 0 or 1.
+    let mut presence = bytes.clone();
+    presence[sub_at + 36] = 2;
+    assert_eq!(
+        ClientFrame::from_bytes(&presence),
+        Err(DecodeError::Invalid("delivery token presence"))
+    );
+    // Trailing bytes.
+    let mut long = bytes;
+    long.push(0);
+    assert_eq!(
+        ClientFrame::from_bytes(&long),
+        Err(DecodeError::TrailingBytes(1))
+    );
+    // Flags in replies are 0 or 1.
+    let mut count = server_round_trip(&ServerFrame::KeyPackageCount {
+        request_id: rid(1),
+        count: 0,
+        has_last_resort: false,
+    });
+    count[10] = 2;
+    assert_eq!(
+        ServerFrame::from_bytes(&count),
+        Err(DecodeError::Invalid("last-resort flag"))
+    );
+}
+
+#[test]
+fn group_lists_and_lengths_are_bounded() {
+    let mut rng = rng(24);
+    let a = member(&mut rng, 1);
+    // KeyPackages: 1 to 8,192 bytes, at most 100 per publish.
+    assert!(KeyPackage::new(Vec::new()).is_err());
+    assert!(KeyPackage::new(vec![0; MAX_KEY_PACKAGE_LEN + 1]).is_err());
+    let largest = KeyPackage::new(vec![1; MAX_KEY_PACKAGE_LEN]).unwrap();
+    let publish = |n: usize| ClientFrame::PublishKeyPackages {
+        request_id: rid(1),
+        last_resort: Some(largest.clone()),
+        key_packages: vec![largest.clone(); n],
+    };
+    assert_eq!(
+        client_round_trip(&publish(MAX_KEY_PACKAGES_PER_PUBLISH)).len(),
+        wire_len::MAX_PUBLISH_KEY_PACKAGES
+    );
+    assert!(
+        publish(MAX_KEY_PACKAGES_PER_PUBLISH + 1)
+            .check_limits()
+            .is_err()
+    );
+    assert!(matches!(
+        ClientFrame::from_bytes(&publish(MAX_KEY_PACKAGES_PER_PUBLISH + 1).to_bytes()),
+        Err(DecodeError::TooLong {
+            what: "key package list",
+            ..
+        })
+    ));
+    let mut long_kp = ServerFrame::KeyPackage {
+        request_id: rid(1),
+        key_package: largest.clone(),
+        last_resort: true,
+    }
+    .to_bytes();
+    long_kp[6..8].copy_from_slice(&(MAX_KEY_PACKAGE_LEN as u16 + 1).to_be_bytes());
+    long_kp.insert(8, 0);
+    assert!(matches!(
+        ServerFrame::from_bytes(&long_kp),
+        Err(DecodeError::TooLong {
+            what: "key package",
+            ..
+        })
+    ));
+    let empty_kp = [1, 0x8c, 0, 0, 0, 1, 0, 0, 0];
+    assert_eq!(
+        ServerFrame::from_bytes(&empty_kp),
+        Err(DecodeError::Invalid("empty key package"))
+    );
+
+    // OpenGroup: 1 to 1,000 subscriptions.
+    let open = |n: usize| ClientFrame::OpenGroup {
+        request_id: rid(2),
+        group_id: GroupId([2; 32]),
+        epoch: 1,
+        post_key: PostKey::of(&post_secret(1)),
+        subscribe: vec![subscription(a, Some([1; 16])); n],
+    };
+    assert_eq!(
+        client_round_trip(&open(MAX_GROUP_CHANGES)).len(),
+        wire_len::MAX_OPEN_GROUP
+    );
+    for n in [0, MAX_GROUP_CHANGES + 1] {
+        assert!(open(n).check_limits().is_err());
+        assert!(ClientFrame::from_bytes(&open(n).to_bytes()).is_err());
+    }
+    assert_eq!(
+        ClientFrame::from_bytes(&open(0).to_bytes()),
+        Err(DecodeError::Invalid("subscription list"))
+    );
+
+    // PostGroup: lists of at most 1,000, payloads of 1 to 262,094 bytes.
+    let commit = |subs: usize, unsubs: usize| {
+        post(
+            PostBody::Commit {
+                next_post_key: PostKey::of(&post_secret(2)),
+                subscribe: vec![subscription(a, None); subs],
+                unsubscribe: vec![a; unsubs],
+            },
+            1,
+        )
+    };
+    client_round_trip(&post_frame(commit(MAX_GROUP_CHANGES, MAX_GROUP_CHANGES)));
+    for over in [
+        commit(MAX_GROUP_CHANGES + 1, 0),
+        commit(0, MAX_GROUP_CHANGES + 1),
+        post(
+            PostBody::Direct {
+                recipients: vec![a; MAX_GROUP_CHANGES + 1],
+            },
+            1,
+        ),
+    ] {
+        assert!(over.check_limits().is_err());
+        assert!(matches!(
+            ClientFrame::from_bytes(&post_frame(over).to_bytes()),
+            Err(DecodeError::TooLong { .. })
+        ));
+    }
+    let full = post(PostBody::Application, MAX_GROUP_POST_LEN);
+    client_round_trip(&post_frame(full));
+    let over = post(PostBody::Application, MAX_GROUP_POST_LEN + 1);
+    assert!(over.check_limits().is_err());
+    assert!(matches!(
+        ClientFrame::from_bytes(&post_frame(over).to_bytes()),
+        Err(DecodeError::TooLong {
+            what: "group post",
+            ..
+        })
+    ));
+    let empty = post(PostBody::Application, 0);
+    assert!(empty.check_limits().is_err());
+    assert_eq!(
+        ClientFrame::from_bytes(&post_frame(empty).to_bytes()),
+        Err(DecodeError::Invalid("empty group post"))
+    );
+    // A lying subscription count fails as truncated before anything is decoded.
+    let mut bytes = vec![1, 0x1f, 0, 0, 0, 1];
+    bytes.extend_from_slice(&[0; 40]);
+    bytes.extend_from_slice(PostKey::of(&post_secret(1)).as_bytes());
+    bytes.extend_from_slice(&1000u16.to_be_bytes());
+    assert_eq!(
+        ClientFrame::from_bytes(&bytes),
+        Err(DecodeError::Truncated {
+            needed: 1000 * group::SUBSCRIPTION_MIN_LEN
+        })
+    );
+}
+
+#[test]
+fn new_error_codes_have_their_values() {
+    assert_eq!(ErrorCode::StaleEpoch.to_u16(), 20);
+    assert_eq!(ErrorCode::GroupExists.to_u16(), 21);
+    assert_eq!(ErrorCode::GroupFull.to_u16(), 22);
+    assert_eq!(ErrorCode::BadSignature.to_u16(), 23);
+    for code in [
+        ErrorCode::StaleEpoch,
+        ErrorCode::GroupExists,
+        ErrorCode::GroupFull,
+        ErrorCode::BadSignature,
+    ] {
+        assert!(!code.is_fatal(), "{code}");
+    }
+    assert_eq!(ErrorCode::from_u16(23).name(), "bad_signature");
 }

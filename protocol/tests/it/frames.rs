@@ -12,7 +12,9 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use protocol::codec::{Decode, DecodeError, Encode};
+use protocol::crypto::ed25519::Ed25519Secret;
 use protocol::frames::*;
+use protocol::group_delivery::GroupDelivery;
 use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair, LocalDevice};
 use protocol::prekeys::{
     KemPrekey, KemPrekeySecret, OneTimePrekey, OneTimePrekeySecret, PrekeyBundle, SignedPrekey,
@@ -253,6 +255,61 @@ fn reachability_record() -> impl Strategy<Value = ReachabilityRecord> {
         })
 }
 
+fn post_secret(i: u8) -> Ed25519Secret {
+    Ed25519Secret::from_seed(&[0x70 + i; 32])
+}
+
+fn post_key() -> impl Strategy<Value = PostKey> {
+    (0..4u8).prop_map(|i| PostKey::of(&post_secret(i)))
+}
+
+fn group_id() -> impl Strategy<Value = GroupId> {
+    any::<[u8; 32]>().prop_map(GroupId)
+}
+
+fn device_address() -> impl Strategy<Value = DeviceAddress> {
+    (identity(), device_id()).prop_map(|(i, device_id)| DeviceAddress {
+        identity: i.public_key(),
+        device_id,
+    })
+}
+
+fn subscription() -> impl Strategy<Value = Subscription> {
+    (device_address(), any::<Option<[u8; 16]>>()).prop_map(|(device, token)| Subscription {
+        device,
+        token: token.map(DeliveryToken),
+    })
+}
+
+fn key_package() -> impl Strategy<Value = KeyPackage> {
+    vec(any::<u8>(), 1..300).prop_map(|b| KeyPackage::new(b).unwrap())
+}
+
+fn post_body() -> impl Strategy<Value = PostBody> {
+    prop_oneof![
+        Just(PostBody::Application),
+        (
+            post_key(),
+            vec(subscription(), 0..6),
+            vec(device_address(), 0..6)
+        )
+            .prop_map(|(next_post_key, subscribe, unsubscribe)| PostBody::Commit {
+                next_post_key,
+                subscribe,
+                unsubscribe,
+            }),
+        vec(device_address(), 1..6).prop_map(|recipients| PostBody::Direct { recipients }),
+    ]
+}
+
+fn group_post() -> impl Strategy<Value = GroupPost> {
+    (0..4u8, group_id(), any::<u64>(), post_body(), payload()).prop_map(
+        |(key, group_id, epoch, body, payload)| {
+            GroupPost::sign(&post_secret(key), group_id, epoch, body, payload)
+        },
+    )
+}
+
 fn token_policy() -> impl Strategy<Value = TokenPolicy> {
     prop_oneof![Just(TokenPolicy::Open), Just(TokenPolicy::TokensRequired)]
 }
@@ -276,7 +333,7 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
     prop_oneof![
         proptest::sample::select(ErrorCode::ALL.to_vec()),
         Just(ErrorCode::Unknown(0)),
-        (16..=u16::MAX).prop_map(ErrorCode::Unknown),
+        (24..=u16::MAX).prop_map(ErrorCode::Unknown),
     ]
 }
 
@@ -388,6 +445,47 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             request_id,
             identity: i.public_key(),
         }),
+        (
+            request_id(),
+            proptest::option::of(key_package()),
+            vec(key_package(), 0..6)
+        )
+            .prop_map(|(request_id, last_resort, key_packages)| {
+                ClientFrame::PublishKeyPackages {
+                    request_id,
+                    last_resort,
+                    key_packages,
+                }
+            }),
+        (request_id(), identity(), device_id()).prop_map(|(request_id, i, device_id)| {
+            ClientFrame::FetchKeyPackage {
+                request_id,
+                identity: i.public_key(),
+                device_id,
+            }
+        }),
+        (
+            request_id(),
+            group_id(),
+            any::<u64>(),
+            post_key(),
+            vec(subscription(), 1..8)
+        )
+            .prop_map(|(request_id, group_id, epoch, post_key, subscribe)| {
+                ClientFrame::OpenGroup {
+                    request_id,
+                    group_id,
+                    epoch,
+                    post_key,
+                    subscribe,
+                }
+            }),
+        (request_id(), group_post())
+            .prop_map(|(request_id, post)| ClientFrame::PostGroup { request_id, post }),
+        (request_id(), group_id()).prop_map(|(request_id, group_id)| ClientFrame::LeaveGroup {
+            request_id,
+            group_id,
+        }),
     ]
 }
 
@@ -439,6 +537,27 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         request_id().prop_map(|request_id| ServerFrame::Done { request_id }),
         (request_id(), proptest::option::of(reachability_record()))
             .prop_map(|(request_id, record)| ServerFrame::Reachability { request_id, record }),
+        (request_id(), any::<u32>(), any::<bool>()).prop_map(
+            |(request_id, count, has_last_resort)| ServerFrame::KeyPackageCount {
+                request_id,
+                count,
+                has_last_resort,
+            }
+        ),
+        (request_id(), key_package(), any::<bool>()).prop_map(
+            |(request_id, key_package, last_resort)| ServerFrame::KeyPackage {
+                request_id,
+                key_package,
+                last_resort,
+            }
+        ),
+        (request_id(), any::<u64>(), any::<u64>()).prop_map(|(request_id, seq, epoch)| {
+            ServerFrame::GroupPosted {
+                request_id,
+                seq,
+                epoch,
+            }
+        }),
         (
             proptest::option::of(request_id()),
             error_code(),
@@ -498,11 +617,12 @@ fn mutate(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     bytes
 }
 
-const CLIENT_TYPES: [u8; 15] = [
-    0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c,
+const CLIENT_TYPES: [u8; 20] = [
+    0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d,
+    0x1e, 0x1f, 0x20, 0x21,
 ];
-const SERVER_TYPES: [u8; 13] = [
-    0x01, 0x02, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a,
+const SERVER_TYPES: [u8; 16] = [
+    0x01, 0x02, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d,
 ];
 
 proptest! {
@@ -598,13 +718,13 @@ fn every_truncation_of_every_frame_type_is_refused_as_truncated() {
             );
         }
     }
-    assert_eq!(seen.len(), 26, "every type byte exercised: {seen:x?}");
+    assert_eq!(seen.len(), 34, "every type byte exercised: {seen:x?}");
 }
 
 /// SPEC.md section 11: the request id a relay echoes for a frame that fails to decode.
 #[test]
 fn request_ids_are_read_from_undecodable_frames_where_the_header_allows() {
-    let cases: [(&[u8], Option<u32>); 9] = [
+    let cases: [(&[u8], Option<u32>); 11] = [
         // A `Send` whose envelope list is garbage.
         (b"\x01\x14\x00\x00\x00\x07\xff\xff", Some(7)),
         // A truncated `FetchBundle`, and every other request type.
@@ -620,6 +740,9 @@ fn request_ids_are_read_from_undecodable_frames_where_the_header_allows() {
         (b"\x01\x10\x00\x00\x00\x07", None),
         // Too short to hold an id.
         (b"\x01\x14\x00\x00\x07", None),
+        // A `PostGroup` cut short, and a type byte past the last request type.
+        (b"\x01\x20\x00\x00\x00\x05\x00", Some(5)),
+        (b"\x01\x22\x00\x00\x00\x05\x00", None),
     ];
     for (bytes, expected) in cases {
         assert_eq!(
@@ -629,7 +752,10 @@ fn request_ids_are_read_from_undecodable_frames_where_the_header_allows() {
         );
     }
     // Every request type byte is recognised, and agrees with the decoder on valid frames.
-    for kind in [0x11u8, 0x12, 0x13, 0x14, 0x16, 0x17, 0x18] {
+    for kind in [
+        0x11u8, 0x12, 0x13, 0x14, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20,
+        0x21,
+    ] {
         assert_eq!(
             ClientFrame::peek_request_id(&[1, kind, 0, 0, 0, 9]).map(RequestId::get),
             Some(9)
@@ -679,7 +805,58 @@ fn the_largest_frames_decode_within_the_allocation_bound() {
     let ack = ClientFrame::Ack {
         envelope_ids: vec![EnvelopeId::from_bytes([9; 16]); MAX_ACK_IDS],
     };
-    for frame in [publish, small_send, big_send, ack] {
+    // Group frames with their longest lists: the most in-memory overhead per wire byte.
+    let member = DeviceAddress {
+        identity: pool.identities[0].public_key(),
+        device_id: DeviceId::new(1).unwrap(),
+    };
+    let open = ClientFrame::OpenGroup {
+        request_id: RequestId::new(6).unwrap(),
+        group_id: GroupId([6; 32]),
+        epoch: 0,
+        post_key: PostKey::of(&post_secret(0)),
+        subscribe: vec![
+            Subscription {
+                device: member,
+                token: None,
+            };
+            MAX_GROUP_CHANGES
+        ],
+    };
+    let commit = ClientFrame::PostGroup {
+        request_id: RequestId::new(7).unwrap(),
+        post: GroupPost::sign(
+            &post_secret(0),
+            GroupId([6; 32]),
+            0,
+            PostBody::Commit {
+                next_post_key: PostKey::of(&post_secret(1)),
+                subscribe: vec![
+                    Subscription {
+                        device: member,
+                        token: None,
+                    };
+                    MAX_GROUP_CHANGES
+                ],
+                unsubscribe: vec![member; MAX_GROUP_CHANGES],
+            },
+            vec![1],
+        ),
+    };
+    let key_packages = ClientFrame::PublishKeyPackages {
+        request_id: RequestId::new(8).unwrap(),
+        last_resort: None,
+        key_packages: vec![KeyPackage::new(vec![1]).unwrap(); MAX_KEY_PACKAGES_PER_PUBLISH],
+    };
+    for frame in [
+        publish,
+        small_send,
+        big_send,
+        ack,
+        open,
+        commit,
+        key_packages,
+    ] {
         let bytes = frame.to_bytes();
         let (decoded, allocated) = counting::measure(|| ClientFrame::from_bytes(&bytes));
         assert_eq!(decoded.unwrap(), frame);
@@ -726,7 +903,7 @@ fn the_largest_frames_decode_within_the_allocation_bound() {
 
 const VECTORS_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/frames.json");
 
-const VECTOR_NAMES: [&str; 33] = [
+const VECTOR_NAMES: [&str; 46] = [
     "client/ping",
     "client/pong",
     "client/auth",
@@ -743,6 +920,14 @@ const VECTOR_NAMES: [&str; 33] = [
     "client/set_delivery_tokens",
     "client/publish_reachability",
     "client/fetch_reachability",
+    "client/publish_key_packages",
+    "client/publish_key_packages_empty",
+    "client/fetch_key_package",
+    "client/open_group",
+    "client/post_group_application",
+    "client/post_group_commit",
+    "client/post_group_direct",
+    "client/leave_group",
     "server/ping",
     "server/pong",
     "server/challenge",
@@ -760,13 +945,21 @@ const VECTOR_NAMES: [&str; 33] = [
     "server/error_unassigned_code",
     "server/reachability",
     "server/reachability_empty",
+    "server/key_package_count",
+    "server/key_package",
+    "server/group_posted",
+    "group_delivery/commit",
+    "post_signature/application",
 ];
 
-/// A frame of either direction.
+/// A frame of either direction, or one of the two group encodings that are not frames: the
+/// group delivery (a `Deliver` payload) and a post's signature.
 #[derive(Debug, PartialEq)]
 enum AnyFrame {
     Client(ClientFrame),
     Server(ServerFrame),
+    Delivery(GroupDelivery),
+    PostSignature([u8; 64]),
 }
 
 impl AnyFrame {
@@ -774,12 +967,21 @@ impl AnyFrame {
         match self {
             Self::Client(f) => f.to_bytes(),
             Self::Server(f) => f.to_bytes(),
+            Self::Delivery(d) => d.to_bytes(),
+            Self::PostSignature(s) => s.to_vec(),
         }
     }
 
     fn decode(name: &str, bytes: &[u8]) -> Result<Self, DecodeError> {
         if name.starts_with("client/") {
             ClientFrame::from_bytes(bytes).map(Self::Client)
+        } else if name.starts_with("group_delivery/") {
+            GroupDelivery::from_bytes(bytes).map(Self::Delivery)
+        } else if name.starts_with("post_signature/") {
+            bytes
+                .try_into()
+                .map(Self::PostSignature)
+                .map_err(|_| DecodeError::Invalid("signature length"))
         } else {
             ServerFrame::from_bytes(bytes).map(Self::Server)
         }
@@ -890,6 +1092,21 @@ fn reachability_input(rng: &mut ChaCha20Rng) -> Value {
     })
 }
 
+fn subscription_input(rng: &mut ChaCha20Rng, with_token: bool) -> Value {
+    json!({
+        "identity_seed": hex_bytes::<32>(rng),
+        "device_id": 1 + rng.next_u32() % 16,
+        "token": if with_token { hex_bytes::<16>(rng) } else { Value::Null },
+    })
+}
+
+fn device_address_input(rng: &mut ChaCha20Rng) -> Value {
+    json!({
+        "identity_seed": hex_bytes::<32>(rng),
+        "device_id": 1 + rng.next_u32() % 16,
+    })
+}
+
 fn generate_inputs(name: &str) -> Value {
     let seed: [u8; 32] = sha2::Sha256::digest(name.as_bytes()).into();
     let rng = &mut ChaCha20Rng::from_seed(seed);
@@ -982,6 +1199,110 @@ fn generate_inputs(name: &str) -> Value {
             "request_id": request_id_input(rng),
             "identity_seed": hex_bytes::<32>(rng),
         }),
+        "client/publish_key_packages" => json!({
+            "request_id": request_id_input(rng),
+            "last_resort": payload_input(rng),
+            "key_packages": [payload_input(rng), payload_input(rng)],
+        }),
+        "client/publish_key_packages_empty" => json!({
+            "request_id": request_id_input(rng),
+            "last_resort": Value::Null,
+            "key_packages": [],
+        }),
+        "client/fetch_key_package" => json!({
+            "request_id": request_id_input(rng),
+            "identity_seed": hex_bytes::<32>(rng),
+            "device_id": 1 + rng.next_u32() % 16,
+        }),
+        "client/open_group" => json!({
+            "request_id": request_id_input(rng),
+            "group_id": hex_bytes::<32>(rng),
+            "epoch": small_u64(rng),
+            "post_key_seed": hex_bytes::<32>(rng),
+            "subscribe": [subscription_input(rng, true), subscription_input(rng, false)],
+        }),
+        "client/post_group_application"
+        | "client/post_group_commit"
+        | "client/post_group_direct" => {
+            let request_id = request_id_input(rng);
+            let post_key_seed = hex_bytes::<32>(rng);
+            let group_id = hex_bytes::<32>(rng);
+            let epoch = small_u64(rng);
+            let mut inputs = json!({
+                "request_id": request_id,
+                "post_key_seed": post_key_seed,
+                "group_id": group_id,
+                "epoch": epoch,
+            });
+            match name {
+                "client/post_group_application" => inputs["kind"] = json!("application"),
+                "client/post_group_commit" => {
+                    inputs["kind"] = json!("commit");
+                    inputs["next_post_key_seed"] = hex_bytes::<32>(rng);
+                    inputs["subscribe"] = json!([subscription_input(rng, true)]);
+                    inputs["unsubscribe"] = json!([device_address_input(rng)]);
+                }
+                _ => {
+                    inputs["kind"] = json!("direct");
+                    inputs["recipients"] =
+                        json!([device_address_input(rng), device_address_input(rng)]);
+                }
+            }
+            inputs["payload"] = payload_input(rng);
+            inputs
+        }
+        "client/leave_group" => json!({
+            "request_id": request_id_input(rng),
+            "group_id": hex_bytes::<32>(rng),
+        }),
+        "server/key_package_count" => json!({
+            "request_id": request_id_input(rng),
+            "count": rng.next_u32() % 200,
+            "has_last_resort": true,
+        }),
+        "server/key_package" => json!({
+            "request_id": request_id_input(rng),
+            "key_package": payload_input(rng),
+            "last_resort": false,
+        }),
+        "server/group_posted" => json!({
+            "request_id": request_id_input(rng),
+            "seq": small_u64(rng),
+            "epoch": small_u64(rng),
+        }),
+        "group_delivery/commit" => json!({
+            "group_id": hex_bytes::<32>(rng),
+            "seq": small_u64(rng),
+            "epoch": small_u64(rng),
+            "kind": "commit",
+            "payload": payload_input(rng),
+        }),
+        "post_signature/application" => {
+            let post_key_seed = hex_bytes::<32>(rng);
+            let group_id = hex_bytes::<32>(rng);
+            let epoch = small_u64(rng);
+            let payload = payload_input(rng);
+            // The signed body: every field of a `PostGroup` from the group id through the
+            // payload, as encoded (SPEC.md 10.10).
+            let post = GroupPost::sign(
+                &post_secret_of(&post_key_seed),
+                GroupId(array_of(&group_id)),
+                u64_of(&epoch),
+                PostBody::Application,
+                bytes_of(&payload),
+            );
+            let frame = ClientFrame::PostGroup {
+                request_id: RequestId::new(1).unwrap(),
+                post,
+            }
+            .to_bytes();
+            let body = &frame[6..frame.len() - 64];
+            json!({
+                "post_key_seed": post_key_seed,
+                "post_key": hex::encode(post_secret_of(&post_key_seed).public_key().as_bytes()),
+                "body": hex::encode(body),
+            })
+        }
         "server/challenge" => json!({
             "relay_id": "wss://relay.example/v1",
             "nonce": hex_bytes::<32>(rng),
@@ -1154,9 +1475,133 @@ fn digests_of(v: &Value) -> Vec<[u8; 32]> {
         .collect()
 }
 
+fn post_secret_of(v: &Value) -> Ed25519Secret {
+    Ed25519Secret::from_seed(&array_of(v))
+}
+
+fn device_address_of(v: &Value) -> DeviceAddress {
+    DeviceAddress {
+        identity: identity_of(&v["identity_seed"]).public_key(),
+        device_id: DeviceId::new(u32_of(&v["device_id"])).unwrap(),
+    }
+}
+
+fn subscriptions_of(v: &Value) -> Vec<Subscription> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Subscription {
+            device: device_address_of(s),
+            token: (!s["token"].is_null()).then(|| DeliveryToken(array_of(&s["token"]))),
+        })
+        .collect()
+}
+
+fn device_addresses_of(v: &Value) -> Vec<DeviceAddress> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(device_address_of)
+        .collect()
+}
+
+fn kind_of(v: &Value) -> PostKind {
+    match v.as_str().expect("string") {
+        "application" => PostKind::Application,
+        "commit" => PostKind::Commit,
+        "direct" => PostKind::Direct,
+        other => panic!("unknown post kind {other}"),
+    }
+}
+
+fn key_package_of(v: &Value) -> KeyPackage {
+    KeyPackage::new(bytes_of(v)).unwrap()
+}
+
 fn build(name: &str, i: &Value) -> AnyFrame {
     use AnyFrame::{Client, Server};
     match name {
+        "client/publish_key_packages" | "client/publish_key_packages_empty" => {
+            Client(ClientFrame::PublishKeyPackages {
+                request_id: request_id_of(&i["request_id"]),
+                last_resort: (!i["last_resort"].is_null())
+                    .then(|| key_package_of(&i["last_resort"])),
+                key_packages: i["key_packages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(key_package_of)
+                    .collect(),
+            })
+        }
+        "client/fetch_key_package" => Client(ClientFrame::FetchKeyPackage {
+            request_id: request_id_of(&i["request_id"]),
+            identity: identity_of(&i["identity_seed"]).public_key(),
+            device_id: DeviceId::new(u32_of(&i["device_id"])).unwrap(),
+        }),
+        "client/open_group" => Client(ClientFrame::OpenGroup {
+            request_id: request_id_of(&i["request_id"]),
+            group_id: GroupId(array_of(&i["group_id"])),
+            epoch: u64_of(&i["epoch"]),
+            post_key: PostKey::of(&post_secret_of(&i["post_key_seed"])),
+            subscribe: subscriptions_of(&i["subscribe"]),
+        }),
+        "client/post_group_application"
+        | "client/post_group_commit"
+        | "client/post_group_direct" => {
+            let body = match kind_of(&i["kind"]) {
+                PostKind::Application => PostBody::Application,
+                PostKind::Commit => PostBody::Commit {
+                    next_post_key: PostKey::of(&post_secret_of(&i["next_post_key_seed"])),
+                    subscribe: subscriptions_of(&i["subscribe"]),
+                    unsubscribe: device_addresses_of(&i["unsubscribe"]),
+                },
+                PostKind::Direct => PostBody::Direct {
+                    recipients: device_addresses_of(&i["recipients"]),
+                },
+            };
+            Client(ClientFrame::PostGroup {
+                request_id: request_id_of(&i["request_id"]),
+                post: GroupPost::sign(
+                    &post_secret_of(&i["post_key_seed"]),
+                    GroupId(array_of(&i["group_id"])),
+                    u64_of(&i["epoch"]),
+                    body,
+                    bytes_of(&i["payload"]),
+                ),
+            })
+        }
+        "client/leave_group" => Client(ClientFrame::LeaveGroup {
+            request_id: request_id_of(&i["request_id"]),
+            group_id: GroupId(array_of(&i["group_id"])),
+        }),
+        "server/key_package_count" => Server(ServerFrame::KeyPackageCount {
+            request_id: request_id_of(&i["request_id"]),
+            count: u32_of(&i["count"]),
+            has_last_resort: i["has_last_resort"].as_bool().unwrap(),
+        }),
+        "server/key_package" => Server(ServerFrame::KeyPackage {
+            request_id: request_id_of(&i["request_id"]),
+            key_package: key_package_of(&i["key_package"]),
+            last_resort: i["last_resort"].as_bool().unwrap(),
+        }),
+        "server/group_posted" => Server(ServerFrame::GroupPosted {
+            request_id: request_id_of(&i["request_id"]),
+            seq: u64_of(&i["seq"]),
+            epoch: u64_of(&i["epoch"]),
+        }),
+        "group_delivery/commit" => AnyFrame::Delivery(GroupDelivery {
+            group_id: GroupId(array_of(&i["group_id"])),
+            seq: u64_of(&i["seq"]),
+            epoch: u64_of(&i["epoch"]),
+            kind: kind_of(&i["kind"]),
+            payload: bytes_of(&i["payload"]),
+        }),
+        "post_signature/application" => AnyFrame::PostSignature(
+            post_secret_of(&i["post_key_seed"])
+                .sign(&post_signed_bytes(&bytes_of(&i["body"])))
+                .0,
+        ),
         "client/ping" => Client(ClientFrame::Ping {
             nonce: u64_of(&i["nonce"]),
         }),
@@ -1404,9 +1849,14 @@ fn generate_vectors() -> VectorFile {
             identity key with `created_at`; signed and KEM prekeys by the device signing key; \
             handle claims and releases by the identity key (`statement`); reachability records by the \
             identity key (`record`). `set_delivery_tokens` lists tokens; the frame carries \
-            their digests, SHA-256(\"chatd/v1/delivery-token\" || token). Byte strings are hex; \
-            integers are below 2^53. Names starting `client/` decode as client frames, `server/` \
-            as relay frames."
+            their digests, SHA-256(\"chatd/v1/delivery-token\" || token). Group post keys come \
+            from Ed25519 seeds (`post_key_seed`, `next_post_key_seed`); a `PostGroup` is signed \
+            by its post key over \"chatd/v1/group-post\\0\" || the frame body from group_id \
+            through payload (SPEC.md 10.10). Byte strings are hex; integers are below 2^53. \
+            Names starting `client/` decode as client frames, `server/` as relay frames, \
+            `group_delivery/` as a group delivery (the `Deliver` payload of a group post), and \
+            `post_signature/` give the Ed25519 signature by `post_key_seed` over \
+            \"chatd/v1/group-post\\0\" || `body`."
             .to_owned(),
         vectors,
     }
@@ -1468,12 +1918,36 @@ fn frame_vectors() {
                 record: Some(record),
                 ..
             }) => record.verify().unwrap(),
+            AnyFrame::Client(ClientFrame::PostGroup { post, .. }) => {
+                post.verify(&PostKey::of(&post_secret_of(&v.inputs["post_key_seed"])))
+                    .unwrap();
+            }
+            AnyFrame::PostSignature(signature) => {
+                // The body is a post's signed fields: with the signature behind it, it decodes
+                // as a post that verifies under the recorded post key.
+                let i = &v.inputs;
+                let key = PostKey::from_bytes(&array_of(&i["post_key"])).unwrap();
+                assert_eq!(key, PostKey::of(&post_secret_of(&i["post_key_seed"])));
+                let mut frame = vec![1, 0x20, 0, 0, 0, 1];
+                frame.extend_from_slice(&bytes_of(&i["body"]));
+                frame.extend_from_slice(signature);
+                let Ok(ClientFrame::PostGroup { post, .. }) = ClientFrame::from_bytes(&frame)
+                else {
+                    panic!("{name}: the body is not a post's");
+                };
+                post.verify(&key).unwrap();
+            }
             _ => {}
         }
         match decoded {
-            AnyFrame::Client(f) => client_types.insert(f.type_byte()),
-            AnyFrame::Server(f) => server_types.insert(f.type_byte()),
-        };
+            AnyFrame::Client(f) => {
+                client_types.insert(f.type_byte());
+            }
+            AnyFrame::Server(f) => {
+                server_types.insert(f.type_byte());
+            }
+            AnyFrame::Delivery(_) | AnyFrame::PostSignature(_) => {}
+        }
     }
     assert_eq!(client_types, CLIENT_TYPES.into_iter().collect());
     assert_eq!(server_types, SERVER_TYPES.into_iter().collect());

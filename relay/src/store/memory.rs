@@ -5,22 +5,22 @@
 //! (at most one mailbox page, one publish or one expiry pass), which also makes each method
 //! atomic: [`MemoryStore::take_bundle`] cannot hand a one-time key out twice.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use protocol::frames::{Handle, HandleClaim, HandleRelease, TokenPolicy};
+use protocol::frames::{GroupId, Handle, HandleClaim, HandleRelease, KeyPackage, TokenPolicy};
 use protocol::identity::{DeviceCertificate, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, SignedPrekey};
 use protocol::reachability::ReachabilityRecord;
 use rand::Rng;
 
 use super::{
-    ClaimOutcome, DeliveryTokens, DeviceAddr, DeviceOutcome, EnqueueOutcome,
-    MAX_DEVICES_PER_IDENTITY, MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS,
-    MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError, RecordOutcome,
-    StoreError, StoreStats, TokenDigest, TokenQuotaExceeded, is_expired, stored_size,
-    token_changes,
+    ClaimOutcome, DeliveryTokens, DeviceAddr, DeviceOutcome, EnqueueOutcome, Group,
+    KeyPackageCount, MAX_DEVICES_PER_IDENTITY, MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS,
+    MAX_STORED_KEY_PACKAGES, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError,
+    RecordOutcome, StoreError, StoreStats, TokenDigest, TokenQuotaExceeded, is_expired,
+    stored_size, token_changes,
 };
 
 /// The relay's state in memory. Cloning is cheap and shares the state.
@@ -66,6 +66,27 @@ struct State {
     tokens: HashMap<IdentityKey, DeliveryTokens>,
     /// The newest reachability record of each account that published one.
     records: HashMap<IdentityKey, ReachabilityRecord>,
+    /// Each device's KeyPackages.
+    key_packages: HashMap<DeviceAddr, DeviceKeyPackages>,
+    /// Groups with their subscribers.
+    groups: HashMap<GroupId, Group>,
+}
+
+/// One device's published KeyPackages.
+#[derive(Default)]
+struct DeviceKeyPackages {
+    /// Oldest first.
+    pool: VecDeque<KeyPackage>,
+    last_resort: Option<KeyPackage>,
+}
+
+impl DeviceKeyPackages {
+    fn count(&self) -> KeyPackageCount {
+        KeyPackageCount {
+            count: count_u32(self.pool.len()),
+            has_last_resort: self.last_resort.is_some(),
+        }
+    }
 }
 
 /// One device's published prekeys.
@@ -135,6 +156,7 @@ impl MemoryStore {
                     device: device.device_id(),
                 };
                 state.prekeys.remove(&addr);
+                state.key_packages.remove(&addr);
             }
             return Ok(DeviceOutcome::Replaced);
         }
@@ -252,6 +274,79 @@ impl MemoryStore {
             kem_prekey,
             one_time_prekey,
         }))
+    }
+
+    pub(super) fn publish_key_packages(
+        &self,
+        addr: &DeviceAddr,
+        last_resort: Option<&KeyPackage>,
+        key_packages: &[KeyPackage],
+    ) -> Result<Result<KeyPackageCount, PublishError>, StoreError> {
+        let mut state = self.lock();
+        if !state.devices.contains_key(&device_key(addr)) {
+            return Ok(Err(PublishError::UnknownDevice));
+        }
+        let held = state.key_packages.entry(*addr).or_default();
+        if held.pool.len() + key_packages.len() > MAX_STORED_KEY_PACKAGES {
+            return Ok(Err(PublishError::TooManyPrekeys));
+        }
+        if let Some(last_resort) = last_resort {
+            held.last_resort = Some(last_resort.clone());
+        }
+        held.pool.extend(key_packages.iter().cloned());
+        Ok(Ok(held.count()))
+    }
+
+    pub(super) fn take_key_package(
+        &self,
+        addr: &DeviceAddr,
+        from_pool: bool,
+    ) -> Result<Option<(KeyPackage, bool)>, StoreError> {
+        let mut state = self.lock();
+        let Some(held) = state.key_packages.get_mut(addr) else {
+            return Ok(None);
+        };
+        if !from_pool && let Some(last_resort) = &held.last_resort {
+            return Ok(Some((last_resort.clone(), true)));
+        }
+        if let Some(key_package) = held.pool.pop_front() {
+            return Ok(Some((key_package, false)));
+        }
+        Ok(held.last_resort.clone().map(|kp| (kp, true)))
+    }
+
+    pub(super) fn key_package_count(
+        &self,
+        addr: &DeviceAddr,
+    ) -> Result<KeyPackageCount, StoreError> {
+        Ok(self
+            .lock()
+            .key_packages
+            .get(addr)
+            .map(DeviceKeyPackages::count)
+            .unwrap_or_default())
+    }
+
+    pub(super) fn group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        Ok(self.lock().groups.get(id).cloned())
+    }
+
+    pub(super) fn put_group(&self, id: &GroupId, group: &Group) -> Result<(), StoreError> {
+        self.lock().groups.insert(*id, group.clone());
+        Ok(())
+    }
+
+    pub(super) fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        Ok(self.lock().groups.remove(id).is_some())
+    }
+
+    pub(super) fn expire_groups(&self, now: u64, ttl: u64) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        let before = state.groups.len();
+        state
+            .groups
+            .retain(|_, group| !is_expired(group.last_post, now, ttl));
+        Ok(before - state.groups.len())
     }
 
     pub(super) fn prekey_counts(&self, addr: &DeviceAddr) -> Result<PrekeyCounts, StoreError> {

@@ -1,5 +1,6 @@
-//! The relay's persistent state: device certificates, prekeys, mailboxes, handles, and per
-//! account the delivery-token policy and digests and the reachability record (SPEC.md 10.9).
+//! The relay's persistent state: device certificates, prekeys, KeyPackages, mailboxes, handles,
+//! groups (SPEC.md 10.10), and per account the delivery-token policy and digests and the
+//! reachability record (SPEC.md 10.9).
 //!
 //! [`Store`] is an enum over two backends with the same semantics: [`SledStore`] (durable, on
 //! disk, the default) and [`MemoryStore`] (`--ephemeral`: nothing touches the disk). Every
@@ -11,17 +12,24 @@
 //! What is stored about an envelope is its recipient device, the relay-assigned id, the time it
 //! arrived and the opaque payload. Nothing about the sender is stored. Delivery tokens are
 //! stored only as their digests, per recipient account.
+//!
+//! A group is its [`Group`] record (epoch, current and previous post key, next post number,
+//! last post time) and its subscribers; the group commit (`commit.rs`) is its only writer
+//! besides the TTL sweep ([`Store::expire_groups`]), so reading a group, deciding a post and
+//! writing the group back is atomic without a lock of the store's own.
 
 mod memory;
 mod sled_store;
 pub(crate) mod worker;
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 pub use memory::MemoryStore;
-use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease, TokenPolicy};
+use protocol::frames::{
+    EnvelopeId, GroupId, Handle, HandleClaim, HandleRelease, KeyPackage, PostKey, TokenPolicy,
+};
 use protocol::identity::{DeviceCertificate, DeviceId, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, SignedPrekey};
 use protocol::reachability::{DELIVERY_TOKEN_DIGEST_LEN, ReachabilityRecord};
@@ -35,6 +43,11 @@ pub const MAX_STORED_KEM_PREKEYS: usize = 200;
 pub const MAX_DEVICES_PER_IDENTITY: usize = 64;
 /// Most handles one identity may hold, so no identity can squat the namespace.
 pub const MAX_HANDLES_PER_IDENTITY: usize = 8;
+/// Most KeyPackages in one device's pool (the last-resort one not counted); a publish beyond
+/// it is refused (`quota_exceeded`, SPEC.md 10.10).
+pub const MAX_STORED_KEY_PACKAGES: usize = 200;
+/// Most subscribers of one group; a change beyond it is refused (`group_full`).
+pub const MAX_GROUP_SUBSCRIBERS: usize = 2000;
 
 /// What an envelope counts against the byte quotas: its payload and a fixed allowance for its
 /// id, arrival time, keys and index entry (SPEC.md section 10.8).
@@ -108,6 +121,48 @@ pub struct PrekeyCounts {
     pub kem_one_time: u32,
 }
 
+/// How many KeyPackages a device has (the `KeyPackageCount` answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyPackageCount {
+    /// KeyPackages in the pool, the last-resort one not counted.
+    pub count: u32,
+    /// Whether the device has a last-resort KeyPackage.
+    pub has_last_resort: bool,
+}
+
+/// One group at this relay (SPEC.md 10.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The current epoch: a commit is accepted for it alone.
+    pub epoch: u64,
+    /// The post key of `epoch`.
+    pub post_key: PostKey,
+    /// The post key of `epoch - 1`, while the group has one (after its first commit).
+    pub previous_key: Option<PostKey>,
+    /// The number the next post gets (the first post gets 1).
+    pub next_seq: u64,
+    /// When the group was opened or last posted to, seconds since the Unix epoch (drives the
+    /// TTL).
+    pub last_post: u64,
+    /// The devices a post is fanned out to.
+    pub subscribers: BTreeSet<DeviceAddr>,
+}
+
+impl Group {
+    /// The post key for `epoch`, if the group accepts posts signed for it: the current key, or
+    /// the previous epoch's (application and direct posts only; `previous` says whether to
+    /// look there).
+    pub fn key_for(&self, epoch: u64, previous: bool) -> Option<&PostKey> {
+        if epoch == self.epoch {
+            Some(&self.post_key)
+        } else if previous && self.epoch.checked_sub(1) == Some(epoch) {
+            self.previous_key.as_ref()
+        } else {
+            None
+        }
+    }
+}
+
 /// What happened to one envelope of an [`Store::enqueue`] batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnqueueOutcome {
@@ -159,10 +214,10 @@ pub enum ClaimOutcome {
     TooManyHandles,
 }
 
-/// Why a publish was refused.
+/// Why a publish (of prekeys or KeyPackages) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
-    /// The device would hold more one-time prekeys than the per-device cap.
+    /// The device would hold more one-time prekeys (or KeyPackages) than the per-device cap.
     #[error("too many stored prekeys for this device")]
     TooManyPrekeys,
     /// The device never authenticated here.
@@ -399,6 +454,60 @@ impl Store {
     /// The one-time prekeys a device has left.
     pub fn prekey_counts(&self, addr: &DeviceAddr) -> Result<PrekeyCounts, StoreError> {
         dispatch!(self, s => s.prekey_counts(addr))
+    }
+
+    /// Adds KeyPackages to a device's pool (after the ones it holds: first in, first out) and
+    /// replaces its last-resort KeyPackage if one is given; refuses the whole publish (nothing
+    /// stored) if the pool would hold more than [`MAX_STORED_KEY_PACKAGES`]. Durable before it
+    /// returns (sled flushes). An empty publish just returns the count.
+    pub fn publish_key_packages(
+        &self,
+        addr: &DeviceAddr,
+        last_resort: Option<&KeyPackage>,
+        key_packages: &[KeyPackage],
+    ) -> Result<Result<KeyPackageCount, PublishError>, StoreError> {
+        dispatch!(self, s => s.publish_key_packages(addr, last_resort, key_packages))
+    }
+
+    /// Hands out one of a device's KeyPackages: with `from_pool`, atomically removes the
+    /// oldest of its pool (two concurrent calls never get the same one; the removal is durable
+    /// before this returns), or when the pool is empty returns the last-resort one without
+    /// removing it; without `from_pool`, the last-resort one if there is one (nothing is
+    /// consumed), else the pool's oldest. The flag says whether it is the last-resort one.
+    /// `None` when the device has none at all (or is unknown).
+    pub fn take_key_package(
+        &self,
+        addr: &DeviceAddr,
+        from_pool: bool,
+    ) -> Result<Option<(KeyPackage, bool)>, StoreError> {
+        dispatch!(self, s => s.take_key_package(addr, from_pool))
+    }
+
+    /// How many KeyPackages a device has.
+    pub fn key_package_count(&self, addr: &DeviceAddr) -> Result<KeyPackageCount, StoreError> {
+        dispatch!(self, s => s.key_package_count(addr))
+    }
+
+    /// A group, with its subscribers.
+    pub fn group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        dispatch!(self, s => s.group(id))
+    }
+
+    /// Writes a group (creating it or replacing the stored record and subscriber set). Not
+    /// durable until [`Self::flush`]. Only the group commit calls it.
+    pub fn put_group(&self, id: &GroupId, group: &Group) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_group(id, group))
+    }
+
+    /// Deletes a group and its subscribers; whether it existed.
+    pub fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_group(id))
+    }
+
+    /// Deletes every group opened or last posted to `ttl` seconds or more before `now` (the
+    /// mailbox TTL: its posts have expired from every mailbox too); returns how many.
+    pub fn expire_groups(&self, now: u64, ttl: u64) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.expire_groups(now, ttl))
     }
 
     /// Writes a batch of envelopes, each checked against its recipient's mailbox `quota`

@@ -17,6 +17,10 @@
 //! | `delivery_tokens` | identity (32) \|\| 0 | policy u8 \|\| digest count u32 |
 //! | `delivery_tokens` | identity (32) \|\| 1 \|\| token digest (32) | state u8: 1 accepted, 2 revoked |
 //! | `reachability` | identity (32) | `ReachabilityRecord` (protocol codec) |
+//! | `key_packages` | `addr \|\| 1` | the last-resort KeyPackage (its bytes) |
+//! | `key_packages` | `addr \|\| 2 \|\| id u64` | a pool KeyPackage; `id` from sled's `generate_id`, increasing, so the oldest sorts first |
+//! | `groups` | group id (32) | [`encode_group`]: epoch u64, post key (32), previous key presence u8 (and key), next seq u64, last post u64 |
+//! | `group_subscribers` | group id (32) \|\| `addr` | empty |
 //! | `meta` | name | schema version, last sequence number, relay secret |
 //!
 //! Prekey kinds: 1 the signed prekey and 2 the last-resort KEM prekey (id 0: one each), 3
@@ -42,6 +46,13 @@
 //!   the count the cap is checked against. Updates are rare (a new contact, a block), so the
 //!   global lock of `apply_batch` costs nothing that matters.
 //! - `put_reachability` is a compare-and-swap loop on the identity's record.
+//! - `take_key_package` removes a pool KeyPackage with the same compare-and-swap as
+//!   `take_bundle` (`take_first`) and flushes before it returns; `publish_key_packages` checks
+//!   the cap and writes under `directory`, like `publish_prekeys`, and `put_device` deletes a
+//!   device's KeyPackages with its prekeys when its keys change.
+//! - Groups have one writer, the group commit (and the TTL sweep, which only deletes groups
+//!   nobody posted to for the TTL): `put_group` writes the record, then the subscribers that
+//!   changed, without a lock.
 //! - Mailbox writers (`enqueue`, `ack`, `expire`, the TTL deletions of `pending`) hold the
 //!   `mailbox` mutex, which guards the per-device envelope counts; readers do not take it.
 //!
@@ -71,15 +82,17 @@
 //! the sweep does. [`SledStore::last_sequence`] is the larger of the recorded one and the largest
 //! stored sequence number, so it never goes back even if the record were lost.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use protocol::codec::{Decode, Encode};
-use protocol::frames::{Handle, HandleClaim, HandleRelease, TokenPolicy};
-use protocol::identity::{DeviceCertificate, IdentityKey, VerifiedDevice};
+use protocol::frames::{
+    GroupId, Handle, HandleClaim, HandleRelease, KeyPackage, PostKey, TokenPolicy,
+};
+use protocol::identity::{DeviceCertificate, DeviceId, IdentityKey, VerifiedDevice};
 use protocol::prekeys::{KemPrekey, OneTimePrekey, PrekeyBundle, PrekeyId, SignedPrekey};
 use protocol::reachability::ReachabilityRecord;
 use rand::Rng;
@@ -88,11 +101,12 @@ use sled::{Batch, IVec, Tree};
 use crate::config::SledSettings;
 
 use super::{
-    ClaimOutcome, DeliveryTokens, DeviceAddr, DeviceOutcome, EnqueueOutcome,
-    MAX_DEVICES_PER_IDENTITY, MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS,
-    MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError, RecordOutcome,
-    StoreError, StoreStats, TokenDigest, TokenQuotaExceeded, TokenState, decode_mailbox_value,
-    encode_mailbox_value, is_expired, mailbox_key, stored_size, token_changes,
+    ClaimOutcome, DeliveryTokens, DeviceAddr, DeviceOutcome, EnqueueOutcome, Group,
+    KeyPackageCount, MAX_DEVICES_PER_IDENTITY, MAX_HANDLES_PER_IDENTITY, MAX_STORED_KEM_PREKEYS,
+    MAX_STORED_KEY_PACKAGES, MAX_STORED_ONE_TIME_PREKEYS, MailboxEntry, PrekeyCounts, PublishError,
+    RecordOutcome, StoreError, StoreStats, TokenDigest, TokenQuotaExceeded, TokenState,
+    decode_mailbox_value, encode_mailbox_value, is_expired, mailbox_key, stored_size,
+    token_changes,
 };
 
 /// The layout version in `meta`; a database with another one is refused at open.
@@ -105,6 +119,9 @@ const PREKEY_SIGNED: u8 = 1;
 const PREKEY_LAST_RESORT: u8 = 2;
 const PREKEY_KEM: u8 = 3;
 const PREKEY_ONE_TIME: u8 = 4;
+
+const KEY_PACKAGE_LAST_RESORT: u8 = 1;
+const KEY_PACKAGE_POOL: u8 = 2;
 
 /// Index entries [`SledStore::expire`] handles per lock hold, so that a large sweep does not
 /// stall senders for long.
@@ -138,6 +155,12 @@ struct Inner {
     delivery_tokens: Tree,
     /// Identity -> its newest reachability record.
     reachability: Tree,
+    /// Per device: its last-resort KeyPackage and its pool, oldest first.
+    key_packages: Tree,
+    /// Group id -> its record.
+    groups: Tree,
+    /// Group id || device address -> empty: each group's subscribers.
+    group_subscribers: Tree,
     meta: Tree,
     /// Serialises the read-check-write of `set_delivery_tokens`.
     tokens: Mutex<()>,
@@ -341,6 +364,9 @@ impl SledStore {
                 handle_releases: db.open_tree("handle_releases")?,
                 delivery_tokens: db.open_tree("delivery_tokens")?,
                 reachability: db.open_tree("reachability")?,
+                key_packages: db.open_tree("key_packages")?,
+                groups: db.open_tree("groups")?,
+                group_subscribers: db.open_tree("group_subscribers")?,
                 meta,
                 tokens: Mutex::new(()),
                 db,
@@ -421,6 +447,11 @@ impl SledStore {
                 batch.remove(prekey?);
             }
             self.inner.prekeys.apply_batch(batch)?;
+            let mut batch = Batch::default();
+            for key_package in self.inner.key_packages.scan_prefix(key).keys() {
+                batch.remove(key_package?);
+            }
+            self.inner.key_packages.apply_batch(batch)?;
         }
         devices.insert(key, encoded)?;
         Ok(DeviceOutcome::Replaced)
@@ -537,21 +568,198 @@ impl SledStore {
     /// The removal is a compare-and-swap from the value read to nothing, so of two callers that
     /// read the same key only one gets it; the other moves on to the next key.
     fn take_first(&self, prefix: &[u8]) -> Result<Option<IVec>, StoreError> {
-        let prekeys = &self.inner.prekeys;
-        loop {
-            let Some(first) = prekeys.scan_prefix(prefix).next() else {
-                return Ok(None);
-            };
-            let (key, value) = first?;
-            if prekeys
-                .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
-                .is_ok()
-            {
-                return Ok(Some(value));
-            }
-        }
+        take_first_in(&self.inner.prekeys, prefix)
     }
 
+    pub(super) fn publish_key_packages(
+        &self,
+        addr: &DeviceAddr,
+        last_resort: Option<&KeyPackage>,
+        key_packages: &[KeyPackage],
+    ) -> Result<Result<KeyPackageCount, PublishError>, StoreError> {
+        let _directory = self.directory();
+        if !self.inner.devices.contains_key(addr.to_key())? {
+            return Ok(Err(PublishError::UnknownDevice));
+        }
+        let held = self.count_key_packages(addr)?;
+        let count = held + key_packages.len();
+        if count > MAX_STORED_KEY_PACKAGES {
+            return Ok(Err(PublishError::TooManyPrekeys));
+        }
+        let tree = &self.inner.key_packages;
+        let mut batch = Batch::default();
+        if let Some(last_resort) = last_resort {
+            batch.insert(
+                &key_package_key(addr, KEY_PACKAGE_LAST_RESORT, None)[..],
+                last_resort.as_bytes(),
+            );
+        }
+        for key_package in key_packages {
+            let id = self.inner.db.generate_id()?;
+            batch.insert(
+                &key_package_key(addr, KEY_PACKAGE_POOL, Some(id))[..],
+                key_package.as_bytes(),
+            );
+        }
+        tree.apply_batch(batch)?;
+        // The `KeyPackageCount` answer tells the device its KeyPackages are stored.
+        if last_resort.is_some() || !key_packages.is_empty() {
+            self.inner.db.flush()?;
+        }
+        Ok(Ok(KeyPackageCount {
+            count: count_u32(count),
+            has_last_resort: tree.contains_key(key_package_key(
+                addr,
+                KEY_PACKAGE_LAST_RESORT,
+                None,
+            ))?,
+        }))
+    }
+
+    /// How many pool KeyPackages a device has (at most [`MAX_STORED_KEY_PACKAGES`] to read).
+    fn count_key_packages(&self, addr: &DeviceAddr) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self
+            .inner
+            .key_packages
+            .scan_prefix(key_package_prefix(addr, KEY_PACKAGE_POOL))
+            .keys()
+        {
+            key?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    pub(super) fn take_key_package(
+        &self,
+        addr: &DeviceAddr,
+        from_pool: bool,
+    ) -> Result<Option<(KeyPackage, bool)>, StoreError> {
+        let tree = &self.inner.key_packages;
+        let last_resort = tree.get(key_package_key(addr, KEY_PACKAGE_LAST_RESORT, None))?;
+        let decode_kp =
+            |bytes: &[u8]| KeyPackage::new(bytes).map_err(|_| StoreError::Corrupt("key_packages"));
+        if !from_pool && let Some(last_resort) = &last_resort {
+            return Ok(Some((decode_kp(last_resort)?, true)));
+        }
+        if let Some(taken) = take_first_in(tree, &key_package_prefix(addr, KEY_PACKAGE_POOL))? {
+            // Durable before anyone sees it: after a crash a KeyPackage handed out is never
+            // handed out again.
+            self.inner.db.flush()?;
+            return Ok(Some((decode_kp(&taken)?, false)));
+        }
+        last_resort
+            .map(|bytes| Ok((decode_kp(&bytes)?, true)))
+            .transpose()
+    }
+
+    pub(super) fn key_package_count(
+        &self,
+        addr: &DeviceAddr,
+    ) -> Result<KeyPackageCount, StoreError> {
+        Ok(KeyPackageCount {
+            count: count_u32(self.count_key_packages(addr)?),
+            has_last_resort: self.inner.key_packages.contains_key(key_package_key(
+                addr,
+                KEY_PACKAGE_LAST_RESORT,
+                None,
+            ))?,
+        })
+    }
+
+    pub(super) fn group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        let Some(record) = self.inner.groups.get(id.0)? else {
+            return Ok(None);
+        };
+        let mut subscribers = BTreeSet::new();
+        for key in self.inner.group_subscribers.scan_prefix(id.0).keys() {
+            let key = key?;
+            let addr = key
+                .get(32..)
+                .and_then(decode_device_addr)
+                .ok_or(StoreError::Corrupt("group_subscribers"))?;
+            subscribers.insert(addr);
+        }
+        decode_group(&record, subscribers).map(Some)
+    }
+
+    pub(super) fn put_group(&self, id: &GroupId, group: &Group) -> Result<(), StoreError> {
+        let tree = &self.inner.group_subscribers;
+        let mut stored = BTreeSet::new();
+        for key in tree.scan_prefix(id.0).keys() {
+            stored.insert(key?);
+        }
+        let mut wanted = BTreeSet::new();
+        for addr in &group.subscribers {
+            let key = subscriber_key(id, addr);
+            if !stored.contains(&key[..]) {
+                tree.insert(key, &[][..])?;
+            }
+            wanted.insert(key);
+        }
+        for key in stored {
+            if !wanted.contains(key.as_ref()) {
+                tree.remove(key)?;
+            }
+        }
+        self.inner.groups.insert(id.0, encode_group(group))?;
+        Ok(())
+    }
+
+    pub(super) fn delete_group(&self, id: &GroupId) -> Result<bool, StoreError> {
+        // The record first: a crash in between leaves subscribers without a record, which
+        // no reader sees and the next write or deletion of this id replaces.
+        let existed = self.inner.groups.remove(id.0)?.is_some();
+        let mut batch = Batch::default();
+        for key in self.inner.group_subscribers.scan_prefix(id.0).keys() {
+            batch.remove(key?);
+        }
+        self.inner.group_subscribers.apply_batch(batch)?;
+        Ok(existed)
+    }
+
+    pub(super) fn expire_groups(&self, now: u64, ttl: u64) -> Result<usize, StoreError> {
+        let mut expired = Vec::new();
+        for item in self.inner.groups.iter() {
+            let (key, value) = item?;
+            let group = decode_group(&value, BTreeSet::new())?;
+            if is_expired(group.last_post, now, ttl) {
+                let id: [u8; 32] = key
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("groups"))?;
+                expired.push(GroupId(id));
+            }
+        }
+        let mut removed = 0;
+        for id in expired {
+            if self.delete_group(&id)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Removes and returns the lowest-keyed value under `prefix` in `tree` (see
+/// [`SledStore::take_first`]).
+fn take_first_in(tree: &Tree, prefix: &[u8]) -> Result<Option<IVec>, StoreError> {
+    loop {
+        let Some(first) = tree.scan_prefix(prefix).next() else {
+            return Ok(None);
+        };
+        let (key, value) = first?;
+        if tree
+            .compare_and_swap(&key, Some(&value), None::<&[u8]>)?
+            .is_ok()
+        {
+            return Ok(Some(value));
+        }
+    }
+}
+
+impl SledStore {
     pub(super) fn take_bundle(
         &self,
         addr: &DeviceAddr,
@@ -1093,6 +1301,83 @@ impl SledStore {
 }
 
 /// The `handle_owners` key: identity (32) || handle text.
+fn key_package_prefix(addr: &DeviceAddr, kind: u8) -> [u8; ADDR_LEN + 1] {
+    let mut key = [0u8; ADDR_LEN + 1];
+    key[..ADDR_LEN].copy_from_slice(&addr.to_key());
+    key[ADDR_LEN] = kind;
+    key
+}
+
+/// `addr || kind` for the last-resort KeyPackage, `addr || kind || id` for a pool one.
+fn key_package_key(addr: &DeviceAddr, kind: u8, id: Option<u64>) -> Vec<u8> {
+    let mut key = key_package_prefix(addr, kind).to_vec();
+    if let Some(id) = id {
+        key.extend_from_slice(&id.to_be_bytes());
+    }
+    key
+}
+
+fn subscriber_key(id: &GroupId, addr: &DeviceAddr) -> [u8; 32 + ADDR_LEN] {
+    let mut key = [0u8; 32 + ADDR_LEN];
+    key[..32].copy_from_slice(&id.0);
+    key[32..].copy_from_slice(&addr.to_key());
+    key
+}
+
+/// A device address from its 36-byte key form.
+fn decode_device_addr(bytes: &[u8]) -> Option<DeviceAddr> {
+    let (identity, device) = bytes.split_first_chunk::<32>()?;
+    let device: [u8; 4] = device.try_into().ok()?;
+    Some(DeviceAddr {
+        identity: IdentityKey::from_bytes(identity).ok()?,
+        device: DeviceId::new(u32::from_be_bytes(device)).ok()?,
+    })
+}
+
+/// A group record: `epoch u64 || post_key [32] || previous presence u8 (|| previous [32]) ||
+/// next_seq u64 || last_post u64`.
+fn encode_group(group: &Group) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + 32 + 1 + 32 + 16);
+    value.extend_from_slice(&group.epoch.to_be_bytes());
+    value.extend_from_slice(group.post_key.as_bytes());
+    match &group.previous_key {
+        Some(key) => {
+            value.push(1);
+            value.extend_from_slice(key.as_bytes());
+        }
+        None => value.push(0),
+    }
+    value.extend_from_slice(&group.next_seq.to_be_bytes());
+    value.extend_from_slice(&group.last_post.to_be_bytes());
+    value
+}
+
+fn decode_group(value: &[u8], subscribers: BTreeSet<DeviceAddr>) -> Result<Group, StoreError> {
+    let corrupt = || StoreError::Corrupt("groups");
+    let (epoch, rest) = value.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let (post_key, rest) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
+    let (presence, mut rest) = rest.split_first().ok_or_else(corrupt)?;
+    let previous_key = match presence {
+        0 => None,
+        1 => {
+            let (key, tail) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
+            rest = tail;
+            Some(PostKey::from_bytes(key).map_err(|_| corrupt())?)
+        }
+        _ => return Err(corrupt()),
+    };
+    let (next_seq, rest) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let last_post: [u8; 8] = rest.try_into().map_err(|_| corrupt())?;
+    Ok(Group {
+        epoch: u64::from_be_bytes(*epoch),
+        post_key: PostKey::from_bytes(post_key).map_err(|_| corrupt())?,
+        previous_key,
+        next_seq: u64::from_be_bytes(*next_seq),
+        last_post: u64::from_be_bytes(last_post),
+        subscribers,
+    })
+}
+
 fn owner_key(identity: &IdentityKey, handle: &Handle) -> Vec<u8> {
     [identity.as_bytes().as_slice(), handle.as_str().as_bytes()].concat()
 }

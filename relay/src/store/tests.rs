@@ -8,7 +8,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use protocol::frames::{EnvelopeId, Handle, HandleClaim, HandleRelease, TokenPolicy};
+use protocol::crypto::ed25519::Ed25519Secret;
+use protocol::frames::{
+    EnvelopeId, GroupId, Handle, HandleClaim, HandleRelease, KeyPackage, PostKey, TokenPolicy,
+};
 use protocol::identity::{DeviceId, DeviceKeyPair, IdentityKeyPair, LocalDevice};
 use protocol::prekeys::{
     KemPrekey, KemPrekeySecret, OneTimePrekey, OneTimePrekeySecret, PrekeyId, SignedPrekey,
@@ -248,6 +251,12 @@ suite!(
     delivery_tokens_set_add_revoke_and_are_idempotent,
     delivery_tokens_over_the_cap_change_nothing,
     reachability_records_only_move_forward,
+    key_packages_are_first_in_first_out_then_last_resort,
+    key_packages_over_the_cap_store_nothing,
+    new_device_keys_drop_old_key_packages,
+    concurrent_key_package_fetches_hand_each_out_once,
+    groups_are_written_read_and_deleted,
+    groups_expire_with_the_mailbox_ttl,
 );
 
 fn devices_are_listed_in_id_order(store: &Store) {
@@ -1337,6 +1346,233 @@ fn flush_succeeds(store: &Store) {
     assert_eq!(all_pending(store, &alice.addr(0)).len(), 1);
 }
 
+// ---- KeyPackages and groups (SPEC.md 10.10) ---------------------------------------------------
+
+fn key_package(n: u32) -> KeyPackage {
+    KeyPackage::new(n.to_be_bytes().repeat(3)).unwrap()
+}
+
+fn key_package_count(count: u32, has_last_resort: bool) -> KeyPackageCount {
+    KeyPackageCount {
+        count,
+        has_last_resort,
+    }
+}
+
+fn key_packages_are_first_in_first_out_then_last_resort(store: &Store) {
+    let mut rng = rng(40);
+    let alice = Account::new(&mut rng, 1);
+    let a = alice.addr(0);
+    // Unknown devices can neither publish nor be fetched from.
+    assert_eq!(
+        store
+            .publish_key_packages(&a, None, &[key_package(1)])
+            .unwrap(),
+        Err(PublishError::UnknownDevice)
+    );
+    assert_eq!(store.take_key_package(&a, true).unwrap(), None);
+    alice.register(store);
+    assert_eq!(
+        store.publish_key_packages(&a, None, &[]).unwrap(),
+        Ok(key_package_count(0, false))
+    );
+    assert_eq!(store.take_key_package(&a, true).unwrap(), None);
+    assert_eq!(
+        store
+            .publish_key_packages(
+                &a,
+                Some(&key_package(100)),
+                &[key_package(1), key_package(2)]
+            )
+            .unwrap(),
+        Ok(key_package_count(2, true))
+    );
+    assert_eq!(
+        store
+            .publish_key_packages(&a, None, &[key_package(3)])
+            .unwrap(),
+        Ok(key_package_count(3, true))
+    );
+    // Without the pool: the last-resort one, nothing consumed.
+    assert_eq!(
+        store.take_key_package(&a, false).unwrap(),
+        Some((key_package(100), true))
+    );
+    assert_eq!(
+        store.key_package_count(&a).unwrap(),
+        key_package_count(3, true)
+    );
+    for n in 1..=3 {
+        assert_eq!(
+            store.take_key_package(&a, true).unwrap(),
+            Some((key_package(n), false))
+        );
+    }
+    // An empty pool hands out the last-resort one again and again.
+    for _ in 0..2 {
+        assert_eq!(
+            store.take_key_package(&a, true).unwrap(),
+            Some((key_package(100), true))
+        );
+    }
+    // A new last-resort one replaces the old.
+    store
+        .publish_key_packages(&a, Some(&key_package(101)), &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.take_key_package(&a, true).unwrap(),
+        Some((key_package(101), true))
+    );
+    assert_eq!(
+        store.key_package_count(&a).unwrap(),
+        key_package_count(0, true)
+    );
+}
+
+fn key_packages_over_the_cap_store_nothing(store: &Store) {
+    let mut rng = rng(41);
+    let alice = Account::new(&mut rng, 1);
+    let a = alice.addr(0);
+    alice.register(store);
+    let full: Vec<KeyPackage> = (0..MAX_STORED_KEY_PACKAGES as u32 - 1)
+        .map(key_package)
+        .collect();
+    assert_eq!(
+        store.publish_key_packages(&a, None, &full).unwrap(),
+        Ok(key_package_count(MAX_STORED_KEY_PACKAGES as u32 - 1, false))
+    );
+    assert_eq!(
+        store
+            .publish_key_packages(&a, Some(&key_package(9)), &[key_package(1), key_package(2)])
+            .unwrap(),
+        Err(PublishError::TooManyPrekeys)
+    );
+    // Nothing of the refused publish was stored, not even its last-resort KeyPackage.
+    assert_eq!(
+        store.key_package_count(&a).unwrap(),
+        key_package_count(MAX_STORED_KEY_PACKAGES as u32 - 1, false)
+    );
+    assert_eq!(
+        store
+            .publish_key_packages(&a, None, &[key_package(1)])
+            .unwrap(),
+        Ok(key_package_count(MAX_STORED_KEY_PACKAGES as u32, false))
+    );
+}
+
+fn new_device_keys_drop_old_key_packages(store: &Store) {
+    let mut rng = rng(42);
+    let alice = Account::new(&mut rng, 2);
+    alice.register(store);
+    for index in 0..2 {
+        store
+            .publish_key_packages(&alice.addr(index), Some(&key_package(9)), &[key_package(1)])
+            .unwrap()
+            .unwrap();
+    }
+    let keys = DeviceKeyPair::generate(DeviceId::new(1).unwrap(), &mut rng);
+    let reinstalled = LocalDevice::new(&alice.identity, keys, NOW + 1);
+    assert_eq!(
+        store.put_device(&reinstalled.cert).unwrap(),
+        DeviceOutcome::Replaced
+    );
+    assert_eq!(
+        store.key_package_count(&alice.addr(0)).unwrap(),
+        key_package_count(0, false)
+    );
+    assert_eq!(store.take_key_package(&alice.addr(0), true).unwrap(), None);
+    assert_eq!(
+        store.key_package_count(&alice.addr(1)).unwrap(),
+        key_package_count(1, true)
+    );
+}
+
+fn concurrent_key_package_fetches_hand_each_out_once(store: &Store) {
+    let mut rng = rng(43);
+    let alice = Account::new(&mut rng, 1);
+    let a = alice.addr(0);
+    alice.register(store);
+    let published: Vec<KeyPackage> = (0..100).map(key_package).collect();
+    store
+        .publish_key_packages(&a, Some(&key_package(1000)), &published)
+        .unwrap()
+        .unwrap();
+    let taken: Vec<(KeyPackage, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..30)
+                        .map(|_| store.take_key_package(&a, true).unwrap().unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let pool: Vec<&KeyPackage> = taken.iter().filter(|(_, lr)| !lr).map(|(k, _)| k).collect();
+    let unique: BTreeSet<&[u8]> = pool.iter().map(|k| k.as_bytes()).collect();
+    assert_eq!(pool.len(), 100, "every pool KeyPackage handed out");
+    assert_eq!(unique.len(), 100, "none twice");
+    assert_eq!(taken.iter().filter(|(_, lr)| *lr).count(), 20);
+}
+
+fn group(epoch: u64, subscribers: &[DeviceAddr], last_post: u64) -> Group {
+    Group {
+        epoch,
+        post_key: PostKey::of(&Ed25519Secret::from_seed(&[epoch as u8; 32])),
+        previous_key: (epoch > 0)
+            .then(|| PostKey::of(&Ed25519Secret::from_seed(&[epoch as u8 - 1; 32]))),
+        next_seq: epoch + 1,
+        last_post,
+        subscribers: subscribers.iter().copied().collect(),
+    }
+}
+
+fn groups_are_written_read_and_deleted(store: &Store) {
+    let mut rng = rng(44);
+    let alice = Account::new(&mut rng, 2);
+    let bob = Account::new(&mut rng, 1);
+    let (a, b, c) = (alice.addr(0), alice.addr(1), bob.addr(0));
+    let id = GroupId([1; 32]);
+    let other = GroupId([2; 32]);
+    assert_eq!(store.group(&id).unwrap(), None);
+    let first = group(0, &[a, c], NOW);
+    store.put_group(&id, &first).unwrap();
+    store.put_group(&other, &group(3, &[b], NOW)).unwrap();
+    assert_eq!(store.group(&id).unwrap(), Some(first));
+    // A commit: new epoch and keys, one subscriber out, one in.
+    let second = group(1, &[a, b], NOW + 5);
+    store.put_group(&id, &second).unwrap();
+    assert_eq!(store.group(&id).unwrap(), Some(second));
+    assert_eq!(store.group(&other).unwrap(), Some(group(3, &[b], NOW)));
+    assert!(store.delete_group(&id).unwrap());
+    assert!(!store.delete_group(&id).unwrap());
+    assert_eq!(store.group(&id).unwrap(), None);
+    // A group opened again under the id starts from what it is given.
+    store.put_group(&id, &group(0, &[c], NOW)).unwrap();
+    assert_eq!(store.group(&id).unwrap(), Some(group(0, &[c], NOW)));
+}
+
+fn groups_expire_with_the_mailbox_ttl(store: &Store) {
+    let mut rng = rng(45);
+    let alice = Account::new(&mut rng, 1);
+    let a = alice.addr(0);
+    let old = GroupId([1; 32]);
+    let fresh = GroupId([2; 32]);
+    store.put_group(&old, &group(0, &[a], NOW - TTL)).unwrap();
+    store
+        .put_group(&fresh, &group(0, &[a], NOW - TTL + 1))
+        .unwrap();
+    assert_eq!(store.expire_groups(NOW, TTL).unwrap(), 1);
+    assert_eq!(store.group(&old).unwrap(), None);
+    assert!(store.group(&fresh).unwrap().is_some());
+    assert_eq!(store.expire_groups(NOW, TTL).unwrap(), 0);
+}
+
 // ---- Sled only: reopening and corrupt records --------------------------------------------------
 
 mod sled_only {
@@ -1346,6 +1582,46 @@ mod sled_only {
         match store {
             Store::Sled(store) => store.db(),
             Store::Memory(_) => unreachable!("a sled test"),
+        }
+    }
+
+    #[test]
+    fn groups_and_key_packages_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rng(46);
+        let alice = Account::new(&mut rng, 2);
+        let (a, b) = (alice.addr(0), alice.addr(1));
+        let id = GroupId([7; 32]);
+        {
+            let store = open_sled(dir.path());
+            alice.register(&store);
+            store
+                .publish_key_packages(&a, Some(&key_package(9)), &[key_package(1), key_package(2)])
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                store.take_key_package(&a, true).unwrap(),
+                Some((key_package(1), false))
+            );
+            store.put_group(&id, &group(2, &[a, b], NOW)).unwrap();
+            flush(&store);
+        }
+        let store = open_sled(dir.path());
+        assert_eq!(store.group(&id).unwrap(), Some(group(2, &[a, b], NOW)));
+        assert_eq!(
+            store.key_package_count(&a).unwrap(),
+            key_package_count(1, true)
+        );
+        // The pool's order survives, and new KeyPackages go after the old ones.
+        store
+            .publish_key_packages(&a, None, &[key_package(3)])
+            .unwrap()
+            .unwrap();
+        for n in [2, 3] {
+            assert_eq!(
+                store.take_key_package(&a, true).unwrap(),
+                Some((key_package(n), false))
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 mod abuse;
 mod auth;
 mod common;
+mod groups;
 mod handles;
 #[cfg(feature = "load-tool")]
 mod load_tool;

@@ -240,6 +240,15 @@ async fn authenticated_only_requests_on_an_anonymous_connection_are_auth_require
             request_id: rid(9),
             record,
         },
+        ClientFrame::PublishKeyPackages {
+            request_id: rid(9),
+            last_resort: None,
+            key_packages: vec![],
+        },
+        ClientFrame::LeaveGroup {
+            request_id: rid(9),
+            group_id: protocol::frames::GroupId([1; 32]),
+        },
     ];
     for frame in forbidden {
         // As the first frame, and after an anonymous request.
@@ -254,7 +263,7 @@ async fn authenticated_only_requests_on_an_anonymous_connection_are_auth_require
     }
     assert_eq!(
         relay.relay.metrics().rejections(Rejection::AuthRequired),
-        12
+        16
     );
 }
 
