@@ -14,6 +14,7 @@ pub mod codec;
 pub mod crypto;
 pub mod envelope;
 pub mod frames;
+pub mod group_meta;
 pub mod identity;
 pub mod introduction;
 pub mod invite;
