@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod envelope;
 pub mod frames;
 pub mod group_delivery;
+pub mod group_meta;
 pub mod identity;
 pub mod introduction;
 pub mod invite;

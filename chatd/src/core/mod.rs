@@ -15,6 +15,10 @@
 pub mod account;
 pub mod account_admin;
 pub mod contacts;
+// The group engine is tested on its own and reached by the daemon's methods once groups.* land
+// (issue #17); until then the library build does not call it.
+#[allow(dead_code)]
+pub mod groups;
 pub mod messaging;
 pub mod reach;
 pub mod records;

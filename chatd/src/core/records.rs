@@ -44,6 +44,10 @@ pub mod tables {
     /// within a conversation, so remembering a message touches the newest part of the tree
     /// only, and the offset keeps the clock reading out of the plaintext key.
     pub const RECEIVED: Table = Table(12);
+    /// keyed hash of (record kind, openmls' name for the record) -> an MLS record in CBOR:
+    /// groups' trees, epoch secrets and private keys, key packages' private keys
+    /// (`groups::storage`).
+    pub const GROUP_STATE: Table = Table(13);
 }
 
 const VERSION: u8 = 1;

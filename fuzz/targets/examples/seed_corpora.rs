@@ -1,5 +1,5 @@
 //! Writes the seed inputs of every fuzz target into `fuzz/corpus/<target>/` (fuzz/README.md):
-//! frames, envelopes, messages, bundles and invite refusals from the protocol test vectors
+//! frames, envelopes, messages, bundles, invite refusals and group metadata from the protocol test vectors
 //! (`protocol/testdata`) and from the fixed setup of the keyed targets, plus hand-written
 //! invite codes, HTTP heads and RPC sessions. Run it, then minimise with `cargo fuzz cmin`:
 //! `cargo run -p fuzz-targets --example seed_corpora`.
@@ -158,6 +158,10 @@ fn main() {
 
     for body in all("invite_refusal.json", "hex") {
         add("invite_refusal", hex(&body));
+    }
+
+    for body in all("group_meta.json", "hex") {
+        add("group_meta", hex(&body));
     }
 
     for key in ["address", "input"] {

@@ -70,6 +70,10 @@ pub const TARGETS: &[Target] = &[
         run: protocol_targets::group_delivery,
     },
     Target {
+        name: "group_meta",
+        run: protocol_targets::group_meta,
+    },
+    Target {
         name: "invite_code",
         run: services::invite_code,
     },

@@ -342,3 +342,17 @@ pub fn group_delivery(data: &[u8]) {
         );
     }
 }
+
+/// Group metadata (SPEC.md 13.3), which any member of a group can put in its group context. A
+/// value that decodes keeps every rule and re-encodes to the same bytes.
+pub fn group_meta(data: &[u8]) {
+    use protocol::group_meta::GroupMetadata;
+    if let Ok(metadata) = GroupMetadata::from_bytes(data) {
+        assert!(metadata.check().is_ok(), "decoded metadata breaks a rule");
+        assert_eq!(
+            metadata.to_bytes(),
+            data,
+            "group metadata decodes non-canonically"
+        );
+    }
+}
