@@ -1,5 +1,5 @@
-//! Group conversations on MLS (RFC 9420) through openmls (SPEC.md section 13, ARCHITECTURE.md
-//! "Groups"): the ciphersuite and group rules ([`session`]), members' credentials as chatd
+//! Group conversations on MLS (RFC 9420) through openmls (SPEC.md section 13; ARCHITECTURE.md,
+//! `core`, `groups`): the ciphersuite and group rules ([`session`]), members' credentials as chatd
 //! device certificates ([`credential`]), and openmls' records in the encrypted store
 //! ([`storage`], [`provider`]).
 
