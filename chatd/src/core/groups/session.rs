@@ -494,7 +494,10 @@ impl GroupSession {
         staged: &StagedCommit,
     ) -> Result<(), GroupError> {
         let admin = self.is_admin(&committer.identity());
-        let mut identities_after = self.member_identities();
+        // The accounts with a device in the group once the commit is merged: an account stays
+        // a member while any of its devices does.
+        let mut removed_leaves = Vec::new();
+        let mut added = Vec::new();
         for queued in staged.queued_proposals() {
             match queued.proposal() {
                 Proposal::Add(add) => {
@@ -503,9 +506,7 @@ impl GroupSession {
                     }
                     let leaf = add.key_package().leaf_node();
                     let device = verify_member(leaf.credential(), leaf.signature_key().as_slice())?;
-                    if !identities_after.contains(&device.identity()) {
-                        identities_after.push(device.identity());
-                    }
+                    added.push(device.identity());
                 }
                 Proposal::Remove(remove) => {
                     let removed = self.device_at(remove.removed())?;
@@ -514,6 +515,7 @@ impl GroupSession {
                     if !(admin || own_leave || own_device) {
                         return Err(GroupError::Forbidden("only admins remove members"));
                     }
+                    removed_leaves.push(remove.removed());
                 }
                 Proposal::Update(_) => {}
                 Proposal::GroupContextExtensions(_) => {
@@ -525,26 +527,18 @@ impl GroupSession {
             }
         }
         let after = metadata_in(staged.group_context().extensions())?;
-        let removed: Vec<VerifiedDevice> = staged
-            .remove_proposals()
-            .filter_map(|r| self.device_at(r.remove_proposal().removed()).ok())
-            .collect();
-        // An account stays a member while any of its devices does.
-        let still_member = |identity: &IdentityKey| {
-            identities_after.contains(identity)
-                && (self.members().iter().any(|d| {
-                    d.identity() == *identity
-                        && !removed
-                            .iter()
-                            .any(|r| r.identity() == d.identity() && r.device_id() == d.device_id())
-                }) || staged.add_proposals().any(|a| {
-                    let leaf = a.add_proposal().key_package().leaf_node();
-                    verify_member(leaf.credential(), leaf.signature_key().as_slice())
-                        .is_ok_and(|d| d.identity() == *identity)
-                }))
-        };
-        if after != self.metadata()? && after.admins.iter().any(|a| !still_member(a)) {
-            return Err(GroupError::Forbidden("every admin must be a member"));
+        if after != self.metadata()? {
+            let member_after = |identity: &IdentityKey| {
+                added.contains(identity)
+                    || self.group.members().any(|m| {
+                        !removed_leaves.contains(&m.index)
+                            && verify_member(&m.credential, m.signature_key.as_slice())
+                                .is_ok_and(|d| d.identity() == *identity)
+                    })
+            };
+            if after.admins.iter().any(|a| !member_after(a)) {
+                return Err(GroupError::Forbidden("every admin must be a member"));
+            }
         }
         Ok(())
     }
@@ -601,7 +595,6 @@ impl GroupSession {
             Sender::Member(leaf) => *leaf,
             _ => return Err(GroupError::Mls("a message from outside the group".into())),
         };
-        let sender_credential = processed.credential().clone();
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(message) => {
                 let sender = self.device_at(sender)?;
@@ -619,7 +612,6 @@ impl GroupSession {
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let committer = self.device_at(sender)?;
-                let _ = sender_credential;
                 self.check_rules(&committer, &staged)?;
                 let mut added = Vec::new();
                 for add in staged.add_proposals() {
