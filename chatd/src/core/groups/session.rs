@@ -183,13 +183,18 @@ pub fn check_key_package(
     let leaf = key_package.leaf_node();
     let device = verify_member(leaf.credential(), leaf.signature_key().as_slice())?;
     if let Some(expected) = expected
-        && (device.identity() != expected.identity() || device.device_id() != expected.device_id())
+        && !same_device(&device, expected)
     {
         return Err(GroupError::Mls(
             "the key package belongs to another device".into(),
         ));
     }
     Ok((key_package, device))
+}
+
+/// Whether two verified certificates name the same device of the same account.
+fn same_device(a: &VerifiedDevice, b: &VerifiedDevice) -> bool {
+    a.identity() == b.identity() && a.device_id() == b.device_id()
 }
 
 /// What a processed group message was.
@@ -349,8 +354,7 @@ impl GroupSession {
     fn leaf_of(&self, device: &VerifiedDevice) -> Option<LeafNodeIndex> {
         self.group.members().find_map(|m| {
             let found = verify_member(&m.credential, m.signature_key.as_slice()).ok()?;
-            (found.identity() == device.identity() && found.device_id() == device.device_id())
-                .then_some(m.index)
+            same_device(&found, device).then_some(m.index)
         })
     }
 
@@ -517,7 +521,19 @@ impl GroupSession {
                     }
                     removed_leaves.push(remove.removed());
                 }
-                Proposal::Update(_) => {}
+                Proposal::Update(update) => {
+                    // A member updates its own leaf: the new credential is still its device.
+                    let leaf = update.leaf_node();
+                    let device = verify_member(leaf.credential(), leaf.signature_key().as_slice())?;
+                    let Sender::Member(proposer) = queued.sender() else {
+                        return Err(GroupError::Forbidden("an update from outside the group"));
+                    };
+                    if !same_device(&device, &self.device_at(*proposer)?) {
+                        return Err(GroupError::Forbidden(
+                            "a member's update names another device",
+                        ));
+                    }
+                }
                 Proposal::GroupContextExtensions(_) => {
                     if !admin {
                         return Err(GroupError::Forbidden("only admins change the group"));
@@ -622,7 +638,12 @@ impl GroupSession {
                     )?);
                 }
                 if let Some(leaf) = staged.update_path_leaf_node() {
-                    verify_member(leaf.credential(), leaf.signature_key().as_slice())?;
+                    let device = verify_member(leaf.credential(), leaf.signature_key().as_slice())?;
+                    if !same_device(&device, &committer) {
+                        return Err(GroupError::Forbidden(
+                            "a committer's new leaf names another device",
+                        ));
+                    }
                 }
                 let mut removed = Vec::new();
                 for remove in staged.remove_proposals() {
